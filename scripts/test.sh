@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs what the tests need into .venv and runs the whole suite: lint, types, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install --quiet --upgrade pip
+.venv/bin/pip install --quiet -e '.[test]'
+.venv/bin/ruff format --check src tests bench
+.venv/bin/ruff check src tests bench
+.venv/bin/mypy
+.venv/bin/pytest "$@"
