@@ -15,6 +15,7 @@
         ├── ValuesNotFound                  200
         ├── ValueAlreadyExists              201
         ├── ValueInvalid                    202
+        ├── ServerNotResponsible            301
         ├── ServerBusy                        3
         ├── OperationDenied                   5
         ├── RecursionLimitExceeded            6
@@ -90,6 +91,12 @@ class RemoteProtocolError(HandleError):
     """A peer sent bytes that are not a valid message."""
 
     code = ResponseCode.PROTOCOL_ERROR
+
+
+class ServerNotResponsible(HandleError):
+    """The handle's prefix is not served by this node."""
+
+    code = ResponseCode.SERVER_NOT_RESP
 
 
 class ServerBusy(HandleError):

@@ -1,0 +1,141 @@
+"""The node's HTTP application: REST API, node info, OpenAPI document."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import PlainTextResponse
+
+import iinode
+from iinode.api.handles import HANDLE_RECORD_SCHEMA, build_router, json_response
+from iinode.codes import ResponseCode, http_status
+from iinode.errors import ConfigurationError, HandleError, StorageError, TransportError
+from iinode.identifiers import HandleName
+from iinode.node.service import HandleService, site_from_url
+from iinode.node.settings import NodeSettings, Role
+from iinode.resolution import HttpResolver, ResolutionCache
+from iinode.storage import open_store
+
+
+def _error_body(exc: HandleError, request: Request) -> dict[str, Any]:
+    body: dict[str, Any] = {"responseCode": int(exc.code), "message": exc.message}
+    handle = exc.handle
+    if handle is None and request.url.path.startswith("/api/handles/"):
+        handle = request.url.path.removeprefix("/api/handles/")
+    if handle is not None:
+        body["handle"] = handle
+    return body
+
+
+def create_app(service: HandleService, resolver: HttpResolver | None = None) -> FastAPI:
+    """The HTTP app for a node whose service (and store) is already open."""
+    app = FastAPI(
+        title="iinode",
+        version=iinode.__version__,
+        description="Industrial Internet node: Handle-compatible identifier resolution.",
+    )
+    app.state.service = service
+    app.state.resolver = resolver
+    app.include_router(build_router(service, resolver))
+
+    @app.exception_handler(HandleError)
+    async def on_handle_error(request: Request, exc: HandleError) -> Response:
+        return json_response(_error_body(exc, request), http_status(exc.code))
+
+    @app.exception_handler(StorageError)
+    async def on_storage_error(request: Request, exc: StorageError) -> Response:
+        return json_response({"responseCode": int(ResponseCode.ERROR), "message": str(exc)}, 500)
+
+    @app.exception_handler(TransportError)
+    async def on_transport_error(request: Request, exc: TransportError) -> Response:
+        return json_response(
+            {"responseCode": int(ResponseCode.SERVER_NOT_RESP), "message": str(exc)}, 502
+        )
+
+    @app.get("/api/node", tags=["node"], summary="This node's role, prefix and parent")
+    async def node_info() -> dict[str, Any]:
+        s = service.settings
+        return {
+            "role": s.role.value,
+            "prefix": s.prefix,
+            "name": s.name,
+            "parent": s.parent_url,
+            "httpUrl": s.http_url,
+            "handlePort": s.handle_port,
+            "handles": await service.store.count(),
+            "version": iinode.__version__,
+        }
+
+    @app.get("/healthz", tags=["node"], response_class=PlainTextResponse)
+    async def health() -> str:
+        return "ok"
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {})["HandleRecord"] = (
+                HANDLE_RECORD_SCHEMA
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def build_resolver(settings: NodeSettings) -> HttpResolver | None:
+    if not settings.parent_url and settings.role is not Role.RECURSIVE:
+        roots = [site_from_url(settings.http_url)]
+    elif settings.parent_url:
+        roots = [site_from_url(settings.parent_url)]
+    else:
+        return None
+    cache = ResolutionCache(settings.cache_size, negative_ttl=settings.negative_ttl)
+    return HttpResolver(roots, cache=cache, max_referrals=settings.max_referrals)
+
+
+def app_for_settings(settings: NodeSettings) -> FastAPI:
+    """An app that opens its store on start-up and closes it on shut-down."""
+    holder: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = await open_store(settings.store_url, base_dir=settings.data_dir)
+        service = HandleService(settings, store)
+        await service.refresh_site()
+        resolver = build_resolver(settings)
+        inner = create_app(service, resolver)
+        holder["inner"] = inner
+        app.mount("/", inner)
+        try:
+            yield
+        finally:
+            if resolver is not None:
+                await resolver.aclose()
+            await store.close()
+
+    outer = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    return outer
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` with several workers: reads IINODE_DATA_DIR."""
+    data_dir = os.environ.get("IINODE_DATA_DIR")
+    if not data_dir:
+        raise ConfigurationError("IINODE_DATA_DIR is not set")
+    settings = NodeSettings.load(Path(data_dir))
+    port = os.environ.get("IINODE_HTTP_PORT")
+    if port:
+        settings = settings.with_overrides(http_port=int(port))
+    return app_for_settings(settings)
+
+
+__all__ = ["HandleName", "app_for_settings", "app_from_env", "build_resolver", "create_app"]

@@ -1,0 +1,327 @@
+"""The ``iinode`` command: parses arguments, builds settings, calls the library."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from iinode.errors import HandleError, IinodeError
+from iinode.identifiers import (
+    HandleName,
+    HandleValue,
+    Prefix,
+    SiteData,
+    StringData,
+    UrlData,
+    data_class_for,
+)
+from iinode.node.settings import NodeSettings, Role
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="iinode: an Industrial Internet node."
+)
+prefix_app = typer.Typer(no_args_is_help=True, help="Prefix delegation.")
+app.add_typer(prefix_app, name="prefix")
+console = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", help="the node's data directory", envvar="IINODE_DATA_DIR")
+]
+Secret = Annotated[
+    str | None, typer.Option("--secret", help="admin secret", envvar="IINODE_ADMIN_SECRET")
+]
+
+
+def fail(message: str) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def init(
+    role: Annotated[Role, typer.Option(help="node role")],
+    data_dir: DataDir,
+    admin_secret: Annotated[str, typer.Option("--admin-secret", envvar="IINODE_ADMIN_SECRET")],
+    prefix: Annotated[str | None, typer.Option(help="the prefix this node owns")] = None,
+    http_port: Annotated[int, typer.Option(envvar="IINODE_HTTP_PORT")] = 8000,
+    handle_port: Annotated[int | None, typer.Option(envvar="IINODE_HANDLE_PORT")] = None,
+    parent: Annotated[
+        str | None, typer.Option(help="parent node URL", envvar="IINODE_PARENT_URL")
+    ] = None,
+    public_host: Annotated[str, typer.Option(envvar="IINODE_PUBLIC_HOST")] = "127.0.0.1",
+    store: Annotated[
+        str, typer.Option(help="store URL", envvar="IINODE_STORE_URL")
+    ] = "sqlite:handles.sqlite3",
+    name: Annotated[str, typer.Option(help="a human name for the node")] = "",
+) -> None:
+    """Create a node: its configuration and its prefix record 0.NA/<prefix>."""
+    from iinode.node.service import HandleService
+    from iinode.storage import open_store
+
+    settings = NodeSettings(
+        role=role, data_dir=data_dir, prefix=prefix, store_url=store, http_port=http_port,
+        handle_port=handle_port, public_host=public_host, parent_url=parent, name=name,
+    )  # fmt: skip
+    if (data_dir / "node.toml").exists():
+        fail(f"{data_dir} already holds a node; choose another --data-dir")
+    path = settings.save()
+
+    async def run() -> str | None:
+        store_ = await open_store(settings.store_url, base_dir=data_dir)
+        try:
+            if settings.prefix is None:
+                return None
+            return str(await HandleService(settings, store_).initialise(admin_secret))
+        finally:
+            await store_.close()
+
+    na = asyncio.run(run())
+    console.print(f"node configuration written to {path}")
+    if na:
+        console.print(f"created {na}; authenticate as [bold]300:{na}[/bold]")
+
+
+@app.command()
+def serve(
+    data_dir: DataDir,
+    http_port: Annotated[int | None, typer.Option(envvar="IINODE_HTTP_PORT")] = None,
+    handle_port: Annotated[int | None, typer.Option(envvar="IINODE_HANDLE_PORT")] = None,
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    workers: Annotated[int, typer.Option(help="HTTP worker processes")] = 1,
+) -> None:
+    """Serve the node's HTTP API (and the native protocol once configured)."""
+    import uvicorn
+
+    from iinode.api.app import app_for_settings
+
+    settings = NodeSettings.load(data_dir).with_overrides(
+        http_port=http_port, handle_port=handle_port, http_host=host
+    )
+    console.print(f"{settings.role.value} node {settings.prefix or ''} on {settings.http_url}")
+    if workers > 1:
+        os.environ["IINODE_DATA_DIR"] = str(data_dir)
+        os.environ["IINODE_HTTP_PORT"] = str(settings.http_port)
+        uvicorn.run(
+            "iinode.api.app:app_from_env", factory=True, host=settings.http_host,
+            port=settings.http_port, workers=workers, log_level="warning",
+        )  # fmt: skip
+    else:
+        uvicorn.run(app_for_settings(settings), host=settings.http_host, port=settings.http_port,
+                    log_level="warning")  # fmt: skip
+
+
+@prefix_app.command("delegate")
+def delegate(
+    child: Annotated[str, typer.Argument(help="the prefix to delegate, e.g. 88.118.8")],
+    to: Annotated[str, typer.Option("--to", help="URL of the node that will own it")],
+    node: Annotated[str, typer.Option("--node", help="URL of the delegating (parent) node")],
+    secret: Secret = None,
+    admin: Annotated[
+        str | None, typer.Option(help="identity, default 300:0.NA/<parent prefix>")
+    ] = None,
+) -> None:
+    """Delegate CHILD to the node at --to, by writing 0.NA/CHILD at the parent."""
+    from iinode.client import NodeClient
+    from iinode.node.service import site_from_url
+
+    prefix = Prefix(child)
+    if prefix.parent is None:
+        fail("a root prefix cannot be delegated")
+    identity = admin or f"300:0.NA/{prefix.parent}"
+    if secret is None:
+        fail("give --secret or set IINODE_ADMIN_SECRET")
+    site = site_from_url(to)
+    values = [HandleValue(1, "HS_SITE", site)]
+
+    async def run() -> None:
+        async with NodeClient(node, identity=identity, secret=secret) as client:
+            await client.put(prefix.na_handle, values)
+
+    asyncio.run(run())
+    console.print(f"delegated {prefix} to {to} (record {prefix.na_handle} at {node})")
+
+
+@app.command()
+def register(
+    handle: Annotated[str, typer.Argument(help="prefix/suffix")],
+    node: Annotated[str, typer.Option("--node", help="URL of the node that owns the prefix")],
+    url: Annotated[str | None, typer.Option(help="URL value (index 1)")] = None,
+    value: Annotated[
+        list[str] | None, typer.Option("--value", help="TYPE=TEXT, repeatable")
+    ] = None,
+    secret: Secret = None,
+    admin: Annotated[str | None, typer.Option(help="identity, default 300:0.NA/<prefix>")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing handle")] = False,
+) -> None:
+    """Register an identifier at its node."""
+    from iinode.client import NodeClient
+
+    name = HandleName.parse(handle)
+    values: list[HandleValue] = []
+    if url:
+        values.append(HandleValue(1, "URL", UrlData(url)))
+    for item in value or []:
+        vtype, eq, text = item.partition("=")
+        if not eq or not vtype:
+            fail(f"--value {item!r} must be TYPE=TEXT")
+        cls = data_class_for(vtype) or StringData
+        values.append(HandleValue(len(values) + 1, vtype, cls.from_json(text)))
+    if secret is None:
+        fail("give --secret or set IINODE_ADMIN_SECRET")
+
+    async def run() -> None:
+        async with NodeClient(
+            node, identity=admin or f"300:0.NA/{name.prefix}", secret=secret
+        ) as c:
+            await c.put(name, values, overwrite=overwrite)
+
+    asyncio.run(run())
+    console.print(f"registered {name} at {node}")
+
+
+@app.command()
+def resolve(
+    handle: Annotated[str, typer.Argument(help="prefix/suffix")],
+    node: Annotated[
+        str,
+        typer.Option(
+            "--node", help="URL to start from (a top-level node)", envvar="IINODE_ROOT_URL"
+        ),
+    ] = "http://127.0.0.1:8000",
+) -> None:
+    """Resolve an identifier through the hierarchy and show the chain of nodes walked."""
+    from iinode.node.service import site_from_url
+    from iinode.resolution import resolve_sync
+
+    name = HandleName.parse(handle)
+    resolved = resolve_sync(name, [site_from_url(node)])
+    console.print(f"[bold]{name}[/bold]")
+    for n, hop in enumerate(resolved.chain, start=1):
+        console.print(
+            f"  {n}. {hop.server:<28} {hop.code.to_text():<18} {hop.detail}", highlight=False
+        )
+    table = Table("index", "type", "data", "ttl")
+    for v in resolved.values:
+        data = v.data.to_json()["value"]
+        table.add_row(str(v.index), v.type, _short(data), str(v.ttl))
+    console.print(table)
+
+
+def _short(data: object) -> str:
+    if isinstance(data, SiteData):
+        return ",".join(data.http_urls())
+    text = str(data)
+    return text if len(text) < 80 else text[:77] + "..."
+
+
+@app.command("bulk-load")
+def bulk_load(
+    file: Annotated[Path, typer.Argument(help=".csv or .jsonl file", exists=True, dir_okay=False)],
+    data_dir: DataDir,
+    overwrite: Annotated[bool, typer.Option(help="replace existing handles")] = False,
+    batch: Annotated[int, typer.Option(help="rows per transaction")] = 20_000,
+) -> None:
+    """Load many identifiers straight into this node's store, with a progress bar."""
+    from iinode.node.loader import count_lines, read_rows
+    from iinode.node.service import BulkRegistrar, HandleService
+    from iinode.storage import open_store
+
+    settings = NodeSettings.load(data_dir)
+    total = max(count_lines(file) - (1 if file.suffix.lower() == ".csv" else 0), 0)
+
+    async def run() -> tuple[int, int]:
+        store = await open_store(settings.store_url, base_dir=data_dir)
+        written = skipped = 0
+        try:
+            registrar = BulkRegistrar(HandleService(settings, store), overwrite=overwrite)
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+            )
+            with Progress(*columns, console=console, transient=False) as progress:
+                task = progress.add_task(f"loading {file.name}", total=total)
+                rows = []
+                for handle, values in read_rows(file):
+                    rows.append(registrar.encode(handle, values))
+                    if len(rows) >= batch:
+                        w, s = await registrar.write(rows)
+                        written, skipped = written + w, skipped + s
+                        progress.advance(task, len(rows))
+                        rows = []
+                if rows:
+                    w, s = await registrar.write(rows)
+                    written, skipped = written + w, skipped + s
+                    progress.advance(task, len(rows))
+        finally:
+            await store.close()
+        return written, skipped
+
+    written, skipped = asyncio.run(run())
+    console.print(f"loaded {written} identifiers, skipped {skipped} that already existed")
+
+
+@app.command()
+def demo(
+    base_port: Annotated[
+        int, typer.Option(help="first HTTP port; nodes use the following ones")
+    ] = 8100,
+    duration: Annotated[
+        float | None, typer.Option(help="stop after this many seconds (default: until Ctrl-C)")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="keep node data here instead of a temp dir")
+    ] = None,
+    products: Annotated[
+        int, typer.Option(help="product identifiers bulk-registered per enterprise")
+    ] = 2000,
+) -> None:
+    """Boot a miniature national identifier network on local ports."""
+    from iinode.demo.network import run_demo
+
+    asyncio.run(
+        run_demo(
+            console, base_port=base_port, duration=duration, data_dir=data_dir, products=products
+        )
+    )
+
+
+def run() -> None:
+    """Entry point: library errors print one line and exit non-zero."""
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except HandleError as exc:
+        err.print(
+            f"[red]error:[/red] {exc.message} "
+            f"(Handle response code {int(exc.code)} {exc.code.to_text()})",
+            highlight=False,
+        )
+        sys.exit(1)
+    except IinodeError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+    except OSError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

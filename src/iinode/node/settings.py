@@ -1,0 +1,156 @@
+"""Typed node settings.
+
+Settings are frozen and passed into constructors; only the CLI reads the
+environment (``IINODE_*``) and the node file (``<data-dir>/node.toml``).
+``SETTINGS`` is the one table of settings; a test checks it against the docs.
+"""
+
+from __future__ import annotations
+
+import enum
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from iinode.errors import ConfigurationError, InvalidHandle
+from iinode.identifiers import Prefix
+
+NODE_FILE = "node.toml"
+
+
+class Role(enum.StrEnum):
+    TOP = "top"
+    SECONDARY = "secondary"
+    ENTERPRISE = "enterprise"
+    RECURSIVE = "recursive"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    role: Role
+    data_dir: Path
+    prefix: str | None = None
+    store_url: str = "sqlite:handles.sqlite3"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    handle_port: int | None = None
+    public_host: str = "127.0.0.1"
+    parent_url: str | None = None
+    name: str = ""
+    cache_size: int = 100_000
+    negative_ttl: int = 60
+    max_referrals: int = 8
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.role is Role.RECURSIVE:
+            if self.prefix is not None:
+                raise ConfigurationError("a recursive node owns no prefix")
+            if not self.parent_url:
+                raise ConfigurationError("a recursive node needs --parent (the root node's URL)")
+        elif self.prefix is None:
+            raise ConfigurationError(f"a {self.role.value} node needs --prefix")
+        else:
+            try:
+                prefix = Prefix(self.prefix)
+            except InvalidHandle as exc:
+                raise ConfigurationError(f"invalid prefix: {exc.message}") from None
+            object.__setattr__(self, "prefix", prefix.text)
+            if self.role is Role.TOP and prefix.depth != 1:
+                raise ConfigurationError(f"a top-level node owns a root prefix, not {prefix}")
+            if self.role is not Role.TOP and prefix.depth == 1:
+                raise ConfigurationError(f"a {self.role.value} node owns a derived prefix")
+        for port in (self.http_port, self.handle_port):
+            if port is not None and not 0 <= port < 65536:
+                raise ConfigurationError(f"port {port} is out of range")
+
+    @property
+    def owned_prefix(self) -> Prefix | None:
+        return None if self.prefix is None else Prefix(self.prefix)
+
+    @property
+    def admin_identity(self) -> str | None:
+        return None if self.prefix is None else f"300:0.NA/{self.prefix}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.public_host}:{self.http_port}"
+
+    def with_overrides(self, **changes: Any) -> NodeSettings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    # -- the node file ---------------------------------------------------------
+    def to_toml(self) -> str:
+        lines = []
+        for f in fields(self):
+            if f.name in ("data_dir", "extra"):
+                continue
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, enum.Enum):
+                value = value.value
+            lines.append(f"{f.name} = {_toml_value(value)}")
+        return "\n".join(lines) + "\n"
+
+    def save(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / NODE_FILE
+        path.write_text(self.to_toml(), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, data_dir: Path) -> NodeSettings:
+        path = data_dir / NODE_FILE
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigurationError(
+                f"{path} does not exist; run 'iinode init' for this data directory first"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"{path} is not valid TOML: {exc}") from None
+        known = {f.name for f in fields(cls)} - {"data_dir", "extra"}
+        unknown = set(raw) - known
+        if unknown:
+            raise ConfigurationError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
+        try:
+            raw["role"] = Role(raw["role"])
+        except (KeyError, ValueError):
+            raise ConfigurationError(
+                f"{path}: 'role' must be one of top/secondary/enterprise/recursive"
+            ) from None
+        return cls(data_dir=data_dir, **raw)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+#: The settings table: name -> (environment variable, description).
+SETTINGS: dict[str, tuple[str, str]] = {
+    "role": ("IINODE_ROLE", "top, secondary, enterprise or recursive"),
+    "prefix": ("IINODE_PREFIX", "the prefix this node owns (none for a recursive node)"),
+    "store_url": (
+        "IINODE_STORE_URL",
+        "memory:, sqlite:PATH (default sqlite:handles.sqlite3) or postgresql://…[#table]",
+    ),
+    "http_host": ("IINODE_HTTP_HOST", "address the HTTP API binds to"),
+    "http_port": ("IINODE_HTTP_PORT", "HTTP API port (default 8000)"),
+    "handle_port": ("IINODE_HANDLE_PORT", "native Handle protocol port (2641 by convention)"),
+    "public_host": ("IINODE_PUBLIC_HOST", "IP address advertised in this node's HS_SITE"),
+    "parent_url": (
+        "IINODE_PARENT_URL",
+        "HTTP URL of the parent node (the root for a recursive node)",
+    ),
+    "name": ("IINODE_NAME", "a human name for the node"),
+    "cache_size": ("IINODE_CACHE_SIZE", "entries in the resolution cache"),
+    "negative_ttl": ("IINODE_NEGATIVE_TTL", "seconds a not-found answer is cached"),
+    "max_referrals": ("IINODE_MAX_REFERRALS", "referrals followed before giving up"),
+}
