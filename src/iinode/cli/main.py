@@ -299,7 +299,9 @@ def demo(
 def run() -> None:
     """Entry point: library errors print one line and exit non-zero."""
     try:
-        app(standalone_mode=False)
+        result = app(standalone_mode=False)
+        if isinstance(result, int):
+            sys.exit(result)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):

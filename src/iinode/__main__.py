@@ -1,0 +1,3 @@
+from iinode.cli.main import run
+
+run()

@@ -1,0 +1,1 @@
+"""HTTP front ends of a node."""
