@@ -158,6 +158,9 @@ class StringData(ValueData):
             raise ValueInvalid(f"{cls.kind} data is not UTF-8 text") from None
 
 
+_SPACE = re.compile(r"\s")
+
+
 class UrlData(StringData):
     kind = "URL"
 

@@ -8,6 +8,7 @@ given.  A prefix's own record lives at its naming-authority handle
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -75,6 +76,11 @@ def normalise_prefix(text: str) -> str:
     """Validate a prefix and return its normal (upper-case) form."""
     if not isinstance(text, str):
         raise InvalidHandle(f"prefix must be text, not {type(text).__name__}")
+    return _normalise_prefix(text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _normalise_prefix(text: str) -> str:
     if not text:
         raise InvalidHandle("prefix is empty")
     if "/" in text:

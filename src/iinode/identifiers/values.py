@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import struct
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -55,6 +56,10 @@ VALUE_TYPES: dict[str, type[ValueData]] = {
     "HS_PUBKEY": PubKeyData,
     "HS_ALIAS": AliasData,
 }
+
+
+#: index, timestamp, TTL type, TTL, permissions, length of the type string.
+_FIXED = struct.Struct(">IIBiBI")
 
 
 class TTLType(enum.IntEnum):
@@ -147,11 +152,13 @@ class HandleValue:
         return replace(self, timestamp=int(time.time()) if when is None else when)
 
     # -- wire ------------------------------------------------------------------
-    def write(self, w: WireWriter) -> None:
+    def write(self, w: WireWriter, stamp: int | None = None) -> None:
+        """Append the wire form; ``stamp`` overrides the timestamp."""
         data = self.data.to_wire()
-        w.u32(self.index).u32(self.timestamp).u8(int(self.ttl_type)).i32(self.ttl)
-        w.u8(int(self.permissions)).utf8(self.type).byte_string(data)
-        w.u32(len(self.references))
+        vtype = self.type.encode("utf-8")
+        ts = self.timestamp if stamp is None else stamp
+        w.raw(_FIXED.pack(self.index, ts, self.ttl_type, self.ttl, self.permissions, len(vtype)))
+        w.raw(vtype).byte_string(data).u32(len(self.references))
         for ref in self.references:
             w.utf8(str(ref.handle)).u32(ref.index)
 

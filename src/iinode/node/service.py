@@ -50,6 +50,7 @@ from iinode.identifiers import (
     encode_record,
     site_for,
 )
+from iinode.identifiers.wire import WireWriter
 from iinode.node.auth import Authorizer, hash_secret, is_hashed
 from iinode.node.settings import NodeSettings
 from iinode.storage import HandlePage, HandleStore
@@ -457,16 +458,23 @@ class BulkRegistrar:
             ),
             timestamp=self._now,
         )
+        self._admin_wire = self._admin.to_wire()
 
     def encode(self, handle: HandleName, values: Sequence[HandleValue]) -> tuple[str, str, bytes]:
-        if not handle.authority.is_within(self.owned) or handle.is_na_handle:
+        if handle.is_na_handle or not handle.authority.is_within(self.owned):
             raise ServerNotResponsible(f"{handle} is outside this node's prefix {self.owned}")
-        record = [replace(v, timestamp=self._now) for v in values]
-        if not any(isinstance(v.data, AdminData) for v in record) and all(
-            v.index != 100 for v in record
-        ):
-            record.append(self._admin)
-        return str(handle), handle.prefix_text, encode_record(check_record(record))
+        if len(values) > 1:
+            values = check_record(values)
+        add_admin = not any(v.index == 100 or isinstance(v.data, AdminData) for v in values)
+        w = WireWriter().u32(len(values) + add_admin)
+        for v in values:
+            if add_admin and v.index > 100:
+                w.raw(self._admin_wire)
+                add_admin = False
+            v.write(w, self._now)
+        if add_admin:
+            w.raw(self._admin_wire)
+        return str(handle), handle.prefix_text, w.getvalue()
 
     async def write(self, rows: Sequence[tuple[str, str, bytes]]) -> tuple[int, int]:
         result = await self.service.store.bulk_put(rows, overwrite=self.overwrite)
