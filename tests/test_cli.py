@@ -23,30 +23,75 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def test_init_and_bulk_load(tmp_path: Path) -> None:
     data = tmp_path / "node"
-    run("init", "--role", "enterprise", "--prefix", "88.118.8", "--data-dir", str(data), "--admin-secret", "pw")
+    run(
+        "init",
+        "--role",
+        "enterprise",
+        "--prefix",
+        "88.118.8",
+        "--data-dir",
+        str(data),
+        "--admin-secret",
+        "pw",
+    )
     assert (data / "node.toml").read_text().startswith('role = "enterprise"')
     csv = tmp_path / "ids.csv"
-    csv.write_text("handle,URL,DESC\n" + "".join(f"88.118.8/P{n},http://f.cn/{n},part {n}\n" for n in range(300)))
+    csv.write_text(
+        "handle,URL,DESC\n"
+        + "".join(f"88.118.8/P{n},http://f.cn/{n},part {n}\n" for n in range(300))
+    )
     out = run("bulk-load", str(csv), "--data-dir", str(data)).stdout
     assert "loaded 300 identifiers, skipped 0" in out
     out = run("bulk-load", str(csv), "--data-dir", str(data)).stdout
     assert "loaded 0 identifiers, skipped 300" in out
     jsonl = tmp_path / "ids.jsonl"
-    jsonl.write_text('{"handle": "88.118.8/J1", "values": [{"index": 1, "type": "URL", "data": "http://j.cn/"}]}\n')
+    jsonl.write_text(
+        '{"handle": "88.118.8/J1", "values": [{"index": 1, "type": "URL", "data": "http://j.cn/"}]}\n'
+    )
     assert "loaded 1 identifiers" in run("bulk-load", str(jsonl), "--data-dir", str(data)).stdout
 
 
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     data = tmp_path / "node"
-    run("init", "--role", "enterprise", "--prefix", "88.118.8", "--data-dir", str(data), "--admin-secret", "pw")
+    run(
+        "init",
+        "--role",
+        "enterprise",
+        "--prefix",
+        "88.118.8",
+        "--data-dir",
+        str(data),
+        "--admin-secret",
+        "pw",
+    )
     bad = tmp_path / "bad.csv"
     bad.write_text("handle,URL\n88.118.9/X,http://x.cn/\n")
     cases = [
         ("bulk-load", str(bad), "--data-dir", str(data)),
-        ("init", "--role", "top", "--prefix", "88.1", "--data-dir", str(tmp_path / "t"), "--admin-secret", "x"),
+        (
+            "init",
+            "--role",
+            "top",
+            "--prefix",
+            "88.1",
+            "--data-dir",
+            str(tmp_path / "t"),
+            "--admin-secret",
+            "x",
+        ),
         ("serve", "--data-dir", str(tmp_path / "missing")),
         ("resolve", "88..1/x"),
-        ("init", "--role", "enterprise", "--prefix", "88.118.8", "--data-dir", str(data), "--admin-secret", "x"),
+        (
+            "init",
+            "--role",
+            "enterprise",
+            "--prefix",
+            "88.118.8",
+            "--data-dir",
+            str(data),
+            "--admin-secret",
+            "x",
+        ),
     ]
     for args in cases:
         proc = run(*args, check=False)
@@ -76,11 +121,15 @@ def test_cli_walks_three_level_resolution() -> None:
         out = run("resolve", "88.120.3/INJECTION-01", "--node", f"http://127.0.0.1:{base}").stdout
         hops = [line for line in out.splitlines() if line.strip()[:2] in ("1.", "2.", "3.")]
         assert len(hops) == 3, out
-        assert "PREFIX_REFERRAL" in hops[0] and "delegated 88.120" in hops[0]
-        assert "PREFIX_REFERRAL" in hops[1] and "delegated 88.120.3" in hops[1]
-        assert "SUCCESS" in hops[2] and "INJECTION-01" in out
+        assert "PREFIX_REFERRAL" in hops[0]
+        assert "delegated 88.120" in hops[0]
+        assert "PREFIX_REFERRAL" in hops[1]
+        assert "delegated 88.120.3" in hops[1]
+        assert "SUCCESS" in hops[2]
+        assert "INJECTION-01" in out
         missing = run("resolve", "88.120.3/NOPE", "--node", f"http://127.0.0.1:{base}", check=False)
-        assert missing.returncode == 1 and "not found" in missing.stderr
+        assert missing.returncode == 1
+        assert "not found" in missing.stderr
     finally:
         demo.terminate()
         demo.communicate(timeout=20)

@@ -9,12 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from support import free_port
 
 from iinode.api.app import create_app
 from iinode.node.service import HandleService
 from iinode.node.settings import NodeSettings, Role
 from iinode.storage import SQLiteStore
+from support import free_port
 
 SECRET = "s3cret"
 

@@ -25,7 +25,8 @@ async def test_create_then_resolve(client: httpx.AsyncClient) -> None:
     assert r.json() == {"responseCode": 1, "handle": "88.118.8/PRESS-01"}
     r = await client.get("/api/handles/88.118.8/PRESS-01")
     body = r.json()
-    assert r.status_code == 200 and body["responseCode"] == 1
+    assert r.status_code == 200
+    assert body["responseCode"] == 1
     types = {v["type"]: v for v in body["values"]}
     assert types["URL"]["data"] == {"format": "string", "value": "http://a.cn/x"}
     assert types["HS_ADMIN"]["data"]["value"] == {
@@ -33,7 +34,8 @@ async def test_create_then_resolve(client: httpx.AsyncClient) -> None:
         "index": 300,
         "permissions": "011111110011",
     }
-    assert types["URL"]["timestamp"].endswith("Z") and types["URL"]["ttl"] == 86400
+    assert types["URL"]["timestamp"].endswith("Z")
+    assert types["URL"]["ttl"] == 86400
 
 
 async def test_filters_and_values_not_found(client: httpx.AsyncClient) -> None:
@@ -43,7 +45,8 @@ async def test_filters_and_values_not_found(client: httpx.AsyncClient) -> None:
     r = await client.get("/api/handles/88.118.8/A?index=1&index=2")
     assert [v["index"] for v in r.json()["values"]] == [1, 2]
     r = await client.get("/api/handles/88.118.8/A", params={"type": "NOPE"})
-    assert r.status_code == 200 and r.json()["responseCode"] == 200
+    assert r.status_code == 200
+    assert r.json()["responseCode"] == 200
 
 
 async def test_secret_key_is_hidden_and_hashed(client: httpx.AsyncClient) -> None:
@@ -80,7 +83,9 @@ async def test_overwrite_modify_and_delete_values(client: httpx.AsyncClient) -> 
 async def test_mint_new_suffix(client: httpx.AsyncClient) -> None:
     r = await put(client, "88.118.8/LOT-", [URL_VALUE], mintNewSuffix="true")
     minted = r.json()["handle"]
-    assert r.status_code == 201 and minted.startswith("88.118.8/LOT-") and len(minted) > 20
+    assert r.status_code == 201
+    assert minted.startswith("88.118.8/LOT-")
+    assert len(minted) > 20
     assert (await client.get(f"/api/handles/{minted}")).status_code == 200
 
 
@@ -128,7 +133,8 @@ async def test_bad_writes_are_refused_and_change_nothing(
 
 async def test_malformed_json_is_refused(client: httpx.AsyncClient, service: HandleService) -> None:
     r = await client.put("/api/handles/88.118.8/J", content=b"{not json", auth=ADMIN)  # type: ignore[arg-type]
-    assert r.status_code == 400 and "not valid JSON" in r.json()["message"]
+    assert r.status_code == 400
+    assert "not valid JSON" in r.json()["message"]
     assert (
         await service.lookup(__import__("iinode").identifiers.HandleName.parse("88.118.8/J"))
         is None
@@ -141,8 +147,8 @@ async def test_permission_bits_are_enforced(
     # A second identity that may only add values to one handle.
     ops = [{"index": 300, "type": "HS_SECKEY", "data": "ops-pass", "permissions": "1100"}]
     assert (await put(client, "88.118.8/OPS", ops)).status_code == 201
-    limited = {"index": 100, "type": "HS_ADMIN", "data": {"format": "admin",
-               "value": {"handle": "88.118.8/OPS", "index": 300, "permissions": "000001000000"}}}  # fmt: skip
+    grant = {"handle": "88.118.8/OPS", "index": 300, "permissions": "000001000000"}
+    limited = {"index": 100, "type": "HS_ADMIN", "data": {"format": "admin", "value": grant}}
     await put(client, "88.118.8/M", [URL_VALUE, limited])
     ops_auth = ("300%3A88.118.8/OPS", "ops-pass")
     r = await put(
@@ -169,7 +175,8 @@ async def test_list_handles_needs_auth_and_pages(client: httpx.AsyncClient) -> N
     assert (await client.get("/api/handles?prefix=88.118.8")).status_code == 401
     r = await client.get("/api/handles?prefix=0.NA/88.118.8&page=1&pageSize=2", auth=ADMIN)  # type: ignore[arg-type]
     body = r.json()
-    assert body["totalCount"] == "5" and body["handles"] == ["88.118.8/L2", "88.118.8/L3"]
+    assert body["totalCount"] == "5"
+    assert body["handles"] == ["88.118.8/L2", "88.118.8/L3"]
 
 
 async def test_openapi_document(client: httpx.AsyncClient) -> None:

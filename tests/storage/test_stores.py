@@ -5,11 +5,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from support import require_service
 
 from iinode.errors import HandleAlreadyExists
 from iinode.storage import HandleStore, MemoryStore, SQLiteStore
 from iinode.storage.postgres import PostgresStore
+from support import require_service
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
@@ -71,7 +71,8 @@ async def test_list_handles_pages_by_prefix(store: HandleStore) -> None:
     await store.bulk_put(rows)
     first = await store.list_handles("88.1", page=0, page_size=10)
     last = await store.list_handles("88.1", page=2, page_size=10)
-    assert first.total == 25 and first.handles == [f"88.1/{n:03d}" for n in range(10)]
+    assert first.total == 25
+    assert first.handles == [f"88.1/{n:03d}" for n in range(10)]
     assert last.handles == [f"88.1/{n:03d}" for n in range(20, 25)]
     assert (await store.list_handles("88.3")).total == 0
 
