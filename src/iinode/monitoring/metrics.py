@@ -1,0 +1,173 @@
+"""Self-monitoring: a metrics registry per node, collectors, pure text exposition.
+
+Each node owns one ``CollectorRegistry`` (never the process-global default one),
+so that several nodes can live in one process, as they do in ``iinode demo``.
+Values that already exist elsewhere (store size, outbox depth, connector state)
+are read at scrape time by ``CallbackCollector`` instead of being copied into
+gauges.  ``render`` is a pure function from a registry to the Prometheus text
+format; the HTTP adapter lives in ``iinode.api.monitoring``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+#: A sample source: label values (in ``labels`` order) mapped to a value.
+Samples = Mapping[tuple[str, ...], float]
+
+
+def new_registry() -> CollectorRegistry:
+    """A fresh registry for one node."""
+    return CollectorRegistry(auto_describe=True)
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text exposition (version 0.0.4) of everything in ``registry``."""
+    return generate_latest(registry)
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackCollector(Collector):
+    """A gauge family whose samples are read from a callable at every scrape.
+
+    ``read`` returns either a single number (when ``labels`` is empty) or a
+    mapping from label-value tuples to numbers.  An exception in ``read`` is not
+    swallowed: a scrape that cannot read the value fails loudly.
+    """
+
+    name: str
+    documentation: str
+    read: Callable[[], float | Samples]
+    labels: tuple[str, ...] = ()
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=list(self.labels))
+        value = self.read()
+        if isinstance(value, int | float):
+            if self.labels:
+                raise TypeError(f"{self.name}: labelled collector returned a bare number")
+            family.add_metric([], float(value))
+        else:
+            for key, sample in sorted(value.items()):
+                if len(key) != len(self.labels):
+                    raise TypeError(f"{self.name}: label values {key!r} do not match labels")
+                family.add_metric(list(key), float(sample))
+        yield family
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily(self.name, self.documentation, labels=list(self.labels))]
+
+
+@dataclass(slots=True)
+class NodeMetrics:
+    """The node-wide metric families every component reports into.
+
+    Components receive this object (injected) and update its families; nothing
+    reaches for a global.  Gauges whose truth lives elsewhere are added with
+    ``add_callback``.
+    """
+
+    registry: CollectorRegistry = field(default_factory=new_registry)
+    resolutions: Counter = field(init=False)
+    resolution_errors: Counter = field(init=False)
+    resolution_seconds: Histogram = field(init=False)
+    ingest_points: Counter = field(init=False)
+    connector_up: Gauge = field(init=False)
+    kpi: Gauge = field(init=False)
+    reports_received: Counter = field(init=False)
+    reports_refused: Counter = field(init=False)
+    events_accepted: Counter = field(init=False)
+    events_duplicate: Counter = field(init=False)
+    events_enqueued: Counter = field(init=False)
+    outbox_full: Counter = field(init=False)
+    batches_sent: Counter = field(init=False)
+    events_sent: Counter = field(init=False)
+    clock_skew: Gauge = field(init=False)
+    security_events: Counter = field(init=False)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.resolutions = Counter(
+            "iinode_resolutions", "Handle resolutions answered.", ["transport"], registry=r
+        )
+        self.resolution_errors = Counter(
+            "iinode_resolution_errors", "Resolutions answered with an error.", ["code"], registry=r
+        )
+        self.resolution_seconds = Histogram(
+            "iinode_resolution_seconds",
+            "Time to answer one resolution.",
+            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
+            registry=r,
+        )
+        self.ingest_points = Counter(
+            "iinode_ingest_points", "Telemetry points written to the store.", ["source"], registry=r
+        )
+        self.connector_up = Gauge(
+            "iinode_connector_up",
+            "1 if a connector is connected, else 0.",
+            ["connector"],
+            registry=r,
+        )
+        self.kpi = Gauge(
+            "iinode_kpi", "Latest value of a KPI (ratio 0..1).", ["kpi", "line"], registry=r
+        )
+        self.reports_received = Counter(
+            "iinode_monitoring_reports_received", "Report batches accepted.", ["child"], registry=r
+        )
+        self.reports_refused = Counter(
+            "iinode_monitoring_reports_refused", "Report batches refused.", ["reason"], registry=r
+        )
+        self.events_accepted = Counter(
+            "iinode_monitoring_events_accepted", "New events stored from children.", registry=r
+        )
+        self.events_duplicate = Counter(
+            "iinode_monitoring_events_duplicate",
+            "Events received again and ignored (already stored).",
+            registry=r,
+        )
+        self.events_enqueued = Counter(
+            "iinode_monitoring_events_enqueued", "Events written to the outbox.", registry=r
+        )
+        self.outbox_full = Counter(
+            "iinode_monitoring_outbox_full",
+            "Enqueue attempts refused because the outbox reached its bound.",
+            registry=r,
+        )
+        self.batches_sent = Counter(
+            "iinode_monitoring_batches_sent", "Report batches sent upward.", ["result"], registry=r
+        )
+        self.events_sent = Counter(
+            "iinode_monitoring_events_sent", "Events acknowledged by the parent.", registry=r
+        )
+        self.clock_skew = Gauge(
+            "iinode_monitoring_clock_skew_seconds",
+            "Last measured clock offset of a peer (peer minus us).",
+            ["peer"],
+            registry=r,
+        )
+        self.security_events = Counter(
+            "iinode_security_events", "Security events raised.", ["kind", "severity"], registry=r
+        )
+
+    def add_callback(
+        self,
+        name: str,
+        documentation: str,
+        read: Callable[[], float | Samples],
+        labels: tuple[str, ...] = (),
+    ) -> CallbackCollector:
+        """Register a gauge read at scrape time (store size, outbox depth, ...)."""
+        collector = CallbackCollector(name, documentation, read, labels)
+        self.registry.register(collector)
+        return collector
+
+    def render(self) -> bytes:
+        return render(self.registry)

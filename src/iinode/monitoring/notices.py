@@ -1,0 +1,260 @@
+"""Notices downward: issue, target, deliver through the hierarchy, track who acted.
+
+A ``Notice`` is issued at the national or a provincial node and kept on that
+node's ``NoticeBoard``.  Each child pulls the notices meant for it from its
+parent (``GET /monitoring/notices``); a provincial node puts what it pulled from
+the national node on its own board, so notices flow down level by level.
+Targeting by province and industry is decided on the way down; targeting by
+asset (a CPE pattern, asset kinds) is decided by the enterprise node against its
+own inventory.  Every state change of a notice at an enterprise becomes a
+``notice_status`` event in its outbox, and climbs up like any other event; the
+issuer reads the states from its ``EventStore``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from iinode.errors import InvalidHandle, TransportError
+from iinode.identifiers import Prefix
+from iinode.monitoring.auth import basic_username
+from iinode.monitoring.cpe import Cpe
+from iinode.monitoring.errors import EventInvalid, ReportRefused
+from iinode.monitoring.events import Event, EventKind, Severity
+from iinode.monitoring.inventory import Asset
+from iinode.monitoring.store import EventStore
+
+_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}\Z")
+
+
+class NoticeState(enum.StrEnum):
+    DELIVERED = "delivered"
+    NOT_AFFECTED = "not_affected"
+    ACKNOWLEDGED = "acknowledged"
+    COMPLETED = "completed"
+
+
+def _matches(wanted: frozenset[str], have: str) -> bool:
+    """A dimension matches when untargeted, unknown at an aggregating node, or listed."""
+    return not wanted or not have or have in wanted
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeTarget:
+    provinces: frozenset[str] = frozenset()
+    industries: frozenset[str] = frozenset()
+    asset_kinds: frozenset[str] = frozenset()
+    cpe: Cpe | None = None
+
+    def matches_node(self, province: str, industry: str) -> bool:
+        return _matches(self.provinces, province) and _matches(self.industries, industry)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "provinces": sorted(self.provinces),
+            "industries": sorted(self.industries),
+            "asset_kinds": sorted(self.asset_kinds),
+            "cpe": None if self.cpe is None else str(self.cpe),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> NoticeTarget:
+        if not isinstance(data, dict):
+            raise EventInvalid("notice target must be an object")
+        try:
+            cpe = data.get("cpe")
+            return cls(
+                provinces=frozenset(map(str, data.get("provinces", []))),
+                industries=frozenset(map(str, data.get("industries", []))),
+                asset_kinds=frozenset(map(str, data.get("asset_kinds", []))),
+                cpe=None if cpe is None else Cpe.parse(cpe),
+            )
+        except (TypeError, ValueError) as exc:
+            raise EventInvalid(f"notice target is invalid: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    id: str
+    issuer: Prefix
+    issued_at: float
+    title: str
+    action: str
+    target: NoticeTarget = NoticeTarget()
+    deadline: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not _ID.match(self.id):
+            raise EventInvalid(f"notice id {self.id!r} must be 1-128 of [A-Za-z0-9._:-]")
+        if not isinstance(self.title, str) or not self.title.strip():
+            raise EventInvalid("notice needs a title")
+        if not isinstance(self.action, str):
+            raise EventInvalid("notice action must be text")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "issuer": self.issuer.text,
+            "issued_at": self.issued_at,
+            "title": self.title,
+            "action": self.action,
+            "target": self.target.to_json(),
+            "deadline": self.deadline,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Notice:
+        if not isinstance(data, dict):
+            raise EventInvalid("a notice must be a JSON object")
+        try:
+            deadline = data.get("deadline")
+            return cls(
+                id=data["id"],
+                issuer=Prefix(data["issuer"]),
+                issued_at=float(data["issued_at"]),
+                title=data["title"],
+                action=data.get("action", ""),
+                target=NoticeTarget.from_json(data.get("target", {})),
+                deadline=None if deadline is None else float(deadline),
+            )
+        except KeyError as exc:
+            raise EventInvalid(f"notice is missing field {exc.args[0]!r}") from None
+        except InvalidHandle as exc:
+            raise EventInvalid(f"notice issuer: {exc.message}") from None
+        except (TypeError, ValueError) as exc:
+            raise EventInvalid(f"notice field is invalid: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeProgress:
+    """Who has and has not acted on a notice, as the issuing level sees it."""
+
+    notice: Notice
+    states: dict[str, str]
+    pending: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"notice": self.notice.to_json(), "states": self.states, "pending": self.pending}
+
+
+class NoticeBoard:
+    """Notices known at this node, in arrival order (``seq``), durable in SQLite."""
+
+    def __init__(self, path: Path | str = ":memory:") -> None:
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS notices (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " id TEXT NOT NULL UNIQUE, body TEXT NOT NULL)"
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def add(self, notice: Notice) -> bool:
+        """Keep a notice; False if it was already on the board."""
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO notices (id, body) VALUES (?, ?)",
+            (notice.id, orjson.dumps(notice.to_json()).decode()),
+        )
+        return cur.rowcount == 1
+
+    def get(self, notice_id: str) -> Notice | None:
+        row = self._db.execute("SELECT body FROM notices WHERE id = ?", (notice_id,)).fetchone()
+        return None if row is None else Notice.from_json(orjson.loads(row[0]))
+
+    def since(self, seq: int = 0) -> list[tuple[int, Notice]]:
+        rows = self._db.execute(
+            "SELECT seq, body FROM notices WHERE seq > ? ORDER BY seq", (seq,)
+        ).fetchall()
+        return [(int(s), Notice.from_json(orjson.loads(b))) for s, b in rows]
+
+    def for_node(self, province: str, industry: str, since: int = 0) -> list[tuple[int, Notice]]:
+        """Notices after ``since`` whose province/industry targeting admits this node."""
+        return [(s, n) for s, n in self.since(since) if n.target.matches_node(province, industry)]
+
+    def progress(self, notice_id: str, store: EventStore, *, now: float) -> NoticeProgress:
+        """States reported by enterprises, and targeted nodes that have not answered."""
+        notice = self.get(notice_id)
+        if notice is None:
+            raise KeyError(notice_id)
+        states = {o: s for o, (s, _, _) in store.notice_states(notice_id).items()}
+        targeted = [
+            n.origin
+            for n in store.nodes(now=now, stale_after=float("inf"))
+            if n.province and n.industry and notice.target.matches_node(n.province, n.industry)
+        ]
+        pending = sorted(o for o in targeted if o not in states)
+        return NoticeProgress(notice, states, pending)
+
+
+def affected_assets(notice: Notice, assets: Sequence[tuple[str, str, Sequence[Cpe]]]) -> list[str]:
+    """Handles of assets ``(handle, kind, cpes)`` that a notice's asset target selects."""
+    t = notice.target
+    out: list[str] = []
+    for handle, kind, cpes in assets:
+        if t.asset_kinds and kind not in t.asset_kinds:
+            continue
+        if t.cpe is not None and not any(t.cpe.matches(c) for c in cpes):
+            continue
+        out.append(handle)
+    return out
+
+
+def status_event(
+    notice: Notice,
+    node: Prefix,
+    state: NoticeState,
+    observed_at: float,
+    *,
+    assets: Sequence[str] = (),
+    province: str = "",
+    industry: str = "",
+) -> Event:
+    """The ``notice_status`` event an enterprise sends upward; one id per (notice, state)."""
+    return Event(
+        id=f"notice.{notice.id}.{state.value}",
+        origin=node,
+        kind=EventKind.NOTICE_STATUS,
+        severity=Severity.INFO,
+        observed_at=observed_at,
+        province=province,
+        industry=industry,
+        detail={"notice": notice.id, "state": state.value, "assets": list(assets)},
+    )
+
+
+async def pull_notices(
+    client: httpx.AsyncClient, parent_url: str, username: str, password: str, since: int = 0
+) -> tuple[int, list[Notice]]:
+    """Fetch the notices for this node from its parent: ``(next_since, notices)``."""
+    try:
+        response = await client.get(
+            parent_url.rstrip("/") + "/monitoring/notices",
+            params={"since": since},
+            auth=(basic_username(username), password),
+        )
+    except httpx.HTTPError as exc:
+        raise TransportError(f"notice pull from {parent_url} failed: {exc!r}") from exc
+    if response.status_code != 200:
+        raise ReportRefused.for_status(
+            response.status_code, f"parent refused notice pull: {response.text[:200]}"
+        )
+    data = response.json()
+    return int(data["next"]), [Notice.from_json(n) for n in data["notices"]]
+
+
+def evaluate(notice: Notice, assets: Sequence[Asset]) -> tuple[NoticeState, list[str]]:
+    """The first state an enterprise reports: delivered (with its affected assets) or not."""
+    hit = affected_assets(notice, [(str(a.handle), a.kind.value, a.cpes) for a in assets])
+    return (NoticeState.DELIVERED if hit else NoticeState.NOT_AFFECTED), hit

@@ -1,0 +1,181 @@
+"""A durable, bounded outbox of events waiting to go upstream.
+
+SQLite in WAL mode with ``synchronous=FULL``: once ``enqueue`` returns, the
+events survive a crash or ``kill -9`` of the process.  Each event is stored under
+its key ``origin|id``; enqueueing the same event twice keeps one copy.  The
+reader (``ReportSender``) peeks the oldest items, sends them, and only then
+``ack``-s them, so delivery is at-least-once.
+
+Disk use is bounded by ``max_events`` and ``max_bytes`` (payload bytes).  An
+enqueue that would exceed either bound raises ``OutboxFull``, writes nothing and
+raises the ``alarm`` flag; nothing already queued is ever dropped.  The alarm
+clears once the backlog falls below ``resume_ratio`` of both bounds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from iinode.monitoring.errors import OutboxFull
+from iinode.monitoring.events import Event
+from iinode.monitoring.metrics import NodeMetrics
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    body BLOB NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSettings:
+    path: Path | str
+    max_events: int = 1_000_000
+    max_bytes: int = 512 * 1024 * 1024
+    resume_ratio: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.max_events < 1 or self.max_bytes < 1:
+            raise ValueError("outbox bounds must be positive")
+        if not 0 < self.resume_ratio <= 1:
+            raise ValueError("resume_ratio must be in (0, 1]")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    seq: int
+    key: str
+    body: bytes
+
+
+class Outbox:
+    """Durable FIFO of encoded events (see the module docstring)."""
+
+    def __init__(self, settings: OutboxSettings, metrics: NodeMetrics | None = None) -> None:
+        self.settings = settings
+        self._metrics = metrics
+        self._db = sqlite3.connect(str(settings.path), isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA journal_size_limit=67108864")
+        self._db.executescript(_SCHEMA)
+        row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM outbox")
+        count, size = row.fetchone()
+        self._pending = int(count)
+        self._pending_bytes = int(size)
+        self.alarm = False
+        if metrics is not None:
+            metrics.add_callback(
+                "iinode_monitoring_outbox_pending",
+                "Events waiting in the outbox.",
+                lambda: self._pending,
+            )
+            metrics.add_callback(
+                "iinode_monitoring_outbox_pending_bytes",
+                "Payload bytes waiting in the outbox.",
+                lambda: self._pending_bytes,
+            )
+            metrics.add_callback(
+                "iinode_monitoring_outbox_alarm",
+                "1 while the outbox is full.",
+                lambda: 1.0 if self.alarm else 0.0,
+            )
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
+
+    def enqueue(self, events: Iterable[Event]) -> int:
+        """Durably add events; returns how many were new.  Raises ``OutboxFull``."""
+        return self.enqueue_raw([(f"{e.origin.text}|{e.id}", e.encode()) for e in events])
+
+    def enqueue_raw(self, items: Sequence[tuple[str, bytes]]) -> int:
+        """Durably add already-encoded ``(key, body)`` pairs in one transaction."""
+        if not items:
+            return 0
+        size = sum(len(body) for _, body in items)
+        s = self.settings
+        if self._pending + len(items) > s.max_events or self._pending_bytes + size > s.max_bytes:
+            self.alarm = True
+            if self._metrics is not None:
+                self._metrics.outbox_full.inc()
+            raise OutboxFull(
+                f"outbox full: {self._pending} events / {self._pending_bytes} bytes pending, "
+                f"bounds {s.max_events} events / {s.max_bytes} bytes; "
+                f"refusing {len(items)} more",
+                pending=self._pending,
+                pending_bytes=self._pending_bytes,
+            )
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = db.executemany("INSERT OR IGNORE INTO outbox (key, body) VALUES (?, ?)", items)
+            added = cur.rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        if added == len(items):
+            self._pending += added
+            self._pending_bytes += size
+        else:
+            self._recount()
+        if self._metrics is not None:
+            self._metrics.events_enqueued.inc(added)
+        return added
+
+    def peek(self, limit: int) -> list[OutboxItem]:
+        """The oldest ``limit`` items, without removing them."""
+        rows = self._db.execute(
+            "SELECT seq, key, body FROM outbox ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
+        return [OutboxItem(int(seq), key, bytes(body)) for seq, key, body in rows]
+
+    def ack(self, items: Sequence[OutboxItem]) -> None:
+        """Remove items that the parent has acknowledged."""
+        if not items:
+            return
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if items[-1].seq - items[0].seq + 1 == len(items):
+                cur = db.execute(
+                    "DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (items[0].seq, items[-1].seq)
+                )
+            else:
+                cur = db.executemany("DELETE FROM outbox WHERE seq = ?", [(i.seq,) for i in items])
+            removed = cur.rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        if removed == len(items):
+            self._pending -= removed
+            self._pending_bytes -= sum(len(i.body) for i in items)
+        else:
+            self._recount()
+        s = self.settings
+        if (
+            self.alarm
+            and self._pending <= s.max_events * s.resume_ratio
+            and self._pending_bytes <= s.max_bytes * s.resume_ratio
+        ):
+            self.alarm = False
+
+    def _recount(self) -> None:
+        count, size = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM outbox"
+        ).fetchone()
+        self._pending, self._pending_bytes = int(count), int(size)
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,133 @@
+"""Receiving reports from child nodes: checks, idempotent storage, forwarding.
+
+``ReportReceiver.receive`` is the whole decision, free of HTTP: given the
+identity the transport authenticated (or ``None``) and the request body, it
+either returns a ``Receipt`` or raises a ``ReportRefused`` subclass, and counts
+the outcome.  Checks, in order:
+
+1. authenticated identity present                                  (401)
+2. body parses and every event validates; size bounds              (400, 413)
+3. ``sender`` equals the authenticated prefix, that prefix is one of
+   this node's delegated children, every event's origin lies within it (403)
+4. the batch id was not received before and is inside the window  (409)
+
+Accepted events are stored under their ``(origin, id)`` key; events seen before
+count as duplicates.  A node with a parent forwards every *new* event upward
+through its own outbox - as a summary, or in full for the kinds and severities
+in ``ForwardPolicy`` - before the batch is committed locally, so a crash in
+between re-forwards (harmless upstream) instead of losing the event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from iinode.identifiers import Prefix
+from iinode.monitoring.errors import (
+    ReportForbidden,
+    ReportRefused,
+    ReportReplayed,
+    ReportUnauthenticated,
+)
+from iinode.monitoring.events import Event, EventKind, Severity
+from iinode.monitoring.metrics import NodeMetrics
+from iinode.monitoring.outbox import Outbox
+from iinode.monitoring.protocol import Receipt, decode_batch
+from iinode.monitoring.store import EventStore
+
+#: Decides whether a prefix is one of this node's delegated children.
+ChildCheck = Callable[[Prefix], bool]
+
+
+def children_of(*prefixes: Prefix) -> ChildCheck:
+    """A ``ChildCheck`` for a fixed set of delegated child prefixes."""
+    allowed = frozenset(prefixes)
+    return lambda p: p in allowed
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardPolicy:
+    """What a node passes upward of the events it receives."""
+
+    outbox: Outbox
+    full_kinds: frozenset[EventKind] = frozenset(
+        {EventKind.HEARTBEAT, EventKind.NOTICE_STATUS, EventKind.FINDING}
+    )
+    full_min_severity: Severity = Severity.CRITICAL
+
+    def upward(self, event: Event, held_at: Prefix) -> Event:
+        if event.kind in self.full_kinds or event.severity >= self.full_min_severity:
+            return event
+        return event.summary(held_at)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverSettings:
+    node: Prefix
+    is_child: ChildCheck
+    max_events: int = 10_000
+    max_bytes: int = 32 * 1024 * 1024
+    skew_tolerance: float = 30.0
+    replay_window: float = 24 * 3600.0
+
+
+@dataclass
+class ReportReceiver:
+    settings: ReceiverSettings
+    store: EventStore
+    metrics: NodeMetrics
+    forward: ForwardPolicy | None = None
+    clock: Callable[[], float] = time.time
+    refused: dict[str, int] = field(default_factory=dict)
+
+    def receive(self, identity: Prefix | None, body: bytes) -> Receipt:
+        """Check and store one report (see the module docstring)."""
+        try:
+            receipt = self._receive(identity, body)
+        except ReportRefused as exc:
+            self.refused[exc.reason] = self.refused.get(exc.reason, 0) + 1
+            self.metrics.reports_refused.labels(exc.reason).inc()
+            raise
+        return receipt
+
+    def _receive(self, identity: Prefix | None, body: bytes) -> Receipt:
+        s = self.settings
+        if identity is None:
+            raise ReportUnauthenticated("report needs HTTP Basic credentials of a child node")
+        batch = decode_batch(body, max_events=s.max_events, max_bytes=s.max_bytes)
+        if batch.sender != identity:
+            raise ReportForbidden(
+                f"authenticated as {identity} but the report names sender {batch.sender}"
+            )
+        if not s.is_child(identity):
+            raise ReportForbidden(f"{identity} is not a child prefix delegated by {s.node}")
+        for e in batch.events:
+            if not e.origin.is_within(identity):
+                raise ReportForbidden(f"{identity} may not report for origin {e.origin}")
+        now = self.clock()
+        if batch.sent_at < now - s.replay_window:
+            raise ReportReplayed(
+                f"batch {batch.batch_id} was sent at {batch.sent_at:.0f}, "
+                f"outside the {s.replay_window:.0f} s replay window"
+            )
+        if self.store.seen_batch(batch.batch_id):
+            raise ReportReplayed(f"batch {batch.batch_id} was already received")
+        skew = batch.sent_at - now
+        alarm = abs(skew) > s.skew_tolerance
+        self.metrics.clock_skew.labels(identity.text).set(skew)
+        if self.forward is not None:
+            fresh = self.store.new_events(batch.events)
+            self.forward.outbox.enqueue(self.forward.upward(e, s.node) for e in fresh)
+        accepted, duplicates = self.store.insert(
+            batch.events,
+            via=identity.text,
+            batch_id=batch.batch_id,
+            received_at=now,
+            clock_skew=skew,
+        )
+        self.metrics.reports_received.labels(identity.text).inc()
+        self.metrics.events_accepted.inc(accepted)
+        self.metrics.events_duplicate.inc(duplicates)
+        return Receipt(batch.batch_id, accepted, duplicates, now, skew, alarm)

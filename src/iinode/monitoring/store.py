@@ -1,0 +1,314 @@
+"""The receiving side's event store: idempotent insert, node status, aggregates.
+
+SQLite (WAL, ``synchronous=FULL``); ``":memory:"`` works for tests.  Events are
+keyed by ``(origin, id)`` so a re-delivered event is counted as a duplicate and
+changes nothing.  Batch ids are remembered for the replay window so that a
+replayed request is recognised.  ``nodes`` keeps, per reporting origin, when it
+was last heard from, its province and industry (from its heartbeats) and the
+last clock skew measured on the child that delivered it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from iinode.monitoring.events import Event, EventKind, Severity
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    origin TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    observed_at REAL NOT NULL,
+    received_at REAL NOT NULL,
+    province TEXT NOT NULL,
+    industry TEXT NOT NULL,
+    asset TEXT,
+    asset_kind TEXT NOT NULL,
+    via TEXT NOT NULL,
+    detail TEXT,
+    detail_at TEXT,
+    PRIMARY KEY (origin, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_observed ON events (observed_at);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY,
+    child TEXT NOT NULL,
+    received_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nodes (
+    origin TEXT PRIMARY KEY,
+    via TEXT NOT NULL,
+    province TEXT NOT NULL DEFAULT '',
+    industry TEXT NOT NULL DEFAULT '',
+    last_seen REAL NOT NULL,
+    last_observed REAL NOT NULL,
+    clock_skew REAL
+) WITHOUT ROWID;
+"""
+
+#: Columns an aggregate may be grouped by.
+GROUPS = ("province", "industry", "severity", "kind", "asset_kind", "origin")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    origin: str
+    via: str
+    province: str
+    industry: str
+    last_seen: float
+    last_observed: float
+    clock_skew: float | None
+    stale: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "origin": self.origin,
+            "via": self.via,
+            "province": self.province,
+            "industry": self.industry,
+            "last_seen": self.last_seen,
+            "last_observed": self.last_observed,
+            "clock_skew": self.clock_skew,
+            "stale": self.stale,
+        }
+
+
+class EventStore:
+    """Events received from children, with the queries behind the per-level views."""
+
+    def __init__(self, path: Path | str = ":memory:") -> None:
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def seen_batch(self, batch_id: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
+        return row is not None
+
+    def new_events(self, events: Sequence[Event]) -> list[Event]:
+        """The events whose key is not stored yet (first occurrence within ``events``)."""
+        if not events:
+            return []
+        db = self._db
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS probe (origin TEXT, id TEXT)")
+        db.execute("DELETE FROM probe")
+        db.executemany("INSERT INTO probe VALUES (?, ?)", [e.key for e in events])
+        known = set(
+            db.execute(
+                "SELECT e.origin, e.id FROM probe p JOIN events e "
+                "ON e.origin = p.origin AND e.id = p.id"
+            ).fetchall()
+        )
+        out: list[Event] = []
+        for e in events:
+            if e.key not in known:
+                known.add(e.key)
+                out.append(e)
+        return out
+
+    def insert(
+        self,
+        events: Sequence[Event],
+        *,
+        via: str,
+        batch_id: str,
+        received_at: float,
+        clock_skew: float | None = None,
+    ) -> tuple[int, int]:
+        """Store a batch atomically; returns ``(accepted, duplicates)``."""
+        rows = [
+            (
+                e.origin.text,
+                e.id,
+                e.kind.value,
+                int(e.severity),
+                e.observed_at,
+                received_at,
+                e.province,
+                e.industry,
+                None if e.asset is None else str(e.asset),
+                e.asset_kind,
+                via,
+                None if e.detail is None else orjson.dumps(e.detail).decode(),
+                None if e.detail_at is None else e.detail_at.text,
+            )
+            for e in events
+        ]
+        latest: dict[str, list[Any]] = {}
+        for e in events:
+            entry = latest.setdefault(e.origin.text, [e.observed_at, "", ""])
+            entry[0] = max(entry[0], e.observed_at)
+            if e.province or e.industry:
+                entry[1], entry[2] = e.province, e.industry
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT INTO batches VALUES (?, ?, ?)", (batch_id, via, received_at))
+            cur = db.executemany(
+                "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+            )
+            accepted = cur.rowcount
+            db.executemany(
+                "INSERT INTO nodes (origin, via, province, industry, last_seen, last_observed,"
+                " clock_skew) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (origin) DO UPDATE SET"
+                " via = excluded.via, last_seen = excluded.last_seen,"
+                " last_observed = MAX(last_observed, excluded.last_observed),"
+                " province = CASE WHEN excluded.province != '' THEN excluded.province"
+                " ELSE province END,"
+                " industry = CASE WHEN excluded.industry != '' THEN excluded.industry"
+                " ELSE industry END,"
+                " clock_skew = excluded.clock_skew",
+                [
+                    (origin, via, prov, ind, received_at, observed, clock_skew)
+                    for origin, (observed, prov, ind) in latest.items()
+                ],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return accepted, len(rows) - accepted
+
+    def prune_batches(self, older_than: float) -> int:
+        cur = self._db.execute("DELETE FROM batches WHERE received_at < ?", (older_than,))
+        return cur.rowcount
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def keys(self) -> set[tuple[str, str]]:
+        return set(self._db.execute("SELECT origin, id FROM events").fetchall())
+
+    def get(self, origin: str, event_id: str) -> Event | None:
+        row = self._db.execute(
+            "SELECT origin, id, kind, severity, observed_at, province, industry, asset,"
+            " asset_kind, detail, detail_at FROM events WHERE origin = ? AND id = ?",
+            (origin, event_id),
+        ).fetchone()
+        if row is None:
+            return None
+        return Event.from_json(
+            {
+                k: v
+                for k, v in zip(
+                    (
+                        "id",
+                        "origin",
+                        "kind",
+                        "severity",
+                        "observed_at",
+                        "province",
+                        "industry",
+                        "asset",
+                        "asset_kind",
+                        "detail",
+                        "detail_at",
+                    ),
+                    (
+                        row[1],
+                        row[0],
+                        row[2],
+                        Severity(row[3]).label,
+                        row[4],
+                        row[5],
+                        row[6],
+                        row[7],
+                        row[8],
+                        None if row[9] is None else orjson.loads(row[9]),
+                        row[10],
+                    ),
+                    strict=True,
+                )
+                if v is not None
+            }
+        )
+
+    def counts(
+        self,
+        by: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        kind: EventKind | None = None,
+    ) -> dict[str, int]:
+        """Event counts grouped by one of ``GROUPS``, over ``observed_at`` in [since, until)."""
+        if by not in GROUPS:
+            raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(GROUPS)}")
+        where, args = _filters(since, until, kind)
+        rows = self._db.execute(
+            f"SELECT {by}, COUNT(*) FROM events{where} GROUP BY {by}", args
+        ).fetchall()
+        if by == "severity":
+            return {Severity(k).label: int(n) for k, n in rows}
+        return {str(k): int(n) for k, n in rows}
+
+    def trend(
+        self, bucket: float, *, since: float | None = None, kind: EventKind | None = None
+    ) -> list[tuple[float, int]]:
+        """Counts per ``bucket`` seconds of ``observed_at``, oldest first."""
+        if bucket <= 0:
+            raise ValueError("bucket must be positive")
+        where, args = _filters(since, None, kind)
+        rows = self._db.execute(
+            f"SELECT CAST(observed_at / ? AS INTEGER) AS b, COUNT(*) FROM events{where}"
+            " GROUP BY b ORDER BY b",
+            (bucket, *args),
+        ).fetchall()
+        return [(b * bucket, int(n)) for b, n in rows]
+
+    def nodes(self, *, now: float, stale_after: float) -> list[NodeStatus]:
+        rows = self._db.execute(
+            "SELECT origin, via, province, industry, last_seen, last_observed, clock_skew"
+            " FROM nodes ORDER BY origin"
+        ).fetchall()
+        return [
+            NodeStatus(o, v, p, i, ls, lo, sk, now - ls > stale_after)
+            for o, v, p, i, ls, lo, sk in rows
+        ]
+
+    def notice_states(self, notice_id: str) -> dict[str, tuple[str, float, list[str]]]:
+        """Latest notice status per origin: ``{origin: (state, observed_at, assets)}``."""
+        rows = self._db.execute(
+            "SELECT origin, detail, observed_at FROM events WHERE kind = ?"
+            " AND json_extract(detail, '$.notice') = ? ORDER BY observed_at",
+            (EventKind.NOTICE_STATUS.value, notice_id),
+        ).fetchall()
+        out: dict[str, tuple[str, float, list[str]]] = {}
+        for origin, detail, observed in rows:
+            body = orjson.loads(detail)
+            out[origin] = (str(body.get("state")), float(observed), list(body.get("assets", [])))
+        return out
+
+
+def _filters(
+    since: float | None, until: float | None, kind: EventKind | None
+) -> tuple[str, tuple[Any, ...]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if since is not None:
+        clauses.append("observed_at >= ?")
+        args.append(since)
+    if until is not None:
+        clauses.append("observed_at < ?")
+        args.append(until)
+    if kind is not None:
+        clauses.append("kind = ?")
+        args.append(kind.value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
