@@ -1,0 +1,209 @@
+"""HTTP adapter of telemetry: equipment records, live state, history and aggregates.
+
+``telemetry_router(TelemetryApp(...))`` returns an ``APIRouter`` mounted under
+``/telemetry`` by default::
+
+    GET    /equipment?prefix=88.118.8               equipment records
+    GET    /equipment/{prefix}/{suffix}             one record
+    PUT    /equipment/{prefix}/{suffix}             create or replace (body: equipment JSON)
+    DELETE /equipment/{prefix}/{suffix}
+    GET    /equipment/{prefix}/{suffix}/live        latest value per tag
+    GET    /equipment/{prefix}/{suffix}/history     ?tag=&start=&end=&limit=
+    GET    /equipment/{prefix}/{suffix}/aggregates  ?tag=&interval=60&start=&end=
+    GET    /rejects                                 reject counts by reason
+
+Times are ISO 8601 or epoch milliseconds; ``interval`` is in seconds.  Errors
+answer ``{"error", "detail"}`` with 400 (bad input) or 404 (unknown equipment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+
+from iinode.errors import HandleError, HandleNotFound, InvalidHandle, ValueInvalid
+from iinode.identifiers import HandleName
+from iinode.telemetry.model import Equipment, from_us, to_us
+from iinode.telemetry.registry import EquipmentRegistry
+from iinode.telemetry.store import ParquetStore
+from iinode.telemetry.twin import LiveState
+from iinode.telemetry.validation import RejectLog
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryApp:
+    """What the router needs from the node."""
+
+    registry: EquipmentRegistry
+    store: ParquetStore
+    live: LiveState
+    rejects: RejectLog | None = None
+
+
+def _json(data: object, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status_code, media_type="application/json")
+
+
+def _error(status: int, reason: str, detail: str) -> Response:
+    return _json({"error": reason, "detail": detail}, status)
+
+
+def parse_time(text: str | None) -> int | None:
+    """Microseconds for an ISO 8601 time or epoch milliseconds; ``None`` passes through."""
+    if text is None or text == "":
+        return None
+    if text.lstrip("-").isdigit():
+        return int(text) * 1000
+    try:
+        return to_us(datetime.fromisoformat(text))
+    except ValueError:
+        raise ValueInvalid(f"time {text!r} is neither ISO 8601 nor epoch milliseconds") from None
+
+
+def telemetry_router(app: TelemetryApp, *, prefix: str = "/telemetry") -> APIRouter:
+    router = APIRouter(prefix=prefix, tags=["telemetry"])
+
+    async def lookup(prefix_text: str, suffix: str) -> Equipment | Response:
+        try:
+            handle = str(HandleName(prefix_text, suffix))
+        except InvalidHandle as exc:
+            return _error(400, "invalid_handle", exc.message)
+        item = await app.registry.get(handle)
+        if item is None:
+            return _error(404, "not_found", f"equipment {handle} is not registered")
+        return item
+
+    @router.get("/equipment", summary="List equipment, optionally under one prefix")
+    async def list_equipment(prefix: str | None = Query(None)) -> Response:
+        try:
+            items = await app.registry.list(prefix)
+        except InvalidHandle as exc:
+            return _error(400, "invalid_prefix", exc.message)
+        return _json([e.to_json() for e in items])
+
+    @router.get("/equipment/{prefix_text}/{suffix}", summary="One equipment record")
+    async def get_equipment(prefix_text: str, suffix: str) -> Response:
+        item = await lookup(prefix_text, suffix)
+        return item if isinstance(item, Response) else _json(item.to_json())
+
+    @router.put("/equipment/{prefix_text}/{suffix}", summary="Create or replace equipment")
+    async def put_equipment(prefix_text: str, suffix: str, request: Request) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+            if not isinstance(body, dict):
+                raise ValueInvalid("body must be a JSON object")
+            handle = str(HandleName(prefix_text, suffix))
+            body.setdefault("id", handle)
+            item = Equipment.from_json(body)
+            if item.id != handle:
+                raise ValueInvalid(f"body id {item.id} does not match the path {handle}")
+        except orjson.JSONDecodeError as exc:
+            return _error(400, "invalid_json", str(exc))
+        except HandleError as exc:
+            return _error(400, "invalid_equipment", exc.message)
+        await app.registry.put(item)
+        return _json(item.to_json())
+
+    @router.delete("/equipment/{prefix_text}/{suffix}", summary="Delete equipment")
+    async def delete_equipment(prefix_text: str, suffix: str) -> Response:
+        try:
+            await app.registry.remove(str(HandleName(prefix_text, suffix)))
+        except HandleNotFound as exc:
+            return _error(404, "not_found", exc.message)
+        except InvalidHandle as exc:
+            return _error(400, "invalid_handle", exc.message)
+        return Response(status_code=204)
+
+    @router.get("/equipment/{prefix_text}/{suffix}/live", summary="Latest value of every tag")
+    async def live(prefix_text: str, suffix: str) -> Response:
+        item = await lookup(prefix_text, suffix)
+        if isinstance(item, Response):
+            return item
+        state = {tag: s.to_json() for tag, s in app.live.get(item.id).items()}
+        if not state:
+            stored = await asyncio.to_thread(app.store.latest, item.id)
+            state = {
+                tag: {"value": v, "time": from_us(t).isoformat(), "quality": int(q)}
+                for tag, (t, v, q) in stored.items()
+            }
+        return _json({"equipment": item.id, "tags": state})
+
+    @router.get("/equipment/{prefix_text}/{suffix}/history", summary="Stored readings")
+    async def history(
+        prefix_text: str,
+        suffix: str,
+        tag: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int = Query(10_000, ge=1, le=1_000_000),
+    ) -> Response:
+        item = await lookup(prefix_text, suffix)
+        if isinstance(item, Response):
+            return item
+        try:
+            window = parse_time(start), parse_time(end)
+        except ValueInvalid as exc:
+            return _error(400, "invalid_time", exc.message)
+        rows = await asyncio.to_thread(app.store.history, item.id, tag, *window, limit)
+        out: list[dict[str, Any]] = [
+            {
+                "tag": r.tag,
+                "time": from_us(r.time_us).isoformat(),
+                "value": r.value,
+                "quality": int(r.quality),
+            }
+            for r in rows
+        ]
+        return _json({"equipment": item.id, "readings": out})
+
+    @router.get("/equipment/{prefix_text}/{suffix}/aggregates", summary="min/max/avg/count")
+    async def aggregates(
+        prefix_text: str,
+        suffix: str,
+        tag: str,
+        interval: float = Query(60.0, gt=0),
+        start: str | None = None,
+        end: str | None = None,
+    ) -> Response:
+        item = await lookup(prefix_text, suffix)
+        if isinstance(item, Response):
+            return item
+        try:
+            window = parse_time(start), parse_time(end)
+        except ValueInvalid as exc:
+            return _error(400, "invalid_time", exc.message)
+        step = max(1, int(interval * 1_000_000))
+        buckets = await asyncio.to_thread(app.store.downsample, item.id, tag, step, *window)
+        return _json(
+            {
+                "equipment": item.id,
+                "tag": tag,
+                "interval": interval,
+                "buckets": [
+                    {
+                        "start": from_us(b.start_us).isoformat(),
+                        "count": b.count,
+                        "min": b.min,
+                        "max": b.max,
+                        "avg": b.avg,
+                    }
+                    for b in buckets
+                ],
+            }
+        )
+
+    @router.get("/rejects", summary="Rejected readings by reason")
+    async def rejects() -> Response:
+        log = app.rejects
+        if log is None:
+            return _json({"total": 0, "reasons": {}})
+        return _json(
+            {"total": log.total, "reasons": {r.value: n for r, n in sorted(log.counts.items())}}
+        )
+
+    return router

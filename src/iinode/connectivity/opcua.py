@@ -1,0 +1,237 @@
+"""OPC UA: a connector that subscribes to data changes, and a server for the simulator.
+
+The connector maps configured nodes to equipment tags, subscribes to their
+data changes and publishes readings in batches.  If the server is unreachable
+or the session drops it retries with exponential back-off, counting failures.
+OPC UA status codes become qualities (good 192, uncertain 64, bad 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from asyncua import ua
+from asyncua.client.client import Client
+from asyncua.common.node import Node
+from asyncua.server.server import Server
+from asyncua.ua.uaerrors import UaError
+
+from iinode.errors import TransportError
+from iinode.telemetry.bus import ReadingBus
+from iinode.telemetry.model import Quality, Reading, now_us, to_us
+from iinode.telemetry.simulator import Factory
+
+log = logging.getLogger(__name__)
+
+NAMESPACE_URI = "urn:iinode:equipment"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTag:
+    """One OPC UA variable (``ns=2;s=...`` node id) and the equipment tag it feeds."""
+
+    node_id: str
+    equipment: str
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpcUaSettings:
+    endpoint: str
+    publishing_ms: int = 100
+    timeout: float = 4.0
+    reconnect_min: float = 0.2
+    reconnect_max: float = 30.0
+    health_interval: float = 1.0
+
+
+@dataclass(slots=True)
+class OpcUaStats:
+    connects: int = 0
+    failures: int = 0
+    changes: int = 0
+    last_error: str = ""
+
+
+def quality_of(status: ua.StatusCode | None) -> Quality:
+    if status is None or status.is_good():
+        return Quality.GOOD
+    return Quality.UNCERTAIN if status.is_uncertain() else Quality.BAD
+
+
+def _plain(value: Any) -> bool | int | float | str | None:
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime):
+        return to_us(value)
+    return None
+
+
+class OpcUaConnector:
+    """Runs until :meth:`stop`; start with ``asyncio.create_task(connector.run())``."""
+
+    def __init__(self, settings: OpcUaSettings, tags: Sequence[NodeTag], bus: ReadingBus) -> None:
+        self.settings = settings
+        self.tags = {t.node_id: t for t in tags}
+        self.bus = bus
+        self.stats = OpcUaStats()
+        self.connected = asyncio.Event()
+        self._pending: list[Reading] = []
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    # asyncua calls this for every data change of a subscribed node
+    def datachange_notification(self, node: Node, val: Any, data: Any) -> None:
+        tag = self.tags.get(node.nodeid.to_string())
+        value = _plain(val)
+        if tag is None or value is None:
+            return
+        dv = data.monitored_item.Value
+        when = dv.SourceTimestamp or dv.ServerTimestamp
+        time_us = to_us(when) if when is not None else now_us()
+        self._pending.append(
+            Reading(tag.equipment, tag.tag, time_us, value, quality_of(dv.StatusCode))
+        )
+        self.stats.changes += 1
+        self._wake.set()
+
+    async def _forward(self) -> None:
+        while not self._stopping.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if batch:
+                await self.bus.publish(batch)
+
+    async def run(self) -> None:
+        forwarder = asyncio.create_task(self._forward())
+        delay = self.settings.reconnect_min
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._session()
+                    delay = self.settings.reconnect_min
+                except (OSError, TimeoutError, UaError, TransportError) as exc:
+                    self.stats.failures += 1
+                    self.stats.last_error = repr(exc)
+                    log.warning("OPC UA %s: %r; retrying in %.1f s",
+                                self.settings.endpoint, exc, delay)  # fmt: skip
+                finally:
+                    self.connected.clear()
+                if self._stopping.is_set():
+                    break
+                try:
+                    wait = delay * (0.8 + 0.4 * random.random())
+                    await asyncio.wait_for(self._stopping.wait(), wait)
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, self.settings.reconnect_max)
+        finally:
+            self._wake.set()
+            self._stopping.set()
+            await forwarder
+            if self._pending:
+                await self.bus.publish(self._pending)
+                self._pending = []
+
+    async def _session(self) -> None:
+        client = Client(self.settings.endpoint, timeout=self.settings.timeout)
+        await client.connect()
+        try:
+            self.stats.connects += 1
+            nodes = [client.get_node(node_id) for node_id in self.tags]
+            sub = await client.create_subscription(self.settings.publishing_ms, self)
+            await sub.subscribe_data_change(nodes)
+            self.connected.set()
+            while not self._stopping.is_set():
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), self.settings.health_interval)
+                except TimeoutError:
+                    await client.check_connection()
+        finally:
+            with contextlib.suppress(OSError, TimeoutError, UaError, ConnectionError):
+                await client.disconnect()
+
+
+async def browse_variables(endpoint: str, session_timeout: float = 4.0) -> list[tuple[str, str]]:
+    """Every variable under Objects in namespace ``NAMESPACE_URI``: ``(node id, browse path)``."""
+    out: list[tuple[str, str]] = []
+    async with Client(endpoint, timeout=session_timeout) as client:
+        ns = await client.get_namespace_index(NAMESPACE_URI)
+
+        async def walk(node: Node, path: str) -> None:
+            for child in await node.get_children():
+                if child.nodeid.NamespaceIndex != ns:
+                    continue
+                name = (await child.read_browse_name()).Name
+                if await child.read_node_class() == ua.NodeClass.Variable:
+                    out.append((child.nodeid.to_string(), f"{path}/{name}"))
+                else:
+                    await walk(child, f"{path}/{name}")
+
+        await walk(client.nodes.objects, "")
+    return sorted(out)
+
+
+def _node_id(name: str, ns: int) -> ua.NodeId:
+    return ua.NodeId(ua.String(name), ua.Int16(ns))
+
+
+class OpcUaFactoryServer:
+    """Serves a simulated factory: one object per machine, one variable per tag.
+
+    Node ids are ``ns=<n>;s=<equipment id>/<tag>``; :meth:`update` writes the
+    machines' current values with the factory's simulated time as source time.
+    """
+
+    def __init__(self, factory: Factory, endpoint: str) -> None:
+        self.factory = factory
+        self.endpoint = endpoint
+        self.server = Server()
+        self._vars: dict[tuple[str, str], Node] = {}
+        self.ns = 0
+
+    def node_tags(self) -> list[NodeTag]:
+        return [NodeTag(f"ns={self.ns};s={eq}/{tag}", eq, tag) for eq, tag in sorted(self._vars)]
+
+    async def start(self) -> None:
+        await self.server.init()
+        self.server.set_endpoint(self.endpoint)
+        self.server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        self.ns = await self.server.register_namespace(NAMESPACE_URI)
+        folder = await self.server.nodes.objects.add_folder(
+            _node_id(self.factory.prefix, self.ns), self.factory.prefix
+        )
+        for m in self.factory.machines:
+            eq = m.spec.id
+            obj = await folder.add_object(_node_id(eq, self.ns), eq.partition("/")[2])
+            for tag, value in m.values().items():
+                self._vars[(eq, tag)] = await obj.add_variable(
+                    _node_id(f"{eq}/{tag}", self.ns), tag, value
+                )
+        await self.update()
+        await self.server.start()
+
+    async def update(self) -> None:
+        when = ua.DateTime.fromtimestamp(
+            self.factory.moment.timestamp(), self.factory.moment.tzinfo
+        )
+        for m in self.factory.machines:
+            for tag, value in m.values().items():
+                variant = ua.Variant(value)
+                dv = ua.DataValue(variant, SourceTimestamp=when, ServerTimestamp=when)
+                await self._vars[(m.spec.id, tag)].write_value(dv)
+
+    async def stop(self) -> None:
+        await self.server.stop()

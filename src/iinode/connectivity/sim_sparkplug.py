@@ -1,0 +1,111 @@
+"""Publishes a simulated factory as a Sparkplug B edge node over MQTT.
+
+The enterprise prefix is the Sparkplug group and each machine is a device
+named by its identifier's suffix, so the host maps ``spBv1.0/<prefix>/DDATA/
+<node>/<suffix>`` back to ``<prefix>/<suffix>``.  Only changed values are sent
+after the births; a rebirth request (NCMD) is answered with fresh births.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiomqtt
+
+from iinode.connectivity.sparkplug import EdgeNode, Outgoing
+from iinode.telemetry.simulator import Factory
+
+log = logging.getLogger(__name__)
+
+
+class SparkplugSimulator:
+    """Drives ``factory`` and publishes it through an MQTT broker at ``host:port``."""
+
+    def __init__(
+        self,
+        factory: Factory,
+        host: str,
+        port: int,
+        *,
+        node_id: str = "sim",
+        qos: int = 1,
+        username: str | None = "iinode-sim",
+    ) -> None:
+        self.factory = factory
+        self.host = host
+        self.port = port
+        self.edge = EdgeNode(factory.prefix, node_id, qos=qos)
+        self.username = username
+        self.published = 0
+        self._last: dict[str, dict[str, Any]] = {}
+        self._client: aiomqtt.Client | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    def _device(self, equipment: str) -> str:
+        return equipment.partition("/")[2]
+
+    async def __aenter__(self) -> SparkplugSimulator:
+        will = self.edge.will()
+        self._client = aiomqtt.Client(
+            self.host,
+            self.port,
+            identifier=f"sim-{self.edge.group}-{self.edge.node_id}",
+            username=self.username,
+            will=aiomqtt.Will(will.topic, will.payload, will.qos, will.retain),
+        )
+        await self._client.__aenter__()
+        await self._client.subscribe(f"spBv1.0/{self.edge.group}/NCMD/{self.edge.node_id}", qos=1)
+        self._listener = asyncio.create_task(self._listen(self._client))
+        await self._births()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        if self._client is not None:
+            await self._client.__aexit__(None, None, None)
+            self._client = None
+
+    async def _send(self, out: Outgoing) -> None:
+        assert self._client is not None
+        await self._client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
+        self.published += 1
+
+    async def _births(self) -> None:
+        now_ms = self.factory.time_us // 1000
+        await self._send(self.edge.birth({}, now_ms))
+        for m in self.factory.machines:
+            values = m.values()
+            self._last[m.spec.id] = dict(values)
+            await self._send(self.edge.device_birth(self._device(m.spec.id), values, now_ms))
+
+    async def _listen(self, client: aiomqtt.Client) -> None:
+        try:
+            async for message in client.messages:
+                payload = message.payload
+                if not isinstance(payload, bytes):
+                    continue
+                now_ms = self.factory.time_us // 1000
+                for out in self.edge.on_command(message.topic.value, payload, now_ms):
+                    await self._send(out)
+        except aiomqtt.MqttError as exc:
+            log.warning("simulator lost its MQTT connection: %s", exc)
+
+    async def step(self, dt: float) -> int:
+        """Advance the factory by ``dt`` simulated seconds and publish what changed."""
+        self.factory.step(dt)
+        now_ms = self.factory.time_us // 1000
+        points = 0
+        for m in self.factory.machines:
+            values = m.values()
+            last = self._last[m.spec.id]
+            changed: Mapping[str, Any] = {k: v for k, v in values.items() if last.get(k) != v}
+            if changed:
+                await self._send(self.edge.data(changed, now_ms, self._device(m.spec.id)))
+                last.update(changed)
+                points += len(changed)
+        return points

@@ -1,0 +1,348 @@
+"""The time-series store: Parquet partitions by enterprise prefix and day, read with DuckDB.
+
+File layout (Hive-style partitions, readable by DuckDB, Spark, Trino, pandas)::
+
+    <root>/prefix=<ENTERPRISE PREFIX>/day=<YYYY-MM-DD>/part-<first time_us>-<8 hex>.parquet
+
+Each file has the columns ``equipment`` (string, full handle), ``tag``
+(string), ``time`` (timestamp, microseconds, UTC), ``value`` (double: numbers
+and booleans as 0/1, null for text), ``text`` (string, null for numbers) and
+``quality`` (int16, OPC DA quality byte).  ``prefix`` and ``day`` come from the
+directory names.  Files are written to a temporary name and renamed, so a
+reader never sees half a file; every append adds files, :meth:`compact`
+merges a partition's files into one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from iinode.errors import StorageError, ValueInvalid
+from iinode.identifiers import Prefix
+from iinode.telemetry.model import Quality, Reading, Value
+
+DAY_US = 86_400_000_000
+
+SCHEMA = pa.schema(
+    [
+        pa.field("equipment", pa.string(), nullable=False),
+        pa.field("tag", pa.string(), nullable=False),
+        pa.field("time", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("value", pa.float64()),
+        pa.field("text", pa.string()),
+        pa.field("quality", pa.int16(), nullable=False),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One downsampling interval of one tag."""
+
+    start_us: int
+    count: int
+    min: float | None
+    max: float | None
+    avg: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    root: Path
+    compression: str = "zstd"
+    row_group_size: int = 1_000_000
+
+
+class ParquetStore:
+    """Appends reading batches as Parquet files and answers queries with DuckDB.
+
+    Methods are synchronous and thread-safe (writes create new files; queries
+    use a DuckDB cursor each); async callers run them with ``asyncio.to_thread``.
+    """
+
+    def __init__(self, settings: StoreSettings | Path | str) -> None:
+        if not isinstance(settings, StoreSettings):
+            settings = StoreSettings(Path(settings))
+        self.settings = settings
+        self.root = settings.root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._db = duckdb.connect(":memory:")
+        self._lock = threading.Lock()
+
+    # -- writing ---------------------------------------------------------------
+
+    def append(self, readings: Sequence[Reading]) -> int:
+        """Store readings; returns the number stored."""
+        if not readings:
+            return 0
+        values = [r.value for r in readings]
+        table = pa.table(
+            [
+                pa.array([r.equipment for r in readings], pa.string()),
+                pa.array([r.tag for r in readings], pa.string()),
+                pa.array([r.time_us for r in readings], pa.int64()),
+                pa.array([None if type(v) is str else float(v) for v in values], pa.float64()),
+                pa.array([v if type(v) is str else None for v in values], pa.string()),
+                pa.array([int(r.quality) for r in readings], pa.int16()),
+            ],
+            names=["equipment", "tag", "time", "value", "text", "quality"],
+        )
+        return self.append_table(table)
+
+    def append_table(self, table: pa.Table) -> int:
+        """Store a table with the columns of :data:`SCHEMA` (``time`` may be int64 µs)."""
+        n = int(table.num_rows)
+        if n == 0:
+            return 0
+        try:
+            if table.schema.field("time").type == pa.int64():
+                idx = table.schema.get_field_index("time")
+                table = table.set_column(
+                    idx, "time", table.column(idx).cast(SCHEMA.field("time").type)
+                )
+            table = table.select(SCHEMA.names).cast(SCHEMA)
+        except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise ValueInvalid(f"table does not match the telemetry schema: {exc}") from None
+        micros = table.column("time").cast(pa.int64())
+        if pc.min(micros).as_py() < 0:
+            raise ValueInvalid("timestamps before 1970 cannot be stored")
+        days = pc.divide(micros, pa.scalar(DAY_US, pa.int64()))
+        equipment = pc.dictionary_encode(table.column("equipment")).combine_chunks()
+        prefixes = [_prefix_of(e) for e in equipment.dictionary.to_pylist()]
+        codes = sorted(set(prefixes))
+        code_of = pa.array([codes.index(p) for p in prefixes], pa.int64())
+        prefix_code = pc.take(code_of, equipment.indices)
+        key = pc.add(pc.multiply(prefix_code, pa.scalar(1 << 32, pa.int64())), days)
+        keys = pc.unique(key).to_pylist()
+        for k in keys:
+            part = table
+            if len(keys) > 1:
+                part = table.filter(pc.equal(key, pa.scalar(k, pa.int64())))
+            prefix = codes[k >> 32]
+            day = date(1970, 1, 1) + timedelta(days=k & 0xFFFFFFFF)
+            self._write(prefix, day, part)
+        return n
+
+    def _partition_dir(self, prefix: str, day: date) -> Path:
+        return self.root / f"prefix={prefix}" / f"day={day.isoformat()}"
+
+    def _write(self, prefix: str, day: date, table: pa.Table) -> Path:
+        directory = self._partition_dir(prefix, day)
+        first = pc.min(table.column("time").cast(pa.int64())).as_py()
+        name = f"part-{first:016d}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = directory / f".{name}.tmp"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            pq.write_table(
+                table,
+                tmp,
+                compression=self.settings.compression,
+                row_group_size=self.settings.row_group_size,
+            )
+            os.replace(tmp, directory / name)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(f"cannot write telemetry partition {directory}: {exc}") from exc
+        return directory / name
+
+    # -- housekeeping ----------------------------------------------------------
+
+    def partitions(self) -> list[tuple[str, date]]:
+        """Every (prefix, day) partition on disk, sorted."""
+        out: list[tuple[str, date]] = []
+        for pdir in self.root.glob("prefix=*"):
+            for ddir in pdir.glob("day=*"):
+                out.append((pdir.name[7:], date.fromisoformat(ddir.name[4:])))
+        return sorted(out)
+
+    def files(self, prefix: str | None = None) -> list[Path]:
+        pattern = f"prefix={_norm(prefix)}" if prefix else "prefix=*"
+        return sorted(self.root.glob(f"{pattern}/day=*/part-*.parquet"))
+
+    def compact(self, prefix: str, day: date) -> int:
+        """Merge a partition's files into one, sorted by equipment, tag and time.
+
+        Exact duplicate rows (at-least-once delivery can store a reading twice)
+        are dropped.
+        """
+        prefix = _norm(prefix)
+        directory = self._partition_dir(prefix, day)
+        with self._lock:
+            old = sorted(directory.glob("part-*.parquet"))
+            if len(old) < 2:
+                return len(old)
+            table = pq.ParquetDataset(old, partitioning=None).read().select(SCHEMA.names)
+            cursor = self._db.cursor()
+            try:
+                cursor.register("partition_rows", table)
+                merged: pa.Table = cursor.sql(
+                    "SELECT DISTINCT * FROM partition_rows ORDER BY equipment, tag, time"
+                ).to_arrow_table()
+            finally:
+                cursor.close()
+            self._write(prefix, day, merged.cast(SCHEMA))
+            for path in old:
+                path.unlink()
+            return 1
+
+    def compact_crowded(self, min_files: int = 32) -> int:
+        """Compact every partition holding at least ``min_files`` files; returns how many."""
+        done = 0
+        for prefix, day in self.partitions():
+            if len(list(self._partition_dir(prefix, day).glob("part-*.parquet"))) >= min_files:
+                self.compact(prefix, day)
+                done += 1
+        return done
+
+    def retain(self, keep_days: int, now: datetime | None = None) -> int:
+        """Delete day partitions older than ``keep_days`` days; returns how many."""
+        if keep_days < 1:
+            raise ValueInvalid("keep_days must be at least 1")
+        today = (now or datetime.now(UTC)).astimezone(UTC).date()
+        cutoff = today - timedelta(days=keep_days - 1)
+        removed = 0
+        for prefix, day in self.partitions():
+            if day < cutoff:
+                shutil.rmtree(self._partition_dir(prefix, day), ignore_errors=True)
+                removed += 1
+        for pdir in self.root.glob("prefix=*"):
+            if not any(pdir.iterdir()):
+                pdir.rmdir()
+        return removed
+
+    # -- queries ---------------------------------------------------------------
+
+    def _source(self, prefixes: Iterable[str]) -> str | None:
+        globs = [
+            str(self.root / f"prefix={p}" / "day=*" / "part-*.parquet")
+            for p in sorted(set(prefixes))
+            if (self.root / f"prefix={p}").is_dir()
+        ]
+        if not globs:
+            return None
+        listed = ", ".join("'" + g.replace("'", "''") + "'" for g in globs)
+        return (
+            f"read_parquet([{listed}], hive_partitioning = true, "
+            "hive_types = {'prefix': VARCHAR, 'day': DATE}, union_by_name = true)"
+        )
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        try:
+            cursor = self._db.cursor()
+            try:
+                return cursor.execute(sql, list(params)).fetchall()
+            finally:
+                cursor.close()
+        except duckdb.IOException as exc:
+            raise StorageError(f"telemetry query failed: {exc}") from exc
+
+    @staticmethod
+    def _window(start_us: int | None, end_us: int | None) -> tuple[str, list[Any]]:
+        clauses = ["equipment = ?"]
+        params: list[Any] = []
+        if start_us is not None:
+            clauses.append("day >= ?::DATE AND time >= make_timestamptz(?::BIGINT)")
+            params += [_day(start_us).isoformat(), start_us]
+        if end_us is not None:
+            clauses.append("day <= ?::DATE AND time < make_timestamptz(?::BIGINT)")
+            params += [_day(end_us).isoformat(), end_us]
+        return " AND ".join(clauses), params
+
+    def history(
+        self,
+        equipment: str,
+        tag: str | None = None,
+        start_us: int | None = None,
+        end_us: int | None = None,
+        limit: int = 100_000,
+    ) -> list[Reading]:
+        """Readings of one piece of equipment in ``[start_us, end_us)``, oldest first."""
+        source = self._source([_prefix_of(equipment)])
+        if source is None:
+            return []
+        where, params = self._window(start_us, end_us)
+        if tag is not None:
+            where += " AND tag = ?"
+            params.append(tag)
+        rows = self._query(
+            f"SELECT tag, epoch_us(time), value, text, quality FROM {source} "
+            f"WHERE {where} ORDER BY time, tag LIMIT ?",
+            [equipment, *params, limit],
+        )
+        return [
+            Reading(equipment, t, us, text if text is not None else value, Quality(q))
+            for t, us, value, text, q in rows
+        ]
+
+    def latest(self, equipment: str) -> dict[str, tuple[int, Value, Quality]]:
+        """The last stored value of every tag: ``{tag: (time_us, value, quality)}``."""
+        source = self._source([_prefix_of(equipment)])
+        if source is None:
+            return {}
+        rows = self._query(
+            "SELECT tag, max(epoch_us(time)), arg_max(value, time), arg_max(text, time), "
+            f"arg_max(quality, time) FROM {source} WHERE equipment = ? GROUP BY tag ORDER BY tag",
+            [equipment],
+        )
+        return {
+            tag: (us, text if text is not None else value, Quality(q))
+            for tag, us, value, text, q in rows
+        }
+
+    def downsample(
+        self,
+        equipment: str,
+        tag: str,
+        interval_us: int,
+        start_us: int | None = None,
+        end_us: int | None = None,
+    ) -> list[Bucket]:
+        """min/max/avg/count per ``interval_us`` (buckets aligned to the epoch)."""
+        if interval_us < 1:
+            raise ValueInvalid("interval must be positive")
+        source = self._source([_prefix_of(equipment)])
+        if source is None:
+            return []
+        where, params = self._window(start_us, end_us)
+        rows = self._query(
+            "SELECT (epoch_us(time) // ?) * ? AS bucket, count(*), min(value), max(value), "
+            f"avg(value) FROM {source} WHERE {where} AND tag = ? GROUP BY bucket ORDER BY bucket",
+            [interval_us, interval_us, equipment, *params, tag],
+        )
+        return [Bucket(b, c, lo, hi, avg) for b, c, lo, hi, avg in rows]
+
+    def count(self, prefix: str | None = None) -> int:
+        """Number of stored readings (under one prefix, or all)."""
+        prefixes = [_norm(prefix)] if prefix else [p for p, _ in self.partitions()]
+        source = self._source(prefixes)
+        if source is None:
+            return 0
+        return int(self._query(f"SELECT count(*) FROM {source}", [])[0][0])
+
+
+def _norm(prefix: str) -> str:
+    return Prefix(prefix).text
+
+
+def _prefix_of(equipment: str) -> str:
+    head, slash, _ = equipment.partition("/")
+    if not slash:
+        raise ValueInvalid(f"equipment {equipment!r} is not a handle prefix/suffix")
+    return _norm(head)
+
+
+def _day(time_us: int) -> date:
+    return date(1970, 1, 1) + timedelta(days=time_us // DAY_US)

@@ -1,0 +1,140 @@
+"""Reading validation against the equipment registry; rejects are counted, not dropped.
+
+A reading is rejected when its equipment is not registered, its tag is not one
+of the equipment's tags, its value does not fit the tag's data type, or its
+timestamp lies further in the future than the allowed clock skew.  Every reject
+is counted by reason, logged, and kept in a bounded list of recent rejects.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from iinode.telemetry.model import Equipment, Reading, Tag, now_us
+from iinode.telemetry.registry import EquipmentRegistry
+
+log = logging.getLogger(__name__)
+
+
+class RejectReason(enum.StrEnum):
+    UNKNOWN_EQUIPMENT = "unknown_equipment"
+    UNKNOWN_TAG = "unknown_tag"
+    WRONG_TYPE = "wrong_type"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    MALFORMED = "malformed"
+    PROTOCOL = "protocol"
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A reading (or raw input, for malformed data) that was refused, and why."""
+
+    reason: RejectReason
+    detail: str
+    reading: Reading | None = None
+
+
+class RejectLog:
+    """Counts rejects by reason and remembers the most recent ones."""
+
+    def __init__(self, keep: int = 100) -> None:
+        self.counts: Counter[RejectReason] = Counter()
+        self.recent: deque[Reject] = deque(maxlen=keep)
+
+    def add(self, reject: Reject) -> None:
+        self.counts[reject.reason] += 1
+        self.recent.append(reject)
+        log.warning("telemetry reject (%s): %s", reject.reason.value, reject.detail)
+
+    def malformed(self, detail: str) -> None:
+        self.add(Reject(RejectReason.MALFORMED, detail))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+class ReadingValidator:
+    """Splits batches into accepted readings and rejects.
+
+    Equipment records are looked up once per batch and cached for
+    ``cache_ttl_us``; ``max_future_us`` is the allowed clock skew.
+    """
+
+    def __init__(
+        self,
+        registry: EquipmentRegistry,
+        *,
+        rejects: RejectLog | None = None,
+        max_future_us: int = 300_000_000,
+        cache_ttl_us: int = 5_000_000,
+        clock: Callable[[], int] = now_us,
+    ) -> None:
+        self.registry = registry
+        self.rejects = rejects if rejects is not None else RejectLog()
+        self.max_future_us = max_future_us
+        self.cache_ttl_us = cache_ttl_us
+        self._clock = clock
+        self._cache: dict[str, tuple[int, Equipment | None]] = {}
+
+    def forget(self, equipment_id: str | None = None) -> None:
+        """Drop cached equipment records (all of them if no id is given)."""
+        if equipment_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(equipment_id, None)
+
+    async def _lookup(self, equipment_id: str, now: int) -> Equipment | None:
+        hit = self._cache.get(equipment_id)
+        if hit is not None and now - hit[0] < self.cache_ttl_us:
+            return hit[1]
+        item = await self.registry.get(equipment_id)
+        self._cache[equipment_id] = (now, item)
+        return item
+
+    async def validate(self, readings: Sequence[Reading]) -> list[Reading]:
+        """The accepted readings, in order; rejects go to ``self.rejects``.
+
+        Accepted readings carry the equipment id in its normal form (``CN.SH/M1``
+        for a reading that named ``cn.sh/M1``).
+        """
+        now = self._clock()
+        horizon = now + self.max_future_us
+        known: dict[str, dict[str, Tag] | None] = {}
+        canonical: dict[str, str] = {}
+        for eq in {r.equipment for r in readings}:
+            item = await self._lookup(eq, now)
+            known[eq] = None if item is None else {t.name: t for t in item.tags}
+            if item is not None and item.id != eq:
+                canonical[eq] = item.id
+        accepted: list[Reading] = []
+        for r in readings:
+            tags = known[r.equipment]
+            reject: Reject | None = None
+            if tags is None:
+                reject = Reject(RejectReason.UNKNOWN_EQUIPMENT, f"{r.equipment} not registered", r)
+            elif (tag := tags.get(r.tag)) is None:
+                reject = Reject(RejectReason.UNKNOWN_TAG, f"{r.equipment} has no tag {r.tag!r}", r)
+            elif not tag.data_type.accepts(r.value):
+                reject = Reject(
+                    RejectReason.WRONG_TYPE,
+                    f"{r.equipment} {r.tag}: {r.value!r} is not {tag.data_type.value}",
+                    r,
+                )
+            elif r.time_us > horizon:
+                reject = Reject(
+                    RejectReason.FUTURE_TIMESTAMP,
+                    f"{r.equipment} {r.tag}: timestamp {(r.time_us - now) / 1e6:.0f} s ahead",
+                    r,
+                )
+            if reject is None:
+                if canonical and r.equipment in canonical:
+                    r = replace(r, equipment=canonical[r.equipment])
+                accepted.append(r)
+            else:
+                self.rejects.add(reject)
+        return accepted
