@@ -16,7 +16,6 @@ import iinode
 from iinode.api.handles import HANDLE_RECORD_SCHEMA, build_router, json_response
 from iinode.codes import ResponseCode, http_status
 from iinode.errors import ConfigurationError, HandleError, StorageError, TransportError
-from iinode.identifiers import HandleName
 from iinode.node.service import HandleService, site_from_url
 from iinode.node.settings import NodeSettings, Role
 from iinode.resolution import HttpResolver, ResolutionCache
@@ -138,4 +137,4 @@ def app_from_env() -> FastAPI:
     return app_for_settings(settings)
 
 
-__all__ = ["HandleName", "app_for_settings", "app_from_env", "build_resolver", "create_app"]
+__all__ = ["app_for_settings", "app_from_env", "build_resolver", "create_app"]

@@ -8,6 +8,7 @@ Malformed input raises ``ValueInvalid`` (JSON) or ``RemoteProtocolError`` (wire)
 
 from __future__ import annotations
 
+import abc
 import base64
 import binascii
 import enum
@@ -54,24 +55,25 @@ class AdminPermission(enum.IntFlag):
         return format(int(self), "012b")
 
 
-class ValueData:
+class ValueData(abc.ABC):
     """Base of all value data types."""
 
+    __slots__ = ()
     format: ClassVar[str] = "string"
 
-    def to_wire(self) -> bytes:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def to_wire(self) -> bytes: ...
 
-    def to_json(self) -> JsonData:
-        raise NotImplementedError
-
-    @classmethod
-    def from_wire(cls, raw: bytes) -> Self:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def to_json(self) -> JsonData: ...
 
     @classmethod
-    def from_json(cls, data: Any) -> Self:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def from_wire(cls, raw: bytes) -> Self: ...
+
+    @classmethod
+    @abc.abstractmethod
+    def from_json(cls, data: Any) -> Self: ...
 
 
 def _json_bytes(data: Any, kind: str) -> bytes:

@@ -351,6 +351,15 @@ class HandleService:
         return HandleName(prefix, f"{head}{uuid.uuid4()}")
 
     # -- node set-up -------------------------------------------------------------
+    def _own_site(self, owned: Prefix) -> SiteData:
+        """The HS_SITE describing where this node is served."""
+        return site_for(
+            self.settings.public_host,
+            http_port=self.settings.http_port,
+            handle_port=self.settings.handle_port,
+            description=self.settings.name or f"{self.settings.role.value} node for {owned}",
+        )
+
     async def initialise(self, secret: str) -> HandleName:
         """Create this node's prefix record ``0.NA/<prefix>`` with its admin identity."""
         owned = self.owned
@@ -358,12 +367,7 @@ class HandleService:
             raise ServerNotResponsible("a recursive node owns no prefix")
         na = owned.na_handle
         now = int(self._clock())
-        site = site_for(
-            self.settings.public_host,
-            http_port=self.settings.http_port,
-            handle_port=self.settings.handle_port,
-            description=self.settings.name or f"{self.settings.role.value} node for {owned}",
-        )
+        site = self._own_site(owned)
         record = check_record(
             [
                 HandleValue(1, "HS_SITE", site, timestamp=now),
@@ -394,12 +398,7 @@ class HandleService:
         record = await self.lookup(owned.na_handle)
         if record is None:
             return
-        site = site_for(
-            self.settings.public_host,
-            http_port=self.settings.http_port,
-            handle_port=self.settings.handle_port,
-            description=self.settings.name or f"{self.settings.role.value} node for {owned}",
-        )
+        site = self._own_site(owned)
         new = tuple(
             replace(v, data=site) if v.index == 1 and v.type == "HS_SITE" else v for v in record
         )

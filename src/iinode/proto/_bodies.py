@@ -9,6 +9,7 @@ writes to a ``WireWriter``; construction validates and raises
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Self
@@ -65,17 +66,17 @@ def _read_values(r: WireReader) -> tuple[HandleValue, ...]:
     return tuple(HandleValue.read(r) for _ in range(r.count("values", _MIN_VALUE_BYTES)))
 
 
-class Body:
+class Body(abc.ABC):
     """Base of every message body."""
 
     __slots__ = ()
 
-    def write(self, w: WireWriter) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def write(self, w: WireWriter) -> None: ...
 
     @classmethod
-    def read(cls, r: WireReader) -> Self:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def read(cls, r: WireReader) -> Self: ...
 
     def to_wire(self) -> bytes:
         w = WireWriter()
