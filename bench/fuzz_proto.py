@@ -152,8 +152,11 @@ def run(inputs: int, seed: int) -> int:
         if frame is not None:
             Message.from_frame(frame)
 
+    def message_decode(data: bytes, now: float) -> None:
+        Message.from_wire(data)
+
     decoders: list[tuple[str, Callable[[bytes, float], None]]] = [
-        ("message", lambda d, now: Message.from_wire(d)),
+        ("message", message_decode),
         ("udp", udp_decode),
         ("tcp", lambda d, now: tcp_decode(d, rnd)),
     ]

@@ -102,7 +102,7 @@ def main() -> None:
             "pyarrow write_table (raw)": timed(
                 args.runs,
                 lambda: fresh() / "raw.parquet",
-                lambda p: pq.write_table(table, p, compression="zstd"),  # type: ignore[arg-type]
+                lambda p: pq.write_table(table, p, compression="zstd"),
             ),
             "duckdb COPY to parquet (raw)": timed(
                 args.runs,

@@ -4,8 +4,10 @@
 
 A paced Sparkplug publisher sends ``--rate`` points/s (messages of 500 metrics);
 iinode ingests them (MqttConnector -> MemoryBus -> IngestWorker -> ParquetStore).
-Every 10 s the ingest process's resident memory (VmRSS) and the stored count
-are printed; the summary compares the first and last thirds of the run.
+Every ``--every`` seconds (5 by default) the ingest process's resident memory
+(VmRSS) and the stored count are sampled; the summary gives start, peak and end
+RSS, the medians of the first and last thirds, and the least-squares slope of
+RSS over the second half of the run in MB/min (flat memory is ~0).
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ async def main() -> None:
     parser.add_argument("--rate", type=int, default=50_000)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1883)
+    parser.add_argument("--every", type=float, default=5.0)
     args = parser.parse_args()
     group = f"88.{uuid.uuid4().int % 10**9}"
     eq = Equipment(
@@ -109,7 +112,7 @@ async def main() -> None:
     start = time.monotonic()
     try:
         while proc.is_alive():
-            await asyncio.sleep(10)
+            await asyncio.sleep(args.every)
             t = time.monotonic() - start
             samples.append((t, rss_mb(), worker.stats.accepted))
             print(f"  t={t:6.0f}s  rss={samples[-1][1]:7.1f} MB  stored={samples[-1][2]:>12,}")
@@ -130,6 +133,22 @@ async def main() -> None:
     )
     print(f"  RSS median first third {first:.1f} MB, last third {last:.1f} MB, "
           f"peak {max(s[1] for s in samples):.1f} MB")  # fmt: skip
+    half = samples[len(samples) // 2 :]
+    print(
+        f"  RSS start {samples[0][1]:.1f} MB, peak {max(s[1] for s in samples):.1f} MB, "
+        f"end {samples[-1][1]:.1f} MB; slope over the second half "
+        f"{slope([s[0] for s in half], [s[1] for s in half]) * 60:+.3f} MB/min "
+        f"({len(samples)} samples every {args.every:g} s)"
+    )
+
+
+def slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ys over xs (0 for fewer than two points)."""
+    if len(xs) < 2:
+        return 0.0
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
 
 
 if __name__ == "__main__":

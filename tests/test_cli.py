@@ -8,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from support import free_port
+from cli.cli_support import free_range
+from iinode.demo.network import ports_needed
 
 IINODE = [sys.executable, "-m", "iinode"]
 
@@ -102,7 +103,7 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
 
 
 def test_cli_walks_three_level_resolution() -> None:
-    base = free_port()
+    base = free_range(ports_needed())
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     demo = subprocess.Popen(
         [*IINODE, "demo", "--base-port", str(base), "--duration", "60", "--products", "100"],

@@ -60,7 +60,69 @@ def test_admin_permission_bits_follow_handle_net_order() -> None:
     assert AdminPermission.DELETE_HANDLE in perms
     assert AdminPermission.ADD_NA not in perms
     assert AdminPermission.DELETE_NA not in perms
+    assert AdminPermission.READ_VALUE in perms
     assert perms.to_bits() == "011111110011"
+
+
+# Bit i of the wire mask is AdminRecord.perms[i] in the Handle.Net library and the
+# RFC 3651 order; the REST string lists perms[11] .. perms[0].
+HANDLE_NET_ORDER = [
+    AdminPermission.ADD_HANDLE,
+    AdminPermission.DELETE_HANDLE,
+    AdminPermission.ADD_NA,
+    AdminPermission.DELETE_NA,
+    AdminPermission.MODIFY_VALUE,
+    AdminPermission.REMOVE_VALUE,
+    AdminPermission.ADD_VALUE,
+    AdminPermission.MODIFY_ADMIN,
+    AdminPermission.REMOVE_ADMIN,
+    AdminPermission.ADD_ADMIN,
+    AdminPermission.READ_VALUE,
+    AdminPermission.LIST_HANDLES,
+]
+
+
+@pytest.mark.parametrize(("position", "permission"), list(enumerate(HANDLE_NET_ORDER)))
+def test_each_permission_on_the_wire_and_in_rest(
+    position: int, permission: AdminPermission
+) -> None:
+    assert int(permission) == 1 << position
+    bits = permission.to_bits()
+    assert bits == "".join("1" if 11 - c == position else "0" for c in range(12))
+    assert AdminPermission.from_bits(bits) == permission
+    wire = AdminData(permission, IndexedHandle.parse("300:0.NA/88")).to_wire()
+    assert wire[:2] == (1 << position).to_bytes(2, "big")
+
+
+def test_handle_net_default_admin_on_the_wire() -> None:
+    # The Handle.Net admin tool's default HS_ADMIN: all but LIST_HANDLES, ADD_NA, DELETE_NA.
+    default = AdminPermission.all() & ~(
+        AdminPermission.LIST_HANDLES | AdminPermission.ADD_NA | AdminPermission.DELETE_NA
+    )
+    admin = AdminData(default, IndexedHandle.parse("200:0.NA/88.118.8"))
+    assert admin.to_wire()[:2] == b"\x07\xf3"
+    assert default.to_bits() == "011111110011"
+    assert AdminData.from_wire(admin.to_wire()).permissions == default
+
+
+def test_permission_forms_handle_net_accepts() -> None:
+    # Short strings are aligned on ADD_HANDLE, like the Handle.Net server reads them.
+    assert AdminPermission.from_bits("11") == (
+        AdminPermission.ADD_HANDLE | AdminPermission.DELETE_HANDLE
+    )
+    assert AdminPermission.from_bits("*") == AdminPermission.all()
+
+    def perms(p: object) -> AdminPermission:
+        return AdminData.from_json(
+            {"format": "admin", "value": {"handle": "0.NA/88", "index": 300, "permissions": p}}
+        ).permissions
+
+    assert perms(True) == AdminPermission.all()
+    assert perms(False) == AdminPermission(0)
+    assert perms(0x07F3) == AdminPermission.from_bits("011111110011")
+    for bad in ("0123", "1" * 13, "", [1, 0], 0x1000, -1):
+        with pytest.raises(ValueInvalid):
+            perms(bad)
 
 
 def test_json_shapes_match_handle_net() -> None:

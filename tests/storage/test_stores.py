@@ -77,6 +77,16 @@ async def test_list_handles_pages_by_prefix(store: HandleStore) -> None:
     assert (await store.list_handles("88.3")).total == 0
 
 
+async def test_get_many_reads_what_exists_in_batches(store: HandleStore) -> None:
+    rows = [(f"88.1/{n:04d}", "88.1", f"v{n}".encode()) for n in range(1200)]
+    await store.bulk_put(rows)
+    assert await store.get_many([]) == {}
+    wanted = [f"88.1/{n:04d}" for n in range(0, 1200, 2)] + ["88.1/missing", "88.2/0001"]
+    found = await store.get_many(wanted)
+    assert found == {f"88.1/{n:04d}": f"v{n}".encode() for n in range(0, 1200, 2)}
+    assert await store.get_many(["88.1/0003", "88.1/0003"]) == {"88.1/0003": b"v3"}
+
+
 async def test_sqlite_write_survives_reopen(tmp_path: Path) -> None:
     s = SQLiteStore(tmp_path / "d.sqlite3")
     await s.modify("88.1/a", lambda old: b"durable")

@@ -61,3 +61,13 @@ async def test_equipment_id_is_normalised() -> None:
     validator = ReadingValidator(MemoryRegistry([Equipment(id="cn.sh/M1", tags=(Tag("t"),))]))
     [r] = await validator.validate([Reading("cn.sh/M1", "t", 1, 1.0)])
     assert r.equipment == "CN.SH/M1"
+
+
+async def test_equipment_cache_stays_bounded_under_unknown_ids() -> None:
+    reg = MemoryRegistry([EQ])
+    validator = ReadingValidator(reg, clock=lambda: NOW, max_cached=100)
+    for n in range(1000):
+        await validator.validate([Reading(f"88.118.8/GHOST{n}", "temp", NOW, 1.0)])
+        assert len(validator._cache) <= 100
+    assert await validator.validate([Reading(EQ.id, "temp", NOW, 1.0)])
+    assert validator.rejects.counts[RejectReason.UNKNOWN_EQUIPMENT] == 1000

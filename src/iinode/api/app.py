@@ -13,9 +13,17 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse
 
 import iinode
-from iinode.api.handles import HANDLE_RECORD_SCHEMA, build_router, json_response
+from iinode.api.answer_cache import AnswerCache
+from iinode.api.extensions import close_extensions, mount_extensions
+from iinode.api.handles import (
+    GET_HANDLE_OPENAPI,
+    HANDLE_RECORD_SCHEMA,
+    build_router,
+    json_response,
+)
 from iinode.codes import ResponseCode, http_status
 from iinode.errors import ConfigurationError, HandleError, StorageError, TransportError
+from iinode.node.changes import COUNTER_FILE, ChangeCounter
 from iinode.node.service import HandleService, site_from_url
 from iinode.node.settings import NodeSettings, Role
 from iinode.resolution import HttpResolver, ResolutionCache
@@ -32,16 +40,18 @@ def _error_body(exc: HandleError, request: Request) -> dict[str, Any]:
     return body
 
 
-def create_app(service: HandleService, resolver: HttpResolver | None = None) -> FastAPI:
-    """The HTTP app for a node whose service (and store) is already open."""
+def _base_app(lifespan: Any = None) -> FastAPI:
+    """The FastAPI app with the error mapping and OpenAPI document, no routes yet.
+
+    Everything here is installed before the app is first called: Starlette
+    freezes its middleware (which carries the exception handlers) at that point.
+    """
     app = FastAPI(
         title="iinode",
         version=iinode.__version__,
         description="Industrial Internet node: Handle-compatible identifier resolution.",
+        lifespan=lifespan,
     )
-    app.state.service = service
-    app.state.resolver = resolver
-    app.include_router(build_router(service, resolver))
 
     @app.exception_handler(HandleError)
     async def on_handle_error(request: Request, exc: HandleError) -> Response:
@@ -56,6 +66,31 @@ def create_app(service: HandleService, resolver: HttpResolver | None = None) -> 
         return json_response(
             {"responseCode": int(ResponseCode.SERVER_NOT_RESP), "message": str(exc)}, 502
         )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schema.setdefault("paths", {}).setdefault("/api/handles/{handle}", {})["get"] = (
+                GET_HANDLE_OPENAPI
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {})["HandleRecord"] = (
+                HANDLE_RECORD_SCHEMA
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _install(app: FastAPI, service: HandleService, resolver: HttpResolver | None) -> None:
+    """Add the node's routes for an open ``service`` to ``app``."""
+    app.state.service = service
+    app.state.resolver = resolver
+    app.state.answer_cache = AnswerCache(service.changes)
+    app.include_router(build_router(service, resolver, app.state.answer_cache))
 
     @app.get("/api/node", tags=["node"], summary="This node's role, prefix and parent")
     async def node_info() -> dict[str, Any]:
@@ -75,18 +110,13 @@ def create_app(service: HandleService, resolver: HttpResolver | None = None) -> 
     async def health() -> str:
         return "ok"
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
-            )
-            schema.setdefault("components", {}).setdefault("schemas", {})["HandleRecord"] = (
-                HANDLE_RECORD_SCHEMA
-            )
-            app.openapi_schema = schema
-        return app.openapi_schema
+    # Further routers (telemetry, monitoring, metrics) are included here.
 
-    app.openapi = openapi  # type: ignore[method-assign]
+
+def create_app(service: HandleService, resolver: HttpResolver | None = None) -> FastAPI:
+    """The HTTP app for a node whose service (and store) is already open."""
+    app = _base_app()
+    _install(app, service, resolver)
     return app
 
 
@@ -102,27 +132,36 @@ def build_resolver(settings: NodeSettings) -> HttpResolver | None:
 
 
 def app_for_settings(settings: NodeSettings) -> FastAPI:
-    """An app that opens its store on start-up and closes it on shut-down."""
-    holder: dict[str, Any] = {}
+    """An app that opens its store on start-up and closes it on shut-down.
+
+    The routes are added to this very app once the store is open (no mounted
+    sub-application, so requests are routed once); they are removed again at
+    shut-down, so the app can be started again.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        changes = ChangeCounter(Path(settings.data_dir) / COUNTER_FILE)
         store = await open_store(settings.store_url, base_dir=settings.data_dir)
-        service = HandleService(settings, store)
-        await service.refresh_site()
-        resolver = build_resolver(settings)
-        inner = create_app(service, resolver)
-        holder["inner"] = inner
-        app.mount("/", inner)
+        resolver: HttpResolver | None = None
+        base_routes = list(app.router.routes)
         try:
+            service = HandleService(settings, store, changes=changes)
+            await service.refresh_site()
+            resolver = build_resolver(settings)
+            _install(app, service, resolver)
+            await mount_extensions(app, settings, service)
+            app.openapi_schema = None
             yield
         finally:
+            await close_extensions(app)
+            app.router.routes[:] = base_routes
             if resolver is not None:
                 await resolver.aclose()
             await store.close()
+            changes.close()
 
-    outer = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
-    return outer
+    return _base_app(lifespan)
 
 
 def app_from_env() -> FastAPI:

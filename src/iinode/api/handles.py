@@ -16,7 +16,9 @@ from urllib.parse import quote, unquote
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from starlette.routing import Route
 
+from iinode.api.answer_cache import AnswerCache
 from iinode.codes import ResponseCode
 from iinode.errors import (
     AuthenticationNeeded,
@@ -128,30 +130,23 @@ def referral_response(answer: Answer, request: Request) -> Response:
     return json_response(body, 307 if urls else 200, headers)
 
 
-def build_router(service: HandleService, resolver: HttpResolver | None) -> APIRouter:
+def build_router(
+    service: HandleService, resolver: HttpResolver | None, cache: AnswerCache | None = None
+) -> APIRouter:
+    """The ``/api/handles`` routes; anonymous local answers are kept in ``cache``."""
     router = APIRouter(tags=["handles"])
     recursive_node = service.settings.role.value == "recursive"
 
-    @router.get(
-        "/api/handles/{handle:path}",
-        summary="Resolve a handle",
-        openapi_extra={
-            "parameters": [
-                {
-                    "name": "type",
-                    "in": "query",
-                    "schema": {"type": "array", "items": {"type": "string"}},
-                },
-                {
-                    "name": "index",
-                    "in": "query",
-                    "schema": {"type": "array", "items": {"type": "integer"}},
-                },
-                {"name": "recursive", "in": "query", "schema": {"type": "boolean"}},
-            ]
-        },
-    )
-    async def get_handle(handle: str, request: Request) -> Response:
+    async def get_handle(request: Request) -> Response:
+        handle: str = request.path_params["handle"]
+        key = None
+        generation = 0
+        if cache is not None and not recursive_node and "authorization" not in request.headers:
+            key = (handle, request.scope["query_string"])
+            body = cache.get(key)
+            if body is not None:
+                return Response(body, media_type="application/json")
+            generation = cache.generation()
         name = _handle(handle)
         types = request.query_params.getlist("type")
         indexes = _indexes(request) or []
@@ -167,6 +162,7 @@ def build_router(service: HandleService, resolver: HttpResolver | None) -> APIRo
             if answer.is_referral:
                 if not (recurse and resolver is not None):
                     return referral_response(answer, request)
+                key = None  # answered by another node: not ours to keep
                 delegated = HttpResolver(
                     answer.sites(), cache=resolver.cache, max_referrals=resolver.max_referrals
                 )
@@ -176,12 +172,22 @@ def build_router(service: HandleService, resolver: HttpResolver | None) -> APIRo
                     await delegated.aclose()
             else:
                 values = answer.values
-        body: dict[str, Any] = {
-            "responseCode": 1 if values else int(ResponseCode.VALUES_NOT_FOUND),
-            "handle": str(name),
-            "values": [v.to_json() for v in values],
-        }
-        return json_response(body)
+        rendered = orjson.dumps(
+            {
+                "responseCode": 1 if values else int(ResponseCode.VALUES_NOT_FOUND),
+                "handle": str(name),
+                "values": [v.to_json() for v in values],
+            }
+        )
+        if key is not None and cache is not None:
+            cache.put(key, rendered, generation)
+        return Response(rendered, media_type="application/json")
+
+    # A plain Starlette route: the hot read path skips FastAPI's parameter
+    # injection and validation; its OpenAPI entry is GET_HANDLE_OPENAPI.
+    router.routes.append(
+        Route("/api/handles/{handle:path}", get_handle, methods=["GET"], include_in_schema=False)
+    )
 
     @router.put(
         "/api/handles/{handle:path}",
@@ -303,6 +309,31 @@ def build_router(service: HandleService, resolver: HttpResolver | None) -> APIRo
 
     return router
 
+
+#: The OpenAPI operation of the plain GET route (merged into the document by the app).
+GET_HANDLE_OPENAPI: dict[str, Any] = {
+    "tags": ["handles"],
+    "summary": "Resolve a handle",
+    "operationId": "get_handle_api_handles__handle__get",
+    "parameters": [
+        _HANDLE_PARAM,
+        {"name": "type", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}},
+        {"name": "index", "in": "query", "schema": {"type": "array", "items": {"type": "integer"}}},
+        {"name": "recursive", "in": "query", "schema": {"type": "boolean"}},
+        {
+            "name": "Authorization",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "HTTP Basic as index:handle, to read values without PUBLIC_READ",
+        },
+    ],
+    "responses": {
+        "200": {"description": "The handle's values", "content": {"application/json": {}}},
+        "307": {"description": "Referral to the node that answers the handle"},
+        "404": {"description": "Handle not found (responseCode 100)"},
+    },
+}
 
 HANDLE_RECORD_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -9,12 +9,18 @@ serves the Prometheus exposition.  Refusals map one-to-one to status codes::
 
 Every refusal answers ``{"error": <reason>, "detail": <message>}`` and is
 counted in ``iinode_monitoring_reports_refused_total{reason}``.
+
+With ``MonitoringApp.authorize_admin`` set, the views, event details, notice
+issue and progress, and the node's own notice list and answers need the
+credentials of a node administrator (401 without valid credentials, 403 for
+someone else).  ``GET /notices`` answers a child with the notices meant for it
+and the node's administrator with every notice on the board and its own state.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
@@ -23,9 +29,9 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from iinode.identifiers import Prefix
 from iinode.monitoring.auth import Authenticator, parse_basic
 from iinode.monitoring.errors import EventInvalid, OutboxFull, ReportRefused
-from iinode.monitoring.events import EventKind
+from iinode.monitoring.events import Event, EventKind
 from iinode.monitoring.metrics import CONTENT_TYPE, NodeMetrics
-from iinode.monitoring.notices import Notice, NoticeBoard
+from iinode.monitoring.notices import Notice, NoticeBoard, NoticeState
 from iinode.monitoring.receiver import ReportReceiver
 from iinode.monitoring.store import GROUPS
 
@@ -38,6 +44,15 @@ class MonitoringApp:
     authenticate: Authenticator
     board: NoticeBoard
     clock: Callable[[], float] = time.time
+    #: ``True`` for a node administrator, ``False`` for anyone else, ``None`` if the
+    #: credentials do not authenticate.  ``None`` here leaves the views open.
+    authorize_admin: Callable[[str, str], Awaitable[bool | None]] | None = None
+    #: Records the operator's answer to a notice (an enterprise node).
+    answer: Callable[[str, NoticeState], Event] | None = None
+    #: A node not heard from for this long is listed as stale.
+    stale_after: float = 300.0
+    #: Prefixes delegated to children here; ``/nodes`` lists those that never reported.
+    children: Callable[[], Awaitable[list[str]]] | None = None
 
 
 def _json_response(
@@ -66,6 +81,29 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
             return None
         return await app.authenticate(*creds)
 
+    async def admin_refusal(request: Request) -> Response | None:
+        """``None`` if the request may read or act at this level, else the refusal."""
+        if app.authorize_admin is None:
+            return None
+        creds = parse_basic(request.headers.get("authorization"))
+        verdict = None if creds is None else await app.authorize_admin(*creds)
+        if verdict is None:
+            return _refusal(ReportRefused.for_status(401, "node administrator credentials needed"))
+        if not verdict:
+            return _refusal(ReportRefused.for_status(403, "only the node administrator may"))
+        return None
+
+    def admin_notices(since: int) -> Response:
+        items = []
+        for seq, notice in app.board.since(since):
+            own = app.board.state(notice.id)
+            entry = notice.to_json()
+            entry["seq"] = seq
+            entry["state"] = None if own is None else own[0].value
+            entry["assets"] = [] if own is None else own[2]
+            items.append(entry)
+        return _json_response({"next": items[-1]["seq"] if items else since, "notices": items})
+
     @router.post("/reports", summary="Receive a batch of events from a child node")
     async def post_report(request: Request) -> Response:
         identity = await identity_of(request)
@@ -86,6 +124,8 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
     async def get_notices(request: Request, since: int = Query(0, ge=0)) -> Response:
         identity = await identity_of(request)
         if identity is None or not receiver.settings.is_child(identity):
+            if app.authorize_admin is not None and await admin_refusal(request) is None:
+                return admin_notices(since)
             return _refusal(receiver_refusal(401 if identity is None else 403, identity, receiver))
         profile = {n.origin: n for n in store.nodes(now=app.clock(), stale_after=float("inf"))}
         node = profile.get(identity.text)
@@ -102,6 +142,9 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
 
     @router.post("/notices", summary="Issue a notice at this level", status_code=201)
     async def post_notice(request: Request) -> Response:
+        refusal = await admin_refusal(request)
+        if refusal is not None:
+            return refusal
         try:
             notice = Notice.from_json(await _json(request))
         except EventInvalid as exc:
@@ -118,20 +161,53 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
         return _json_response(notice.to_json(), status_code=201 if created else 200)
 
     @router.get("/notices/{notice_id}/progress", summary="Who has and has not acted")
-    async def notice_progress(notice_id: str) -> Response:
+    async def notice_progress(notice_id: str, request: Request) -> Response:
+        refusal = await admin_refusal(request)
+        if refusal is not None:
+            return refusal
         try:
             progress = app.board.progress(notice_id, store, now=app.clock())
         except KeyError:
             raise HTTPException(404, f"no notice {notice_id!r}") from None
         return _json_response(progress.to_json())
 
+    @router.post("/notices/{notice_id}/answer", summary="Acknowledge or complete a notice")
+    async def answer_notice(notice_id: str, request: Request) -> Response:
+        refusal = await admin_refusal(request)
+        if refusal is not None:
+            return refusal
+        if app.answer is None:
+            raise HTTPException(404, "this node does not answer notices")
+        try:
+            body = await _json(request)
+            if not isinstance(body, dict):
+                raise EventInvalid('body must be an object {"state": ...}')
+            state = NoticeState(body.get("state", NoticeState.ACKNOWLEDGED.value))
+            event = app.answer(notice_id, state)
+        except ValueError:
+            return _json_response(
+                {"error": "malformed", "detail": "state must be acknowledged or completed"}, 400
+            )
+        except EventInvalid as exc:
+            status = 404 if app.board.get(notice_id) is None else 409
+            return _json_response({"error": "refused", "detail": str(exc)}, status_code=status)
+        except OutboxFull as exc:
+            return _json_response(
+                {"error": "outbox_full", "detail": str(exc)}, 503, {"Retry-After": "5"}
+            )
+        return _json_response({"notice": notice_id, "state": state.value, "event": event.id})
+
     @router.get("/view", summary="Event counts at this level")
     async def view(
+        request: Request,
         by: str = Query("severity"),
         since: float | None = None,
         until: float | None = None,
         kind: EventKind | None = None,
     ) -> Response:
+        refusal = await admin_refusal(request)
+        if refusal is not None:
+            return refusal
         if by not in GROUPS:
             raise HTTPException(400, f"'by' must be one of {', '.join(GROUPS)}")
         return _json_response(
@@ -140,26 +216,57 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
 
     @router.get("/trend", summary="Event counts per time bucket")
     async def trend(
+        request: Request,
         bucket: float = Query(3600.0, gt=0),
         since: float | None = None,
         kind: EventKind | None = None,
     ) -> Response:
+        refusal = await admin_refusal(request)
+        if refusal is not None:
+            return refusal
         points = store.trend(bucket, since=since, kind=kind)
         return _json_response({"bucket": bucket, "points": points})
 
     @router.get("/nodes", summary="Reporting nodes below this level; stale ones flagged")
-    async def nodes(stale_after: float = Query(300.0, gt=0)) -> Response:
-        rows = store.nodes(now=app.clock(), stale_after=stale_after)
-        return _json_response({"nodes": [n.to_json() for n in rows]})
+    async def nodes(request: Request, stale_after: float | None = Query(None, gt=0)) -> Response:
+        refusal = await admin_refusal(request)
+        if refusal is not None:
+            return refusal
+        window = app.stale_after if stale_after is None else stale_after
+        rows = store.nodes(now=app.clock(), stale_after=window)
+        nodes = [n.to_json() | {"reported": True} for n in rows]
+        seen = {n.origin for n in rows}
+        silent = [c for c in await app.children() if c not in seen] if app.children else []
+        nodes += [_never_reported(c) for c in silent]
+        nodes.sort(key=lambda n: str(n["origin"]))
+        return _json_response(
+            {
+                "stale_after": window,
+                "nodes": nodes,
+                "stale": sorted([n.origin for n in rows if n.stale] + silent),
+                "never_reported": silent,
+            }
+        )
 
     @router.get("/events/{origin}/{event_id}", summary="One event with its detail")
-    async def event(origin: str, event_id: str) -> Response:
+    async def event(origin: str, event_id: str, request: Request) -> Response:
+        refusal = await admin_refusal(request)
+        if refusal is not None:
+            return refusal
         found = store.get(origin.upper(), event_id)
         if found is None:
             raise HTTPException(404, f"no event {origin}/{event_id}")
         return _json_response(found.to_json())
 
     return router
+
+
+def _never_reported(child: str) -> dict[str, object]:
+    """A delegated child with no report here yet, shaped like a reporting node's entry."""
+    return {
+        "origin": child, "via": child, "province": "", "industry": "", "last_seen": None,
+        "last_observed": None, "clock_skew": None, "stale": True, "reported": False,
+    }  # fmt: skip
 
 
 def receiver_refusal(
@@ -181,11 +288,19 @@ async def _json(request: Request) -> object:
         raise EventInvalid(f"body is not JSON: {exc}") from None
 
 
-def metrics_router(metrics: NodeMetrics, *, path: str = "/metrics") -> APIRouter:
+def metrics_router(
+    metrics: NodeMetrics,
+    *,
+    path: str = "/metrics",
+    refresh: Callable[[], Awaitable[None]] | None = None,
+) -> APIRouter:
+    """``refresh`` runs before each scrape (for values only readable asynchronously)."""
     router = APIRouter(tags=["monitoring"])
 
     @router.get(path, summary="Prometheus text exposition", response_class=Response)
     async def render_metrics() -> Response:
+        if refresh is not None:
+            await refresh()
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     return router

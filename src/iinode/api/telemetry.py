@@ -11,14 +11,18 @@
     GET    /equipment/{prefix}/{suffix}/history     ?tag=&start=&end=&limit=
     GET    /equipment/{prefix}/{suffix}/aggregates  ?tag=&interval=60&start=&end=
     GET    /rejects                                 reject counts by reason
+    GET    /info                                    where the node's MQTT broker listens
 
 Times are ISO 8601 or epoch milliseconds; ``interval`` is in seconds.  Errors
 answer ``{"error", "detail"}`` with 400 (bad input) or 404 (unknown equipment).
+With ``TelemetryApp.authenticate`` set, PUT and DELETE need HTTP Basic
+credentials (401 without, 403 when HS_ADMIN does not allow the change).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,8 +30,17 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
-from iinode.errors import HandleError, HandleNotFound, InvalidHandle, ValueInvalid
-from iinode.identifiers import HandleName
+from iinode.errors import (
+    AuthenticationFailed,
+    AuthenticationNeeded,
+    HandleError,
+    HandleNotFound,
+    InvalidCredential,
+    InvalidHandle,
+    NotAuthorized,
+    ValueInvalid,
+)
+from iinode.identifiers import HandleName, IndexedHandle
 from iinode.telemetry.model import Equipment, from_us, to_us
 from iinode.telemetry.registry import EquipmentRegistry
 from iinode.telemetry.store import ParquetStore
@@ -43,6 +56,13 @@ class TelemetryApp:
     store: ParquetStore
     live: LiveState
     rejects: RejectLog | None = None
+    #: Who sent a request (``None`` if no credentials); raises on bad credentials.
+    authenticate: Callable[[Request], Awaitable[IndexedHandle | None]] | None = None
+    #: ``(host, port)`` of the MQTT broker the node ingests from.
+    mqtt: tuple[str, int] | None = None
+
+
+_AUTH_ERRORS = (AuthenticationFailed, AuthenticationNeeded, InvalidCredential)
 
 
 def _json(data: object, status_code: int = 200) -> Response:
@@ -67,6 +87,18 @@ def parse_time(text: str | None) -> int | None:
 
 def telemetry_router(app: TelemetryApp, *, prefix: str = "/telemetry") -> APIRouter:
     router = APIRouter(prefix=prefix, tags=["telemetry"])
+
+    async def writer(request: Request) -> IndexedHandle | Response | None:
+        """The identity a write is made as, or the refusal to send."""
+        if app.authenticate is None:
+            return None
+        try:
+            identity = await app.authenticate(request)
+        except _AUTH_ERRORS as exc:
+            return _error(401, "unauthenticated", exc.message)
+        if identity is None:
+            return _error(401, "unauthenticated", "writing equipment needs HTTP Basic credentials")
+        return identity
 
     async def lookup(prefix_text: str, suffix: str) -> Equipment | Response:
         try:
@@ -106,17 +138,34 @@ def telemetry_router(app: TelemetryApp, *, prefix: str = "/telemetry") -> APIRou
             return _error(400, "invalid_json", str(exc))
         except HandleError as exc:
             return _error(400, "invalid_equipment", exc.message)
-        await app.registry.put(item)
+        identity = await writer(request)
+        if isinstance(identity, Response):
+            return identity
+        try:
+            await app.registry.put(item, identity)
+        except NotAuthorized as exc:
+            return _error(403, "forbidden", exc.message)
+        except HandleError as exc:
+            return _error(400, "refused", exc.message)
         return _json(item.to_json())
 
     @router.delete("/equipment/{prefix_text}/{suffix}", summary="Delete equipment")
-    async def delete_equipment(prefix_text: str, suffix: str) -> Response:
+    async def delete_equipment(prefix_text: str, suffix: str, request: Request) -> Response:
         try:
-            await app.registry.remove(str(HandleName(prefix_text, suffix)))
-        except HandleNotFound as exc:
-            return _error(404, "not_found", exc.message)
+            handle = str(HandleName(prefix_text, suffix))
         except InvalidHandle as exc:
             return _error(400, "invalid_handle", exc.message)
+        identity = await writer(request)
+        if isinstance(identity, Response):
+            return identity
+        try:
+            await app.registry.remove(handle, identity)
+        except HandleNotFound as exc:
+            return _error(404, "not_found", exc.message)
+        except NotAuthorized as exc:
+            return _error(403, "forbidden", exc.message)
+        except HandleError as exc:
+            return _error(400, "refused", exc.message)
         return Response(status_code=204)
 
     @router.get("/equipment/{prefix_text}/{suffix}/live", summary="Latest value of every tag")
@@ -205,5 +254,10 @@ def telemetry_router(app: TelemetryApp, *, prefix: str = "/telemetry") -> APIRou
         return _json(
             {"total": log.total, "reasons": {r.value: n for r, n in sorted(log.counts.items())}}
         )
+
+    @router.get("/info", summary="Where this node ingests telemetry from")
+    async def info() -> Response:
+        host, port = app.mqtt if app.mqtt is not None else (None, None)
+        return _json({"mqtt": {"host": host, "port": port}})
 
     return router

@@ -13,11 +13,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from iinode.cli.equipment import app as equipment_app
+from iinode.cli.monitor import app as monitor_app
+from iinode.cli.simulate import app as simulate_app
+from iinode.cli.telemetry import app as telemetry_app
 from iinode.errors import HandleError, IinodeError
 from iinode.identifiers import (
     HandleName,
     HandleValue,
+    Permissions,
     Prefix,
+    SecKeyData,
     SiteData,
     StringData,
     UrlData,
@@ -30,6 +36,10 @@ app = typer.Typer(
 )
 prefix_app = typer.Typer(no_args_is_help=True, help="Prefix delegation.")
 app.add_typer(prefix_app, name="prefix")
+app.add_typer(equipment_app, name="equipment")
+app.add_typer(telemetry_app, name="telemetry")
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(monitor_app, name="monitor")
 console = Console()
 err = Console(stderr=True)
 
@@ -62,6 +72,13 @@ def init(
         str, typer.Option(help="store URL", envvar="IINODE_STORE_URL")
     ] = "sqlite:handles.sqlite3",
     name: Annotated[str, typer.Option(help="a human name for the node")] = "",
+    report_secret: Annotated[
+        str | None,
+        typer.Option(
+            help="this node's secret in the parent's delegation record (see prefix delegate)",
+            envvar="IINODE_REPORT_SECRET",
+        ),
+    ] = None,
 ) -> None:
     """Create a node: its configuration and its prefix record 0.NA/<prefix>."""
     from iinode.node.service import HandleService
@@ -70,6 +87,7 @@ def init(
     settings = NodeSettings(
         role=role, data_dir=data_dir, prefix=prefix, store_url=store, http_port=http_port,
         handle_port=handle_port, public_host=public_host, parent_url=parent, name=name,
+        report_secret=report_secret or None,
     )  # fmt: skip
     if (data_dir / "node.toml").exists():
         fail(f"{data_dir} already holds a node; choose another --data-dir")
@@ -97,26 +115,45 @@ def serve(
     handle_port: Annotated[int | None, typer.Option(envvar="IINODE_HANDLE_PORT")] = None,
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     workers: Annotated[int, typer.Option(help="HTTP worker processes")] = 1,
+    native_workers: Annotated[
+        int | None, typer.Option(help="native protocol worker processes (default: CPU count)")
+    ] = None,
 ) -> None:
-    """Serve the node's HTTP API (and the native protocol once configured)."""
+    """Serve the node's HTTP API, and the native protocol (UDP+TCP) if a handle port is set."""
     import uvicorn
 
     from iinode.api.app import app_for_settings
+    from iinode.resolution.native_server import NativeWorkers, start_native_workers
 
     settings = NodeSettings.load(data_dir).with_overrides(
         http_port=http_port, handle_port=handle_port, http_host=host
     )
+    if settings.role is Role.ENTERPRISE and settings.telemetry and settings.mqtt_url == "embedded":
+        from iinode.api.extensions import check_embedded_broker
+
+        check_embedded_broker(settings)  # one clear line now rather than a failed start-up
     console.print(f"{settings.role.value} node {settings.prefix or ''} on {settings.http_url}")
-    if workers > 1:
-        os.environ["IINODE_DATA_DIR"] = str(data_dir)
-        os.environ["IINODE_HTTP_PORT"] = str(settings.http_port)
-        uvicorn.run(
-            "iinode.api.app:app_from_env", factory=True, host=settings.http_host,
-            port=settings.http_port, workers=workers, log_level="warning",
-        )  # fmt: skip
-    else:
-        uvicorn.run(app_for_settings(settings), host=settings.http_host, port=settings.http_port,
-                    log_level="warning")  # fmt: skip
+    native: NativeWorkers | None = None
+    if settings.handle_port:
+        native = start_native_workers(settings, native_workers)
+        console.print(
+            f"native Handle protocol on {native.host}:{native.port} (UDP+TCP), "
+            f"{len(native.processes)} worker processes"
+        )
+    try:
+        if workers > 1:
+            os.environ["IINODE_DATA_DIR"] = str(data_dir)
+            os.environ["IINODE_HTTP_PORT"] = str(settings.http_port)
+            uvicorn.run(
+                "iinode.api.app:app_from_env", factory=True, host=settings.http_host,
+                port=settings.http_port, workers=workers, log_level="warning",
+            )  # fmt: skip
+        else:
+            uvicorn.run(app_for_settings(settings), host=settings.http_host,
+                        port=settings.http_port, log_level="warning")  # fmt: skip
+    finally:
+        if native is not None:
+            native.stop()
 
 
 @prefix_app.command("delegate")
@@ -127,6 +164,15 @@ def delegate(
     secret: Secret = None,
     admin: Annotated[
         str | None, typer.Option(help="identity, default 300:0.NA/<parent prefix>")
+    ] = None,
+    child_secret: Annotated[
+        str | None,
+        typer.Option(
+            "--child-secret",
+            help="the child's secret (HS_SECKEY at index 300, stored hashed): it authenticates "
+            "the child's monitoring reports; give the child the same as its report_secret",
+            envvar="IINODE_CHILD_SECRET",
+        ),
     ] = None,
 ) -> None:
     """Delegate CHILD to the node at --to, by writing 0.NA/CHILD at the parent."""
@@ -139,8 +185,16 @@ def delegate(
     identity = admin or f"300:0.NA/{prefix.parent}"
     if secret is None:
         fail("give --secret or set IINODE_ADMIN_SECRET")
+    if child_secret is not None and not child_secret:
+        fail("--child-secret must not be empty")
     site = site_from_url(to)
     values = [HandleValue(1, "HS_SITE", site)]
+    if child_secret:
+        # Plain text here; the node hashes every HS_SECKEY before storing it.
+        hidden = Permissions.ADMIN_READ | Permissions.ADMIN_WRITE
+        values.append(
+            HandleValue(300, "HS_SECKEY", SecKeyData(child_secret.encode()), permissions=hidden)
+        )
 
     async def run() -> None:
         async with NodeClient(node, identity=identity, secret=secret) as client:
@@ -148,6 +202,10 @@ def delegate(
 
     asyncio.run(run())
     console.print(f"delegated {prefix} to {to} (record {prefix.na_handle} at {node})")
+    if child_secret:
+        console.print(
+            f"the child authenticates as 300:{prefix.na_handle}; set its report_secret to match"
+        )
 
 
 @app.command()
@@ -197,23 +255,55 @@ def resolve(
             "--node", help="URL to start from (a top-level node)", envvar="IINODE_ROOT_URL"
         ),
     ] = "http://127.0.0.1:8000",
+    native: Annotated[
+        bool, typer.Option("--native", help="use the native Handle protocol (UDP, then TCP)")
+    ] = False,
+    server: Annotated[
+        str | None,
+        typer.Option("--server", help="native HOST:PORT to start from (default HOST:2641)"),
+    ] = None,
 ) -> None:
     """Resolve an identifier through the hierarchy and show the chain of nodes walked."""
+    from urllib.parse import urlsplit
+
+    from iinode.identifiers import site_for
     from iinode.node.service import site_from_url
     from iinode.resolution import resolve_sync
+    from iinode.resolution.native_client import resolve_native_sync
 
     name = HandleName.parse(handle)
-    resolved = resolve_sync(name, [site_from_url(node)])
-    console.print(f"[bold]{name}[/bold]")
+    if native:
+        if server is None:
+            server = f"{urlsplit(node).hostname or '127.0.0.1'}:2641"
+        host, _, port = server.rpartition(":")
+        if not host or not port.isdigit():
+            fail(f"--server {server!r} must be HOST:PORT")
+        root = site_from_url(f"http://{host}:1", int(port)) if not _is_ip(host) else None
+        roots = [root or site_for(host, handle_port=int(port))]
+        resolved = resolve_native_sync(name, roots)
+    else:
+        resolved = resolve_sync(name, [site_from_url(node)])
+    console.print(f"[bold]{name}[/bold]  (step. handle asked  @ server that answered  code)")
     for n, hop in enumerate(resolved.chain, start=1):
         console.print(
-            f"  {n}. {hop.server:<28} {hop.code.to_text():<18} {hop.detail}", highlight=False
+            f"  {n}. {hop.asked:<22} @ {hop.server:<24} {hop.code.to_text():<18} {hop.detail}",
+            highlight=False,
         )
     table = Table("index", "type", "data", "ttl")
     for v in resolved.values:
         data = v.data.to_json()["value"]
         table.add_row(str(v.index), v.type, _short(data), str(v.ttl))
     console.print(table)
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _short(data: object) -> str:

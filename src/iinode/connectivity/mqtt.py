@@ -6,6 +6,16 @@ is delivered when the session resumes.  Lost connections are retried with
 exponential back-off.  Malformed messages and Sparkplug protocol trouble are
 counted in the reject log and the connector keeps going; rebirth requests are
 sent back to the edge node.
+
+Back-pressure: a QoS 1 message is acknowledged (PUBACK) only after the bus has
+accepted its readings, and never out of order.  The broker sends a client only
+so many unacknowledged messages (Mosquitto's ``max_inflight_messages``, 20 by
+default), so while ingest is behind the backlog stays in the broker, not in
+this process.  The client's incoming queue is bounded as well
+(``max_queued_messages``); should a QoS 1 message overflow it anyway (a broker
+without an in-flight limit), the connector reconnects so that the broker
+delivers every unacknowledged message again.  Messages taken but not yet
+acknowledged when the connection ends are redelivered on the next session.
 """
 
 from __future__ import annotations
@@ -15,12 +25,13 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiomqtt
 
 from iinode.connectivity import json_scheme
-from iinode.connectivity.sparkplug import NAMESPACE, HostApplication, Outgoing
-from iinode.errors import RemoteProtocolError
+from iinode.connectivity.sparkplug import NAMESPACE, HostApplication, HostResult, Outgoing
+from iinode.errors import RemoteProtocolError, ValueInvalid
 from iinode.telemetry.bus import ReadingBus
 from iinode.telemetry.model import Reading, now_us
 from iinode.telemetry.twin import LiveState
@@ -47,6 +58,13 @@ class MqttSettings:
     json_root: str = json_scheme.ROOT
     batch_points: int = 10_000
     host_id: str = "iinode"
+    max_queued_messages: int = 1_000
+
+    def __post_init__(self) -> None:
+        if self.max_queued_messages < 1:
+            raise ValueInvalid("max_queued_messages must be at least 1")
+        if self.qos not in (0, 1, 2):
+            raise ValueInvalid(f"MQTT QoS must be 0, 1 or 2, not {self.qos}")
 
 
 @dataclass(slots=True)
@@ -55,7 +73,45 @@ class ConnectorStats:
     disconnects: int = 0
     messages: int = 0
     readings: int = 0
+    acked: int = 0
+    queued: int = 0
+    max_queued: int = 0
+    overflows: int = 0
     last_error: str = ""
+
+
+class _Inbox(asyncio.Queue[aiomqtt.Message]):
+    """The client's bounded incoming queue; remembers what it had to turn away."""
+
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__(maxsize)
+        self.turned_away_qos0 = 0
+        self.turned_away_acked = 0
+
+    def put_nowait(self, item: aiomqtt.Message) -> None:
+        if self.full():
+            if item.qos > 0:
+                self.turned_away_acked += 1
+            else:
+                self.turned_away_qos0 += 1
+        super().put_nowait(item)
+
+
+class _Client(aiomqtt.Client):
+    """An aiomqtt client that acknowledges QoS 1/2 messages only when told to."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, queue_type=_Inbox, **kwargs)
+        self._client.manual_ack_set(True)
+
+    @property
+    def inbox(self) -> _Inbox:
+        assert isinstance(self._queue, _Inbox)
+        return self._queue
+
+    def ack(self, message: aiomqtt.Message) -> None:
+        if message.qos > 0:
+            self._client.ack(message.mid, message.qos)
 
 
 class MqttConnector:
@@ -87,10 +143,10 @@ class MqttConnector:
         if self._consumer is not None:
             self._consumer.cancel()
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self) -> _Client:
         s = self.settings
         state = self.host.state(False, self.clock() // 1000)
-        return aiomqtt.Client(
+        return _Client(
             s.host,
             s.port,
             identifier=s.client_id,
@@ -102,6 +158,7 @@ class MqttConnector:
             if s.sparkplug
             else None,
             timeout=5.0,
+            max_queued_incoming_messages=s.max_queued_messages,
         )
 
     async def run(self) -> None:
@@ -114,11 +171,15 @@ class MqttConnector:
                     await self._subscribe(client)
                     self.connected.set()
                     self._consumer = asyncio.create_task(self._consume(client))
+                    ticker = asyncio.create_task(self._tick(client))
                     try:
                         await self._consumer
                     except asyncio.CancelledError:
                         if not self._stopping:
                             raise
+                    finally:
+                        ticker.cancel()
+                        await asyncio.gather(ticker, return_exceptions=True)
                     if self._stopping and self.settings.sparkplug:
                         await self._send(client, self.host.state(False, self.clock() // 1000))
             except aiomqtt.MqttError as exc:
@@ -148,23 +209,69 @@ class MqttConnector:
     async def _send(self, client: aiomqtt.Client, out: Outgoing) -> None:
         await client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
 
-    async def _consume(self, client: aiomqtt.Client) -> None:
+    async def _consume(self, client: _Client) -> None:
+        """Decode messages into batches; acknowledge each once the bus holds its readings.
+
+        Messages still unacknowledged when this ends (cancelled, disconnected)
+        are delivered again by the broker on the next session.
+        """
         pending: list[Reading] = []
-        try:
-            async for message in client.messages:
-                self.stats.messages += 1
-                pending.extend(await self._decode(client, message))
-                if len(pending) >= self.settings.batch_points or len(client.messages) == 0:
-                    await self._flush(pending)
-                    pending = []
-        finally:
-            if pending:
-                await asyncio.shield(self._flush(pending))
+        taken: list[aiomqtt.Message] = []
+        inbox = client.inbox
+        async for message in client.messages:
+            self.stats.messages += 1
+            self.stats.queued = len(client.messages)
+            self.stats.max_queued = max(self.stats.max_queued, self.stats.queued + 1)
+            pending.extend(await self._decode(client, message))
+            taken.append(message)
+            if len(pending) >= self.settings.batch_points or len(client.messages) == 0:
+                await self._flush(pending)
+                pending = []
+                for m in taken:
+                    client.ack(m)
+                self.stats.acked += len(taken)
+                taken = []
+            if inbox.turned_away_acked or inbox.turned_away_qos0:
+                self._overflowed(inbox)
+
+    def _overflowed(self, inbox: _Inbox) -> None:
+        lost, kept = inbox.turned_away_qos0, inbox.turned_away_acked
+        inbox.turned_away_qos0 = inbox.turned_away_acked = 0
+        self.stats.overflows += lost + kept
+        if lost:
+            log.warning("MQTT incoming queue full: %d QoS 0 messages dropped", lost)
+        if kept:
+            raise aiomqtt.MqttError(
+                f"incoming queue full ({self.settings.max_queued_messages} messages): "
+                f"{kept} QoS 1/2 messages turned away; reconnecting to have them redelivered"
+            )
 
     async def _flush(self, readings: list[Reading]) -> None:
         if readings:
             await self.bus.publish(readings)
             self.stats.readings += len(readings)
+
+    async def _tick(self, client: aiomqtt.Client) -> None:
+        """End Sparkplug reorder waits on time, even when no message arrives."""
+        period = max(self.host.settings.reorder_timeout_us / 4e6, 0.05)
+        while True:
+            await asyncio.sleep(period)
+            deadline = self.host.next_deadline()
+            now = self.clock()
+            if deadline is not None and deadline <= now:
+                await self._flush(await self._apply(client, self.host.expire(now), now))
+
+    async def _apply(self, client: aiomqtt.Client, result: HostResult, now: int) -> list[Reading]:
+        for error in result.malformed:
+            self.rejects.malformed(error)
+        for error in result.errors:
+            self.rejects.add(Reject(RejectReason.PROTOCOL, error))
+        for reply in result.replies:
+            await self._send(client, reply)
+        if self.live is not None:
+            for equipment in result.offline:
+                self.live.mark_stale(equipment, now)
+        return result.readings
 
     async def _decode(self, client: aiomqtt.Client, message: aiomqtt.Message) -> list[Reading]:
         topic = message.topic.value
@@ -173,15 +280,7 @@ class MqttConnector:
             payload = str(payload).encode()
         now = self.clock()
         if topic.startswith(NAMESPACE + "/"):
-            result = self.host.receive(topic, bytes(payload), now)
-            for error in result.errors:
-                self.rejects.add(Reject(RejectReason.PROTOCOL, error))
-            for reply in result.replies:
-                await self._send(client, reply)
-            if self.live is not None:
-                for equipment in result.offline:
-                    self.live.mark_stale(equipment, now)
-            return result.readings
+            return await self._apply(client, self.host.receive(topic, bytes(payload), now), now)
         try:
             return json_scheme.decode(topic, bytes(payload), now, self.settings.json_root)
         except RemoteProtocolError as exc:

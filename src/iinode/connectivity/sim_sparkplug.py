@@ -9,6 +9,7 @@ after the births; a rebirth request (NCMD) is answered with fresh births.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import aiomqtt
 
 from iinode.connectivity.sparkplug import EdgeNode, Outgoing
+from iinode.errors import TransportError
 from iinode.telemetry.simulator import Factory
 
 log = logging.getLogger(__name__)
@@ -56,23 +58,45 @@ class SparkplugSimulator:
             username=self.username,
             will=aiomqtt.Will(will.topic, will.payload, will.qos, will.retain),
         )
-        await self._client.__aenter__()
-        await self._client.subscribe(f"spBv1.0/{self.edge.group}/NCMD/{self.edge.node_id}", qos=1)
-        self._listener = asyncio.create_task(self._listen(self._client))
-        await self._births()
+        try:
+            await self._client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            self._client = None
+            raise TransportError(
+                f"cannot connect to the MQTT broker at {self.host}:{self.port}: {str(exc).strip()}"
+            ) from None
+        try:
+            topic = f"spBv1.0/{self.edge.group}/NCMD/{self.edge.node_id}"
+            try:
+                await self._client.subscribe(topic, qos=1)
+            except aiomqtt.MqttError as exc:
+                raise self._lost(exc) from None
+            self._listener = asyncio.create_task(self._listen(self._client))
+            await self._births()
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
         return self
+
+    def _lost(self, exc: aiomqtt.MqttError) -> TransportError:
+        return TransportError(f"MQTT broker at {self.host}:{self.port} failed: {str(exc).strip()}")
 
     async def __aexit__(self, *exc: object) -> None:
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
         if self._client is not None:
-            await self._client.__aexit__(None, None, None)
-            self._client = None
+            client, self._client = self._client, None
+            with contextlib.suppress(aiomqtt.MqttError):  # the connection may be gone already
+                await client.__aexit__(None, None, None)
 
     async def _send(self, out: Outgoing) -> None:
-        assert self._client is not None
-        await self._client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
+        if self._client is None:
+            raise TransportError(f"not connected to the MQTT broker at {self.host}:{self.port}")
+        try:
+            await self._client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
+        except aiomqtt.MqttError as exc:
+            raise self._lost(exc) from None
         self.published += 1
 
     async def _births(self) -> None:

@@ -1,20 +1,28 @@
-"""The miniature national network of ``iinode demo``.
+"""The miniature national network of ``iinode demo`` (DESIGN.md section 3).
 
 One top-level node (prefix 88), two provincial secondary nodes and four
 enterprise nodes in the seed's key industries, each a full node with its own
-SQLite store and HTTP API on a local port, all in one process.  Delegations
-and registrations go through the REST API exactly as separate machines would.
+SQLite store, HTTP API, metrics and monitoring, all in one process.  Each
+enterprise also runs its telemetry pipeline with an embedded MQTT broker and a
+simulated factory publishing Sparkplug B into it; its machines are registered
+as identifiers over the telemetry API.  Delegations (carrying each child's
+HS_SECKEY, so the parent can authenticate its reports), registrations,
+monitoring reports, notices and acknowledgements all go over HTTP exactly as
+between separate machines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import TracebackType
 
 import uvicorn
 from rich.console import Console
@@ -22,15 +30,21 @@ from rich.progress import Progress
 from rich.table import Table
 
 from iinode.api.app import build_resolver, create_app
+from iinode.api.extensions import NodeExtensions, mount_extensions
 from iinode.client import NodeClient
-from iinode.errors import ConfigurationError
-from iinode.identifiers import HandleName, HandleValue, Prefix, StringData, UrlData
+from iinode.connectivity.sim_sparkplug import SparkplugSimulator
+from iinode.errors import ConfigurationError, IinodeError
+from iinode.identifiers import HandleName, HandleValue, Permissions, Prefix, SecKeyData, UrlData
+from iinode.monitoring.errors import MonitoringError
 from iinode.node.service import BulkRegistrar, HandleService, site_from_url
 from iinode.node.settings import NodeSettings, Role
 from iinode.resolution import HttpResolver
 from iinode.storage import SQLiteStore
+from iinode.telemetry.simulator import Factory, MachineSpec, ShiftCalendar
 
 SECRET = "demo-secret"
+NOTICE_ID = "CN-NOTICE-2026-001"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,24 +54,43 @@ class NodeSpec:
     name: str
     parent: str | None = None
     industry: str = ""
+    province: str = ""
 
 
 NETWORK = (
     NodeSpec(Role.TOP, "88", "National top-level node"),
-    NodeSpec(Role.SECONDARY, "88.118", "Jiangsu provincial node", "88"),
-    NodeSpec(Role.SECONDARY, "88.120", "Guangdong provincial node", "88"),
-    NodeSpec(Role.ENTERPRISE, "88.118.8", "Changzhou Auto Works", "88.118", "automobiles"),
-    NodeSpec(Role.ENTERPRISE, "88.118.9", "Nanjing Petrochemical", "88.118", "petrochemicals"),
-    NodeSpec(Role.ENTERPRISE, "88.120.3", "Foshan Home Appliances", "88.120", "home appliances"),
-    NodeSpec(Role.ENTERPRISE, "88.120.5", "Guangzhou Pharma", "88.120", "medicine"),
+    NodeSpec(Role.SECONDARY, "88.118", "Jiangsu provincial node", "88", province="JS"),
+    NodeSpec(Role.SECONDARY, "88.120", "Guangdong provincial node", "88", province="GD"),
+    NodeSpec(Role.ENTERPRISE, "88.118.8", "Changzhou Auto Works", "88.118", "automobiles", "JS"),
+    NodeSpec(
+        Role.ENTERPRISE, "88.118.9", "Nanjing Petrochemical", "88.118", "petrochemicals", "JS"
+    ),
+    NodeSpec(
+        Role.ENTERPRISE, "88.120.3", "Foshan Home Appliances", "88.120", "home-appliances", "GD"
+    ),
+    NodeSpec(Role.ENTERPRISE, "88.120.5", "Guangzhou Pharma", "88.120", "medicine", "GD"),
 )
 
 EQUIPMENT = {
     "automobiles": ["PRESS-01", "WELD-ROBOT-02", "PAINT-LINE-03"],
     "petrochemicals": ["CRACKER-01", "PUMP-07", "COMPRESSOR-02"],
-    "home appliances": ["INJECTION-01", "ASSEMBLY-04", "TESTBENCH-02"],
+    "home-appliances": ["INJECTION-01", "ASSEMBLY-04", "TESTBENCH-02"],
     "medicine": ["REACTOR-01", "TABLET-PRESS-02", "BLISTER-03"],
 }
+
+#: Enterprises whose operators acknowledge the demo notice by themselves; the
+#: last one is left for ``iinode monitor ack``.
+AUTO_ACK = ("88.118.8", "88.118.9", "88.120.3")
+
+
+def factory_for(spec: NodeSpec, start: datetime) -> Factory:
+    """The simulated plant of an enterprise: its industry's machines, always on shift."""
+    machines = [
+        MachineSpec(id=f"{spec.prefix}/{name}", line=f"{spec.prefix}/LINE-1", cycle_s=20.0 + 5 * i)
+        for i, name in enumerate(EQUIPMENT[spec.industry])
+    ]
+    return Factory(spec.prefix, machines, seed=int(spec.prefix.replace('.', '')), start=start,
+                   calendar=ShiftCalendar())  # fmt: skip
 
 
 @dataclass
@@ -67,15 +100,22 @@ class RunningNode:
     service: HandleService
     server: uvicorn.Server
     task: asyncio.Task[None]
+    extensions: NodeExtensions
+    factory: Factory | None = None
 
     @property
     def url(self) -> str:
         return self.settings.http_url
 
+    def client(self) -> NodeClient:
+        return NodeClient(self.url, identity=f"300:0.NA/{self.spec.prefix}", secret=SECRET)
+
 
 def _check_ports(base: int, count: int) -> None:
     for port in range(base, base + count):
         with socket.socket() as s:
+            # As the servers bind: a port held only by a closed connection (TIME_WAIT) is free.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
@@ -84,28 +124,203 @@ def _check_ports(base: int, count: int) -> None:
                 ) from None
 
 
-async def _start(spec: NodeSpec, port: int, data: Path, urls: dict[str, str]) -> RunningNode:
-    settings = NodeSettings(
-        role=spec.role,
-        data_dir=data / spec.prefix,
-        prefix=spec.prefix,
-        http_port=port,
-        parent_url=urls.get(spec.parent or ""),
-        name=spec.name,
-    )
-    store = SQLiteStore(settings.data_dir / "handles.sqlite3", synchronous="NORMAL")
-    service = HandleService(settings, store)
-    await service.initialise(SECRET)
-    app = create_app(service, build_resolver(settings))
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise ConfigurationError(f"node {spec.prefix} did not start on port {port}")
-        await asyncio.sleep(0.02)
-    return RunningNode(spec, settings, service, server, task)
+def ports_needed() -> int:
+    """HTTP ports for every node, then one MQTT port per enterprise."""
+    return len(NETWORK) + sum(1 for s in NETWORK if s.role is Role.ENTERPRISE)
+
+
+@dataclass
+class DemoNetwork:
+    """The running network; ``async with DemoNetwork(console, ...)`` starts and stops it."""
+
+    console: Console
+    base_port: int = 8100
+    data_dir: Path | None = None
+    products: int = 2000
+    heartbeat: float = 2.0
+    step_interval: float = 1.0
+    nodes: dict[str, RunningNode] = field(default_factory=dict)
+    simulated: int = 0
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    async def __aenter__(self) -> DemoNetwork:
+        _check_ports(self.base_port, ports_needed())
+        data = self.data_dir or Path(
+            self._stack.enter_context(tempfile.TemporaryDirectory(prefix="iinode-demo-"))
+        )
+        try:
+            await self._boot(data)
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _boot(self, data: Path) -> None:
+        mqtt_port = self.base_port + len(NETWORK)
+        urls: dict[str, str] = {}
+        for n, spec in enumerate(NETWORK):
+            url = f"http://127.0.0.1:{self.base_port + n}"
+            if spec.parent is not None:
+                await self._delegate(spec, url)
+            port = None
+            if spec.role is Role.ENTERPRISE:
+                port, mqtt_port = mqtt_port, mqtt_port + 1
+            node = await self._start(spec, self.base_port + n, port, data, urls)
+            self.nodes[spec.prefix], urls[spec.prefix] = node, node.url
+            self.console.print(
+                f"started {spec.role.value:<10} {spec.prefix:<9} {node.url}  {spec.name}"
+            )
+        await self._register()
+        await self._issue_notice()
+        self._tasks.append(asyncio.create_task(self._simulate()))
+        self._tasks.append(asyncio.create_task(self._operators()))
+
+    async def _start(
+        self, spec: NodeSpec, port: int, mqtt_port: int | None, data: Path, urls: dict[str, str]
+    ) -> RunningNode:
+        settings = NodeSettings(
+            role=spec.role, data_dir=data / spec.prefix, prefix=spec.prefix, http_port=port,
+            parent_url=urls.get(spec.parent or ""), name=spec.name,
+            telemetry=mqtt_port is not None, mqtt_port=mqtt_port,
+            report_secret=SECRET if spec.parent else None,
+            heartbeat_interval=self.heartbeat, notice_interval=self.heartbeat,
+            province=spec.province, industry=spec.industry,
+        )  # fmt: skip
+        store = SQLiteStore(settings.data_dir / "handles.sqlite3", synchronous="NORMAL")
+        service = HandleService(settings, store)
+        await service.initialise(SECRET)
+        app = create_app(service, build_resolver(settings))
+        extensions = await mount_extensions(app, settings, service)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        node = RunningNode(spec, settings, service, server, task, extensions)
+        self.nodes[spec.prefix] = node
+        while not server.started:
+            if task.done():
+                task.result()
+                raise ConfigurationError(f"node {spec.prefix} did not start on port {port}")
+            await asyncio.sleep(0.02)
+        return node
+
+    async def _delegate(self, spec: NodeSpec, url: str) -> None:
+        """``0.NA/<child>`` at the parent: where the child is, and its reporting secret."""
+        assert spec.parent is not None
+        values = [
+            HandleValue(1, "HS_SITE", site_from_url(url)),
+            HandleValue(300, "HS_SECKEY", SecKeyData(SECRET.encode()),
+                        permissions=Permissions.ADMIN_READ | Permissions.ADMIN_WRITE),
+        ]  # fmt: skip
+        async with self.nodes[spec.parent].client() as c:
+            await c.put(Prefix(spec.prefix).na_handle, values)
+
+    async def _register(self) -> None:
+        enterprises = [n for n in self.nodes.values() if n.spec.role is Role.ENTERPRISE]
+        start = datetime.now(UTC) - timedelta(hours=1)
+        for node in enterprises:
+            node.factory = factory_for(node.spec, start)
+            async with node.client() as c:
+                for item in node.factory.equipment("sparkplug", f"{node.spec.prefix}/sim"):
+                    await c.put_equipment(item.to_json())
+        with Progress(console=self.console, transient=True) as progress:
+            task = progress.add_task(
+                "bulk-registering product identifiers", total=self.products * len(enterprises)
+            )
+            for node in enterprises:
+                registrar = BulkRegistrar(node.service)
+                prefix = node.spec.prefix
+                rows = [
+                    registrar.encode(
+                        HandleName(prefix, f"P{n:08d}"),
+                        [HandleValue(1, "URL", UrlData(f"{node.url}/products/P{n:08d}"))],
+                    )
+                    for n in range(self.products)
+                ]
+                await registrar.write(rows)
+                progress.advance(task, len(rows))
+        machines = sum(len(EQUIPMENT[n.spec.industry]) for n in enterprises)
+        self.console.print(
+            f"registered {machines} machines and {self.products * len(enterprises)} products "
+            f"in {len(enterprises)} enterprises"
+        )
+
+    async def _issue_notice(self) -> None:
+        notice = {
+            "id": NOTICE_ID, "issuer": "88", "issued_at": time.time(),
+            "title": "Update PLC firmware against CVE-2024-6242",
+            "action": "Apply the vendor's firmware update to every affected controller.",
+        }  # fmt: skip
+        async with self.nodes["88"].client() as c:
+            await c.monitoring("POST", "notices", json=notice)
+
+    async def _simulate(self) -> None:
+        """Each plant publishes over Sparkplug B: one hour of backlog, then in real time."""
+        plants = [n for n in self.nodes.values() if n.factory is not None]
+        async with contextlib.AsyncExitStack() as stack:
+            sims = []
+            for node in plants:
+                assert node.factory is not None
+                host, port = node.extensions.telemetry.mqtt_address
+                sims.append(await stack.enter_async_context(
+                    SparkplugSimulator(node.factory, host, port, node_id="plant")
+                ))  # fmt: skip
+            for _ in range(60):
+                for sim in sims:
+                    self.simulated += await sim.step(60)
+            while True:
+                await asyncio.sleep(self.step_interval)
+                now = datetime.now(UTC)
+                for sim in sims:
+                    behind = (now - sim.factory.moment).total_seconds()
+                    if behind > 0:
+                        self.simulated += await sim.step(behind)
+
+    async def _operators(self) -> None:
+        """Enterprise operators acknowledge the notice once it has reached them."""
+        waiting = set(AUTO_ACK)
+        while waiting:
+            await asyncio.sleep(self.heartbeat / 2)
+            for prefix in sorted(waiting):
+                node = self.nodes[prefix]
+                monitoring = node.extensions.monitoring
+                if monitoring is None or monitoring.board.state(NOTICE_ID) is None:
+                    continue
+                try:
+                    async with node.client() as c:
+                        await c.monitoring(
+                            "POST", f"notices/{NOTICE_ID}/answer", json={"state": "acknowledged"}
+                        )
+                except (IinodeError, MonitoringError) as exc:
+                    log.warning("demo operator at %s: %s", prefix, exc)
+                waiting.discard(prefix)
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for node in reversed(self.nodes.values()):
+            with contextlib.suppress(Exception):
+                await node.extensions.aclose()
+        for node in self.nodes.values():
+            node.server.should_exit = True
+        for node in self.nodes.values():
+            with contextlib.suppress(Exception):
+                await node.task
+            await node.service.store.close()
+        self.nodes = {}
+        self._stack.close()
 
 
 async def run_demo(
@@ -116,77 +331,14 @@ async def run_demo(
     data_dir: Path | None = None,
     products: int = 2000,
 ) -> None:
-    _check_ports(base_port, len(NETWORK))
-    with contextlib.ExitStack() as stack:
-        data = data_dir or Path(
-            stack.enter_context(tempfile.TemporaryDirectory(prefix="iinode-demo-"))
-        )
-        nodes: dict[str, RunningNode] = {}
-        urls: dict[str, str] = {}
-        try:
-            for n, spec in enumerate(NETWORK):
-                node = await _start(spec, base_port + n, data, urls)
-                nodes[spec.prefix], urls[spec.prefix] = node, node.url
-                console.print(
-                    f"started {spec.role.value:<10} {spec.prefix:<9} {node.url}  {spec.name}"
-                )
-            await _delegate(nodes, console)
-            await _register(nodes, console, products)
-            await _resolve_examples(nodes, console)
-            _print_howto(nodes, console)
-            if duration is None:
-                console.print("serving; press Ctrl-C to stop")
-                await asyncio.Event().wait()
-            else:
-                await asyncio.sleep(duration)
-        finally:
-            for node in nodes.values():
-                node.server.should_exit = True
-            for node in nodes.values():
-                with contextlib.suppress(Exception):
-                    await node.task
-                await node.service.store.close()
-
-
-async def _delegate(nodes: dict[str, RunningNode], console: Console) -> None:
-    for node in nodes.values():
-        parent = node.spec.parent
-        if parent is None:
-            continue
-        values = [HandleValue(1, "HS_SITE", site_from_url(node.url))]
-        async with NodeClient(nodes[parent].url, identity=f"300:0.NA/{parent}", secret=SECRET) as c:
-            await c.put(Prefix(node.spec.prefix).na_handle, values)
-        console.print(f"delegated {node.spec.prefix:<9} by {parent}")
-
-
-async def _register(nodes: dict[str, RunningNode], console: Console, products: int) -> None:
-    enterprises = [n for n in nodes.values() if n.spec.role is Role.ENTERPRISE]
-    for node in enterprises:
-        prefix = node.spec.prefix
-        async with NodeClient(node.url, identity=f"300:0.NA/{prefix}", secret=SECRET) as c:
-            for tag in EQUIPMENT[node.spec.industry]:
-                values = [
-                    HandleValue(1, "URL", UrlData(f"{node.url}/equipment/{tag}")),
-                    HandleValue(2, "EQUIPMENT_KIND", StringData(tag.rsplit("-", 1)[0].lower())),
-                    HandleValue(3, "INDUSTRY", StringData(node.spec.industry)),
-                ]
-                await c.put(HandleName(prefix, tag), values)
-    with Progress(console=console) as progress:
-        task = progress.add_task(
-            "bulk-registering product identifiers", total=products * len(enterprises)
-        )
-        for node in enterprises:
-            registrar = BulkRegistrar(node.service)
-            prefix = node.spec.prefix
-            rows = [
-                registrar.encode(
-                    HandleName(prefix, f"P{n:08d}"),
-                    [HandleValue(1, "URL", UrlData(f"{node.url}/products/P{n:08d}"))],
-                )
-                for n in range(products)
-            ]
-            await registrar.write(rows)
-            progress.advance(task, len(rows))
+    async with DemoNetwork(console, base_port, data_dir, products) as network:
+        await _resolve_examples(network.nodes, console)
+        _print_howto(network.nodes, console)
+        if duration is None:
+            console.print("serving; press Ctrl-C to stop")
+            await asyncio.Event().wait()
+        else:
+            await asyncio.sleep(duration)
 
 
 async def _resolve_examples(nodes: dict[str, RunningNode], console: Console) -> None:
@@ -207,12 +359,27 @@ async def _resolve_examples(nodes: dict[str, RunningNode], console: Console) -> 
 
 def _print_howto(nodes: dict[str, RunningNode], console: Console) -> None:
     top = nodes["88"].url
-    table = Table("node", "role", "prefix", "URL", title="the network")
+    ent = nodes["88.118.8"]
+    table = Table("node", "role", "prefix", "URL", "MQTT", title="the network")
     for node in nodes.values():
-        table.add_row(node.spec.name, node.spec.role.value, node.spec.prefix, node.url)
+        mqtt = ""
+        if node.extensions.telemetry is not None:
+            mqtt = "{}:{}".format(*node.extensions.telemetry.mqtt_address)
+        table.add_row(node.spec.name, node.spec.role.value, node.spec.prefix, node.url, mqtt)
     console.print(table)
+    auth = f"--secret {SECRET}"
     console.print("try:")
     console.print(f"  iinode resolve 88.118.8/PRESS-01 --node {top}")
     console.print(f"  curl -L {top}/api/handles/88.120.3/INJECTION-01")
-    console.print(f"  curl {nodes['88.118.8'].url}/api/handles/88.118.8/P00000042")
+    console.print(f"  iinode equipment list --node {ent.url}")
+    console.print(
+        f"  iinode telemetry query 88.118.8/PRESS-01 --node {ent.url}"
+        " --tag temperature --interval 600"
+    )
+    console.print(f"  iinode monitor status --node {top} {auth}")
+    console.print(f"  iinode monitor notices --node {nodes['88.120.5'].url} {auth}")
+    console.print(f"  iinode monitor ack {NOTICE_ID} --node {nodes['88.120.5'].url} {auth}")
+    console.print(f"  iinode monitor notices --node {top} {auth}   (who has acknowledged)")
+    console.print(f"  iinode simulate --node {ent.url} {auth} --steps 60")
+    console.print(f"  curl {ent.url}/metrics ; open {top}/docs")
     console.print(f"  admin identity of each node: 300:0.NA/<prefix>, secret {SECRET!r}")

@@ -25,7 +25,15 @@ JsonData = dict[str, Any]
 
 
 class AdminPermission(enum.IntFlag):
-    """The twelve HS_ADMIN permission bits (RFC 3651 section 3.2.1)."""
+    """The twelve HS_ADMIN permission bits, as they travel in the 2-octet field.
+
+    RFC 3651 section 3.2.1 and the Handle.Net software (``Encoder.PERM_*`` on
+    the wire, ``AdminRecord`` array positions) agree: bit ``i`` is permission
+    ``i`` below.  The REST form is the same mask as 12 binary digits, most
+    significant first, so its first character is LIST_HANDLES and its last
+    ADD_HANDLE; the usual default ``011111110011`` grants everything except
+    LIST_HANDLES, ADD_NA and DELETE_NA.
+    """
 
     ADD_HANDLE = 0x0001
     DELETE_HANDLE = 0x0002
@@ -34,10 +42,10 @@ class AdminPermission(enum.IntFlag):
     MODIFY_VALUE = 0x0010
     REMOVE_VALUE = 0x0020
     ADD_VALUE = 0x0040
-    READ_VALUE = 0x0080
-    MODIFY_ADMIN = 0x0100
-    REMOVE_ADMIN = 0x0200
-    ADD_ADMIN = 0x0400
+    MODIFY_ADMIN = 0x0080
+    REMOVE_ADMIN = 0x0100
+    ADD_ADMIN = 0x0200
+    READ_VALUE = 0x0400
     LIST_HANDLES = 0x0800
 
     @classmethod
@@ -46,10 +54,16 @@ class AdminPermission(enum.IntFlag):
 
     @classmethod
     def from_bits(cls, text: str) -> AdminPermission:
-        """Parse the REST form: 12 characters, most significant bit (LIST_HANDLES) first."""
+        """Parse the REST form: up to 12 characters of 0/1, LIST_HANDLES first.
+
+        A shorter string is aligned on its last character (ADD_HANDLE), as the
+        Handle.Net server reads it; ``"*"`` means every permission.
+        """
+        if text == "*":
+            return cls.all()
         if len(text) > 12 or not text or set(text) - {"0", "1"}:
             raise ValueInvalid(f"admin permissions {text!r} must be up to 12 characters of 0/1")
-        return cls(int(text.ljust(12, "0"), 2))
+        return cls(int(text, 2))
 
     def to_bits(self) -> str:
         return format(int(self), "012b")
@@ -163,17 +177,25 @@ class StringData(ValueData):
 _SPACE = re.compile(r"\s")
 
 
+#: ``scheme://host…`` with no white space or brackets: certainly absolute.
+_PLAIN_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#\[\]]+[^\s\[\]]*\Z")
+
+
 class UrlData(StringData):
     kind = "URL"
 
     def check(self) -> None:
-        parts = urlsplit(self.text)
-        if (
-            not parts.scheme
-            or not (parts.netloc or parts.path)
-            or any(c.isspace() for c in self.text)
-        ):
-            raise ValueInvalid(f"URL data {self.text!r} is not an absolute URL")
+        text = self.text
+        if _PLAIN_URL.match(text):  # the common case, without building a SplitResult
+            return
+        try:
+            parts = urlsplit(text)
+        except ValueError:  # e.g. an unbalanced IPv6 bracket
+            parts = None
+        if parts is None or not parts.scheme or not (parts.netloc or parts.path):
+            raise ValueInvalid(f"URL data {text!r} is not an absolute URL")
+        if _SPACE.search(text):
+            raise ValueInvalid(f"URL data {text!r} is not an absolute URL")
 
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\Z")
@@ -316,6 +338,10 @@ class AdminData(ValueData):
         if not 0 < index < 2**31:
             raise ValueInvalid(f"HS_ADMIN index {index} is out of range")
         perms = value.get("permissions", "011111110011")
+        if isinstance(perms, bool):  # Handle.Net reads true/false as all/none
+            perms = "*" if perms else "0"
+        elif isinstance(perms, int) and 0 <= perms <= 0x0FFF:  # the wire mask as a number
+            perms = format(perms, "b")
         if not isinstance(perms, str):
             raise ValueInvalid("HS_ADMIN permissions must be a string of 0/1")
         try:

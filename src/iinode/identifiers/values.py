@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import enum
 import itertools
+import re
 import struct
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,6 +91,10 @@ class Permissions(enum.IntFlag):
         return format(int(self), "04b")
 
 
+_DEFAULT_PERMISSIONS = Permissions.default()
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
 def data_class_for(value_type: str) -> type[ValueData] | None:
     return VALUE_TYPES.get(value_type.upper())
 
@@ -125,7 +130,7 @@ class HandleValue:
     ttl: int = DEFAULT_TTL
     ttl_type: TTLType = TTLType.RELATIVE
     timestamp: int = 0
-    permissions: Permissions = field(default_factory=Permissions.default)
+    permissions: Permissions = _DEFAULT_PERMISSIONS
     references: tuple[IndexedHandle, ...] = ()
 
     def __post_init__(self) -> None:
@@ -133,7 +138,7 @@ class HandleValue:
             raise ValueInvalid(f"value index {self.index!r} is out of range 1..2147483647")
         if not isinstance(self.type, str) or len(self.type.encode()) > 1024:
             raise ValueInvalid("value type must be text of at most 1024 bytes")
-        if any(ord(c) < 0x20 for c in self.type):
+        if _CONTROL.search(self.type):
             raise ValueInvalid(f"value type {self.type!r} contains a control character")
         if not -(2**31) <= self.ttl < 2**31:
             raise ValueInvalid(f"TTL {self.ttl} is out of range")

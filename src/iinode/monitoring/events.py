@@ -74,6 +74,10 @@ def _handle(text: str) -> HandleName:
     return HandleName.parse(text)
 
 
+_KINDS: dict[Any, EventKind] = {k.value: k for k in EventKind}
+_SEVERITIES: dict[Any, Severity] = {s.label: s for s in Severity}
+
+
 def new_event_id() -> str:
     """A fresh, practically unique event id."""
     return uuid.uuid4().hex
@@ -100,7 +104,7 @@ class Event:
             raise EventInvalid(f"event id {self.id!r} must be 1-128 of [A-Za-z0-9._:-]")
         if not isinstance(self.observed_at, int | float) or not 0 <= self.observed_at < 2**33:
             raise EventInvalid(f"event {self.id}: observed_at must be Unix seconds")
-        if self.severity not in Severity.__members__.values():
+        if not 0 <= int(self.severity) <= 4:
             raise EventInvalid(f"event {self.id}: severity {int(self.severity)} is out of range")
         for name in ("province", "industry", "asset_kind"):
             value = getattr(self, name)
@@ -118,6 +122,13 @@ class Event:
     def summary(self, held_at: Prefix) -> Event:
         """This event without its detail, pointing to ``held_at`` for it."""
         return replace(self, detail=None, detail_at=self.detail_at or held_at)
+
+    def summary_bytes(self, held_at: Prefix) -> bytes:
+        """``summary(held_at).encode()``, without building the intermediate event."""
+        out = self.to_json()
+        out.pop("detail", None)
+        out.setdefault("detail_at", held_at.text)
+        return orjson.dumps(out)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -152,8 +163,10 @@ class Event:
         try:
             ident = data["id"]
             origin = _prefix(data["origin"])
-            kind = EventKind(data["kind"])
-            severity = Severity.from_text(data["severity"])
+            kind = _KINDS.get(data["kind"]) or EventKind(data["kind"])
+            severity = _SEVERITIES.get(data["severity"])
+            if severity is None:
+                severity = Severity.from_text(data["severity"])
             observed_at = data["observed_at"]
             asset_text = data.get("asset")
             asset = None if asset_text is None else _handle(asset_text)

@@ -157,6 +157,13 @@ class NoticeBoard:
             "CREATE TABLE IF NOT EXISTS notices (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
             " id TEXT NOT NULL UNIQUE, body TEXT NOT NULL)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS local_states (id TEXT PRIMARY KEY, state TEXT NOT NULL,"
+            " at REAL NOT NULL, assets TEXT NOT NULL)"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
+        )
 
     def close(self) -> None:
         self._db.close()
@@ -168,6 +175,35 @@ class NoticeBoard:
             (notice.id, orjson.dumps(notice.to_json()).decode()),
         )
         return cur.rowcount == 1
+
+    def set_state(
+        self, notice_id: str, state: NoticeState, at: float, assets: Sequence[str] = ()
+    ) -> None:
+        """Record this node's own state for a notice (an enterprise's answer)."""
+        self._db.execute(
+            "INSERT INTO local_states VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+            " state = excluded.state, at = excluded.at, assets = excluded.assets",
+            (notice_id, state.value, at, orjson.dumps(list(assets)).decode()),
+        )
+
+    def state(self, notice_id: str) -> tuple[NoticeState, float, list[str]] | None:
+        """This node's own state for a notice, if it has answered it."""
+        row = self._db.execute(
+            "SELECT state, at, assets FROM local_states WHERE id = ?", (notice_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return NoticeState(row[0]), float(row[1]), list(orjson.loads(row[2]))
+
+    def cursor(self, name: str) -> int:
+        row = self._db.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_cursor(self, name: str, value: int) -> None:
+        self._db.execute(
+            "INSERT INTO cursors VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = ?",
+            (name, value, value),
+        )
 
     def get(self, notice_id: str) -> Notice | None:
         row = self._db.execute("SELECT body FROM notices WHERE id = ?", (notice_id,)).fetchone()
@@ -196,6 +232,15 @@ class NoticeBoard:
         ]
         pending = sorted(o for o in targeted if o not in states)
         return NoticeProgress(notice, states, pending)
+
+
+#: The state changes an operator may make after the first answer.
+NEXT_STATES: dict[NoticeState, frozenset[NoticeState]] = {
+    NoticeState.DELIVERED: frozenset({NoticeState.ACKNOWLEDGED, NoticeState.COMPLETED}),
+    NoticeState.NOT_AFFECTED: frozenset({NoticeState.ACKNOWLEDGED}),
+    NoticeState.ACKNOWLEDGED: frozenset({NoticeState.COMPLETED}),
+    NoticeState.COMPLETED: frozenset(),
+}
 
 
 def affected_assets(notice: Notice, assets: Sequence[tuple[str, str, Sequence[Cpe]]]) -> list[str]:

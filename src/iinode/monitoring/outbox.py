@@ -59,6 +59,7 @@ class Outbox:
     def __init__(self, settings: OutboxSettings, metrics: NodeMetrics | None = None) -> None:
         self.settings = settings
         self._metrics = metrics
+        self.path = None if str(settings.path) == ":memory:" else Path(settings.path).resolve()
         self._db = sqlite3.connect(str(settings.path), isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -98,23 +99,44 @@ class Outbox:
         """Durably add events; returns how many were new.  Raises ``OutboxFull``."""
         return self.enqueue_raw([(f"{e.origin.text}|{e.id}", e.encode()) for e in events])
 
-    def enqueue_raw(self, items: Sequence[tuple[str, bytes]]) -> int:
-        """Durably add already-encoded ``(key, body)`` pairs in one transaction."""
-        if not items:
-            return 0
-        size = sum(len(body) for _, body in items)
+    def reserve(self, count: int, size: int) -> None:
+        """Raise ``OutboxFull`` (and the alarm) unless ``count`` events of ``size`` bytes fit."""
         s = self.settings
-        if self._pending + len(items) > s.max_events or self._pending_bytes + size > s.max_bytes:
+        if self._pending + count > s.max_events or self._pending_bytes + size > s.max_bytes:
+            # Another process serving this node may have sent (and acked) events since.
+            self._recount()
+        if self._pending + count > s.max_events or self._pending_bytes + size > s.max_bytes:
             self.alarm = True
             if self._metrics is not None:
                 self._metrics.outbox_full.inc()
             raise OutboxFull(
                 f"outbox full: {self._pending} events / {self._pending_bytes} bytes pending, "
                 f"bounds {s.max_events} events / {s.max_bytes} bytes; "
-                f"refusing {len(items)} more",
+                f"refusing {count} more",
                 pending=self._pending,
                 pending_bytes=self._pending_bytes,
             )
+
+    def added(self, offered: int, added: int, size: int) -> None:
+        """Account for rows another connection to this file committed into the outbox.
+
+        ``offered`` rows of ``size`` bytes were inserted with ``INSERT OR IGNORE``
+        and ``added`` of them were new (the event store's one-transaction path).
+        """
+        if added == offered:
+            self._pending += added
+            self._pending_bytes += size
+        else:
+            self._recount()
+        if self._metrics is not None:
+            self._metrics.events_enqueued.inc(added)
+
+    def enqueue_raw(self, items: Sequence[tuple[str, bytes]]) -> int:
+        """Durably add already-encoded ``(key, body)`` pairs in one transaction."""
+        if not items:
+            return 0
+        size = sum(len(body) for _, body in items)
+        self.reserve(len(items), size)
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -124,13 +146,7 @@ class Outbox:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        if added == len(items):
-            self._pending += added
-            self._pending_bytes += size
-        else:
-            self._recount()
-        if self._metrics is not None:
-            self._metrics.events_enqueued.inc(added)
+        self.added(len(items), added, size)
         return added
 
     def peek(self, limit: int) -> list[OutboxItem]:
@@ -141,9 +157,30 @@ class Outbox:
         return [OutboxItem(int(seq), key, bytes(body)) for seq, key, body in rows]
 
     def ack(self, items: Sequence[OutboxItem]) -> None:
-        """Remove items that the parent has acknowledged."""
+        """Remove items that the parent has acknowledged.
+
+        The deletion is committed without its own fsync (``synchronous=NORMAL``
+        for this one transaction): if power fails before the next synced commit,
+        the items come back and are sent again, which the parent deduplicates.
+        A crash of the process alone loses nothing either way (WAL).
+        """
         if not items:
             return
+        db = self._db
+        db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._delete(items)
+        finally:
+            db.execute("PRAGMA synchronous=FULL")
+        s = self.settings
+        if (
+            self.alarm
+            and self._pending <= s.max_events * s.resume_ratio
+            and self._pending_bytes <= s.max_bytes * s.resume_ratio
+        ):
+            self.alarm = False
+
+    def _delete(self, items: Sequence[OutboxItem]) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -163,13 +200,6 @@ class Outbox:
             self._pending_bytes -= sum(len(i.body) for i in items)
         else:
             self._recount()
-        s = self.settings
-        if (
-            self.alarm
-            and self._pending <= s.max_events * s.resume_ratio
-            and self._pending_bytes <= s.max_bytes * s.resume_ratio
-        ):
-            self.alarm = False
 
     def _recount(self) -> None:
         count, size = self._db.execute(

@@ -14,8 +14,10 @@ the outcome.  Checks, in order:
 Accepted events are stored under their ``(origin, id)`` key; events seen before
 count as duplicates.  A node with a parent forwards every *new* event upward
 through its own outbox - as a summary, or in full for the kinds and severities
-in ``ForwardPolicy`` - before the batch is committed locally, so a crash in
-between re-forwards (harmless upstream) instead of losing the event.
+in ``ForwardPolicy``.  When the outbox shares the event store's SQLite file the
+events, their outbox rows and the batch id commit in one transaction; with
+separate files the outbox is written first, so a crash in between re-forwards
+(harmless upstream) instead of losing the event.
 """
 
 from __future__ import annotations
@@ -61,6 +63,13 @@ class ForwardPolicy:
         if event.kind in self.full_kinds or event.severity >= self.full_min_severity:
             return event
         return event.summary(held_at)
+
+    def upward_item(self, event: Event, held_at: Prefix) -> tuple[str, bytes]:
+        """The outbox ``(key, body)`` of ``upward(event, held_at)``, encoded once."""
+        key = f"{event.origin.text}|{event.id}"
+        if event.kind in self.full_kinds or event.severity >= self.full_min_severity:
+            return key, event.encode()
+        return key, event.summary_bytes(held_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,15 +126,17 @@ class ReportReceiver:
         skew = batch.sent_at - now
         alarm = abs(skew) > s.skew_tolerance
         self.metrics.clock_skew.labels(identity.text).set(skew)
-        if self.forward is not None:
-            fresh = self.store.new_events(batch.events)
-            self.forward.outbox.enqueue(self.forward.upward(e, s.node) for e in fresh)
+        forward = self.forward
         accepted, duplicates = self.store.insert(
             batch.events,
             via=identity.text,
             batch_id=batch.batch_id,
             received_at=now,
             clock_skew=skew,
+            forward=None if forward is None else forward.outbox,
+            upward=()
+            if forward is None
+            else [forward.upward_item(e, s.node) for e in batch.events],
         )
         self.metrics.reports_received.labels(identity.text).inc()
         self.metrics.events_accepted.inc(accepted)

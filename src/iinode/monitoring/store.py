@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from iinode.monitoring.events import Event, EventKind, Severity
+from iinode.monitoring.outbox import Outbox
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -54,6 +55,8 @@ CREATE TABLE IF NOT EXISTS nodes (
 ) WITHOUT ROWID;
 """
 
+_INSERT_EVENT = "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+
 #: Columns an aggregate may be grouped by.
 GROUPS = ("province", "industry", "severity", "kind", "asset_kind", "origin")
 
@@ -86,6 +89,7 @@ class EventStore:
     """Events received from children, with the queries behind the per-level views."""
 
     def __init__(self, path: Path | str = ":memory:") -> None:
+        self.path = None if str(path) == ":memory:" else Path(path).resolve()
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -129,8 +133,28 @@ class EventStore:
         batch_id: str,
         received_at: float,
         clock_skew: float | None = None,
+        forward: Outbox | None = None,
+        upward: Sequence[tuple[str, bytes]] = (),
     ) -> tuple[int, int]:
-        """Store a batch atomically; returns ``(accepted, duplicates)``."""
+        """Store a batch atomically; returns ``(accepted, duplicates)``.
+
+        With ``forward``, ``upward[i]`` (an outbox ``(key, body)``) is enqueued
+        for every event ``events[i]`` that is new here.  If the outbox lives in
+        this store's file, the events, the outbox rows and the batch id commit
+        in one transaction (one fsync); otherwise the outbox is written first,
+        so a crash in between re-forwards rather than loses.  ``OutboxFull``
+        leaves both unchanged.
+        """
+        if forward is not None and (forward.path is None or forward.path != self.path):
+            fresh = {e.key for e in self.new_events(events)}
+            seen: set[tuple[str, str]] = set()
+            first: list[tuple[str, bytes]] = []
+            for e, item in zip(events, upward, strict=True):
+                if e.key in fresh and e.key not in seen:
+                    seen.add(e.key)
+                    first.append(item)
+            forward.enqueue_raw(first)
+            forward = None
         rows = [
             (
                 e.origin.text,
@@ -156,13 +180,22 @@ class EventStore:
             if e.province or e.industry:
                 entry[1], entry[2] = e.province, e.industry
         db = self._db
+        added = size = 0
+        items: Sequence[tuple[str, bytes]] = ()
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("INSERT INTO batches VALUES (?, ?, ?)", (batch_id, via, received_at))
-            cur = db.executemany(
-                "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
-            )
-            accepted = cur.rowcount
+            if forward is None:
+                cur = db.executemany(_INSERT_EVENT, rows)
+                accepted = cur.rowcount
+            else:
+                accepted, items = self._insert_forwarding(rows, upward)
+                size = sum(len(body) for _, body in items)
+                forward.reserve(len(items), size)
+                cur = db.executemany(
+                    "INSERT OR IGNORE INTO outbox (key, body) VALUES (?, ?)", items
+                )
+                added = cur.rowcount
             db.executemany(
                 "INSERT INTO nodes (origin, via, province, industry, last_seen, last_observed,"
                 " clock_skew) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (origin) DO UPDATE SET"
@@ -182,7 +215,29 @@ class EventStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        if forward is not None:
+            forward.added(len(items), added, size)
         return accepted, len(rows) - accepted
+
+    def _insert_forwarding(
+        self, rows: list[tuple[Any, ...]], upward: Sequence[tuple[str, bytes]]
+    ) -> tuple[int, Sequence[tuple[str, bytes]]]:
+        """Insert event rows (inside the caller's transaction); the upward items of new ones."""
+        if len(upward) != len(rows):
+            raise ValueError("one upward item per event is needed")
+        db = self._db
+        db.execute("SAVEPOINT bulk")
+        accepted = db.executemany(_INSERT_EVENT, rows).rowcount
+        if accepted == len(rows):  # the usual case: nothing seen before
+            db.execute("RELEASE bulk")
+            return accepted, upward
+        db.execute("ROLLBACK TO bulk")
+        db.execute("RELEASE bulk")
+        items = []
+        for row, item in zip(rows, upward, strict=True):
+            if db.execute(_INSERT_EVENT, row).rowcount:
+                items.append(item)
+        return len(items), items
 
     def prune_batches(self, older_than: float) -> int:
         cur = self._db.execute("DELETE FROM batches WHERE received_at < ?", (older_than,))

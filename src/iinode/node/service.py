@@ -30,6 +30,7 @@ from iinode.errors import (
     HandleNotFound,
     ServerBusy,
     ServerNotResponsible,
+    ValueAlreadyExists,
     ValueInvalid,
     ValuesNotFound,
 )
@@ -52,6 +53,7 @@ from iinode.identifiers import (
 )
 from iinode.identifiers.wire import WireWriter
 from iinode.node.auth import Authorizer, hash_secret, is_hashed
+from iinode.node.changes import ChangeCounter
 from iinode.node.settings import NodeSettings
 from iinode.storage import HandlePage, HandleStore
 
@@ -83,11 +85,17 @@ class _Conflict(Exception):
 
 class HandleService:
     def __init__(
-        self, settings: NodeSettings, store: HandleStore, clock: Callable[[], float] = time.time
+        self,
+        settings: NodeSettings,
+        store: HandleStore,
+        clock: Callable[[], float] = time.time,
+        changes: ChangeCounter | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self._clock = clock
+        #: Bumped after every committed write; answer caches key on its value.
+        self.changes = changes if changes is not None else ChangeCounter()
         self.owned = settings.owned_prefix
         admins = (
             frozenset({IndexedHandle.parse(settings.admin_identity)})
@@ -126,7 +134,7 @@ class HandleService:
             raise HandleNotFound(
                 f"prefix {handle.authority} is not served in this network", handle=str(handle)
             )
-        site = site_from_url(parent)
+        site = site_from_url(parent, self.settings.parent_handle_port)
         value = HandleValue(1, "HS_SITE", site, timestamp=int(self._clock()))
         return Answer(ResponseCode.SERVICE_REFERRAL, handle, (value,))
 
@@ -207,6 +215,7 @@ class HandleService:
                 await self.store.modify(key, mutation)
             except _Conflict:
                 continue
+            self.changes.bump()
             return new
         raise ServerBusy(f"handle {handle} is being changed concurrently; try again", handle=key)
 
@@ -295,14 +304,26 @@ class HandleService:
                 await self.auth.require(identity, admins, bit, f"remove index {index} of {handle}")
 
     async def put_values(
-        self, handle: HandleName, values: Sequence[HandleValue], identity: IndexedHandle
+        self,
+        handle: HandleName,
+        values: Sequence[HandleValue],
+        identity: IndexedHandle,
+        *,
+        existing: bool | None = None,
     ) -> None:
-        """Add or replace the given values of an existing handle, keeping the others."""
+        """Add or replace the given values of an existing handle, keeping the others.
+
+        ``existing=False``: every index must be new (native ADD_VALUE); ``True``: every
+        index must be present (MODIFY_VALUE).  Checked against the very record the write
+        replaces (the optimistic retry re-checks), so concurrent writers cannot both pass.
+        """
         incoming = self._prepare(check_record(values))
 
         async def plan(old: Record | None) -> Record:
             if old is None:
                 raise HandleNotFound(f"handle {handle} not found", handle=str(handle))
+            if existing is not None:
+                _check_indexes(handle, old, incoming, existing=existing)
             merged = {v.index: v for v in old}
             merged.update({v.index: v for v in incoming})
             record = check_record(merged.values())
@@ -388,6 +409,7 @@ class HandleService:
             ]
         )
         await self.store.modify(str(na), lambda _old: encode_record(record))
+        self.changes.bump()
         return na
 
     async def refresh_site(self) -> None:
@@ -405,6 +427,20 @@ class HandleService:
         if new != record:
             raw = encode_record(new)
             await self.store.modify(str(owned.na_handle), lambda _old: raw)
+            self.changes.bump()
+
+
+def _check_indexes(
+    handle: HandleName, old: Record, incoming: Sequence[HandleValue], *, existing: bool
+) -> None:
+    present = {v.index for v in old}
+    asked = {v.index for v in incoming}
+    if not existing and present & asked:
+        clash = sorted(present & asked)
+        raise ValueAlreadyExists(f"{handle} already has values at {clash}", handle=str(handle))
+    if existing and not asked <= present:
+        missing = sorted(asked - present)
+        raise ValuesNotFound(f"{handle} has no values at {missing}", handle=str(handle))
 
 
 def _admins(record: Iterable[HandleValue]) -> Record:
@@ -415,8 +451,9 @@ def _same(a: HandleValue, b: HandleValue) -> bool:
     return replace(a, timestamp=0) == replace(b, timestamp=0)
 
 
-def site_from_url(url: str) -> SiteData:
-    """A one-server HS_SITE for a node's HTTP base URL ``http://HOST:PORT``."""
+def site_from_url(url: str, handle_port: int | None = None) -> SiteData:
+    """A one-server HS_SITE for a node's HTTP base URL ``http://HOST:PORT``
+    (and its native Handle port on the same host, if given)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueInvalid(f"{url!r} is not an http(s)://HOST:PORT URL")
@@ -429,7 +466,7 @@ def site_from_url(url: str) -> SiteData:
             host = socket.gethostbyname(host)
         except OSError:
             raise ValueInvalid(f"cannot resolve the host of {url!r}") from None
-    return site_for(host, http_port=port)
+    return site_for(host, http_port=port, handle_port=handle_port)
 
 
 class BulkRegistrar:
@@ -458,13 +495,23 @@ class BulkRegistrar:
             timestamp=self._now,
         )
         self._admin_wire = self._admin.to_wire()
+        #: Prefixes already found to lie within the owned one.
+        self._inside: set[str] = set()
 
     def encode(self, handle: HandleName, values: Sequence[HandleValue]) -> tuple[str, str, bytes]:
-        if handle.is_na_handle or not handle.authority.is_within(self.owned):
-            raise ServerNotResponsible(f"{handle} is outside this node's prefix {self.owned}")
+        prefix = handle.prefix_text
+        if prefix not in self._inside:
+            if handle.is_na_handle or not handle.authority.is_within(self.owned):
+                raise ServerNotResponsible(f"{handle} is outside this node's prefix {self.owned}")
+            if len(self._inside) < 4096:
+                self._inside.add(prefix)
         if len(values) > 1:
             values = check_record(values)
-        add_admin = not any(v.index == 100 or isinstance(v.data, AdminData) for v in values)
+        add_admin = True
+        for v in values:
+            if v.index == 100 or isinstance(v.data, AdminData):
+                add_admin = False
+                break
         w = WireWriter().u32(len(values) + add_admin)
         for v in values:
             if add_admin and v.index > 100:
@@ -476,5 +523,9 @@ class BulkRegistrar:
         return str(handle), handle.prefix_text, w.getvalue()
 
     async def write(self, rows: Sequence[tuple[str, str, bytes]]) -> tuple[int, int]:
-        result = await self.service.store.bulk_put(rows, overwrite=self.overwrite)
+        try:
+            result = await self.service.store.bulk_put(rows, overwrite=self.overwrite)
+        finally:
+            # Also after a failure: part of the rows may have been committed.
+            self.service.changes.bump()
         return result.written, result.skipped

@@ -17,6 +17,8 @@ from iinode.errors import ConfigurationError, InvalidHandle
 from iinode.identifiers import Prefix
 
 NODE_FILE = "node.toml"
+#: The embedded MQTT broker listens on the HTTP port plus this, unless ``mqtt_port`` is set.
+MQTT_PORT_OFFSET = 10_000
 
 
 class Role(enum.StrEnum):
@@ -35,12 +37,24 @@ class NodeSettings:
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     handle_port: int | None = None
+    parent_handle_port: int | None = None
     public_host: str = "127.0.0.1"
     parent_url: str | None = None
     name: str = ""
     cache_size: int = 100_000
     negative_ttl: int = 60
     max_referrals: int = 8
+    telemetry: bool = True
+    mqtt_url: str = "embedded"
+    mqtt_port: int | None = None
+    telemetry_dir: str = "telemetry"
+    bus_url: str = "memory:"
+    monitoring_parent_url: str | None = None
+    report_secret: str | None = None
+    heartbeat_interval: float = 30.0
+    notice_interval: float = 30.0
+    province: str = ""
+    industry: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -61,9 +75,44 @@ class NodeSettings:
                 raise ConfigurationError(f"a top-level node owns a root prefix, not {prefix}")
             if self.role is not Role.TOP and prefix.depth == 1:
                 raise ConfigurationError(f"a {self.role.value} node owns a derived prefix")
-        for port in (self.http_port, self.handle_port):
+        for port in (self.http_port, self.handle_port, self.parent_handle_port, self.mqtt_port):
             if port is not None and not 0 <= port < 65536:
                 raise ConfigurationError(f"port {port} is out of range")
+        self._check_extensions()
+
+    def _check_extensions(self) -> None:
+        """Telemetry and monitoring settings (see ``iinode.api.extensions``)."""
+        if self.mqtt_url != "embedded" and not self.mqtt_url.startswith(("mqtt://", "tcp://")):
+            raise ConfigurationError(
+                f"mqtt_url {self.mqtt_url!r} must be 'embedded' or mqtt://HOST:PORT"
+            )
+        if self.bus_url != "memory:" and not self.bus_url.startswith(("nats://", "tls://")):
+            raise ConfigurationError(f"bus_url {self.bus_url!r} must be 'memory:' or nats://…")
+        for name in ("heartbeat_interval", "notice_interval"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ConfigurationError(f"{name} must be a positive number of seconds")
+            object.__setattr__(self, name, float(value))
+        if not isinstance(self.telemetry, bool):
+            raise ConfigurationError("telemetry must be true or false")
+
+    @property
+    def reporting_url(self) -> str | None:
+        """Where monitoring reports go: ``monitoring_parent_url``, else the parent."""
+        return self.monitoring_parent_url or self.parent_url
+
+    @property
+    def embedded_mqtt_port(self) -> int:
+        """Port of the embedded broker: ``mqtt_port``, else derived from the HTTP port.
+
+        The default keeps clear of 1883 (often a system Mosquitto) and of other
+        nodes on the machine, which already differ in their HTTP ports.
+        """
+        if self.mqtt_port is not None:
+            return self.mqtt_port
+        if self.http_port + MQTT_PORT_OFFSET < 65536:
+            return self.http_port + MQTT_PORT_OFFSET
+        return self.http_port - MQTT_PORT_OFFSET
 
     @property
     def owned_prefix(self) -> Prefix | None:
@@ -127,7 +176,7 @@ class NodeSettings:
 def _toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
+    if isinstance(value, int | float):
         return str(value)
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
@@ -144,6 +193,10 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "http_host": ("IINODE_HTTP_HOST", "address the HTTP API binds to"),
     "http_port": ("IINODE_HTTP_PORT", "HTTP API port (default 8000)"),
     "handle_port": ("IINODE_HANDLE_PORT", "native Handle protocol port (2641 by convention)"),
+    "parent_handle_port": (
+        "IINODE_PARENT_HANDLE_PORT",
+        "native Handle port of the parent node (on the parent_url host)",
+    ),
     "public_host": ("IINODE_PUBLIC_HOST", "IP address advertised in this node's HS_SITE"),
     "parent_url": (
         "IINODE_PARENT_URL",
@@ -153,4 +206,36 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "cache_size": ("IINODE_CACHE_SIZE", "entries in the resolution cache"),
     "negative_ttl": ("IINODE_NEGATIVE_TTL", "seconds a not-found answer is cached"),
     "max_referrals": ("IINODE_MAX_REFERRALS", "referrals followed before giving up"),
+    "telemetry": (
+        "IINODE_TELEMETRY",
+        "run the telemetry pipeline on an enterprise node (true/false)",
+    ),
+    "mqtt_url": (
+        "IINODE_MQTT_URL",
+        "embedded (the node's own MQTT broker) or mqtt://HOST:PORT of an external broker",
+    ),
+    "mqtt_port": (
+        "IINODE_MQTT_PORT",
+        "port of the embedded MQTT broker (default: http_port + 10000, or - 10000 above 55535)",
+    ),
+    "telemetry_dir": (
+        "IINODE_TELEMETRY_DIR",
+        "directory of the Parquet telemetry store (relative to the data directory)",
+    ),
+    "bus_url": (
+        "IINODE_BUS_URL",
+        "ingest bus: memory: (in process) or nats://HOST:PORT (JetStream)",
+    ),
+    "monitoring_parent_url": (
+        "IINODE_MONITORING_PARENT_URL",
+        "HTTP URL monitoring reports go to (default: parent_url)",
+    ),
+    "report_secret": (
+        "IINODE_REPORT_SECRET",
+        "secret of 300:0.NA/<prefix> in the parent's delegation record (reports, notice pulls)",
+    ),
+    "heartbeat_interval": ("IINODE_HEARTBEAT_INTERVAL", "seconds between heartbeats to the parent"),
+    "notice_interval": ("IINODE_NOTICE_INTERVAL", "seconds between notice pulls from the parent"),
+    "province": ("IINODE_PROVINCE", "province label of this node's monitoring events"),
+    "industry": ("IINODE_INDUSTRY", "industry label of this node's monitoring events"),
 }

@@ -14,19 +14,37 @@ from iinode.proto._tables import KeyExchangeMode
 
 @dataclass(frozen=True, slots=True)
 class ChallengeBody(Body):
-    """AUTHENTICATION_NEEDED (s3.5.1): the nonce the client must sign."""
+    """AUTHENTICATION_NEEDED (s3.5.1): the nonce the client must sign.
+
+    iinode extension: when the server knows which HS_SECKEY the client will use
+    and that key is stored as a PBKDF2 hash, the nonce is followed by the key
+    derivation parameters (``kdf`` name, iterations, salt) so the client can
+    derive the same key from its secret.  Without them the body is the RFC's.
+    """
 
     nonce: bytes
+    kdf: str = ""
+    iterations: int = 0
+    salt: bytes = b""
 
     def __post_init__(self) -> None:
         check_bytes("nonce", self.nonce)
+        check_text("key derivation function", self.kdf)
+        check_uint("key derivation iterations", self.iterations, 32)
+        check_bytes("key derivation salt", self.salt)
 
     def write(self, w: WireWriter) -> None:
         w.byte_string(self.nonce)
+        if self.kdf:
+            w.utf8(self.kdf).u32(self.iterations).byte_string(self.salt)
 
     @classmethod
     def read(cls, r: WireReader) -> Self:
-        return cls(r.byte_string("nonce"))
+        nonce = r.byte_string("nonce")
+        if not r.remaining:
+            return cls(nonce)
+        kdf, iterations = r.utf8("key derivation function"), r.u32("key derivation iterations")
+        return cls(nonce, kdf, iterations, r.byte_string("key derivation salt"))
 
 
 @dataclass(frozen=True, slots=True)

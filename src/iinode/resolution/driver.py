@@ -15,10 +15,22 @@ only loop::
         else:
             resolution.on_answer(query, answer)
     return resolution.outcome()
+
+With ``site_walk=True`` (the native resolver) the driver resolves the Handle
+way (RFC 3652 s2.3/s3.4): it first asks for ``0.NA/<prefix>`` of the handle's
+prefix, starting at the root (or the nearest cached delegation) and following
+PREFIX_REFERRALs down the prefix hierarchy, caching every site it learns by
+TTL; the HS_SITE values of that record are the site serving the prefix, and
+the handle itself is then asked there (the transport picks the server within
+the site by the hash rule, ``select_server``).  A site whose HS_SITE is cached
+is asked directly.  If the prefix record does not exist (a prefix served by an
+ancestor's node) the site that said so is asked; if the site lookup is refused
+the driver falls back to asking for the handle and following referrals.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from iinode.codes import ResponseCode
@@ -29,7 +41,7 @@ from iinode.errors import (
     RecursionLimitExceeded,
     TransportError,
 )
-from iinode.identifiers import HandleName, Prefix, Record, SiteData
+from iinode.identifiers import HandleName, HashOption, Prefix, Record, Server, SiteData
 from iinode.resolution.cache import ResolutionCache
 
 
@@ -59,6 +71,8 @@ class Hop:
     code: ResponseCode
     detail: str = ""
     from_cache: bool = False
+    #: The handle asked at this step (``0.NA/<prefix>`` while looking for a site).
+    asked: str = ""
 
 
 @dataclass(slots=True)
@@ -76,6 +90,7 @@ class Resolution:
         cache: ResolutionCache | None = None,
         *,
         max_referrals: int = 8,
+        site_walk: bool = False,
     ) -> None:
         if not roots:
             raise IinodeError("resolution needs at least one root site")
@@ -83,6 +98,7 @@ class Resolution:
         self.cache = cache
         self.max_referrals = max_referrals
         self.chain: list[Hop] = []
+        self._asking = handle
         self._pending: list[SiteData] = []
         self._referrals = 0
         self._seen: set[bytes] = set()
@@ -94,7 +110,7 @@ class Resolution:
         if cached is not None:
             found = cached.values is not None
             code = ResponseCode.SUCCESS if found else ResponseCode.HANDLE_NOT_FOUND
-            self.chain.append(Hop("cache", code, "cached answer", True))
+            self._hop("cache", code, "cached answer", from_cache=True)
             if cached.values is None:
                 self._error = HandleNotFound(
                     f"handle {handle} not found (cached)", handle=str(handle)
@@ -102,10 +118,17 @@ class Resolution:
             else:
                 self._result = cached.values
             return
-        delegation = cache.closest_sites(handle.authority) if cache is not None else None
+        authority = handle.authority
+        delegation = cache.closest_sites(authority) if cache is not None else None
+        if site_walk and not handle.is_na_handle:
+            if delegation is not None and delegation.prefix == authority:
+                self._hop("cache", ResponseCode.SUCCESS, f"site of {authority}", from_cache=True)
+                self._pending = list(delegation.sites)
+                return
+            self._asking = authority.na_handle
         if delegation is not None:
-            self.chain.append(Hop("cache", ResponseCode.PREFIX_REFERRAL,
-                                  f"delegation of {delegation.prefix}", True))  # fmt: skip
+            self._hop("cache", ResponseCode.PREFIX_REFERRAL,
+                      f"delegation of {delegation.prefix}", from_cache=True)  # fmt: skip
             self._pending = list(delegation.sites)
         else:
             self._pending = list(roots)
@@ -113,6 +136,11 @@ class Resolution:
     @property
     def done(self) -> bool:
         return self._result is not None or self._error is not None
+
+    @property
+    def finding_site(self) -> bool:
+        """True while the driver is looking for the site of the handle's prefix."""
+        return self._asking != self.handle
 
     def next_query(self) -> Query | None:
         if self.done:
@@ -122,11 +150,11 @@ class Resolution:
                 f"no reachable server for {self.handle}"
             )
             return None
-        return Query(self.handle, self._pending[0], self._referrals)
+        return Query(self._asking, self._pending[0], self._referrals)
 
     def on_failure(self, query: Query, error: Exception) -> None:
         """The site in ``query`` could not answer; try the next one."""
-        self.chain.append(Hop(_label(query.site), ResponseCode.SERVER_NOT_RESP, str(error)))
+        self._hop(_label(query.site), ResponseCode.SERVER_NOT_RESP, str(error))
         self._last_failure = error
         if self._pending and self._pending[0] is query.site:
             self._pending.pop(0)
@@ -134,54 +162,81 @@ class Resolution:
     def on_answer(self, query: Query, answer: RemoteAnswer) -> None:
         server = answer.server or _label(query.site)
         code = answer.code
-        if code == ResponseCode.SUCCESS:
-            self.chain.append(Hop(server, code, f"{len(answer.values)} values"))
+        if code in (ResponseCode.PREFIX_REFERRAL, ResponseCode.SERVICE_REFERRAL):
+            self._on_referral(server, answer)
+        elif self.finding_site:
+            self._on_site_answer(query, server, answer)
+        elif code == ResponseCode.SUCCESS:
+            self._hop(server, code, f"{len(answer.values)} values")
             self._result = answer.values
             if self.cache is not None:
                 self.cache.put(self.handle, answer.values)
-            return
-        if code == ResponseCode.HANDLE_NOT_FOUND:
-            self.chain.append(Hop(server, code, answer.message))
+        elif code == ResponseCode.HANDLE_NOT_FOUND:
+            self._hop(server, code, answer.message)
             if self.cache is not None:
                 self.cache.put_missing(self.handle)
             self._error = HandleNotFound(answer.message or f"handle {self.handle} not found",
                                          handle=str(self.handle))  # fmt: skip
-            return
-        if code in (ResponseCode.PREFIX_REFERRAL, ResponseCode.SERVICE_REFERRAL):
-            sites = [v.data for v in answer.values if isinstance(v.data, SiteData)]
-            where = (
-                f"delegated {answer.delegated_prefix}" if answer.delegated_prefix else "ask parent"
+        else:
+            self._hop(server, code, answer.message)
+            self._error = HandleError.for_code(
+                code, answer.message or code.to_text(), str(self.handle)
             )
-            self.chain.append(Hop(server, code, where))
-            self._referrals += 1
-            if self._referrals > self.max_referrals:
-                self._error = RecursionLimitExceeded(
-                    f"more than {self.max_referrals} referrals resolving {self.handle}",
-                    handle=str(self.handle),
-                )
-                return
-            if not sites:
-                self._error = HandleError.for_code(
-                    ResponseCode.ERROR, f"{server} sent a referral without HS_SITE values"
-                )
-                return
-            key = b"".join(s.to_wire() for s in sites)
-            if key in self._seen:
-                self._error = RecursionLimitExceeded(
-                    f"referral loop resolving {self.handle} at {server}", handle=str(self.handle)
-                )
-                return
-            self._seen.add(key)
-            if (
-                code == ResponseCode.PREFIX_REFERRAL
-                and answer.delegated_prefix is not None
-                and self.cache is not None
-            ):
-                self.cache.put_sites(answer.delegated_prefix, sites, answer.values)
+
+    def _on_site_answer(self, query: Query, server: str, answer: RemoteAnswer) -> None:
+        """The answer about ``0.NA/<prefix>``: ask the handle at the site it names."""
+        prefix = self.handle.authority
+        code = answer.code
+        sites = [v.data for v in answer.values if isinstance(v.data, SiteData)]
+        if code == ResponseCode.SUCCESS and sites:
+            self._hop(server, code, f"site of {prefix}: {_servers(sites)}")
+            if self.cache is not None:
+                self.cache.put_sites(prefix, sites, answer.values)
             self._pending = sites
+        elif code in (ResponseCode.SUCCESS, ResponseCode.HANDLE_NOT_FOUND):
+            # No site of its own: the prefix is served by the node that answered.
+            self._hop(server, code, f"{prefix} has no site of its own; asking here")
+            self._pending = [query.site]
+        else:
+            self._hop(server, code, f"site lookup refused ({answer.message}); following referrals")
+        self._asking = self.handle
+
+    def _on_referral(self, server: str, answer: RemoteAnswer) -> None:
+        code = answer.code
+        sites = [v.data for v in answer.values if isinstance(v.data, SiteData)]
+        where = f"delegated {answer.delegated_prefix}" if answer.delegated_prefix else "ask parent"
+        self._hop(server, code, where)
+        self._referrals += 1
+        if self._referrals > self.max_referrals:
+            self._error = RecursionLimitExceeded(
+                f"more than {self.max_referrals} referrals resolving {self.handle}",
+                handle=str(self.handle),
+            )
             return
-        self.chain.append(Hop(server, code, answer.message))
-        self._error = HandleError.for_code(code, answer.message or code.to_text(), str(self.handle))
+        if not sites:
+            self._error = HandleError.for_code(
+                ResponseCode.ERROR, f"{server} sent a referral without HS_SITE values"
+            )
+            return
+        key = str(self._asking).encode() + b"".join(s.to_wire() for s in sites)
+        if key in self._seen:
+            self._error = RecursionLimitExceeded(
+                f"referral loop resolving {self.handle} at {server}", handle=str(self.handle)
+            )
+            return
+        self._seen.add(key)
+        if (
+            code == ResponseCode.PREFIX_REFERRAL
+            and answer.delegated_prefix is not None
+            and self.cache is not None
+        ):
+            self.cache.put_sites(answer.delegated_prefix, sites, answer.values)
+        self._pending = sites
+
+    def _hop(
+        self, server: str, code: ResponseCode, detail: str, *, from_cache: bool = False
+    ) -> None:
+        self.chain.append(Hop(server, code, detail, from_cache, str(self._asking)))
 
     def outcome(self) -> Resolved:
         """The values, or raise the error that ended the resolution."""
@@ -190,6 +245,34 @@ class Resolution:
         if self._result is None:
             raise IinodeError("resolution is not finished")
         return Resolved(self.handle, self._result, self.chain)
+
+
+def select_server(site: SiteData, handle: HandleName) -> list[Server]:
+    """The servers of ``site`` in the order to try them for ``handle``.
+
+    RFC 3652 s3.4 (the hash rule of a multi-server site): take the part of the
+    handle the site's hash option names (prefix, suffix or the whole handle),
+    upper-case it, compute its MD5 digest, read the last four octets as a signed
+    32-bit integer and use its absolute value modulo the number of servers.
+    The chosen server comes first; the others follow as fallbacks.
+    """
+    servers = list(site.servers)
+    if len(servers) <= 1:
+        return servers
+    if site.hash_option is HashOption.BY_PREFIX:
+        part = handle.prefix_text
+    elif site.hash_option is HashOption.BY_SUFFIX:
+        part = handle.suffix
+    else:
+        part = str(handle)
+    digest = hashlib.md5(part.upper().encode("utf-8"), usedforsecurity=False).digest()
+    chosen = abs(int.from_bytes(digest[-4:], "big", signed=True)) % len(servers)
+    return servers[chosen:] + servers[:chosen]
+
+
+def _servers(sites: list[SiteData]) -> str:
+    count = sum(len(site.servers) for site in sites)
+    return f"{count} server{'s' if count != 1 else ''}"
 
 
 def _label(site: SiteData) -> str:

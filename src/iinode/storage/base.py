@@ -8,7 +8,7 @@ backends (memory, SQLite, PostgreSQL) pass the same test suite.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,6 +34,10 @@ class HandleStore(Protocol):
 
     async def get(self, handle: str) -> bytes | None:
         """The record bytes of ``handle``, or ``None``."""
+        ...
+
+    async def get_many(self, handles: Sequence[str]) -> dict[str, bytes]:
+        """The record bytes of each of ``handles`` that exists, in one batched read."""
         ...
 
     async def modify(self, handle: str, mutation: Mutation) -> bytes | None:

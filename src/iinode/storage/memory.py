@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from iinode.storage.base import BulkResult, HandlePage, Mutation
 
@@ -16,6 +16,10 @@ class MemoryStore:
     async def get(self, handle: str) -> bytes | None:
         row = self._records.get(handle)
         return None if row is None else row[1]
+
+    async def get_many(self, handles: Sequence[str]) -> dict[str, bytes]:
+        records = self._records
+        return {h: records[h][1] for h in handles if h in records}
 
     async def modify(self, handle: str, mutation: Mutation) -> bytes | None:
         async with self._lock:

@@ -9,7 +9,7 @@ them with one ``INSERT … ON CONFLICT``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -50,6 +50,16 @@ class PostgresStore:
             cur = await conn.execute(f"SELECT data FROM {self._t} WHERE handle = %s", (handle,))
             row = await cur.fetchone()
         return None if row is None else bytes(row[0])
+
+    async def get_many(self, handles: Sequence[str]) -> dict[str, bytes]:
+        if not handles:
+            return {}
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT handle, data FROM {self._t} WHERE handle = ANY(%s)", (list(handles),)
+            )
+            rows = await cur.fetchall()
+        return {h: bytes(d) for h, d in rows}
 
     async def modify(self, handle: str, mutation: Mutation) -> bytes | None:
         try:

@@ -9,7 +9,7 @@ concurrent readers, and ``BEGIN IMMEDIATE`` serialises writers).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from iinode.errors import StorageError
@@ -23,6 +23,9 @@ CREATE TABLE IF NOT EXISTS handles (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS handles_by_prefix ON handles (prefix, handle);
 """
+
+#: Handles per ``IN (...)`` query of ``get_many`` (below SQLite's bound-parameter limit).
+_BATCH = 500
 
 
 class SQLiteStore:
@@ -48,6 +51,17 @@ class SQLiteStore:
     def get_sync(self, handle: str) -> bytes | None:
         row = self._db.execute("SELECT data FROM handles WHERE handle = ?", (handle,)).fetchone()
         return None if row is None else bytes(row[0])
+
+    async def get_many(self, handles: Sequence[str]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for start in range(0, len(handles), _BATCH):
+            chunk = handles[start : start + _BATCH]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT handle, data FROM handles WHERE handle IN ({marks})", tuple(chunk)
+            )
+            out.update((h, bytes(d)) for h, d in rows)
+        return out
 
     async def modify(self, handle: str, mutation: Mutation) -> bytes | None:
         db = self._db

@@ -10,21 +10,25 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from iinode.errors import HandleNotFound, InvalidHandle
-from iinode.identifiers import HandleName, Prefix
+from iinode.identifiers import HandleName, IndexedHandle, Prefix
 from iinode.telemetry.model import Equipment
 
 
 @runtime_checkable
 class EquipmentRegistry(Protocol):
-    """Async access to equipment records, keyed by identifier."""
+    """Async access to equipment records, keyed by identifier.
+
+    ``identity`` is who asks for a write; ``None`` is the node itself (a trusted
+    local caller).  Backends that check permissions raise ``NotAuthorized``.
+    """
 
     async def get(self, equipment_id: str) -> Equipment | None:
         """The equipment, or ``None`` if the identifier is not registered."""
 
-    async def put(self, equipment: Equipment) -> None:
+    async def put(self, equipment: Equipment, identity: IndexedHandle | None = None) -> None:
         """Create or replace an equipment record."""
 
-    async def remove(self, equipment_id: str) -> None:
+    async def remove(self, equipment_id: str, identity: IndexedHandle | None = None) -> None:
         """Delete a record; raises ``HandleNotFound`` if absent."""
 
     async def list(self, prefix: str | None = None) -> list[Equipment]:
@@ -48,10 +52,10 @@ class MemoryRegistry:
                 return None
         return item
 
-    async def put(self, equipment: Equipment) -> None:
+    async def put(self, equipment: Equipment, identity: IndexedHandle | None = None) -> None:
         self._items[equipment.id] = equipment
 
-    async def remove(self, equipment_id: str) -> None:
+    async def remove(self, equipment_id: str, identity: IndexedHandle | None = None) -> None:
         key = str(HandleName.parse(equipment_id))
         if self._items.pop(key, None) is None:
             raise HandleNotFound(f"equipment {key} is not registered", handle=key)

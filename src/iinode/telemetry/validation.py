@@ -62,7 +62,9 @@ class ReadingValidator:
     """Splits batches into accepted readings and rejects.
 
     Equipment records are looked up once per batch and cached for
-    ``cache_ttl_us``; ``max_future_us`` is the allowed clock skew.
+    ``cache_ttl_us`` (at most ``max_cached`` entries, unknown ids included, so
+    readings naming random equipment cannot grow memory); ``max_future_us`` is
+    the allowed clock skew.
     """
 
     def __init__(
@@ -72,12 +74,14 @@ class ReadingValidator:
         rejects: RejectLog | None = None,
         max_future_us: int = 300_000_000,
         cache_ttl_us: int = 5_000_000,
+        max_cached: int = 65_536,
         clock: Callable[[], int] = now_us,
     ) -> None:
         self.registry = registry
         self.rejects = rejects if rejects is not None else RejectLog()
         self.max_future_us = max_future_us
         self.cache_ttl_us = cache_ttl_us
+        self.max_cached = max_cached
         self._clock = clock
         self._cache: dict[str, tuple[int, Equipment | None]] = {}
 
@@ -93,7 +97,15 @@ class ReadingValidator:
         if hit is not None and now - hit[0] < self.cache_ttl_us:
             return hit[1]
         item = await self.registry.get(equipment_id)
-        self._cache[equipment_id] = (now, item)
+        cache = self._cache
+        cache.pop(equipment_id, None)
+        if len(cache) >= self.max_cached:
+            # Bounded: ids that are not registered must not grow the cache without end.
+            fresh = {k: v for k, v in cache.items() if now - v[0] < self.cache_ttl_us}
+            if len(fresh) >= self.max_cached:
+                fresh = dict(list(fresh.items())[len(fresh) // 2 :])
+            self._cache = cache = fresh
+        cache[equipment_id] = (now, item)
         return item
 
     async def validate(self, readings: Sequence[Reading]) -> list[Reading]:

@@ -8,19 +8,24 @@ from iinode.connectivity.sparkplug.codec import (
     Metric,
     Payload,
     SparkplugError,
+    Template,
     Topic,
     decode_payload,
     encode_payload,
+    typed_value,
+)
+from iinode.connectivity.sparkplug.host import (
+    HostApplication,
+    HostResult,
+    HostSettings,
+    default_equipment,
 )
 from iinode.connectivity.sparkplug.session import (
     BDSEQ,
     REBIRTH,
     EdgeNode,
-    HostApplication,
-    HostResult,
     Outgoing,
     datatype_for,
-    default_equipment,
     rebirth_request,
 )
 
@@ -33,15 +38,18 @@ __all__ = [
     "EdgeNode",
     "HostApplication",
     "HostResult",
+    "HostSettings",
     "MessageType",
     "Metric",
     "Outgoing",
     "Payload",
     "SparkplugError",
+    "Template",
     "Topic",
     "datatype_for",
     "decode_payload",
     "default_equipment",
     "encode_payload",
     "rebirth_request",
+    "typed_value",
 ]

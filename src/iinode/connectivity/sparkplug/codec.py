@@ -159,6 +159,17 @@ DATA_TYPES: dict[DataType, tuple[str, int, str]] = {
 }
 
 _BY_CODE = {int(d): d for d in DataType}
+_COMPOSITE = {
+    "dataset_value": DataType.DATASET,
+    "template_value": DataType.TEMPLATE,
+    "propertyset_value": DataType.PROPERTYSET,
+    "propertysets_value": DataType.PROPERTYSETLIST,
+}
+_SCALAR_FIELDS = {
+    d: (field, bits)
+    for d, (field, bits, code) in DATA_TYPES.items()
+    if not code and field != "bytes_value"
+}
 _UNSIGNED_BITS = {DataType.UINT8: 8, DataType.UINT16: 16, DataType.UINT32: 32, DataType.UINT64: 64}
 
 
@@ -174,7 +185,7 @@ class Metric:
     is_null: bool = False
     is_historical: bool = False
     is_transient: bool = False
-    properties: tuple[tuple[str, DataType, Any], ...] = ()
+    properties: Properties = ()
 
     def property(self, key: str) -> Any:
         for k, _, v in self.properties:
@@ -183,11 +194,46 @@ class Metric:
         return None
 
 
+#: A property set: ``(key, type, value)`` triples.  A ``PropertySet`` value is
+#: itself such a tuple, a ``PropertySetList`` value a tuple of them.
+Properties = tuple[tuple[str, DataType, Any], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class DataSet:
+    """A table: column names, one Sparkplug type per column, rows of cells (``None`` = null)."""
+
     columns: tuple[str, ...]
     types: tuple[DataType, ...]
     rows: tuple[tuple[Any, ...], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.columns) != len(self.types):
+            raise SparkplugError(
+                f"data set has {len(self.columns)} columns but {len(self.types)} types"
+            )
+        for n, row in enumerate(self.rows):
+            if len(row) != len(self.columns):
+                raise SparkplugError(
+                    f"data set row {n} has {len(row)} cells for {len(self.columns)} columns"
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A Sparkplug template: a definition (in NBIRTH) or an instance of one.
+
+    A definition has ``is_definition`` set and is named by its metric (by
+    convention ``_types_/<name>``); an instance names its definition in
+    ``template_ref`` and carries member metrics (all of them in a birth, the
+    changed ones in data messages).
+    """
+
+    metrics: tuple[Metric, ...] = ()
+    template_ref: str | None = None
+    is_definition: bool = False
+    version: str | None = None
+    parameters: Properties = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +283,41 @@ def _unpack_array(code: str, raw: bytes) -> tuple[Any, ...]:
     return struct.unpack(f"<{len(raw) // size}{code}", raw)
 
 
+def _set_properties(pb: Any, props: Properties) -> None:
+    for key, ptype, pval in props:
+        pb.keys.append(key)
+        pv = pb.values.add()
+        pv.type = int(ptype)
+        if pval is None:
+            pv.is_null = True
+        elif ptype is DataType.PROPERTYSET:
+            _set_properties(pv.propertyset_value, pval)
+        elif ptype is DataType.PROPERTYSETLIST:
+            pv.propertysets_value.SetInParent()
+            for item in pval:
+                _set_properties(pv.propertysets_value.propertyset.add(), item)
+        else:
+            _set_value(pv, ptype, pval)
+
+
 def _set_value(pb: Any, dtype: DataType, value: Any) -> None:
+    if dtype is DataType.TEMPLATE:
+        if not isinstance(value, Template):
+            raise SparkplugError(f"a Template metric needs a Template value, not {value!r}")
+        tpl = pb.template_value
+        tpl.SetInParent()
+        if value.version is not None:
+            tpl.version = value.version
+        if value.template_ref is not None:
+            tpl.template_ref = value.template_ref
+        tpl.is_definition = value.is_definition
+        for member in value.metrics:
+            _encode_metric(tpl.metrics.add(), member)
+        for name, ptype, pval in value.parameters:
+            param = tpl.parameters.add(name=name, type=int(ptype))
+            if pval is not None:
+                _set_value(param, ptype, pval)
+        return
     if dtype is DataType.DATASET:
         ds = pb.dataset_value
         ds.num_of_columns = len(value.columns)
@@ -246,7 +326,9 @@ def _set_value(pb: Any, dtype: DataType, value: Any) -> None:
         for row in value.rows:
             pb_row = ds.rows.add()
             for t, cell in zip(value.types, row, strict=True):
-                _set_value(pb_row.elements.add(), DataType(t), cell)
+                element = pb_row.elements.add()
+                if cell is not None:  # a null cell leaves the value unset
+                    _set_value(element, DataType(t), cell)
         return
     entry = DATA_TYPES.get(dtype)
     if entry is None:
@@ -270,15 +352,39 @@ def _get_value(pb: Any, dtype: DataType) -> Any:
     which = pb.WhichOneof("value")
     if which is None:
         return None
+    want = _COMPOSITE.get(which)
+    if want is not None and dtype is not want and dtype is not DataType.UNKNOWN:
+        raise SparkplugError(f"{dtype.name} value carried in {which}")
     if which == "dataset_value":
         ds = pb.dataset_value
-        types = tuple(DataType(t) for t in ds.types)
-        rows = tuple(
-            tuple(_get_value(e, t) for e, t in zip(r.elements, types, strict=False))
-            for r in ds.rows
+        types = tuple(_data_type(t) for t in ds.types)
+        if ds.HasField("num_of_columns") and ds.num_of_columns != len(ds.columns):
+            raise SparkplugError(
+                f"data set announces {ds.num_of_columns} columns and names {len(ds.columns)}"
+            )
+        width = len(types)
+        rows = []
+        for n, r in enumerate(ds.rows):
+            if len(r.elements) != width:
+                raise SparkplugError(f"data set row {n} has {len(r.elements)} cells for {width}")
+            rows.append(tuple(_get_value(e, t) for e, t in zip(r.elements, types, strict=True)))
+        return DataSet(tuple(ds.columns), types, tuple(rows))
+    if which == "template_value":
+        tpl = pb.template_value
+        return Template(
+            metrics=tuple(_decode_metric(m) for m in tpl.metrics),
+            template_ref=tpl.template_ref if tpl.HasField("template_ref") else None,
+            is_definition=tpl.is_definition,
+            version=tpl.version if tpl.HasField("version") else None,
+            parameters=tuple(
+                (p.name, t := _data_type(p.type), _get_value(p, t)) for p in tpl.parameters
+            ),
         )
-        return DataSet(tuple(ds.columns), types, rows)
-    if which in ("template_value", "extension_value", "propertyset_value", "propertysets_value"):
+    if which == "propertyset_value":
+        return _decode_properties(pb.propertyset_value)
+    if which == "propertysets_value":
+        return tuple(_decode_properties(ps) for ps in pb.propertysets_value.propertyset)
+    if which == "extension_value":
         return None
     raw = getattr(pb, which)
     entry = DATA_TYPES.get(dtype)
@@ -294,6 +400,46 @@ def _get_value(pb: Any, dtype: DataType) -> Any:
     return raw
 
 
+def _data_type(code: int) -> DataType:
+    dtype = _BY_CODE.get(code)
+    if dtype is None:
+        raise SparkplugError(f"unknown Sparkplug data type {code}")
+    return dtype
+
+
+def typed_value(raw: Any, dtype: DataType) -> Any:
+    """Convert a value decoded without a known type (``UNKNOWN``) once the type is known.
+
+    Data messages may omit a metric's datatype; the host then learns it from the
+    birth certificate (by alias) and converts: packed arrays are unpacked and
+    signed integers sign-extended.  Raises :class:`SparkplugError` if ``raw``
+    does not fit ``dtype``.
+    """
+    entry = DATA_TYPES.get(dtype)
+    if raw is None or entry is None:
+        return raw
+    _, bits, code = entry
+    if code:
+        if not isinstance(raw, bytes):
+            raise SparkplugError(f"{dtype.name} value must travel in bytes_value")
+        return _unpack_array(code, raw)
+    if bits:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise SparkplugError(f"{dtype.name} value must be an integer")
+        return _signed(raw, bits)
+    return raw
+
+
+def _decode_properties(ps: Any) -> Properties:
+    if len(ps.keys) != len(ps.values):
+        raise SparkplugError("property set has different numbers of keys and values")
+    out: list[tuple[str, DataType, Any]] = []
+    for key, pv in zip(ps.keys, ps.values, strict=True):
+        ptype = _BY_CODE.get(pv.type, DataType.UNKNOWN)
+        out.append((key, ptype, None if pv.is_null else _get_value(pv, ptype)))
+    return tuple(out)
+
+
 def _encode_metric(pb: Any, m: Metric) -> None:
     if m.name is not None:
         pb.name = m.name
@@ -307,14 +453,7 @@ def _encode_metric(pb: Any, m: Metric) -> None:
     if m.is_transient:
         pb.is_transient = True
     if m.properties:
-        for key, ptype, pval in m.properties:
-            pb.properties.keys.append(key)
-            pv = pb.properties.values.add()
-            pv.type = int(ptype)
-            if pval is None:
-                pv.is_null = True
-            else:
-                _set_value(pv, ptype, pval)
+        _set_properties(pb.properties, m.properties)
     if m.is_null or m.value is None:
         pb.is_null = True
     else:
@@ -349,17 +488,8 @@ def _shortest_float32(value: float) -> float:
 
 
 def _decode_metric(pb: Any) -> Metric:
-    dtype = _BY_CODE.get(pb.datatype)
-    if dtype is None:
-        raise SparkplugError(f"unknown Sparkplug data type {pb.datatype}")
-    props: list[tuple[str, DataType, Any]] = []
-    if pb.HasField("properties"):
-        ps = pb.properties
-        if len(ps.keys) != len(ps.values):
-            raise SparkplugError("property set has different numbers of keys and values")
-        for key, pv in zip(ps.keys, ps.values, strict=True):
-            ptype = _BY_CODE.get(pv.type, DataType.UNKNOWN)
-            props.append((key, ptype, None if pv.is_null else _get_value(pv, ptype)))
+    dtype = _data_type(pb.datatype)
+    props = _decode_properties(pb.properties) if pb.HasField("properties") else ()
     value = None if pb.is_null else _get_value(pb, dtype)
     if isinstance(value, float) and dtype is DataType.FLOAT and math.isfinite(value):
         value = _shortest_float32(value)
@@ -372,24 +502,59 @@ def _decode_metric(pb: Any) -> Metric:
         is_null=pb.is_null,
         is_historical=pb.is_historical,
         is_transient=pb.is_transient,
-        properties=tuple(props),
+        properties=props,
+    )
+
+
+def parse_payload(data: bytes) -> Any:
+    """The protobuf ``Payload`` message of ``data``; raises :class:`SparkplugError`.
+
+    Only the envelope is checked (protobuf syntax, ``seq`` in 0..255); metrics are
+    checked when converted by :func:`metric_from_pb` (or :func:`payload_from_pb`).
+    """
+    try:
+        pb = message_classes()["Payload"].FromString(data)
+    except (DecodeError, RuntimeWarning) as exc:
+        raise SparkplugError(f"payload is not a Sparkplug B protobuf: {exc}") from None
+    if pb.HasField("seq") and pb.seq > 255:
+        raise SparkplugError(f"sequence number {pb.seq} is out of range 0..255")
+    return pb
+
+
+def metric_from_pb(pb: Any) -> Metric:
+    """One protobuf ``Metric`` as a checked :class:`Metric`; raises :class:`SparkplugError`."""
+    return _decode_metric(pb)
+
+
+def scalar_from_pb(pb: Any, dtype: DataType) -> Any:
+    """The value of a plain scalar metric of type ``dtype``, or ``None`` if it is not one.
+
+    The fast path of the host: no properties, not null, a scalar type whose
+    value sits in the field the type calls for.  Anything else returns ``None``
+    and goes through :func:`metric_from_pb`.
+    """
+    entry = _SCALAR_FIELDS.get(dtype)
+    if entry is None or pb.is_null or pb.WhichOneof("value") != entry[0]:
+        return None
+    raw = getattr(pb, entry[0])
+    if entry[1]:
+        return _signed(raw, entry[1])
+    if dtype is DataType.FLOAT and math.isfinite(raw):
+        return _shortest_float32(raw)
+    return raw
+
+
+def payload_from_pb(pb: Any) -> Payload:
+    """A protobuf ``Payload`` (from :func:`parse_payload`) as a checked :class:`Payload`."""
+    return Payload(
+        timestamp=pb.timestamp if pb.HasField("timestamp") else None,
+        metrics=tuple(_decode_metric(m) for m in pb.metrics),
+        seq=pb.seq if pb.HasField("seq") else None,
+        uuid=pb.uuid if pb.HasField("uuid") else None,
+        body=pb.body if pb.HasField("body") else None,
     )
 
 
 def decode_payload(data: bytes) -> Payload:
     """Parse a Sparkplug B payload; raises :class:`SparkplugError` if malformed."""
-    classes = message_classes()
-    try:
-        pb = classes["Payload"].FromString(data)
-    except (DecodeError, RuntimeWarning) as exc:
-        raise SparkplugError(f"payload is not a Sparkplug B protobuf: {exc}") from None
-    seq = pb.seq if pb.HasField("seq") else None
-    if seq is not None and seq > 255:
-        raise SparkplugError(f"sequence number {seq} is out of range 0..255")
-    return Payload(
-        timestamp=pb.timestamp if pb.HasField("timestamp") else None,
-        metrics=tuple(_decode_metric(m) for m in pb.metrics),
-        seq=seq,
-        uuid=pb.uuid if pb.HasField("uuid") else None,
-        body=pb.body if pb.HasField("body") else None,
-    )
+    return payload_from_pb(parse_payload(data))

@@ -1,0 +1,351 @@
+"""The native protocol's request handler: a decoded request in, the response out.
+
+No sockets here.  Transports (``native_udp``, ``native_tcp``) decode a message,
+pass it with the peer's ``PeerState``, and send back what ``handle`` returns.
+Every operation goes through ``HandleService`` and its ``Authorizer``, exactly
+as the REST API does, so both front ends answer and refuse alike.
+
+Authentication (RFC 3652 s3.5): an administrative request without an
+authenticated session gets AUTHENTICATION_NEEDED with a nonce; the client sends
+CHALLENGE_RESPONSE (same request id) with its identity and answer; the server
+checks it against the identity's HS_SECKEY or HS_PUBKEY and then performs the
+original request.  For a hashed HS_SECKEY the challenge carries the PBKDF2 salt
+and iterations (when the identity is known: a SESSION_SETUP names it, otherwise
+the client sends an empty answer first and is challenged again with them).
+SESSION_SETUP (key exchange CIPHER_CLIENT: the session key encrypted with the
+client's RSA key) opens a session; later requests carrying its session id and
+an HS_MAC credential act as the session's identity without a challenge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from iinode.codes import ResponseCode
+from iinode.errors import (
+    AuthenticationFailed,
+    HandleError,
+    HandleNotFound,
+    IinodeError,
+    InvalidHandle,
+    StorageError,
+    TransportError,
+)
+from iinode.identifiers import HandleName, IndexedHandle, SiteData
+from iinode.node.auth import KDF_NAME, SECKEY_AUTH, decode_public_key
+from iinode.node.service import HandleService
+from iinode.proto import (
+    ChallengeAnswer,
+    ChallengeBody,
+    CredentialType,
+    EmptyBody,
+    HandleBody,
+    KeyExchangeMode,
+    ListHandlesResponse,
+    Message,
+    OpCode,
+    OpFlag,
+    OptionalHandleBody,
+    ReferralResponse,
+    RemoveValueRequest,
+    ResolutionRequest,
+    ResolutionResponse,
+    SessionSetupRequest,
+    SessionSetupResponse,
+    SiteInfoResponse,
+    ValuesRequest,
+)
+from iinode.resolution.driver import Resolved
+from iinode.resolution.native_sessions import (
+    NativeCounters,
+    PeerState,
+    PendingChallenge,
+    SessionTable,
+    session_mac,
+)
+
+ADMIN_OPS = frozenset(
+    {
+        OpCode.CREATE_HANDLE,
+        OpCode.DELETE_HANDLE,
+        OpCode.ADD_VALUE,
+        OpCode.REMOVE_VALUE,
+        OpCode.MODIFY_VALUE,
+        OpCode.LIST_HANDLES,
+    }
+)
+_AUTH_CODES = frozenset(
+    {
+        ResponseCode.AUTHENTICATION_FAILED,
+        ResponseCode.INVALID_CREDENTIAL,
+        ResponseCode.AUTHENTICATION_TIMEOUT,
+        ResponseCode.AUTHENTICATION_ERROR,
+        ResponseCode.SESSION_TIMEOUT,
+        ResponseCode.NOT_AUTHORIZED,
+    }
+)
+_OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+_LIST_PAGE = 10_000
+
+
+class Resolver(Protocol):
+    """What a recursive node resolves through (``NativeResolver`` or ``HttpResolver``)."""
+
+    async def resolve(
+        self, handle: HandleName, *, types: Sequence[str] = (), indexes: Sequence[int] = ()
+    ) -> Resolved: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The response to send (``None``: send nothing) and whether it may be replayed
+    from the fast path's cache to any anonymous client asking the same thing."""
+
+    message: Message | None
+    cacheable: bool = False
+
+
+def _error(code: ResponseCode, message: str) -> HandleError:
+    return HandleError.for_code(code, message)
+
+
+class NativeHandler:
+    def __init__(
+        self,
+        service: HandleService,
+        site: SiteData,
+        *,
+        resolver: Resolver | None = None,
+        counters: NativeCounters | None = None,
+        sessions: SessionTable | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        challenge_timeout: float = 60.0,
+    ) -> None:
+        self.service = service
+        self.site = site
+        self.resolver = resolver
+        self.counters = counters or NativeCounters()
+        self.sessions = sessions or SessionTable()
+        self._clock = clock
+        self.challenge_timeout = challenge_timeout
+
+    async def handle(self, request: Message, state: PeerState) -> Outcome:
+        """Answer one decoded message.  Never raises for anything a peer sends."""
+        counters = self.counters
+        counters.requests += 1
+        if request.is_response:
+            counters.dropped += 1
+            return Outcome(None)
+        try:
+            identity = self._session_identity(request)
+            return await self._dispatch(request, state, identity)
+        except HandleError as exc:
+            if exc.code in _AUTH_CODES:
+                counters.auth_failures += 1
+            elif exc.code == ResponseCode.PROTOCOL_ERROR:
+                counters.protocol_errors += 1
+            return Outcome(request.error_reply(exc.code, exc.message))
+        except StorageError as exc:
+            counters.internal_errors += 1
+            return Outcome(request.error_reply(ResponseCode.ERROR, f"storage failed: {exc}"))
+        except (TransportError, IinodeError) as exc:
+            return Outcome(request.error_reply(ResponseCode.SERVER_NOT_RESP, str(exc)))
+        except Exception:
+            counters.internal_errors += 1
+            return Outcome(request.error_reply(ResponseCode.ERROR, "internal error"))
+
+    # -- sessions -----------------------------------------------------------------
+    def _session_identity(self, request: Message) -> IndexedHandle | None:
+        if not request.session_id:
+            return None
+        session = self.sessions.get(request.session_id, self._clock())
+        if session is None:
+            raise _error(ResponseCode.SESSION_TIMEOUT, "session expired or unknown; set up again")
+        cred = request.credential
+        if cred is None or cred.type != CredentialType.MAC:
+            return None
+        if not hmac.compare_digest(session.mac(request.signed_data()), cred.signed_data):
+            raise _error(ResponseCode.INVALID_CREDENTIAL, "session MAC does not match")
+        if not session.first_use(request.request_id):
+            raise _error(ResponseCode.INVALID_CREDENTIAL, "request id replayed in this session")
+        return session.identity
+
+    # -- dispatch -----------------------------------------------------------------
+    async def _dispatch(
+        self, request: Message, state: PeerState, identity: IndexedHandle | None
+    ) -> Outcome:
+        op = request.opcode
+        if op == OpCode.RESOLUTION:
+            return await self._resolve(request, identity)
+        if op == OpCode.GET_SITEINFO:
+            return Outcome(request.reply(SiteInfoResponse(self.site)))
+        if op in ADMIN_OPS:
+            if identity is None:
+                return Outcome(await self._challenge(request, state, None))
+            return Outcome(await self._admin(request, identity))
+        if op == OpCode.CHALLENGE_RESPONSE:
+            return Outcome(await self._challenge_answer(request, state))
+        if op == OpCode.SESSION_SETUP:
+            body = request.body
+            assert isinstance(body, SessionSetupRequest)
+            if body.mode != KeyExchangeMode.CIPHER_CLIENT:
+                raise _error(
+                    ResponseCode.SESSION_NO_SUPPORT, "only key exchange CIPHER_CLIENT is supported"
+                )
+            if identity is not None:
+                return Outcome(self._open_session(request, identity))
+            claimed = IndexedHandle(body.identity_index, HandleName.parse(body.identity_handle))
+            return Outcome(await self._challenge(request, state, claimed))
+        if op == OpCode.SESSION_TERMINATE:
+            self.sessions.close(request.session_id)
+            return Outcome(request.reply(EmptyBody()))
+        raise _error(ResponseCode.PROTOCOL_ERROR, f"operation {op.to_text()} is not supported")
+
+    async def _resolve(self, request: Message, identity: IndexedHandle | None) -> Outcome:
+        body = request.body
+        assert isinstance(body, ResolutionRequest)
+        name = HandleName.parse(body.handle)
+        try:
+            answer = await self.service.answer(
+                name, identity=identity, types=body.types, indexes=body.indexes
+            )
+        except HandleNotFound:
+            if self.service.owned is None and self.resolver is not None:
+                return await self._recurse(request, name, body)
+            raise
+        if answer.is_referral:
+            recursive = self.service.owned is None or bool(request.flags & OpFlag.REC)
+            if self.resolver is not None and recursive and not request.flags & OpFlag.DNRF:
+                return await self._recurse(request, name, body)
+            delegated = answer.delegated_prefix
+            handle = str(delegated.na_handle) if delegated is not None else ""
+            reply = request.reply(ReferralResponse(handle, answer.values), answer.code)
+            return Outcome(reply, identity is None)
+        return Outcome(
+            request.reply(ResolutionResponse(str(name), answer.values)), identity is None
+        )
+
+    async def _recurse(
+        self, request: Message, name: HandleName, body: ResolutionRequest
+    ) -> Outcome:
+        assert self.resolver is not None
+        resolved = await self.resolver.resolve(name, types=body.types, indexes=body.indexes)
+        values = tuple(v for v in resolved.values if v.publicly_readable)
+        return Outcome(request.reply(ResolutionResponse(str(name), values)))
+
+    # -- authentication -----------------------------------------------------------
+    async def _challenge(
+        self, request: Message, state: PeerState, claimed: IndexedHandle | None
+    ) -> Message:
+        nonce = os.urandom(16)
+        digest = hashlib.sha256(request.signed_data()).digest()
+        expires = self._clock() + self.challenge_timeout
+        state.add(request.request_id, PendingChallenge(request, nonce, digest, expires, claimed))
+        body = ChallengeBody(nonce)
+        if claimed is not None:
+            body = await self._with_parameters(body, claimed)
+        return request.reply(body, ResponseCode.AUTHENTICATION_NEEDED)
+
+    async def _with_parameters(self, body: ChallengeBody, identity: IndexedHandle) -> ChallengeBody:
+        derivation = await self.service.auth.key_derivation(identity)
+        if derivation is None:
+            return body
+        return ChallengeBody(body.nonce, KDF_NAME, derivation.iterations, derivation.salt)
+
+    async def _challenge_answer(self, request: Message, state: PeerState) -> Message:
+        body = request.body
+        assert isinstance(body, ChallengeAnswer)
+        pending = state.pending.pop(request.request_id, None)
+        if pending is None:
+            raise _error(ResponseCode.AUTHENTICATION_ERROR, "no challenge is open for this request")
+        if pending.expires <= self._clock():
+            raise _error(ResponseCode.AUTHENTICATION_TIMEOUT, "the challenge has expired")
+        identity = IndexedHandle(body.key_index, HandleName.parse(body.key_handle))
+        if pending.claimed is not None and identity != pending.claimed:
+            raise AuthenticationFailed(f"answer is for {identity}, not {pending.claimed}")
+        original = pending.request
+        if body.auth_type == SECKEY_AUTH and not body.signed_response:
+            if pending.parameters_sent:
+                raise AuthenticationFailed("empty challenge answer")
+            pending.parameters_sent = True
+            pending.claimed = identity
+            state.add(request.request_id, pending)
+            challenge = await self._with_parameters(ChallengeBody(pending.nonce), identity)
+            return original.reply(challenge, ResponseCode.AUTHENTICATION_NEEDED)
+        verified = await self.service.auth.verify_answer(
+            identity, body.auth_type, pending.nonce, pending.digest, body.signed_response
+        )
+        if original.opcode == OpCode.SESSION_SETUP:
+            return self._open_session(original, verified)
+        return await self._admin(original, verified)
+
+    def _open_session(self, request: Message, identity: IndexedHandle) -> Message:
+        body = request.body
+        assert isinstance(body, SessionSetupRequest)
+        public = decode_public_key(body.public_key)
+        if not isinstance(public, rsa.RSAPublicKey):
+            raise _error(ResponseCode.SESSION_NO_SUPPORT, "the exchange key must be an RSA key")
+        session = self.sessions.open(identity, self._clock(), body.timeout)
+        encrypted = public.encrypt(session.key, _OAEP)
+        self.counters.sessions_opened += 1
+        reply = request.reply(SessionSetupResponse(KeyExchangeMode.CIPHER_CLIENT, encrypted))
+        return replace(reply, session_id=session.session_id)
+
+    # -- administration -----------------------------------------------------------
+    async def _admin(self, request: Message, identity: IndexedHandle) -> Message:
+        service = self.service
+        body = request.body
+        op = request.opcode
+        overwrite = bool(request.flags & OpFlag.OW)
+        if op == OpCode.CREATE_HANDLE:
+            assert isinstance(body, ValuesRequest)
+            name = HandleName.parse(body.handle)
+            if request.flags & OpFlag.MINT:
+                name = service.mint(body.handle)
+            await service.create(name, body.values, identity, overwrite=overwrite)
+            minted = str(name) if request.flags & OpFlag.MINT else None
+            return request.reply(OptionalHandleBody(minted))
+        if op in (OpCode.ADD_VALUE, OpCode.MODIFY_VALUE):
+            assert isinstance(body, ValuesRequest)
+            name = HandleName.parse(body.handle)
+            # ADD_VALUE (without OW): all indexes new; MODIFY_VALUE: all present.  The
+            # service checks this against the record it replaces, atomically with the write.
+            existing = None if overwrite and op == OpCode.ADD_VALUE else op == OpCode.MODIFY_VALUE
+            await service.put_values(name, body.values, identity, existing=existing)
+            return request.reply(EmptyBody())
+        if op == OpCode.REMOVE_VALUE:
+            assert isinstance(body, RemoveValueRequest)
+            name = HandleName.parse(body.handle)
+            await service.remove_values(name, body.indexes, identity)
+            return request.reply(EmptyBody())
+        if op == OpCode.DELETE_HANDLE:
+            assert isinstance(body, HandleBody)
+            await service.delete(HandleName.parse(body.handle), identity)
+            return request.reply(EmptyBody())
+        assert op == OpCode.LIST_HANDLES
+        assert isinstance(body, HandleBody)
+        na = HandleName.parse(body.handle)
+        if not na.is_na_handle:
+            raise InvalidHandle(f"list handles names a prefix record 0.NA/..., not {na}")
+        prefix = na.authority
+        handles: list[str] = []
+        page = 0
+        while True:
+            found = await service.list_handles(prefix, identity, page=page, page_size=_LIST_PAGE)
+            handles.extend(found.handles)
+            if len(found.handles) < _LIST_PAGE or len(handles) >= found.total:
+                break
+            page += 1
+        return request.reply(ListHandlesResponse(tuple(handles)))
+
+
+__all__ = ["ADMIN_OPS", "NativeHandler", "Outcome", "Resolver", "session_mac"]

@@ -1,0 +1,281 @@
+"""Native protocol server processes: ``NativeServer`` (one process) and ``start_native_workers``.
+
+One ``NativeServer`` owns an event loop thread (store, ``HandleService``,
+``NativeHandler``, the asyncio TCP server, the UDP slow path) and a UDP thread
+running the blocking fast path.  ``start_native_workers`` starts N such
+processes (default: one per CPU) that all bind the same UDP and TCP port with
+SO_REUSEPORT, so the kernel spreads clients over them.  Each process opens its
+own store connection (SQLite in WAL mode or a PostgreSQL pool) and maps the
+data directory's ``ChangeCounter``, so a write made through any process (native
+or REST) empties every process's answer cache.  Each process also publishes its
+``NativeCounters`` into the data directory's shared counter block
+(``native_counters``), whose node-wide sums ``read_native_counters`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from iinode.errors import ConfigurationError
+from iinode.identifiers import SiteData, site_for
+from iinode.node.changes import COUNTER_FILE, ChangeCounter
+from iinode.node.service import HandleService, site_from_url
+from iinode.node.settings import NodeSettings, Role
+from iinode.proto import DEFAULT_PORT, ProtoLimits
+from iinode.resolution.cache import ResolutionCache
+from iinode.resolution.http import HttpResolver
+from iinode.resolution.native_client import NativeResolver
+from iinode.resolution.native_counters import COUNTERS_FILE, SharedCounterBlock
+from iinode.resolution.native_handler import NativeHandler, Resolver
+from iinode.resolution.native_sessions import NativeCounters
+from iinode.resolution.native_tcp import TcpTransport
+from iinode.resolution.native_udp import UdpTransport
+from iinode.storage import HandleStore, open_store
+
+_RECEIVE_BUFFER = 4 * 1024 * 1024
+
+
+def recursive_resolver(settings: NodeSettings) -> Resolver | None:
+    """The resolver of a recursive node: native if the root's handle port is known."""
+    if settings.role is not Role.RECURSIVE or not settings.parent_url:
+        return None
+    cache = ResolutionCache(settings.cache_size, negative_ttl=settings.negative_ttl)
+    if settings.parent_handle_port is not None:
+        root = site_from_url(settings.parent_url, settings.parent_handle_port)
+        return NativeResolver([root], cache=cache, max_referrals=settings.max_referrals)
+    return HttpResolver(
+        [site_from_url(settings.parent_url)], cache=cache, max_referrals=settings.max_referrals
+    )
+
+
+def bind_udp(host: str, port: int, *, reuse_port: bool = True) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class NativeServer:
+    """The native front end of one process (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: NodeSettings,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        limits: ProtoLimits | None = None,
+        fast_path: bool = True,
+        reuse_port: bool = True,
+        publish_interval: float = 0.25,
+    ) -> None:
+        port = port if port is not None else settings.handle_port
+        self.port = DEFAULT_PORT if port is None else port
+        self.settings = settings.with_overrides(handle_port=self.port)
+        self.host = host or settings.http_host
+        self.limits = limits or ProtoLimits()
+        self.fast_path = fast_path
+        self.reuse_port = reuse_port
+        self.counters = NativeCounters()
+        #: Seconds between publications of ``counters`` into the shared block.
+        self.publish_interval = publish_interval
+        self.shared_counters: SharedCounterBlock | None = None
+        self._publisher: asyncio.Task[None] | None = None
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._run_loop, name="native-loop", daemon=True)
+        self._udp_thread: threading.Thread | None = None
+        self._store: HandleStore | None = None
+        self._tcp_server: asyncio.Server | None = None
+        self.udp: UdpTransport | None = None
+        self.handler: NativeHandler | None = None
+        self.changes: ChangeCounter | None = None
+
+    # -- life cycle -----------------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> None:
+        self._loop_thread.start()
+        asyncio.run_coroutine_threadsafe(self._open(), self.loop).result(timeout)
+        assert self.udp is not None
+        self._udp_thread = threading.Thread(target=self.udp.run, name="native-udp", daemon=True)
+        self._udp_thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.udp is not None:
+            self.udp.close()
+        if self._udp_thread is not None:
+            self._udp_thread.join(timeout)
+        if self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(timeout)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._loop_thread.join(timeout)
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+        self.loop.close()
+
+    async def _open(self) -> None:
+        settings = self.settings
+        store = await open_store(settings.store_url, base_dir=settings.data_dir)
+        self._store = store
+        shared = settings.store_url not in ("memory:", "memory://")
+        if shared:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.changes = ChangeCounter(settings.data_dir / COUNTER_FILE if shared else None)
+        if shared:
+            self.shared_counters = SharedCounterBlock(settings.data_dir / COUNTERS_FILE)
+            self._publisher = asyncio.get_running_loop().create_task(self._publish())
+        service = HandleService(settings, store, changes=self.changes)
+        handler = NativeHandler(
+            service, self.own_site(service), resolver=recursive_resolver(settings),
+            counters=self.counters,
+        )  # fmt: skip
+        self.handler = handler
+        sock = bind_udp(self.host, self.port, reuse_port=self.reuse_port)
+        tcp = TcpTransport(handler, limits=self.limits)
+        try:
+            self._tcp_server = await asyncio.start_server(
+                tcp.serve, self.host, self.port, reuse_port=self.reuse_port, backlog=1024
+            )
+        except OSError:
+            sock.close()
+            raise
+        self.udp = UdpTransport(
+            sock, self.loop, handler, self.changes, limits=self.limits, fast_path=self.fast_path
+        )
+
+    async def _publish(self) -> None:
+        block = self.shared_counters
+        assert block is not None
+        while True:
+            await asyncio.sleep(self.publish_interval)
+            block.publish(self.counters)
+
+    async def _close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher
+        if self.shared_counters is not None:
+            self.shared_counters.close(self.counters)
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+        if self.udp is not None:
+            self.udp.sock.close()
+        if self._store is not None:
+            await self._store.close()
+        if self.changes is not None:
+            self.changes.close()
+
+    def own_site(self, service: HandleService) -> SiteData:
+        owned = service.owned
+        if owned is not None:
+            return service._own_site(owned)
+        return site_for(self.settings.public_host, handle_port=self.port)
+
+    def serve_until_signalled(self) -> None:
+        """Run until SIGTERM or SIGINT (the body of a worker process)."""
+        done = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: done.set())
+        done.wait()
+        self.stop()
+
+
+def _worker_main(settings: NodeSettings, host: str | None, port: int, ready: Any) -> None:
+    server = NativeServer(settings, host=host, port=port)
+    try:
+        server.start()
+    except Exception as exc:
+        ready.put(f"{type(exc).__name__}: {exc}")
+        return
+    ready.put("ok")
+    server.serve_until_signalled()
+
+
+@dataclass
+class NativeWorkers:
+    """Running worker processes; ``stop`` ends them."""
+
+    host: str
+    port: int
+    processes: list[BaseProcess] = field(default_factory=list)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self.processes:
+            process.join(timeout)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout)
+
+    def __enter__(self) -> NativeWorkers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_native_workers(
+    settings: NodeSettings,
+    workers: int | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    timeout: float = 60.0,
+) -> NativeWorkers:
+    """Start ``workers`` server processes (default: CPU count) sharing one port."""
+    count = workers if workers is not None else (os.cpu_count() or 1)
+    if count < 1:
+        raise ConfigurationError("at least one native worker is needed")
+    port = port if port is not None else settings.handle_port
+    if not port:
+        raise ConfigurationError("native workers need a fixed --handle-port")
+    if count > 1 and settings.store_url in ("memory:", "memory://"):
+        raise ConfigurationError(
+            "several native workers need a shared store (SQLite or PostgreSQL)"
+        )
+    context = multiprocessing.get_context("spawn")
+    ready = context.Queue()
+    result = NativeWorkers(host or settings.http_host, port)
+    for n in range(count):
+        process = context.Process(
+            target=_worker_main, args=(settings, host, port, ready), name=f"iinode-native-{n}",
+            daemon=True,
+        )  # fmt: skip
+        process.start()
+        result.processes.append(process)
+    try:
+        for _ in range(count):
+            status = ready.get(timeout=timeout)
+            if status != "ok":
+                raise ConfigurationError(f"a native worker failed to start: {status}")
+    except BaseException:
+        result.stop()
+        raise
+    return result
+
+
+__all__ = [
+    "NativeServer",
+    "NativeWorkers",
+    "bind_udp",
+    "recursive_resolver",
+    "start_native_workers",
+]

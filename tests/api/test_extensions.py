@@ -1,0 +1,206 @@
+"""The node app with telemetry, monitoring and metrics mounted (in process, real stores)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from api.node_support import auth_for, running_node
+from iinode.connectivity.sim_sparkplug import SparkplugSimulator
+from iinode.node.settings import Role
+from iinode.telemetry.registry_handles import EQUIPMENT_TYPE, TAGS_TYPE
+from iinode.telemetry.simulator import Factory
+from support import free_port
+
+ENT = "88.118.8"
+
+
+async def test_enterprise_node_registers_equipment_as_identifiers_and_ingests(
+    tmp_path: Path,
+) -> None:
+    async with running_node(
+        tmp_path, Role.ENTERPRISE, ENT, mqtt_port=free_port(), province="JS"
+    ) as node:
+        c = node.http
+        factory = Factory.demo(ENT, 2, seed=5)
+        body = factory.equipment()[0].to_json()
+        url = f"/telemetry/equipment/{body['id']}"
+        assert (await c.put(url, json=body)).status_code == 401
+        wrong = await c.put(url, json=body, auth=auth_for(ENT, "wrong"))
+        assert wrong.status_code == 401
+        assert (await c.get(url)).status_code == 404  # nothing was written
+        for item in factory.equipment():
+            r = await c.put(
+                f"/telemetry/equipment/{item.id}", json=item.to_json(), auth=auth_for(ENT)
+            )
+            assert r.status_code == 200, r.text
+        # the equipment is an identifier whose typed values carry attributes and tags
+        record = (await c.get(f"/api/handles/{body['id']}")).json()
+        types = {v["type"]: v for v in record["values"]}
+        assert {EQUIPMENT_TYPE, TAGS_TYPE, "URL"} <= set(types)
+        assert '"good_count"' in types[TAGS_TYPE]["data"]["value"]
+        listed = (await c.get("/telemetry/equipment")).json()
+        assert [e["id"] for e in listed] == [m.spec.id for m in factory.machines]
+
+        info = (await c.get("/telemetry/info")).json()
+        host, port = info["mqtt"]["host"], info["mqtt"]["port"]
+        sent = 2 * 11
+        async with SparkplugSimulator(factory, host, port) as sim:
+            for _ in range(5):
+                sent += await sim.step(60)
+        assert await node.extensions.telemetry.drained(sent, limit=20)
+        machine = factory.machines[0]
+        live = (await c.get(f"/telemetry/equipment/{machine.spec.id}/live")).json()
+        assert live["tags"]["good_count"]["value"] == machine.good
+
+        await c.get(f"/api/handles/{ENT}/NOPE")
+        text = (await c.get("/metrics")).text
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        assert families["iinode_store_handles"].samples[0].value == 3  # 0.NA + 2 machines
+        resolutions = {s.name: s.value for s in families["iinode_resolutions"].samples}
+        assert resolutions["iinode_resolutions_total"] >= 2
+        errors = {s.labels["code"]: s.value for s in families["iinode_resolution_errors"].samples}
+        assert errors["404"] == 1
+        stored = families["iinode_telemetry_points_stored"].samples[0].value
+        assert stored == sent
+        up = {s.labels["connector"]: s.value for s in families["iinode_connector_up"].samples}
+        assert up["mqtt"] == 1.0
+        assert any(name.startswith("iinode_monitoring_outbox") for name in families), families
+
+
+async def test_bad_equipment_records_change_nothing(tmp_path: Path) -> None:
+    async with running_node(tmp_path, Role.ENTERPRISE, ENT, telemetry=False) as node:
+        c = node.http
+        assert (await c.get("/telemetry/equipment")).status_code == 404  # telemetry off
+        registry = node.extensions.registry
+        assert registry is not None
+        # a malformed IINODE_EQUIPMENT written over /api/handles is not equipment
+        r = await c.put(
+            f"/api/handles/{ENT}/BROKEN",
+            json={"values": [{"index": 2, "type": EQUIPMENT_TYPE, "data": "{not json"}]},
+            auth=auth_for(ENT),
+        )
+        assert r.status_code in (200, 201), r.text
+        assert await registry.get(f"{ENT}/BROKEN") is None
+        assert await registry.list() == []
+
+
+async def test_monitoring_reports_notices_and_acks_through_the_hierarchy(tmp_path: Path) -> None:
+    fast = {"heartbeat_interval": 0.05, "notice_interval": 0.05}
+    async with running_node(tmp_path, Role.SECONDARY, "88.118", province="JS") as prov:
+        async with running_node(
+            tmp_path, Role.ENTERPRISE, ENT, parent_app=prov.app, telemetry=False,
+            province="JS", industry="automobiles", **fast,
+        ) as ent:  # fmt: skip
+            c = prov.http
+            listed = (await c.get("/monitoring/nodes", auth=auth_for("88.118"))).json()
+            assert listed["nodes"] == []
+            assert listed["never_reported"] == []
+            await prov.delegate(ENT, "http://127.0.0.1:8003")
+            # reads need the node administrator; the child's own credentials are refused
+            assert (await c.get("/monitoring/nodes")).status_code == 401
+            assert (await c.get("/monitoring/nodes", auth=auth_for(ENT))).status_code == 403
+            assert (
+                await c.get("/monitoring/nodes", auth=auth_for("88.118", "bad"))
+            ).status_code == 401
+            nodes: dict[str, object] = {}
+            for _ in range(100):
+                r = await c.get("/monitoring/nodes", auth=auth_for("88.118"))
+                assert r.status_code == 200
+                nodes = {n["origin"]: n for n in r.json()["nodes"]}
+                if nodes[ENT]["reported"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert nodes[ENT]["reported"], nodes
+            assert nodes[ENT]["province"] == "JS"
+
+            notice = {"id": "N-1", "issuer": "88.118", "issued_at": 1.0,
+                      "title": "patch PLC firmware", "action": "update to 2.1"}  # fmt: skip
+            assert (await c.post("/monitoring/notices", json=notice)).status_code == 401
+            r = await c.post("/monitoring/notices", json=notice, auth=auth_for("88.118"))
+            assert r.status_code == 201, r.text
+
+            e = ent.http
+            state = None
+            for _ in range(100):
+                listed = (await e.get("/monitoring/notices", auth=auth_for(ENT))).json()
+                state = {n["id"]: n["state"] for n in listed["notices"]}.get("N-1")
+                if state:
+                    break
+                await asyncio.sleep(0.05)
+            assert state == "delivered"
+            ack = await e.post(
+                "/monitoring/notices/N-1/answer", json={"state": "acknowledged"}, auth=auth_for(ENT)
+            )
+            assert ack.status_code == 200, ack.text
+            again = await e.post(
+                "/monitoring/notices/N-1/answer", json={"state": "acknowledged"}, auth=auth_for(ENT)
+            )
+            assert again.status_code == 409
+            missing = await e.post("/monitoring/notices/N-9/answer", json={}, auth=auth_for(ENT))
+            assert missing.status_code == 404
+
+            states: dict[str, str] = {}
+            for _ in range(100):
+                r = await c.get("/monitoring/notices/N-1/progress", auth=auth_for("88.118"))
+                states = r.json()["states"]
+                if states.get(ENT) == "acknowledged":
+                    break
+                await asyncio.sleep(0.05)
+            assert states == {ENT: "acknowledged"}
+        # the enterprise stopped: it is listed as stale once its heartbeats are overdue
+        r = await c.get("/monitoring/nodes", params={"stale_after": 0.01}, auth=auth_for("88.118"))
+        await asyncio.sleep(0.05)
+        r = await c.get("/monitoring/nodes", params={"stale_after": 0.01}, auth=auth_for("88.118"))
+        assert ENT in r.json()["stale"]
+
+
+async def test_reports_from_a_prefix_that_is_not_delegated_here_are_refused(
+    tmp_path: Path,
+) -> None:
+    async with running_node(tmp_path, Role.SECONDARY, "88.118") as prov:
+        body = {"v": 1, "sender": ENT, "batch": "0" * 32, "sent_at": 1.0, "events": []}
+        # 0.NA/88.118.8 does not exist here: the credentials do not authenticate
+        r = await prov.http.post("/monitoring/reports", json=body, auth=auth_for(ENT))
+        assert r.status_code == 401
+        # the node's own identity authenticates but is not a child
+        body["sender"] = "88.118"
+        r = await prov.http.post("/monitoring/reports", json=body, auth=auth_for("88.118"))
+        assert r.status_code == 403
+
+
+async def test_nodes_lists_delegated_children_that_never_reported(tmp_path: Path) -> None:
+    from iinode.identifiers import HandleName, HandleValue, IndexedHandle, UrlData
+
+    fast = {"heartbeat_interval": 0.05, "notice_interval": 0.05}
+    async with running_node(tmp_path, Role.SECONDARY, "88.118", province="JS") as prov:
+        await prov.delegate("88.118.8", "http://127.0.0.1:8003")
+        await prov.delegate("88.118.9", "http://127.0.0.1:8004")
+        # a 0.NA record without an HS_SITE is no delegation
+        admin = IndexedHandle.parse("300:0.NA/88.118")
+        url = [HandleValue(1, "URL", UrlData("http://example.cn/"))]
+        await prov.service.create(HandleName.parse("0.NA/88.118.7"), url, admin)
+        async with running_node(
+            tmp_path, Role.ENTERPRISE, "88.118.8", parent_app=prov.app, telemetry=False,
+            province="JS", **fast,
+        ):  # fmt: skip
+            listed: dict[str, object] = {}
+            for _ in range(100):
+                r = await prov.http.get("/monitoring/nodes", auth=auth_for("88.118"))
+                assert r.status_code == 200, r.text
+                listed = r.json()
+                if listed["never_reported"] == ["88.118.9"]:
+                    break
+                await asyncio.sleep(0.05)
+        assert listed["never_reported"] == ["88.118.9"], listed
+        nodes = {n["origin"]: n for n in listed["nodes"]}  # type: ignore[attr-defined]
+        assert sorted(nodes) == ["88.118.8", "88.118.9"]
+        assert nodes["88.118.8"]["reported"]
+        assert not nodes["88.118.8"]["stale"]
+        silent = nodes["88.118.9"]
+        assert silent["reported"] is False
+        assert silent["last_seen"] is None
+        assert silent["stale"]
+        assert listed["stale"] == ["88.118.9"]
