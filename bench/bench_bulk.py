@@ -19,7 +19,8 @@ import uuid
 from pathlib import Path
 
 from iinode.identifiers import HandleName, HandleValue, UrlData
-from iinode.node.service import BulkRegistrar, HandleService
+from iinode.node.bulk import BulkRegistrar
+from iinode.node.service import HandleService
 from iinode.node.settings import NodeSettings, Role
 from iinode.storage import SQLiteStore
 from iinode.storage.base import HandleStore

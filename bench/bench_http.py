@@ -36,7 +36,8 @@ if kind == "hello":
     uvicorn.run("hello_app:app", app_dir=str(tmp), **common)
 else:
     from iinode.identifiers import HandleName, HandleValue, UrlData
-    from iinode.node.service import BulkRegistrar, HandleService
+    from iinode.node.bulk import BulkRegistrar
+    from iinode.node.service import HandleService
     from iinode.node.settings import NodeSettings, Role
     from iinode.storage import open_store
 

@@ -37,7 +37,7 @@ from fuzz_proto import mutate, seed_corpus
 from iinode.proto import CLOSED, NEED_DATA, Frame, Message, OpFlag, TcpFramer
 from iinode.resolution.native_counters import read_native_counters
 from native_node import request_datagram, start_bench_node
-from support_ports import free_udp_port
+from native_ports import free_native_port
 
 RECORDS = 1000
 
@@ -200,7 +200,7 @@ def main() -> None:
     failures: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        port = free_udp_port()
+        port = free_native_port()
         workers = start_bench_node(data_dir, RECORDS, port, args.workers)
         try:
             pids = [p.pid for p in workers.processes if p.pid is not None]

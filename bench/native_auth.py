@@ -59,7 +59,7 @@ from iinode.resolution import NativeAdminClient, PublicKeyAuth, SecretKeyAuth
 from iinode.resolution.native_admin import Authentication
 from iinode.resolution.native_server import start_native_workers
 from iinode.storage import SQLiteStore
-from support_ports import free_udp_port
+from native_ports import free_native_port
 
 PREFIX = "88.118.8"
 SECRET = "bench-secret"
@@ -150,7 +150,7 @@ async def reference_rates(data_dir: Path, seconds: float, clients: int) -> tuple
 
 def start_node(data_dir: Path, workers: int) -> tuple[int, rsa.RSAPrivateKey]:
     """Seed the node (admin secret, a public-key holder allowed to add handles)."""
-    port = free_udp_port()
+    port = free_native_port()
     settings = NodeSettings(
         role=Role.ENTERPRISE, data_dir=data_dir, prefix=PREFIX, handle_port=port
     )

@@ -10,9 +10,11 @@ handle at the enterprise site).  Per run it measures, each as p50/p99:
 * ``floor``: one UDP round trip to the enterprise from a blocking socket, warm
   (answered from the enterprise's fast path): the physical reference.
 * ``one exchange``: the same request through ``NativeClient.request`` (asyncio,
-  a datagram endpoint per request): the client's own cost per round trip.
-* ``cold``: a fresh resolver and cache per resolution, each for a handle not
-  asked before (three round trips: top, secondary, enterprise; the enterprise
+  the client's one long-lived UDP socket): the client's own cost per round trip.
+* ``new endpoint each``: the same round trip over a datagram endpoint opened
+  for it and closed after it (how the client worked before it kept its socket).
+* ``cold``: a fresh resolver and cache per resolution (all over one client),
+  each for a handle not asked before (three round trips: top, secondary, enterprise; the enterprise
   answers from its store, the two ``0.NA`` answers come from the fast path).
 * ``warm, site cached``: the site of ``88.118.8`` is cached, the answer is not
   (one round trip, answered from the enterprise's fast path).
@@ -32,8 +34,9 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from iinode.identifiers import HandleName, HandleValue, encode_record, site_for
+from iinode.identifiers import HandleName, HandleValue, SiteData, encode_record, site_for
 from iinode.node.changes import COUNTER_FILE, ChangeCounter
 from iinode.node.service import HandleService
 from iinode.node.settings import NodeSettings, Role
@@ -43,13 +46,13 @@ from iinode.resolution.native_client import next_request_id
 from iinode.resolution.native_server import NativeWorkers, start_native_workers
 from iinode.storage import SQLiteStore
 from native_node import PREFIX, request_datagram, start_bench_node
-from support_ports import free_udp_port
+from native_ports import free_native_port
 
 
 def start_delegating_node(
     data_dir: Path, role: Role, prefix: str, child: str, child_port: int, workers: int
 ) -> tuple[NativeWorkers, int]:
-    port = free_udp_port()
+    port = free_native_port()
     settings = NodeSettings(role=role, data_dir=data_dir, prefix=prefix, handle_port=port)
 
     async def seed() -> None:
@@ -91,12 +94,44 @@ def floor(port: int, samples: int) -> list[float]:
 async def one_exchange(port: int, samples: int) -> list[float]:
     client = NativeClient()
     out = []
-    for _ in range(samples + 1):
-        request = Message(
-            OpCode.RESOLUTION, ResolutionRequest(f"{PREFIX}/OBJ-0"), request_id=next_request_id()
-        )
+    try:
+        for _ in range(samples + 1):
+            request = Message(
+                OpCode.RESOLUTION,
+                ResolutionRequest(f"{PREFIX}/OBJ-0"),
+                request_id=next_request_id(),
+            )
+            started = time.perf_counter()
+            await client.request(("127.0.0.1", port), request)
+            out.append(time.perf_counter() - started)
+    finally:
+        await client.aclose()
+    return out[1:]
+
+
+class _OneAnswer(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        if not self.answer.done():
+            self.answer.set_result(data)
+
+
+async def endpoint_per_exchange(port: int, samples: int) -> list[float]:
+    """The former client's pattern: a new datagram endpoint for every exchange."""
+    loop = asyncio.get_running_loop()
+    out = []
+    for i in range(samples + 1):
         started = time.perf_counter()
-        await client.request(("127.0.0.1", port), request)
+        transport, protocol = await loop.create_datagram_endpoint(
+            _OneAnswer, remote_addr=("127.0.0.1", port)
+        )
+        try:
+            transport.sendto(request_datagram(0, i + 1))
+            Message.from_wire(await asyncio.wait_for(asyncio.shield(protocol.answer), 2))
+        finally:
+            transport.close()
         out.append(time.perf_counter() - started)
     return out[1:]
 
@@ -105,15 +140,25 @@ async def resolutions(
     top_port: int, samples: int, first: int
 ) -> tuple[list[float], list[float], list[float]]:
     root = [site_for("127.0.0.1", handle_port=top_port)]
+    client = NativeClient()
+    try:
+        return await walks(root, client, samples, first)
+    finally:
+        await client.aclose()
+
+
+async def walks(
+    root: list[SiteData], client: NativeClient, samples: int, first: int
+) -> tuple[list[float], list[float], list[float]]:
     cold = []
     for n in range(first, first + samples):
-        resolver = NativeResolver(root, cache=ResolutionCache())
+        resolver = NativeResolver(root, cache=ResolutionCache(), client=client)
         started = time.perf_counter()
         resolved = await resolver.resolve(HandleName(PREFIX, f"OBJ-{n}"))
         cold.append(time.perf_counter() - started)
         assert len(resolved.chain) == 3, resolved.chain
     cache = ResolutionCache()
-    resolver = NativeResolver(root, cache=cache)
+    resolver = NativeResolver(root, cache=cache, client=client)
     names = [HandleName(PREFIX, f"OBJ-{n}") for n in range(first, first + samples)]
     await resolver.resolve(names[0])
     site_cached = []
@@ -142,7 +187,7 @@ def main() -> None:
     rows: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        ent_port = free_udp_port()
+        ent_port = free_native_port()
         ent = start_bench_node(root / "ent", records, ent_port, args.workers)
         sec, sec_port = start_delegating_node(
             root / "sec", Role.SECONDARY, "88.118", PREFIX, ent_port, args.workers
@@ -162,6 +207,9 @@ def main() -> None:
                     ),
                     "one exchange through NativeClient (warm)": asyncio.run(
                         one_exchange(ent_port, args.samples)
+                    ),
+                    "one exchange, new datagram endpoint each (warm)": asyncio.run(
+                        endpoint_per_exchange(ent_port, args.samples)
                     ),
                     "cold: fresh client cache, 3 levels": cold,
                     "warm, site cached: 1 round trip": site_cached,

@@ -3,8 +3,11 @@
     .venv/bin/python bench/telemetry_store.py [--points 2000000] [--runs 5]
 
 Reports points/s (median of ``--runs``) for:
-  store.append_table   ParquetStore with a columnar batch (partitioning, atomic rename)
+  store.append_table   ParquetStore with a columnar batch (partitioning, fsync, atomic rename)
   store.append         ParquetStore from Reading objects (builds the columns in Python)
+  ... in N-point batches  the same table appended in slices, one durable write each (the
+                       ingest worker writes up to ``flush_points``, 50k, per round), and the
+                       same without fsync (the reference for what durability costs)
   pyarrow write_table  one pq.write_table of the same table, nothing else
   duckdb COPY          DuckDB writing the same table to one Parquet file
 and the time of typical queries on the stored data.
@@ -25,6 +28,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import iinode.telemetry.store as store_module
 from iinode.telemetry.model import Reading
 from iinode.telemetry.store import SCHEMA, ParquetStore, StoreSettings
 
@@ -90,6 +94,24 @@ def main() -> None:
         def store_of() -> ParquetStore:
             return ParquetStore(StoreSettings(fresh()))
 
+        def in_batches(size: int) -> Callable[[object], object]:
+            def append(s: object) -> None:
+                assert isinstance(s, ParquetStore)
+                for offset in range(0, n, size):
+                    s.append_table(table.slice(offset, size))
+
+            return append
+
+        def without_fsync(action: Callable[[object], object]) -> Callable[[object], object]:
+            def run(s: object) -> None:
+                real, store_module._fsync = store_module._fsync, lambda path: None
+                try:
+                    action(s)
+                finally:
+                    store_module._fsync = real
+
+            return run
+
         con = duckdb.connect()
         con.register("batch", table)
         results = {
@@ -98,6 +120,14 @@ def main() -> None:
                 args.runs,
                 store_of,
                 lambda s: s.append(readings),  # type: ignore[attr-defined]
+            ),
+            "... in 10k-point batches": timed(args.runs, store_of, in_batches(10_000)),
+            "... in 10k-point batches, no fsync": timed(
+                args.runs, store_of, without_fsync(in_batches(10_000))
+            ),
+            "... in 50k-point batches": timed(args.runs, store_of, in_batches(50_000)),
+            "... in 50k-point batches, no fsync": timed(
+                args.runs, store_of, without_fsync(in_batches(50_000))
             ),
             "pyarrow write_table (raw)": timed(
                 args.runs,

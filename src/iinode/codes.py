@@ -91,7 +91,8 @@ HTTP_STATUS: dict[ResponseCode, int] = {
     ResponseCode.VALUES_NOT_FOUND: 400,
     ResponseCode.VALUE_ALREADY_EXISTS: 409,
     ResponseCode.VALUE_INVALID: 400,
-    ResponseCode.SERVER_NOT_RESP: 403,
+    # Handle.Net's REST API answers "server not responsible for handle" with 400.
+    ResponseCode.SERVER_NOT_RESP: 400,
     ResponseCode.SERVICE_REFERRAL: 307,
     ResponseCode.PREFIX_REFERRAL: 307,
     ResponseCode.NOT_AUTHORIZED: 403,

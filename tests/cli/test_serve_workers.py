@@ -131,7 +131,8 @@ def test_two_workers_run_the_broker_and_heartbeats_once(tmp_path: Path) -> None:
                 return answers == {True}
 
             assert eventually(history_everywhere), "stored readings not visible from every worker"
-            equipment = httpx.get(f"{ent_url}/telemetry/equipment").json()
+            lister = httpx.BasicAuth("300%3A0.NA%2F88.5", "ent-pw")  # LIST_HANDLES
+            equipment = httpx.get(f"{ent_url}/telemetry/equipment", auth=lister).json()
             assert {e["id"] for e in equipment} >= {"88.5/M001", "88.5/M002"}
 
             # the lease holder dies: another process takes the broker and heartbeats over

@@ -44,6 +44,8 @@ async def test_simulated_factory_through_the_service(kind: str, tmp_path: Path) 
     settings = replace(settings_for(kind, tmp_path / "ts", prefix), compact_min_files=2)
     async with TelemetryService(settings, MemoryRegistry(factory.equipment())) as service:
         try:
+            # start does not wait for an external broker; the edge node must not publish first
+            assert await service.wait_connected(10)
             sent = 2 * 11
             async with SparkplugSimulator(factory, *service.mqtt_address) as sim:
                 for _ in range(20):
@@ -59,8 +61,8 @@ async def test_simulated_factory_through_the_service(kind: str, tmp_path: Path) 
     for gauge in service.gauges():
         metrics.add_callback(*gauge)
     text = metrics.render().decode()
-    assert f"iinode_telemetry_points_stored {float(sent)}" in text
-    assert 'iinode_telemetry_rejects{reason="wrong_type"} 0.0' in text
+    assert f"iinode_telemetry_points_stored_total {float(sent)}" in text
+    assert 'iinode_telemetry_rejects_total{reason="wrong_type"} 0.0' in text
     assert "iinode_telemetry_mqtt_connected 0.0" in text
     machine = factory.machines[1]
     assert service.store.latest(machine.spec.id)["good_count"][1] == machine.good

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
+import shlex
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -15,7 +17,17 @@ import pytest
 from rich.console import Console
 
 from cli.cli_support import free_range
-from iinode.demo.network import AUTO_ACK, NOTICE_ID, SECRET, DemoNetwork, ports_needed
+from iinode.demo.network import (
+    AUTO_ACK,
+    NOTICE_ID,
+    SECRET,
+    DemoNetwork,
+    ports_needed,
+    run_demo,
+)
+from iinode.identifiers import HandleName, HandleValue, UrlData
+from iinode.node.service import site_from_url
+from iinode.resolution.native_client import NativeResolver
 
 
 def _base_port() -> int:
@@ -86,7 +98,7 @@ async def test_demo_carries_telemetry_and_monitoring(network: DemoNetwork) -> No
     code, out = await _cli("equipment", "list", "--node", ent.url)
     assert code == 0, out
     assert "88.118.8/PRESS-01" in out, out
-    assert "3 equipment" in out, out
+    assert "6 equipment" in out, out  # 3 machines, the edge node, the OPC UA/Modbus cell
     code, out = await _cli("telemetry", "query", "88.118.8/PRESS-01", "--node", ent.url,
                            "--tag", "temperature", "--interval", "600")  # fmt: skip
     assert code == 0, out
@@ -113,3 +125,93 @@ async def test_demo_carries_telemetry_and_monitoring(network: DemoNetwork) -> No
     code, out = await _cli("monitor", "status", "--node", top, "--secret", "wrong")
     assert code == 1, out
     assert "Traceback" not in out, out
+
+
+async def test_demo_prints_a_native_walk_that_works(tmp_path: Path) -> None:
+    """The ``iinode resolve --native`` line the demo prints walks top -> secondary -> enterprise."""
+    out = io.StringIO()
+    base = _base_port()
+    demo = asyncio.create_task(
+        run_demo(Console(file=out, width=100), base_port=base, duration=60, data_dir=tmp_path,
+                 products=20)
+    )  # fmt: skip
+    try:
+
+        async def ready() -> bool:
+            if demo.done():
+                demo.result()
+            return "admin identity" in out.getvalue()
+
+        await _until(ready, 60)
+        printed = out.getvalue()
+        assert "resolved 88.120.5/REACTOR-01 over native" in printed, printed
+        line = next(x for x in printed.splitlines() if "iinode resolve --native" in x)
+        args = shlex.split(line)
+        assert args[0] == "iinode", line
+        code, walked = await _cli(*args[1:])
+        assert code == 0, walked
+        text = " ".join(walked.split())
+        started = dict(re.findall(r"started \w+ +(\S+) +\S+ udp\+tcp:(\d+)", printed))
+        top, sec = (f"udp://127.0.0.1:{started[p]}" for p in ("88", "88.118"))
+        assert f"1. 0.NA/88.118.8 @ {top} PREFIX_REFERRAL delegated 88.118" in text, walked
+        assert f"2. 0.NA/88.118.8 @ {sec} SUCCESS site of 88.118.8" in text, walked
+        # An equipment record is more than the two UDP packets a server sends to an
+        # unverified source, so the enterprise may answer TC and be asked over TCP.
+        hop = f"3. 88.118.8/PRESS-01 @ {{}}://127.0.0.1:{started['88.118.8']} SUCCESS"
+        assert hop.format("udp") in text or hop.format("tcp") in text, walked
+        assert "IINODE_EQUIPMENT" in walked, walked
+    finally:
+        demo.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await demo
+
+
+async def test_native_answers_follow_writes_over_rest(network: DemoNetwork) -> None:
+    """A write through the REST API is seen at once by the node's native server."""
+    top, ent = network.nodes["88"], network.nodes["88.118.8"]
+    name = HandleName.parse("88.118.8/P00000007")
+    root = [site_from_url(top.url, top.handle_port)]
+    # Asked twice: the second answer comes from the UDP fast path's cache.
+    for _ in range(2):
+        resolved = await NativeResolver(root).resolve(name)
+        assert resolved.values[0].data == UrlData(f"{ent.url}/products/P00000007")
+    assert ent.native.counters.fast_hits >= 1
+    async with ent.client() as c:
+        await c.put(name, [HandleValue(1, "URL", UrlData("http://example.cn/recalled"))])
+    resolved = await NativeResolver(root).resolve(name)
+    assert [v.data for v in resolved.values if v.type == "URL"] == [
+        UrlData("http://example.cn/recalled")
+    ]
+
+
+async def test_demo_reads_its_field_cell_over_opcua_and_modbus(network: DemoNetwork) -> None:
+    """The first enterprise's own connectors read its OPC UA and Modbus machines."""
+    from iinode.demo.network import FIELD_ENTERPRISE, FIELD_MACHINES
+    from iinode.monitoring.node_sources import sources_of
+
+    ent = network.nodes[FIELD_ENTERPRISE]
+    async with httpx.AsyncClient(timeout=10) as c:
+        for suffix in FIELD_MACHINES:
+            url = f"{ent.url}/telemetry/equipment/{FIELD_ENTERPRISE}/{suffix}/history"
+
+            async def read(url: str = url) -> bool:
+                r = await c.get(url, params={"tag": "state"})
+                return r.status_code == 200 and len(r.json()["readings"]) >= 1
+
+            await _until(read)
+        metrics = (await c.get(f"{ent.url}/metrics")).text
+    up = [line for line in metrics.splitlines() if line.startswith("iinode_connector_up{")]
+    assert len(up) == 3, up  # mqtt, opcua, modbus
+    assert all(line.endswith(" 1.0") for line in up), up
+    assert any('connector="opcua:opc.tcp://127.0.0.1:' in line for line in up), up
+    assert ent.extensions.telemetry.rejects.total == 0
+    # the Sparkplug edge node is known equipment, not an unknown device
+    assert await ent.extensions.registry.get(f"{FIELD_ENTERPRISE}/plant") is not None
+    sources = sources_of(ent.extensions)
+    assert sources is not None
+
+    async def inventoried() -> bool:
+        held = {str(a.handle): a.source.value for a in sources.inventory.inventory}
+        return [held.get(f"{FIELD_ENTERPRISE}/{m}") for m in FIELD_MACHINES] == ["opcua", "modbus"]
+
+    await _until(inventoried)

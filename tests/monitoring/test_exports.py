@@ -25,6 +25,10 @@ def test_public_api_is_pinned() -> None:
             "vulns",
             "security",
             "node",
+            "sources",
+            "node_sources",
+            "supervise",
+            "details",
         }
     )
-    assert len(monitoring.__all__) == 46
+    assert len(monitoring.__all__) == 48

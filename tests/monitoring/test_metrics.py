@@ -20,7 +20,6 @@ def test_counters_and_gauges_render_and_parse() -> None:
     m.resolutions.labels("http").inc()
     m.resolution_errors.labels("HANDLE_NOT_FOUND").inc(2)
     m.connector_up.labels("opcua").set(1)
-    m.kpi.labels("oee", "line-1").set(0.82)
     m.resolution_seconds.observe(0.0003)
     got = parse(m)
     assert got["iinode_resolutions_total"] == {
@@ -29,7 +28,6 @@ def test_counters_and_gauges_render_and_parse() -> None:
     }
     assert got["iinode_resolution_errors_total"] == {(("code", "HANDLE_NOT_FOUND"),): 2.0}
     assert got["iinode_connector_up"] == {(("connector", "opcua"),): 1.0}
-    assert got["iinode_kpi"] == {(("kpi", "oee"), ("line", "line-1")): 0.82}
     assert got["iinode_resolution_seconds_count"] == {(): 1.0}
     assert got["iinode_resolution_seconds_bucket"][(("le", "0.0005"),)] == 1.0
     assert got["iinode_resolution_seconds_bucket"][(("le", "0.0001"),)] == 0.0
@@ -72,4 +70,26 @@ def test_bad_callback_fails_the_scrape() -> None:
 def test_duplicate_metric_name_is_refused() -> None:
     m = NodeMetrics()
     with pytest.raises(ValueError, match="Duplicated"):
-        m.add_callback("iinode_kpi", "clash", lambda: 1.0)
+        m.add_callback("iinode_connector_up", "clash", lambda: 1.0)
+
+
+def test_counts_are_counters_and_no_family_is_left_unfed() -> None:
+    m = NodeMetrics()
+    total = [3]
+    m.add_callback("iinode_things_done", "Things done.", lambda: total[0], counter=True)
+    m.add_callback("iinode_things_open", "Things open.", lambda: 1.0)
+    families = {f.name: f for f in text_string_to_metric_families(m.render().decode())}
+    assert families["iinode_things_done"].type == "counter"
+    assert [s.name for s in families["iinode_things_done"].samples] == ["iinode_things_done_total"]
+    assert families["iinode_things_open"].type == "gauge"
+    # families nothing ever updated are gone
+    assert not {"iinode_kpi", "iinode_ingest_points", "iinode_security_events"} & set(families)
+    # every monitoring count is a counter
+    for name in (
+        "iinode_monitoring_reports_received",
+        "iinode_monitoring_events_sent",
+        "iinode_monitoring_dead_letters",
+        "iinode_monitoring_task_failures",
+        "iinode_resolutions",
+    ):
+        assert families[name].type == "counter", name

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import httpx
 import pytest
 
 from iinode.node.service import HandleService
+from iinode.storage import SQLiteStore
 
 ADMIN = ("300%3A0.NA/88.118.8", "s3cret")
 URL_VALUE = {"index": 1, "type": "URL", "data": {"format": "string", "value": "http://a.cn/x"}}
@@ -49,13 +52,14 @@ async def test_filters_and_values_not_found(client: httpx.AsyncClient) -> None:
     assert r.json()["responseCode"] == 200
 
 
-async def test_secret_key_is_hidden_and_hashed(client: httpx.AsyncClient) -> None:
+async def test_secret_key_is_hidden_and_never_rendered(client: httpx.AsyncClient) -> None:
     r = await client.get("/api/handles/0.NA/88.118.8")
     assert "HS_SECKEY" not in {v["type"] for v in r.json()["values"]}
     r = await client.get("/api/handles/0.NA/88.118.8", auth=ADMIN)  # type: ignore[arg-type]
     seckey = next(v for v in r.json()["values"] if v["type"] == "HS_SECKEY")
-    assert seckey["data"]["value"].startswith("PBKDF2-HMAC-SHA256$")
+    assert seckey["data"] == {"format": "string", "value": ""}  # listed, data withheld
     assert "s3cret" not in r.text
+    assert "SCRAM" not in r.text
 
 
 async def test_overwrite_modify_and_delete_values(client: httpx.AsyncClient) -> None:
@@ -96,7 +100,7 @@ async def test_mint_new_suffix(client: httpx.AsyncClient) -> None:
         ("88.118.8/X", [URL_VALUE], ("300%3A0.NA/88.118.8", "wrong"), 401, 403),
         ("88.118.8/X", [URL_VALUE], ("999:0.NA/88.118.8", "s3cret"), 401, 403),
         ("88.118.8/X", [URL_VALUE], ("not-an-identity", "x"), 401, 404),
-        ("88.118.9/X", [URL_VALUE], ADMIN, 403, 301),
+        ("88.118.9/X", [URL_VALUE], ADMIN, 400, 301),  # as Handle.Net's REST API
         ("88..8/X", [URL_VALUE], ADMIN, 400, 102),
         (
             "88.118.8/X",
@@ -184,3 +188,21 @@ async def test_openapi_document(client: httpx.AsyncClient) -> None:
     assert doc["openapi"].startswith("3.")
     assert {"get", "put", "delete"} <= set(doc["paths"]["/api/handles/{handle}"])
     assert "HandleRecord" in doc["components"]["schemas"]
+
+
+async def test_store_failures_are_json_500s(
+    client: httpx.AsyncClient, service: HandleService
+) -> None:
+    assert isinstance(service.store, SQLiteStore)
+    other = sqlite3.connect(service.store.path)
+    other.execute("DROP TABLE handles")
+    other.close()
+    for r in (
+        await client.get("/api/handles/88.118.8/GONE"),
+        await put(client, "88.118.8/GONE", [URL_VALUE]),
+        await client.get("/api/handles?prefix=88.118.8", auth=ADMIN),  # type: ignore[arg-type]
+        await client.get("/api/node"),
+    ):
+        assert r.status_code == 500, r.text
+        assert r.json()["responseCode"] == 2
+        assert "SQLite" in r.json()["message"]

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import pytest
+from fastapi import FastAPI, Request
 
-from iinode.errors import HandleNotFound, NotAuthorized, ValueInvalid
-from iinode.identifiers import HandleName, HandleValue, IndexedHandle, StringData, UrlData
+from iinode.api.handles import authenticate
+from iinode.api.telemetry import TelemetryApp, telemetry_router
+from iinode.errors import AuthenticationNeeded, HandleNotFound, NotAuthorized, ValueInvalid
+from iinode.identifiers import (
+    HandleName,
+    HandleValue,
+    IndexedHandle,
+    Permissions,
+    StringData,
+    UrlData,
+)
 from iinode.node.service import HandleService
 from iinode.node.settings import NodeSettings, Role
-from iinode.storage import MemoryStore, SQLiteStore
+from iinode.storage import HandleStore, MemoryStore, SQLiteStore
+from iinode.storage.postgres import PostgresStore
 from iinode.telemetry.model import Connection, DataType, Equipment, EquipmentKind, Tag
 from iinode.telemetry.registry_handles import (
     EQUIPMENT_TYPE,
@@ -20,6 +35,9 @@ from iinode.telemetry.registry_handles import (
     equipment_from_record,
     equipment_values,
 )
+from iinode.telemetry.store import ParquetStore
+from iinode.telemetry.twin import LiveState
+from support import require_service
 
 PREFIX = "88.118.8"
 ADMIN = IndexedHandle.parse(f"300:0.NA/{PREFIX}")
@@ -30,13 +48,24 @@ PRESS = Equipment(
 )  # fmt: skip
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[HandleService]:
     settings = NodeSettings(role=Role.ENTERPRISE, data_dir=tmp_path, prefix=PREFIX)
-    store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "h.sqlite3")
+    store: HandleStore
+    if request.param == "memory":
+        store = MemoryStore()
+    elif request.param == "sqlite":
+        store = SQLiteStore(tmp_path / "h.sqlite3")
+    else:
+        require_service("postgres")
+        store = await PostgresStore.open(
+            "postgresql://postgres@127.0.0.1:5432/test", table=f"t_{uuid.uuid4().hex[:12]}"
+        )
     svc = HandleService(settings, store)
     await svc.initialise("pw")
     yield svc
+    if isinstance(store, PostgresStore):
+        await store.drop()
     await store.close()
 
 
@@ -138,12 +167,16 @@ async def test_list_reads_each_page_in_one_batch(service: HandleService) -> None
         calls["get"] += 1
         return await get(handle)
 
-    async def counted_get_many(handles: list[str]) -> dict[str, bytes]:
+    async def counted_get_many(handles: Sequence[str]) -> dict[str, bytes]:
         calls["get_many"] += 1
         return await get_many(handles)
 
+    async def no_offset_listing(prefix: str, *, page: int = 0, page_size: int = 1000) -> None:
+        raise AssertionError("the registry pages by keyset, without offsets or counts")
+
     store.get = counted_get  # type: ignore[method-assign]
     store.get_many = counted_get_many  # type: ignore[method-assign]
+    store.list_handles = no_offset_listing  # type: ignore[method-assign,assignment]
     listed = await registry.list()
     assert listed == machines  # the malformed record and the products are left out
     assert calls["get_many"] == 3  # 2201 handles, pages of 1000
@@ -160,3 +193,73 @@ async def test_a_delegated_prefix_lists_no_equipment_here(service: HandleService
     site = site_from_url("http://127.0.0.1:1")
     await service.create(na, [HandleValue(1, "HS_SITE", site)], ADMIN)
     assert await registry.list(f"{PREFIX}.1") == []
+
+
+HIDDEN = Equipment(
+    id=f"{PREFIX}/PLC-7", kind=EquipmentKind.CONTROLLER,
+    connection=Connection("modbus", "10.0.0.7:502"), tags=(Tag("temperature"),),
+)  # fmt: skip
+
+
+async def register_hidden(service: HandleService) -> None:
+    """Equipment whose values (a connection address among them) are for administrators only."""
+    private = Permissions.ADMIN_READ | Permissions.ADMIN_WRITE
+    values = [replace(v, permissions=private) for v in equipment_values(HIDDEN)]
+    await service.create(HandleName.parse(HIDDEN.id), values, ADMIN)
+
+
+async def test_reads_on_behalf_of_a_caller_follow_the_record_permissions(
+    service: HandleService,
+) -> None:
+    registry = HandleRegistry(service)
+    await registry.put(PRESS)
+    await register_hidden(service)
+    stranger = IndexedHandle.parse("300:0.NA/88.118.9")
+    assert await registry.readable(PRESS.id, None) == PRESS
+    with pytest.raises(AuthenticationNeeded):
+        await registry.readable(HIDDEN.id, None)
+    with pytest.raises(NotAuthorized):
+        await registry.readable(HIDDEN.id, stranger)
+    assert await registry.readable(HIDDEN.id, ADMIN) == HIDDEN
+    assert await registry.readable(f"{PREFIX}/NOPE", None) is None
+    with pytest.raises(AuthenticationNeeded):
+        await registry.listing(None, None)
+    with pytest.raises(NotAuthorized):
+        await registry.listing(PREFIX, stranger)
+    assert [e.id for e in await registry.listing(None, ADMIN)] == [HIDDEN.id, PRESS.id]
+    assert [e.id for e in await registry.list()] == [HIDDEN.id, PRESS.id]  # the node's view
+
+
+async def test_telemetry_api_applies_handle_permissions(
+    service: HandleService, tmp_path: Path
+) -> None:
+    registry = HandleRegistry(service)
+    await registry.put(PRESS)
+    await register_hidden(service)
+    store = ParquetStore(tmp_path / "ts")
+
+    async def who(request: Request) -> IndexedHandle | None:
+        return await authenticate(service, request, required=False)
+
+    app = FastAPI()
+    app.include_router(
+        telemetry_router(TelemetryApp(registry, store, LiveState(), authenticate=who,
+                                      reader=registry))
+    )  # fmt: skip
+    admin = httpx.BasicAuth(quote(str(ADMIN), safe=""), "pw")
+    wrong = httpx.BasicAuth(quote(str(ADMIN), safe=""), "guess")
+    hidden = f"/telemetry/equipment/{HIDDEN.id}"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
+        assert (await c.get("/telemetry/equipment")).status_code == 401
+        assert (await c.get("/telemetry/equipment", auth=wrong)).status_code == 401
+        listed = await c.get("/telemetry/equipment", auth=admin)
+        assert [e["id"] for e in listed.json()] == [HIDDEN.id, PRESS.id]
+        assert (await c.get(f"/telemetry/equipment/{PRESS.id}")).json()["id"] == PRESS.id
+        for path in (hidden, f"{hidden}/live", f"{hidden}/history",
+                     f"{hidden}/aggregates?tag=temperature"):  # fmt: skip
+            anonymous = await c.get(path)
+            assert anonymous.status_code == 401, path
+            assert "10.0.0.7" not in anonymous.text
+            assert (await c.get(path, auth=admin)).status_code == 200, path
+        shown = (await c.get(hidden, auth=admin)).json()
+        assert shown["connection"]["address"] == "10.0.0.7:502"

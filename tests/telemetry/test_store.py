@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -158,3 +159,28 @@ def test_compact_crowded_partitions_only(store: ParquetStore) -> None:
     assert len(store.files("88.118.8")) == 1
     assert len(store.files("88.200.1")) == 1
     assert store.count() == 4
+
+
+def test_append_fsyncs_files_and_directories_before_returning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    store = ParquetStore(tmp_path / "ts")
+    synced.clear()
+    day = 1_767_225_600_000_000
+    store.append([Reading("88.118.8/M1", "t", day, 1.0), Reading("88.7/M2", "t", day, 2.0)])
+    files = store.files()
+    assert len(files) == 2
+    for f in files:
+        tmp = f.with_name(f".{f.name}.tmp")
+        assert str(tmp) in synced  # the data, before the rename
+        assert synced.index(str(tmp)) < synced.index(str(f.parent))  # then the new entry
+        assert str(f.parent.parent) in synced  # the new day directory's entry
+    assert str(tmp_path / "ts") in synced  # the new prefix directories' entries

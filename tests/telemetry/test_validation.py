@@ -71,3 +71,19 @@ async def test_equipment_cache_stays_bounded_under_unknown_ids() -> None:
         assert len(validator._cache) <= 100
     assert await validator.validate([Reading(EQ.id, "temp", NOW, 1.0)])
     assert validator.rejects.counts[RejectReason.UNKNOWN_EQUIPMENT] == 1000
+
+
+async def test_timestamps_the_store_cannot_hold_are_rejected() -> None:
+    validator, _ = make()
+    opc_min_datetime_us = -11_644_473_600_000_000  # 1601-01-01, OPC UA MinDateTime
+    batch = [
+        Reading(EQ.id, "temp", -5_000, 1.0),
+        Reading(EQ.id, "temp", opc_min_datetime_us, 2.0),
+        Reading(EQ.id, "temp", 0, 3.0),
+        Reading(EQ.id, "temp", 1 << 70, 4.0),
+    ]
+    validator.max_future_us = 1 << 80  # only the storable range is in question here
+    accepted = await validator.validate(batch)
+    assert accepted == [batch[2]]
+    assert validator.rejects.counts == {RejectReason.BAD_TIMESTAMP: 3}
+    assert "outside 1970..9999" in validator.rejects.recent[0].detail

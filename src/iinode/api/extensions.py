@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -35,7 +36,7 @@ from urllib.parse import urlsplit
 import httpx
 from fastapi import FastAPI, Request
 
-from iinode.api.delegations import HandleAuthenticator, delegated_children
+from iinode.api.delegations import HandleAuthenticator, child_labels, delegated_children
 from iinode.api.handles import authenticate as authenticate_request
 from iinode.api.lease import LEASE_FILE, ProcessLease
 from iinode.api.monitoring import MonitoringApp, metrics_router, monitoring_router
@@ -46,9 +47,9 @@ from iinode.identifiers import IndexedHandle, Prefix
 from iinode.monitoring.auth import handle_identity
 from iinode.monitoring.metrics import NodeMetrics
 from iinode.monitoring.node import AssetList, MonitoringNode, MonitoringSettings, ParentLink
+from iinode.monitoring.receiver import NodeLabels
 from iinode.node.service import HandleService
 from iinode.node.settings import NodeSettings, Role
-from iinode.telemetry.model import EquipmentKind
 from iinode.telemetry.registry_handles import HandleRegistry
 from iinode.telemetry.twin import LiveState
 from iinode.telemetry.validation import RejectLog
@@ -65,14 +66,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-#: How equipment kinds appear as monitored asset kinds (``AssetKind`` values).
-_ASSET_KINDS = {
-    EquipmentKind.CONTROLLER: "plc",
-    EquipmentKind.SENSOR: "sensor",
-    EquipmentKind.MACHINE: "other",
-    EquipmentKind.LINE: "other",
-}
 
 
 class ResolutionMetrics:
@@ -153,6 +146,14 @@ class NodeExtensions:
             "1 in the process that runs the broker, ingest and periodic monitoring work.",
             lambda: 1.0 if self.lease.held else 0.0,
         )
+        if settings.handle_port is not None:  # node-wide counters of the native workers
+            from iinode.monitoring.metrics import NATIVE_COUNTER_HELP
+            from iinode.resolution.native_counters import read_native_counters
+
+            data_dir = settings.data_dir
+            self.metrics.add_counters(
+                "iinode_native", lambda: read_native_counters(data_dir), NATIVE_COUNTER_HELP
+            )
 
     @property
     def primary(self) -> bool:
@@ -169,10 +170,14 @@ class NodeExtensions:
     async def refresh(self) -> None:
         """Values read before each scrape: store size, connector state."""
         self._store_size = float(await self.service.store.count())
-        connector = getattr(self.telemetry, "connector", None)
-        if connector is not None:
-            up = 1.0 if connector.connected.is_set() else 0.0
-            self.metrics.connector_up.labels("mqtt").set(up)
+        if self.telemetry is not None:  # mqtt, opcua:<endpoint>, modbus:<host>:<port>/<unit>
+            self.telemetry.report_up(self.metrics.connector_up)
+        if self.registry is not None and self.runs_telemetry:  # iinode_kpi_* per machine
+            from iinode.telemetry.kpi_window import refresh_kpis
+
+            live = None if self.telemetry is None else self.telemetry.store
+            s = self.settings
+            await refresh_kpis(self.metrics, self.registry, live or s.data_dir / s.telemetry_dir)
 
     def _parent_link(self) -> ParentLink | None:
         s = self.settings
@@ -185,16 +190,19 @@ class NodeExtensions:
         return ParentLink(url, handle_identity(Prefix(s.prefix)), s.report_secret)
 
     async def _assets(self) -> AssetList:
-        if self.registry is None:
-            return []
-        return [(e.id, _ASSET_KINDS[e.kind], ()) for e in await self.registry.list()]
+        """Notices are matched against the inventory (CPE names) and the registry."""
+        from iinode.monitoring.node_sources import notice_assets, sources_of
+
+        sources = sources_of(self)
+        equipment = [] if self.registry is None else await self.registry.list()
+        return notice_assets(equipment, None if sources is None else sources.inventory.inventory)
 
     def mqtt_address(self) -> tuple[str, int]:
         """Where the node ingests MQTT from (the embedded broker unless ``mqtt_url`` is set)."""
         s = self.settings
         if s.mqtt_url != "embedded":
             return _mqtt_address(s.mqtt_url)
-        return s.http_host, s.embedded_mqtt_port
+        return s.mqtt_host, s.embedded_mqtt_port
 
     def _telemetry_settings(self) -> Any:
         from iinode.connectivity.mqtt import MqttSettings
@@ -204,14 +212,19 @@ class NodeExtensions:
 
         s = self.settings
         assert s.prefix is not None
+        embedded = s.mqtt_url == "embedded"
         client = MqttSettings(
             client_id=f"iinode-{s.prefix}",
+            # At the embedded broker the connector is the node's host client, the only
+            # one allowed to send commands; its password lives as long as this process.
+            username=f"iinode-{_label(s.prefix)}",
+            password=secrets.token_urlsafe(32) if embedded else None,
             sparkplug_groups=(s.prefix,),
             host_id=f"iinode-{_label(s.prefix)}",
         )
         host, port = self.mqtt_address()
         mqtt = None
-        if s.mqtt_url != "embedded":
+        if not embedded:
             mqtt = MqttSettings(
                 host=host, port=port, client_id=client.client_id,
                 sparkplug_groups=client.sparkplug_groups, host_id=client.host_id,
@@ -229,6 +242,7 @@ class NodeExtensions:
             embedded_port=port,
             nats=nats,
             mqtt_client=client,
+            embedded_password=s.mqtt_password,
         )
 
     async def start(self) -> None:
@@ -252,7 +266,9 @@ class NodeExtensions:
                 assets=self._assets,
             )
         if s.role is Role.ENTERPRISE:
-            self.registry = HandleRegistry(self.service, base_url=s.http_url)
+            from iinode.connectivity.endpoints import check_equipment
+
+            self.registry = HandleRegistry(self.service, base_url=s.http_url, check=check_equipment)
         if self.lease.try_acquire():
             await self._start_primary()
         else:
@@ -263,6 +279,10 @@ class NodeExtensions:
             self._background.append(asyncio.create_task(self._wait_for_lease()))
         if self.runs_telemetry:
             self._background.append(asyncio.create_task(self._share_rejects()))
+        if self.monitoring is not None:  # security events and assets from the node itself
+            from iinode.monitoring.node_sources import run_node_sources
+
+            self._background.append(asyncio.create_task(run_node_sources(self)))
 
     async def _start_primary(self) -> None:
         """The once-per-node work: monitoring sender and periodic tasks, telemetry."""
@@ -349,8 +369,9 @@ class NodeExtensions:
             store = ParquetStore(StoreSettings(s.data_dir / s.telemetry_dir))
             live, rejects = LiveState(), self._shared_rejects
         return TelemetryApp(
-            self.registry, store, live, rejects, authenticate=writer, mqtt=self.mqtt_address()
-        )
+            self.registry, store, live, rejects, authenticate=writer, mqtt=self.mqtt_address(),
+            reader=self.registry,
+        )  # fmt: skip
 
     def mount(self, app: FastAPI) -> None:
         """Routers (and the resolution counter) on the node's app, before it serves."""
@@ -369,6 +390,9 @@ class NodeExtensions:
             async def children() -> list[str]:
                 return await delegated_children(service)
 
+            async def labels(child: Prefix) -> NodeLabels | None:
+                return await child_labels(service, child)
+
             app.include_router(
                 monitoring_router(
                     MonitoringApp(
@@ -380,6 +404,7 @@ class NodeExtensions:
                         answer=node.answer_notice if node.settings.answers_notices else None,
                         stale_after=3 * self.settings.heartbeat_interval,
                         children=children,
+                        labels=labels,
                     )
                 )
             )
@@ -389,7 +414,7 @@ class NodeExtensions:
 
 def check_embedded_broker(settings: NodeSettings) -> None:
     """Raise ``ConfigurationError`` (one line naming the setting) if the broker port is taken."""
-    host, port = settings.http_host, settings.embedded_mqtt_port
+    host, port = settings.mqtt_host, settings.embedded_mqtt_port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from iinode.api.answer_cache import AnswerCache
 from iinode.codes import ResponseCode
 from iinode.errors import (
+    AuthenticationFailed,
     AuthenticationNeeded,
     InvalidCredential,
     InvalidHandle,
@@ -89,7 +90,9 @@ def _credentials(request: Request) -> Credentials | None:
     except (binascii.Error, UnicodeDecodeError):
         raise InvalidCredential("Basic credentials are not valid base64 UTF-8") from None
     user, _, secret = text.partition(":")
-    if user.isdigit():  # an identity sent without percent-encoding: "300:0.NA/x:secret"
+    if (
+        user.isascii() and user.isdecimal()
+    ):  # an identity sent without percent-encoding: "300:0.NA/x:secret"
         handle, _, secret = secret.partition(":")
         user = f"{user}:{handle}"
     try:
@@ -102,14 +105,23 @@ def _credentials(request: Request) -> Credentials | None:
 async def authenticate(
     service: HandleService, request: Request, *, required: bool
 ) -> IndexedHandle | None:
-    creds = _credentials(request)
+    peer = request.client.host if request.client is not None else None
+    try:
+        creds = _credentials(request)
+    except InvalidCredential:
+        service.auth.failed("rest", "", peer)
+        raise
     if creds is None:
         if required:
             raise AuthenticationNeeded(
                 "this operation needs HTTP Basic authentication as index:handle"
             )
         return None
-    return await service.auth.authenticate(creds)
+    try:
+        return await service.auth.authenticate(creds, peer=peer)
+    except AuthenticationFailed:
+        service.auth.failed("rest", str(creds.identity), peer)
+        raise
 
 
 def referral_response(answer: Answer, request: Request) -> Response:
@@ -239,7 +251,9 @@ def build_router(
                 stray = sorted({v.index for v in record} - set(indexes))
                 if stray:
                     raise ValueInvalid(f"values at index {stray} are not listed in index=")
-            await service.put_values(name, record, identity)
+            # overwrite=false: every index must be new (409 VALUE_ALREADY_EXISTS otherwise).
+            existing = None if overwrite else False
+            await service.put_values(name, record, identity, existing=existing)
             return json_response({"responseCode": 1, "handle": str(name)}, 200)
         created = await service.create(name, record, identity, overwrite=overwrite)
         return json_response({"responseCode": 1, "handle": str(name)}, 201 if created else 200)

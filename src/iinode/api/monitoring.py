@@ -15,10 +15,25 @@ issue and progress, and the node's own notice list and answers need the
 credentials of a node administrator (401 without valid credentials, 403 for
 someone else).  ``GET /notices`` answers a child with the notices meant for it
 and the node's administrator with every notice on the board and its own state.
+
+``POST /reports`` authenticates from the headers before reading the body, then
+reads it as a stream and answers 413 as soon as it exceeds the receiver's
+``max_bytes``; checking and storing (SQLite commits with ``synchronous=FULL``)
+runs in a worker thread, not on the event loop.  A child's province and
+industry come from ``MonitoringApp.labels`` (this node's delegation record)
+when it has them, not from the child's own events.
+
+Details on demand: ``GET /events/{origin}/{id}?wait=S`` answers a summary's
+detail when this node has it; otherwise it asks the child that delivered the
+summary and waits up to ``S`` seconds (202 ``{"pending": true}`` if the detail
+has not arrived by then).  The child collects the requests with
+``GET /detail-requests`` and answers with ``POST /details`` (both with its
+report credentials), relaying further down when it holds a summary itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,12 +42,12 @@ import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from iinode.identifiers import Prefix
-from iinode.monitoring.auth import Authenticator, parse_basic
-from iinode.monitoring.errors import EventInvalid, OutboxFull, ReportRefused
+from iinode.monitoring.auth import AdminCheck, Authenticator, parse_basic
+from iinode.monitoring.errors import EventInvalid, OutboxFull, ReportRefused, ReportTooLarge
 from iinode.monitoring.events import Event, EventKind
 from iinode.monitoring.metrics import CONTENT_TYPE, NodeMetrics
 from iinode.monitoring.notices import Notice, NoticeBoard, NoticeState
-from iinode.monitoring.receiver import ReportReceiver
+from iinode.monitoring.receiver import NodeLabels, ReportReceiver
 from iinode.monitoring.store import GROUPS
 
 
@@ -46,13 +61,17 @@ class MonitoringApp:
     clock: Callable[[], float] = time.time
     #: ``True`` for a node administrator, ``False`` for anyone else, ``None`` if the
     #: credentials do not authenticate.  ``None`` here leaves the views open.
-    authorize_admin: Callable[[str, str], Awaitable[bool | None]] | None = None
+    authorize_admin: AdminCheck | None = None
     #: Records the operator's answer to a notice (an enterprise node).
     answer: Callable[[str, NoticeState], Event] | None = None
     #: A node not heard from for this long is listed as stale.
     stale_after: float = 300.0
     #: Prefixes delegated to children here; ``/nodes`` lists those that never reported.
     children: Callable[[], Awaitable[list[str]]] | None = None
+    #: This node's record of a child's province and industry (``None``: not recorded).
+    labels: Callable[[Prefix], Awaitable[NodeLabels | None]] | None = None
+    #: Longest ``wait`` a detail request may ask for, in seconds.
+    max_detail_wait: float = 30.0
 
 
 def _json_response(
@@ -76,17 +95,23 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
     store = receiver.store
 
     async def identity_of(request: Request) -> Prefix | None:
+        """Raises ``ReportRefused`` when the client's address is out of attempts."""
         creds = parse_basic(request.headers.get("authorization"))
         if creds is None:
             return None
-        return await app.authenticate(*creds)
+        return await app.authenticate(*creds, peer=_peer(request))
 
     async def admin_refusal(request: Request) -> Response | None:
         """``None`` if the request may read or act at this level, else the refusal."""
         if app.authorize_admin is None:
             return None
         creds = parse_basic(request.headers.get("authorization"))
-        verdict = None if creds is None else await app.authorize_admin(*creds)
+        try:
+            verdict = (
+                None if creds is None else await app.authorize_admin(*creds, peer=_peer(request))
+            )
+        except ReportRefused as exc:
+            return _refusal(exc)
         if verdict is None:
             return _refusal(ReportRefused.for_status(401, "node administrator credentials needed"))
         if not verdict:
@@ -104,12 +129,38 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
             items.append(entry)
         return _json_response({"next": items[-1]["seq"] if items else since, "notices": items})
 
+    async def child_of(request: Request) -> Prefix | Response:
+        """The authenticated child, or the 401/403 refusal (counted)."""
+        try:
+            identity = await identity_of(request)
+        except ReportRefused as exc:
+            return _refusal(counted(exc, receiver))
+        if identity is None or not receiver.settings.is_child(identity):
+            return _refusal(receiver_refusal(401 if identity is None else 403, identity, receiver))
+        return identity
+
+    async def labels_of(child: Prefix) -> NodeLabels | None:
+        return None if app.labels is None else await app.labels(child)
+
     @router.post("/reports", summary="Receive a batch of events from a child node")
     async def post_report(request: Request) -> Response:
-        identity = await identity_of(request)
-        body = await request.body()
+        child = await child_of(request)  # from the headers, before any body byte is read
+        if isinstance(child, Response):
+            return child
+        body = await _bounded_body(request, receiver.settings.max_bytes)
+        if body is None:
+            return _refusal(
+                counted(
+                    ReportTooLarge(
+                        f"report is larger than the {receiver.settings.max_bytes} bytes "
+                        "this node accepts"
+                    ),
+                    receiver,
+                )
+            )
+        labels = await labels_of(child)
         try:
-            receipt = receiver.receive(identity, body)
+            receipt = await asyncio.to_thread(receiver.receive, child, body, labels)
         except ReportRefused as exc:
             return _refusal(exc)
         except OutboxFull as exc:
@@ -122,15 +173,22 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
 
     @router.get("/notices", summary="Notices for the authenticated child node")
     async def get_notices(request: Request, since: int = Query(0, ge=0)) -> Response:
-        identity = await identity_of(request)
+        try:
+            identity = await identity_of(request)
+        except ReportRefused as exc:
+            return _refusal(counted(exc, receiver))
         if identity is None or not receiver.settings.is_child(identity):
             if app.authorize_admin is not None and await admin_refusal(request) is None:
                 return admin_notices(since)
             return _refusal(receiver_refusal(401 if identity is None else 403, identity, receiver))
+        recorded = await labels_of(identity)
         profile = {n.origin: n for n in store.nodes(now=app.clock(), stale_after=float("inf"))}
         node = profile.get(identity.text)
         province = node.province if node else ""
         industry = node.industry if node else ""
+        if recorded is not None:  # this node's record wins over what the child declared
+            province = recorded.province or province
+            industry = recorded.industry or industry
         items = app.board.for_node(province, industry, since)
         last = app.board.since(since)
         return _json_response(
@@ -248,15 +306,71 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
             }
         )
 
-    @router.get("/events/{origin}/{event_id}", summary="One event with its detail")
-    async def event(origin: str, event_id: str, request: Request) -> Response:
+    @router.get("/events", summary="The latest events at this level (summaries as stored)")
+    async def recent(
+        request: Request,
+        limit: int = Query(50, ge=1, le=1000),
+        kind: EventKind | None = None,
+        origin: str | None = None,
+    ) -> Response:
         refusal = await admin_refusal(request)
         if refusal is not None:
             return refusal
-        found = store.get(origin.upper(), event_id)
-        if found is None:
+        found = store.recent(limit, kind=kind, origin=None if origin is None else origin.upper())
+        return _json_response({"events": [e.to_json() for e in found]})
+
+    @router.get("/events/{origin}/{event_id}", summary="One event with its detail")
+    async def event(
+        origin: str, event_id: str, request: Request, wait: float = Query(0.0, ge=0)
+    ) -> Response:
+        refusal = await admin_refusal(request)
+        if refusal is not None:
+            return refusal
+        origin = origin.upper()
+        held = store.holder(origin, event_id)
+        if held is None:
             raise HTTPException(404, f"no event {origin}/{event_id}")
-        return _json_response(found.to_json())
+        has_detail, via = held
+        found = store.get(origin, event_id)
+        assert found is not None
+        if has_detail or found.detail_at is None or via == receiver.settings.node.text:
+            return _json_response(found.to_json())
+        store.request_detail(origin, event_id, via, app.clock())
+        deadline = time.monotonic() + min(wait, app.max_detail_wait)
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            if (now := store.holder(origin, event_id)) is not None and now[0]:
+                found = store.get(origin, event_id)
+                assert found is not None
+                return _json_response(found.to_json())
+        return _json_response(found.to_json() | {"pending": True, "requested_from": via}, 202)
+
+    @router.get("/detail-requests", summary="Details this node waits for from the child")
+    async def detail_requests(request: Request) -> Response:
+        child = await child_of(request)
+        if isinstance(child, Response):
+            return child
+        keys = store.detail_requests(child.text)
+        return _json_response({"requests": [{"origin": o, "id": i} for o, i in keys]})
+
+    @router.post("/details", summary="A child answers detail requests with full events")
+    async def post_details(request: Request) -> Response:
+        child = await child_of(request)
+        if isinstance(child, Response):
+            return child
+        body = await _bounded_body(request, receiver.settings.max_bytes)
+        if body is None:
+            return _json_response({"error": "too_large", "detail": "details too large"}, 413)
+        try:
+            data = orjson.loads(body)
+            raw = data["events"] if isinstance(data, dict) else None
+            if not isinstance(raw, list):
+                raise EventInvalid('body must be {"events": [...]}')
+            events = [Event.from_json(e) for e in raw]
+        except (orjson.JSONDecodeError, KeyError, EventInvalid) as exc:
+            return _json_response({"error": "malformed", "detail": str(exc)}, 400)
+        filled = sum(store.fill_detail(e, child.text) for e in events)
+        return _json_response({"filled": filled, "ignored": len(events) - filled})
 
     return router
 
@@ -269,6 +383,32 @@ def _never_reported(child: str) -> dict[str, object]:
     }  # fmt: skip
 
 
+async def _bounded_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or ``None`` as soon as it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _peer(request: Request) -> str | None:
+    return request.client.host if request.client is not None else None
+
+
+def counted(exc: ReportRefused, receiver: ReportReceiver) -> ReportRefused:
+    """Count a refusal decided before the receiver saw the report."""
+    receiver.refused[exc.reason] = receiver.refused.get(exc.reason, 0) + 1
+    receiver.metrics.reports_refused.labels(exc.reason).inc()
+    return exc
+
+
 def receiver_refusal(
     status: int, identity: Prefix | None, receiver: ReportReceiver
 ) -> ReportRefused:
@@ -276,9 +416,7 @@ def receiver_refusal(
         status,
         "child credentials required" if identity is None else f"{identity} is not a child here",
     )
-    receiver.refused[exc.reason] = receiver.refused.get(exc.reason, 0) + 1
-    receiver.metrics.reports_refused.labels(exc.reason).inc()
-    return exc
+    return counted(exc, receiver)
 
 
 async def _json(request: Request) -> object:

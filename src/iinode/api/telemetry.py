@@ -16,7 +16,13 @@
 Times are ISO 8601 or epoch milliseconds; ``interval`` is in seconds.  Errors
 answer ``{"error", "detail"}`` with 400 (bad input) or 404 (unknown equipment).
 With ``TelemetryApp.authenticate`` set, PUT and DELETE need HTTP Basic
-credentials (401 without, 403 when HS_ADMIN does not allow the change).
+credentials (401 without, 403 when HS_ADMIN does not allow the change).  With
+``TelemetryApp.reader`` set (the node's handle-backed registry), reads follow
+the identifier's permissions as ``/api/handles`` does: listing needs
+credentials with LIST_HANDLES on the prefix, and an equipment (its record, live
+values, history, aggregates) is shown when its ``IINODE_EQUIPMENT`` value is
+readable by the caller (PUBLIC_READ, or READ_VALUE for ADMIN_READ values);
+otherwise 401 (anonymous) or 403.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from iinode.errors import (
 )
 from iinode.identifiers import HandleName, IndexedHandle
 from iinode.telemetry.model import Equipment, from_us, to_us
-from iinode.telemetry.registry import EquipmentRegistry
+from iinode.telemetry.registry import EquipmentReader, EquipmentRegistry
 from iinode.telemetry.store import ParquetStore
 from iinode.telemetry.twin import LiveState
 from iinode.telemetry.validation import RejectLog
@@ -60,6 +66,8 @@ class TelemetryApp:
     authenticate: Callable[[Request], Awaitable[IndexedHandle | None]] | None = None
     #: ``(host, port)`` of the MQTT broker the node ingests from.
     mqtt: tuple[str, int] | None = None
+    #: Permission-checked reads; ``None`` shows every record to everyone (trusted setups).
+    reader: EquipmentReader | None = None
 
 
 _AUTH_ERRORS = (AuthenticationFailed, AuthenticationNeeded, InvalidCredential)
@@ -71,6 +79,19 @@ def _json(data: object, status_code: int = 200) -> Response:
 
 def _error(status: int, reason: str, detail: str) -> Response:
     return _json({"error": reason, "detail": detail}, status)
+
+
+def _refusal(exc: HandleError) -> Response:
+    """The answer to a registry refusing a request."""
+    if isinstance(exc, _AUTH_ERRORS):
+        return _error(401, "unauthenticated", exc.message)
+    if isinstance(exc, NotAuthorized):
+        return _error(403, "forbidden", exc.message)
+    if isinstance(exc, HandleNotFound):
+        return _error(404, "not_found", exc.message)
+    if isinstance(exc, InvalidHandle):
+        return _error(400, "invalid_handle", exc.message)
+    return _error(400, "refused", exc.message)
 
 
 def parse_time(text: str | None) -> int | None:
@@ -88,39 +109,62 @@ def parse_time(text: str | None) -> int | None:
 def telemetry_router(app: TelemetryApp, *, prefix: str = "/telemetry") -> APIRouter:
     router = APIRouter(prefix=prefix, tags=["telemetry"])
 
+    async def caller(request: Request) -> IndexedHandle | Response | None:
+        """Who sent the request (``None``: anonymous), or the refusal of bad credentials."""
+        if app.authenticate is None:
+            return None
+        try:
+            return await app.authenticate(request)
+        except _AUTH_ERRORS as exc:
+            return _refusal(exc)
+
     async def writer(request: Request) -> IndexedHandle | Response | None:
         """The identity a write is made as, or the refusal to send."""
         if app.authenticate is None:
             return None
-        try:
-            identity = await app.authenticate(request)
-        except _AUTH_ERRORS as exc:
-            return _error(401, "unauthenticated", exc.message)
+        identity = await caller(request)
         if identity is None:
             return _error(401, "unauthenticated", "writing equipment needs HTTP Basic credentials")
         return identity
 
-    async def lookup(prefix_text: str, suffix: str) -> Equipment | Response:
+    async def lookup(prefix_text: str, suffix: str, request: Request) -> Equipment | Response:
         try:
             handle = str(HandleName(prefix_text, suffix))
         except InvalidHandle as exc:
-            return _error(400, "invalid_handle", exc.message)
-        item = await app.registry.get(handle)
+            return _refusal(exc)
+        if app.reader is None:
+            item = await app.registry.get(handle)
+        else:
+            identity = await caller(request)
+            if isinstance(identity, Response):
+                return identity
+            try:
+                item = await app.reader.readable(handle, identity)
+            except HandleError as exc:
+                return _refusal(exc)
         if item is None:
             return _error(404, "not_found", f"equipment {handle} is not registered")
         return item
 
     @router.get("/equipment", summary="List equipment, optionally under one prefix")
-    async def list_equipment(prefix: str | None = Query(None)) -> Response:
+    async def list_equipment(request: Request, prefix: str | None = Query(None)) -> Response:
         try:
-            items = await app.registry.list(prefix)
+            if app.reader is None:
+                items = await app.registry.list(prefix)
+            else:
+                identity = await caller(request)
+                if isinstance(identity, Response):
+                    return identity
+                items = await app.reader.listing(prefix, identity)
         except InvalidHandle as exc:
             return _error(400, "invalid_prefix", exc.message)
+        except HandleError as exc:
+            return _refusal(exc)
         return _json([e.to_json() for e in items])
 
     @router.get("/equipment/{prefix_text}/{suffix}", summary="One equipment record")
-    async def get_equipment(prefix_text: str, suffix: str) -> Response:
-        item = await lookup(prefix_text, suffix)
+    async def get_equipment(prefix_text: str, suffix: str, request: Request) -> Response:
+        item = await lookup(prefix_text, suffix, request)
         return item if isinstance(item, Response) else _json(item.to_json())
 
     @router.put("/equipment/{prefix_text}/{suffix}", summary="Create or replace equipment")
@@ -143,10 +187,8 @@ def telemetry_router(app: TelemetryApp, *, prefix: str = "/telemetry") -> APIRou
             return identity
         try:
             await app.registry.put(item, identity)
-        except NotAuthorized as exc:
-            return _error(403, "forbidden", exc.message)
         except HandleError as exc:
-            return _error(400, "refused", exc.message)
+            return _refusal(exc)
         return _json(item.to_json())
 
     @router.delete("/equipment/{prefix_text}/{suffix}", summary="Delete equipment")
@@ -154,23 +196,19 @@ def telemetry_router(app: TelemetryApp, *, prefix: str = "/telemetry") -> APIRou
         try:
             handle = str(HandleName(prefix_text, suffix))
         except InvalidHandle as exc:
-            return _error(400, "invalid_handle", exc.message)
+            return _refusal(exc)
         identity = await writer(request)
         if isinstance(identity, Response):
             return identity
         try:
             await app.registry.remove(handle, identity)
-        except HandleNotFound as exc:
-            return _error(404, "not_found", exc.message)
-        except NotAuthorized as exc:
-            return _error(403, "forbidden", exc.message)
         except HandleError as exc:
-            return _error(400, "refused", exc.message)
+            return _refusal(exc)
         return Response(status_code=204)
 
     @router.get("/equipment/{prefix_text}/{suffix}/live", summary="Latest value of every tag")
-    async def live(prefix_text: str, suffix: str) -> Response:
-        item = await lookup(prefix_text, suffix)
+    async def live(prefix_text: str, suffix: str, request: Request) -> Response:
+        item = await lookup(prefix_text, suffix, request)
         if isinstance(item, Response):
             return item
         state = {tag: s.to_json() for tag, s in app.live.get(item.id).items()}
@@ -186,12 +224,13 @@ def telemetry_router(app: TelemetryApp, *, prefix: str = "/telemetry") -> APIRou
     async def history(
         prefix_text: str,
         suffix: str,
+        request: Request,
         tag: str | None = None,
         start: str | None = None,
         end: str | None = None,
         limit: int = Query(10_000, ge=1, le=1_000_000),
     ) -> Response:
-        item = await lookup(prefix_text, suffix)
+        item = await lookup(prefix_text, suffix, request)
         if isinstance(item, Response):
             return item
         try:
@@ -214,12 +253,13 @@ def telemetry_router(app: TelemetryApp, *, prefix: str = "/telemetry") -> APIRou
     async def aggregates(
         prefix_text: str,
         suffix: str,
+        request: Request,
         tag: str,
         interval: float = Query(60.0, gt=0),
         start: str | None = None,
         end: str | None = None,
     ) -> Response:
-        item = await lookup(prefix_text, suffix)
+        item = await lookup(prefix_text, suffix, request)
         if isinstance(item, Response):
             return item
         try:

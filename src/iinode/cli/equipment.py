@@ -60,15 +60,24 @@ def add(
     console.print(f"registered {stored['id']} with {len(stored['tags'])} tags at {node}")
 
 
+async def reader_client(node: str, secret: str | None, admin: str | None) -> NodeClient:
+    """Authenticated when a secret is given (needed to list, and for records not public)."""
+    if secret is None:
+        return NodeClient(node)
+    return await admin_client(node, secret, admin)
+
+
 @app.command("list")
 def list_(
     node: NodeUrl,
     prefix: Annotated[str | None, typer.Option(help="only under this prefix")] = None,
+    secret: Secret = None,
+    admin: Admin = None,
 ) -> None:
-    """The equipment a node has registered."""
+    """The equipment a node has registered (needs LIST_HANDLES: give --secret)."""
 
     async def go() -> list[dict[str, Any]]:
-        async with NodeClient(node) as c:
+        async with await reader_client(node, secret, admin) as c:
             return await c.list_equipment(prefix)
 
     items = run(go())
@@ -85,11 +94,13 @@ def list_(
 def show(
     handle: Annotated[str, typer.Argument(help="the equipment identifier")],
     node: NodeUrl,
+    secret: Secret = None,
+    admin: Admin = None,
 ) -> None:
     """One equipment record with its tags and their latest values."""
 
     async def go() -> tuple[dict[str, Any], dict[str, Any]]:
-        async with NodeClient(node) as c:
+        async with await reader_client(node, secret, admin) as c:
             return await c.equipment(handle), await c.telemetry(handle, "live")
 
     item, live = run(go())

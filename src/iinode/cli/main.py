@@ -91,7 +91,6 @@ def init(
     )  # fmt: skip
     if (data_dir / "node.toml").exists():
         fail(f"{data_dir} already holds a node; choose another --data-dir")
-    path = settings.save()
 
     async def run() -> str | None:
         store_ = await open_store(settings.store_url, base_dir=data_dir)
@@ -102,7 +101,11 @@ def init(
         finally:
             await store_.close()
 
+    # The store first: node.toml (mode 0600) only once it is ready, so a failed init
+    # leaves no half-made node behind and can simply be run again.
+    data_dir.mkdir(parents=True, exist_ok=True)
     na = asyncio.run(run())
+    path = settings.save()
     console.print(f"node configuration written to {path}")
     if na:
         console.print(f"created {na}; authenticate as [bold]300:{na}[/bold]")
@@ -169,11 +172,26 @@ def delegate(
         str | None,
         typer.Option(
             "--child-secret",
-            help="the child's secret (HS_SECKEY at index 300, stored hashed): it authenticates "
-            "the child's monitoring reports; give the child the same as its report_secret",
+            help="the child's secret (HS_SECKEY at index 300, stored as a SCRAM verifier): it "
+            "authenticates the child's monitoring reports; give the child the same as its "
+            "report_secret",
             envvar="IINODE_CHILD_SECRET",
         ),
     ] = None,
+    handle_port: Annotated[
+        int | None,
+        typer.Option(
+            "--handle-port",
+            help="the child's native Handle port (default: its /api/node handlePort, if it "
+            "answers); the delegation then lists TCP and UDP interfaces next to HTTP",
+        ),
+    ] = None,
+    province: Annotated[
+        str, typer.Option(help="the child's province as this parent records it (IINODE_NODE)")
+    ] = "",
+    industry: Annotated[
+        str, typer.Option(help="the child's industry as this parent records it (IINODE_NODE)")
+    ] = "",
 ) -> None:
     """Delegate CHILD to the node at --to, by writing 0.NA/CHILD at the parent."""
     from iinode.client import NodeClient
@@ -187,10 +205,23 @@ def delegate(
         fail("give --secret or set IINODE_ADMIN_SECRET")
     if child_secret is not None and not child_secret:
         fail("--child-secret must not be empty")
-    site = site_from_url(to)
+    if handle_port is not None and not 0 < handle_port < 65536:
+        fail(f"--handle-port {handle_port} is not a port (1-65535)")
+    site_from_url(to)  # a malformed --to fails here, before anything is asked or written
+    note = ""
+    if handle_port is None:
+        handle_port, note = asyncio.run(_child_handle_port(to, prefix))
+    site = site_from_url(to, handle_port)
     values = [HandleValue(1, "HS_SITE", site)]
+    if province or industry:  # monitoring labels the child by these, not by its own word
+        from iinode.api.delegations import node_value
+
+        try:
+            values.append(node_value(province, industry))
+        except ValueError as exc:
+            fail(str(exc))
     if child_secret:
-        # Plain text here; the node hashes every HS_SECKEY before storing it.
+        # Plain text here; the node stores every HS_SECKEY as a SCRAM verifier.
         hidden = Permissions.ADMIN_READ | Permissions.ADMIN_WRITE
         values.append(
             HandleValue(300, "HS_SECKEY", SecKeyData(child_secret.encode()), permissions=hidden)
@@ -202,10 +233,33 @@ def delegate(
 
     asyncio.run(run())
     console.print(f"delegated {prefix} to {to} (record {prefix.na_handle} at {node})")
+    if handle_port is not None:
+        host = site.servers[0].address
+        console.print(f"native Handle protocol (UDP+TCP) at {host}:{handle_port}")
+    elif note:
+        console.print(f"HTTP only: {note}", highlight=False)
     if child_secret:
         console.print(
             f"the child authenticates as 300:{prefix.na_handle}; set its report_secret to match"
         )
+
+
+async def _child_handle_port(url: str, prefix: Prefix) -> tuple[int | None, str]:
+    """The native port the child at ``url`` announces in ``/api/node`` (or why there is none)."""
+    from iinode.client import NodeClient
+
+    try:
+        async with NodeClient(url, timeout=3.0) as client:
+            info = await client.node_info()
+    except IinodeError as exc:
+        return None, f"{url} did not say its handle port ({exc}); give --handle-port"
+    owned = info.get("prefix")
+    if owned is not None and str(owned).upper() != str(prefix).upper():
+        err.print(f"[yellow]warning:[/yellow] {url} owns {owned}, not {prefix}", highlight=False)
+    port = info.get("handlePort")
+    if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+        return port, ""
+    return None, f"{url} serves no native Handle protocol (no handlePort in /api/node)"
 
 
 @app.command()
@@ -321,16 +375,21 @@ def bulk_load(
     batch: Annotated[int, typer.Option(help="rows per transaction")] = 20_000,
 ) -> None:
     """Load many identifiers straight into this node's store, with a progress bar."""
-    from iinode.node.loader import count_lines, read_rows
-    from iinode.node.service import BulkRegistrar, HandleService
+    from rich.markup import escape
+
+    from iinode.node.bulk import BulkRegistrar
+    from iinode.node.loader import LoadError, count_lines, read_numbered_rows
+    from iinode.node.service import HandleService
     from iinode.storage import open_store
 
     settings = NodeSettings.load(data_dir)
     total = max(count_lines(file) - (1 if file.suffix.lower() == ".csv" else 0), 0)
+    #: rows committed (written, skipped), the last line committed, the line reached
+    written = skipped = done_line = line = 0
 
-    async def run() -> tuple[int, int]:
+    async def run() -> None:
+        nonlocal written, skipped, done_line, line
         store = await open_store(settings.store_url, base_dir=data_dir)
-        written = skipped = 0
         try:
             registrar = BulkRegistrar(HandleService(settings, store), overwrite=overwrite)
             columns = (
@@ -342,22 +401,35 @@ def bulk_load(
             with Progress(*columns, console=console, transient=False) as progress:
                 task = progress.add_task(f"loading {file.name}", total=total)
                 rows = []
-                for handle, values in read_rows(file):
+                for line, handle, values in read_numbered_rows(file):
                     rows.append(registrar.encode(handle, values))
                     if len(rows) >= batch:
                         w, s = await registrar.write(rows)
-                        written, skipped = written + w, skipped + s
+                        written, skipped, done_line = written + w, skipped + s, line
                         progress.advance(task, len(rows))
                         rows = []
                 if rows:
                     w, s = await registrar.write(rows)
-                    written, skipped = written + w, skipped + s
+                    written, skipped, done_line = written + w, skipped + s, line
                     progress.advance(task, len(rows))
         finally:
             await store.close()
-        return written, skipped
 
-    written, skipped = asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except IinodeError as exc:
+        message = exc.message if isinstance(exc, HandleError) else str(exc)
+        if isinstance(exc, LoadError) and exc.line is not None:
+            line = exc.line  # the message names it already
+        elif line:
+            message = f"{file.name}:{line}: {message}"
+        committed = (
+            f"committed {written + skipped} rows through line {done_line} "
+            f"({written} loaded, {skipped} already there)"
+            if done_line
+            else "committed nothing"
+        )
+        fail(f"{escape(message)}\n{committed}; stopped at line {line or 1}")
     console.print(f"loaded {written} identifiers, skipped {skipped} that already existed")
 
 
@@ -411,9 +483,16 @@ def run() -> None:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(1)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if isinstance(exc, _usage_errors()):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """Click's usage-error classes: the installed click's and the copy typer may vendor."""
+    import click
+
+    found: set[type[Exception]] = {click.ClickException}
+    found.update(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    return tuple(found)

@@ -1,7 +1,8 @@
-"""``iinode monitor status|events|notices|issue|ack``: the monitoring views of one level."""
+"""``iinode monitor status|events|recent|event|notices|issue|ack``: one level's monitoring."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -88,6 +89,54 @@ def events(
     for start, count in data["points"]:
         table.add_row(_when(start), str(count))
     console.print(table)
+
+
+@app.command("recent")
+def recent(
+    node: NodeUrl,
+    kind: Annotated[str | None, typer.Option(help="only this event kind")] = None,
+    limit: Annotated[int, typer.Option(help="how many, newest first")] = 20,
+    secret: Secret = None,
+    admin: Admin = None,
+) -> None:
+    """The latest events at this level; ``monitor event`` shows one with its detail."""
+    params: dict[str, Any] = {"limit": limit}
+    if kind is not None:
+        params["kind"] = kind
+    data = run(_get(node, secret, admin, "events", **params))
+    table = Table("observed", "origin", "id", "kind", "severity", "detail", title="latest events")
+    for e in data["events"]:
+        where = "here" if "detail" in e else f"at {e['detail_at']}" if "detail_at" in e else "-"
+        table.add_row(_when(e["observed_at"]), e["origin"], e["id"], e["kind"], e["severity"],
+                      where)  # fmt: skip
+    console.print(table)
+
+
+@app.command("event")
+def event(
+    origin: Annotated[str, typer.Argument(help="the prefix of the node the event came from")],
+    event_id: Annotated[str, typer.Argument(help="the event id")],
+    node: NodeUrl,
+    wait: Annotated[
+        float, typer.Option(help="seconds to wait for a detail held further down")
+    ] = 10.0,
+    secret: Secret = None,
+    admin: Admin = None,
+) -> None:
+    """One event with its detail; a detail held below is fetched from there on demand."""
+    if wait < 0:
+        fail("--wait must not be negative")
+
+    async def go() -> Any:
+        async with await admin_client(node, secret, admin) as c:
+            return await c.monitoring("GET", f"events/{origin}/{event_id}", params={"wait": wait})
+
+    data = run(go())
+    pending = data.pop("pending", False)
+    asked = data.pop("requested_from", None)
+    console.print_json(json.dumps(data))
+    if pending:
+        console.print(f"detail requested from {asked}; not here after {wait:g} s, try again")
 
 
 @app.command("notices")

@@ -34,6 +34,17 @@ def simulate(
     register: Annotated[
         bool, typer.Option(help="register the machines at --node first (needs --secret)")
     ] = True,
+    mqtt_user: Annotated[
+        str, typer.Option("--mqtt-user", help="user name to give the MQTT broker")
+    ] = "iinode-sim",
+    mqtt_password: Annotated[
+        str | None,
+        typer.Option(
+            "--mqtt-password",
+            envvar="IINODE_MQTT_PASSWORD",
+            help="password to give the MQTT broker (the node's mqtt_password)",
+        ),
+    ] = None,
     secret: Secret = None,
     admin: Admin = None,
 ) -> None:
@@ -71,7 +82,14 @@ def simulate(
         sent = 0
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[points]} points"))  # fmt: skip
-        async with SparkplugSimulator(factory, host, port, node_id=f"sim{seed}") as sim:
+        async with SparkplugSimulator(
+            factory,
+            host,
+            port,
+            node_id=f"sim{seed}",
+            username=mqtt_user or None,
+            password=mqtt_password or None,
+        ) as sim:
             with Progress(*columns, console=console) as progress:
                 task = progress.add_task(f"{group} -> {host}:{port}", total=steps, points=0)
                 for _ in range(steps):

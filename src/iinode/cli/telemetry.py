@@ -7,8 +7,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from iinode.cli.common import NodeUrl, console, fail, run
-from iinode.client import NodeClient
+from iinode.cli.common import Admin, NodeUrl, Secret, console, fail, run
+from iinode.cli.equipment import reader_client
 
 app = typer.Typer(no_args_is_help=True, help="Stored telemetry of a node.")
 
@@ -25,6 +25,8 @@ def query(
     start: Annotated[str | None, typer.Option(help="ISO 8601 or epoch ms")] = None,
     end: Annotated[str | None, typer.Option(help="ISO 8601 or epoch ms")] = None,
     limit: Annotated[int, typer.Option(help="readings shown at most")] = 50,
+    secret: Secret = None,
+    admin: Admin = None,
 ) -> None:
     """History (default), --latest values, or aggregates by --interval."""
     if latest and interval is not None:
@@ -33,7 +35,7 @@ def query(
         fail("--interval needs --tag")
 
     async def go() -> dict[str, Any]:
-        async with NodeClient(node) as c:
+        async with await reader_client(node, secret, admin) as c:
             if latest:
                 return await c.telemetry(handle, "live")
             if interval is not None:

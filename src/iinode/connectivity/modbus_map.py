@@ -3,7 +3,8 @@
 A :class:`RegisterPoint` names a table (holding/input registers, coils,
 discrete inputs), a start address, a data type spanning one to four 16-bit
 registers, the byte order inside a register and the word order across
-registers, and a linear scaling ``value * scale + offset``.  A
+registers, and a linear scaling ``value * scale + offset`` or, for integer
+types, labels that turn codes into text (``0 -> "running"``).  A
 :class:`RegisterMap` checks the points (no overlaps, addresses in range,
 types that fit the table) and plans the fewest read requests.
 """
@@ -71,11 +72,20 @@ class RegisterPoint:
     offset: float = 0.0
     byte_order: str = "big"
     word_order: str = "big"
+    #: ``(code, text)`` pairs: the register holds a code, the tag gets the text.
+    labels: tuple[tuple[int, str], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "table", Table(self.table))
         object.__setattr__(self, "type", RegisterType(self.type))
         where = f"{self.equipment} {self.tag}"
+        if self.labels:
+            if LAYOUT[self.type][1] in ("", "f", "d") or self.scaled:
+                raise ValueInvalid(f"{where}: labels need an unscaled integer type")
+            codes = [c for c, _ in self.labels]
+            texts = [t for _, t in self.labels]
+            if len(set(codes)) != len(codes) or len(set(texts)) != len(texts):
+                raise ValueInvalid(f"{where}: label codes and texts must be unique")
         if self.table.is_bits != (self.type is RegisterType.BOOL):
             raise ValueInvalid(f"{where}: {self.type.value} does not fit {self.table.value}")
         if self.address < 0 or self.address + self.width > 65536:
@@ -102,6 +112,8 @@ class RegisterPoint:
             regs.reverse()
         raw = b"".join(r.to_bytes(2, "big" if self.byte_order == "big" else "little") for r in regs)
         (number,) = struct.unpack(">" + LAYOUT[self.type][1], raw)
+        if self.labels:
+            return dict(self.labels).get(number, str(number))
         if self.scaled:
             return float(number) * self.scale + self.offset
         return number  # type: ignore[no-any-return]
@@ -110,6 +122,11 @@ class RegisterPoint:
         """The registers (or bit) that hold ``value``: the inverse of :meth:`decode`."""
         if self.type is RegisterType.BOOL:
             return [int(bool(value))]
+        if isinstance(value, str) and self.labels:
+            codes = {text: code for code, text in self.labels}
+            if value not in codes:
+                raise ValueInvalid(f"{self.equipment} {self.tag}: {value!r} has no label code")
+            value = codes[value]
         if isinstance(value, str):
             raise ValueInvalid(f"{self.equipment} {self.tag}: text cannot go in registers")
         number: float = (float(value) - self.offset) / self.scale if self.scaled else value

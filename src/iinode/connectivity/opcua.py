@@ -3,7 +3,16 @@
 The connector maps configured nodes to equipment tags, subscribes to their
 data changes and publishes readings in batches.  If the server is unreachable
 or the session drops it retries with exponential back-off, counting failures.
-OPC UA status codes become qualities (good 192, uncertain 64, bad 0).
+OPC UA status codes become qualities (good 192, uncertain 64, bad 0).  On each
+session it reads the server's ``ServerStatus/BuildInfo`` (manufacturer,
+product, software version: what the asset inventory needs) and hands it to
+``on_build_info``.
+
+Data changes wait in a buffer of at most ``max_pending`` readings while the bus
+is slow (it applies back-pressure); changes that find it full are dropped and
+counted (``OpcUaStats.dropped``), with one warning per overflow episode.  A
+node the server refuses to monitor is logged and counted (``bad_nodes``); the
+others are read.
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,9 +30,10 @@ from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.common.node import Node
 from asyncua.server.server import Server
+from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.uaerrors import UaError
 
-from iinode.errors import TransportError
+from iinode.errors import TransportError, ValueInvalid
 from iinode.telemetry.bus import ReadingBus
 from iinode.telemetry.model import Quality, Reading, now_us, to_us
 from iinode.telemetry.simulator import Factory
@@ -50,6 +60,11 @@ class OpcUaSettings:
     reconnect_min: float = 0.2
     reconnect_max: float = 30.0
     health_interval: float = 1.0
+    max_pending: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.max_pending < 1:
+            raise ValueInvalid("max_pending must be at least 1")
 
 
 @dataclass(slots=True)
@@ -57,7 +72,41 @@ class OpcUaStats:
     connects: int = 0
     failures: int = 0
     changes: int = 0
+    #: Data changes dropped because the buffer (``max_pending``) was full.
+    dropped: int = 0
+    #: Readings handed to the bus.
+    readings: int = 0
+    #: Nodes the server refused to monitor in the last session.
+    bad_nodes: int = 0
     last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BuildInfo:
+    """An OPC UA server's ``ServerStatus/BuildInfo`` (Part 5, 12.4)."""
+
+    product_uri: str
+    manufacturer: str
+    product: str
+    software_version: str
+    build_number: str
+
+
+_BUILD_INFO = (
+    ObjectIds.Server_ServerStatus_BuildInfo_ProductUri,
+    ObjectIds.Server_ServerStatus_BuildInfo_ManufacturerName,
+    ObjectIds.Server_ServerStatus_BuildInfo_ProductName,
+    ObjectIds.Server_ServerStatus_BuildInfo_SoftwareVersion,
+    ObjectIds.Server_ServerStatus_BuildInfo_BuildNumber,
+)
+
+
+async def read_build_info(client: Client) -> BuildInfo:
+    """Read the connected server's BuildInfo variables (one Read request)."""
+    values = await client.read_values(
+        [client.get_node(ua.NodeId(ua.Int32(i))) for i in _BUILD_INFO]
+    )
+    return BuildInfo(*(v if isinstance(v, str) else "" for v in values))
 
 
 def quality_of(status: ua.StatusCode | None) -> Quality:
@@ -77,13 +126,25 @@ def _plain(value: Any) -> bool | int | float | str | None:
 class OpcUaConnector:
     """Runs until :meth:`stop`; start with ``asyncio.create_task(connector.run())``."""
 
-    def __init__(self, settings: OpcUaSettings, tags: Sequence[NodeTag], bus: ReadingBus) -> None:
+    def __init__(
+        self,
+        settings: OpcUaSettings,
+        tags: Sequence[NodeTag],
+        bus: ReadingBus,
+        *,
+        on_build_info: Callable[[BuildInfo], None] | None = None,
+    ) -> None:
         self.settings = settings
-        self.tags = {t.node_id: t for t in tags}
+        # keyed by the server's spelling of the id (``ns=0;i=5`` comes back as ``i=5``)
+        self.tags = {ua.NodeId.from_string(t.node_id).to_string(): t for t in tags}
         self.bus = bus
+        self.on_build_info = on_build_info
+        #: What the server said about itself in the last session.
+        self.build_info: BuildInfo | None = None
         self.stats = OpcUaStats()
         self.connected = asyncio.Event()
         self._pending: list[Reading] = []
+        self._overflowing = False
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
 
@@ -97,13 +158,20 @@ class OpcUaConnector:
         value = _plain(val)
         if tag is None or value is None:
             return
+        self.stats.changes += 1
+        if len(self._pending) >= self.settings.max_pending:
+            if not self._overflowing:
+                self._overflowing = True
+                log.warning("OPC UA %s: %d readings wait for the bus; dropping data changes",
+                            self.settings.endpoint, len(self._pending))  # fmt: skip
+            self.stats.dropped += 1
+            return
         dv = data.monitored_item.Value
         when = dv.SourceTimestamp or dv.ServerTimestamp
         time_us = to_us(when) if when is not None else now_us()
         self._pending.append(
             Reading(tag.equipment, tag.tag, time_us, value, quality_of(dv.StatusCode))
         )
-        self.stats.changes += 1
         self._wake.set()
 
     async def _forward(self) -> None:
@@ -111,8 +179,10 @@ class OpcUaConnector:
             await self._wake.wait()
             self._wake.clear()
             batch, self._pending = self._pending, []
+            self._overflowing = False
             if batch:
                 await self.bus.publish(batch)
+                self.stats.readings += len(batch)
 
     async def run(self) -> None:
         forwarder = asyncio.create_task(self._forward())
@@ -142,17 +212,27 @@ class OpcUaConnector:
             self._stopping.set()
             await forwarder
             if self._pending:
-                await self.bus.publish(self._pending)
-                self._pending = []
+                batch, self._pending = self._pending, []
+                await self.bus.publish(batch)
+                self.stats.readings += len(batch)
 
     async def _session(self) -> None:
         client = Client(self.settings.endpoint, timeout=self.settings.timeout)
         await client.connect()
         try:
             self.stats.connects += 1
+            await self._discover(client)
             nodes = [client.get_node(node_id) for node_id in self.tags]
             sub = await client.create_subscription(self.settings.publishing_ms, self)
-            await sub.subscribe_data_change(nodes)
+            results = await sub.subscribe_data_change(nodes)
+            refused = [(n, r) for n, r in zip(nodes, results, strict=True)
+                       if isinstance(r, ua.StatusCode)]  # fmt: skip
+            self.stats.bad_nodes = len(refused)
+            for node, status in refused:
+                log.warning("OPC UA %s: node %s is not monitored: %s", self.settings.endpoint,
+                            node.nodeid.to_string(), status.name)  # fmt: skip
+            if len(refused) == len(nodes):
+                raise TransportError(f"{self.settings.endpoint}: none of the nodes can be read")
             self.connected.set()
             while not self._stopping.is_set():
                 try:
@@ -162,6 +242,16 @@ class OpcUaConnector:
         finally:
             with contextlib.suppress(OSError, TimeoutError, UaError, ConnectionError):
                 await client.disconnect()
+
+    async def _discover(self, client: Client) -> None:
+        try:
+            info = await read_build_info(client)
+        except (UaError, TimeoutError) as exc:
+            log.info("OPC UA %s: no BuildInfo (%r)", self.settings.endpoint, exc)
+            return
+        self.build_info = info
+        if self.on_build_info is not None:
+            self.on_build_info(info)
 
 
 async def browse_variables(endpoint: str, session_timeout: float = 4.0) -> list[tuple[str, str]]:

@@ -4,6 +4,8 @@ The enterprise prefix is the Sparkplug group and each machine is a device
 named by its identifier's suffix, so the host maps ``spBv1.0/<prefix>/DDATA/
 <node>/<suffix>`` back to ``<prefix>/<suffix>``.  Only changed values are sent
 after the births; a rebirth request (NCMD) is answered with fresh births.
+A broker that asks for credentials (the embedded broker beyond loopback) gets
+``username`` and ``password``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ from iinode.telemetry.simulator import Factory
 
 log = logging.getLogger(__name__)
 
+#: CONNACK codes for refused credentials: MQTT 3.1.1 (4, 5) and 5 (134, 135).
+_BAD_CREDENTIALS = frozenset({4, 5, 134, 135})
+
+
+def _refused(exc: aiomqtt.MqttError) -> bool:
+    rc = getattr(exc, "rc", None)
+    return isinstance(exc, aiomqtt.MqttCodeError) and getattr(rc, "value", rc) in _BAD_CREDENTIALS
+
 
 class SparkplugSimulator:
     """Drives ``factory`` and publishes it through an MQTT broker at ``host:port``."""
@@ -35,12 +45,14 @@ class SparkplugSimulator:
         node_id: str = "sim",
         qos: int = 1,
         username: str | None = "iinode-sim",
+        password: str | None = None,
     ) -> None:
         self.factory = factory
         self.host = host
         self.port = port
         self.edge = EdgeNode(factory.prefix, node_id, qos=qos)
         self.username = username
+        self._password = password
         self.published = 0
         self._last: dict[str, dict[str, Any]] = {}
         self._client: aiomqtt.Client | None = None
@@ -56,14 +68,19 @@ class SparkplugSimulator:
             self.port,
             identifier=f"sim-{self.edge.group}-{self.edge.node_id}",
             username=self.username,
+            password=self._password,
             will=aiomqtt.Will(will.topic, will.payload, will.qos, will.retain),
         )
         try:
             await self._client.__aenter__()
         except aiomqtt.MqttError as exc:
             self._client = None
+            why = str(exc).strip()
+            if _refused(exc):
+                who = "anonymous clients" if self.username is None else f"user {self.username!r}"
+                why = f"it refused {who} (wrong or missing password)"
             raise TransportError(
-                f"cannot connect to the MQTT broker at {self.host}:{self.port}: {str(exc).strip()}"
+                f"cannot connect to the MQTT broker at {self.host}:{self.port}: {why}"
             ) from None
         try:
             topic = f"spBv1.0/{self.edge.group}/NCMD/{self.edge.node_id}"

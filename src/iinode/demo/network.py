@@ -2,13 +2,18 @@
 
 One top-level node (prefix 88), two provincial secondary nodes and four
 enterprise nodes in the seed's key industries, each a full node with its own
-SQLite store, HTTP API, metrics and monitoring, all in one process.  Each
+SQLite store, HTTP API, native Handle protocol (UDP+TCP, a ``NativeServer`` in
+threads), metrics and monitoring, all in one process.  Each
 enterprise also runs its telemetry pipeline with an embedded MQTT broker and a
 simulated factory publishing Sparkplug B into it; its machines are registered
 as identifiers over the telemetry API.  Delegations (carrying each child's
 HS_SECKEY, so the parent can authenticate its reports), registrations,
 monitoring reports, notices and acknowledgements all go over HTTP exactly as
-between separate machines.
+between separate machines.  Each delegation's HS_SITE lists the child's HTTP,
+TCP and UDP interfaces, so native resolution walks the hierarchy too.  The
+first enterprise also has a cell of two machines served over OPC UA and Modbus
+TCP (``FieldSimulator``), registered with connection details so the node's own
+connectors read them; every plant's Sparkplug edge node is registered too.
 """
 
 from __future__ import annotations
@@ -32,13 +37,17 @@ from rich.table import Table
 from iinode.api.app import build_resolver, create_app
 from iinode.api.extensions import NodeExtensions, mount_extensions
 from iinode.client import NodeClient
+from iinode.connectivity.sim_field import FieldSimulator
 from iinode.connectivity.sim_sparkplug import SparkplugSimulator
 from iinode.errors import ConfigurationError, IinodeError
 from iinode.identifiers import HandleName, HandleValue, Permissions, Prefix, SecKeyData, UrlData
 from iinode.monitoring.errors import MonitoringError
+from iinode.node.changes import COUNTER_FILE, ChangeCounter
 from iinode.node.service import BulkRegistrar, HandleService, site_from_url
 from iinode.node.settings import NodeSettings, Role
 from iinode.resolution import HttpResolver
+from iinode.resolution.native_client import NativeResolver
+from iinode.resolution.native_server import NativeServer
 from iinode.storage import SQLiteStore
 from iinode.telemetry.simulator import Factory, MachineSpec, ShiftCalendar
 
@@ -78,6 +87,12 @@ EQUIPMENT = {
     "medicine": ["REACTOR-01", "TABLET-PRESS-02", "BLISTER-03"],
 }
 
+#: The enterprise whose cell is read over OPC UA (first machine) and Modbus (second).
+FIELD_ENTERPRISE = "88.118.8"
+FIELD_MACHINES = ("CNC-OPCUA-11", "CNC-MODBUS-12")
+#: Ports after the handle ports: the cell's OPC UA and Modbus servers.
+FIELD_PORTS = 2
+
 #: Enterprises whose operators acknowledge the demo notice by themselves; the
 #: last one is left for ``iinode monitor ack``.
 AUTO_ACK = ("88.118.8", "88.118.9", "88.120.3")
@@ -101,32 +116,45 @@ class RunningNode:
     server: uvicorn.Server
     task: asyncio.Task[None]
     extensions: NodeExtensions
+    native: NativeServer
     factory: Factory | None = None
 
     @property
     def url(self) -> str:
         return self.settings.http_url
 
+    @property
+    def handle_port(self) -> int:
+        return self.native.port
+
     def client(self) -> NodeClient:
         return NodeClient(self.url, identity=f"300:0.NA/{self.spec.prefix}", secret=SECRET)
 
 
-def _check_ports(base: int, count: int) -> None:
+def _check_ports(base: int, count: int, udp_from: int) -> None:
+    """Every port must be free for TCP, and those from ``udp_from`` on for UDP too."""
     for port in range(base, base + count):
-        with socket.socket() as s:
-            # As the servers bind: a port held only by a closed connection (TIME_WAIT) is free.
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                raise ConfigurationError(
-                    f"port {port} is in use; pick another range with --base-port"
-                ) from None
+        kinds = [socket.SOCK_STREAM] + ([socket.SOCK_DGRAM] if port >= udp_from else [])
+        for kind in kinds:
+            with socket.socket(socket.AF_INET, kind) as s:
+                # As the servers bind: a port held only by a closed connection (TIME_WAIT) is free.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    raise ConfigurationError(
+                        f"port {port} is in use; pick another range with --base-port"
+                    ) from None
+
+
+def _enterprises() -> int:
+    return sum(1 for s in NETWORK if s.role is Role.ENTERPRISE)
 
 
 def ports_needed() -> int:
-    """HTTP ports for every node, then one MQTT port per enterprise."""
-    return len(NETWORK) + sum(1 for s in NETWORK if s.role is Role.ENTERPRISE)
+    """HTTP ports for every node, one MQTT port per enterprise, a handle port per node,
+    then the field cell's OPC UA and Modbus ports."""
+    return 2 * len(NETWORK) + _enterprises() + FIELD_PORTS
 
 
 @dataclass
@@ -141,11 +169,16 @@ class DemoNetwork:
     step_interval: float = 1.0
     nodes: dict[str, RunningNode] = field(default_factory=dict)
     simulated: int = 0
+    field_cell: FieldSimulator | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
+    @property
+    def first_handle_port(self) -> int:
+        return self.base_port + len(NETWORK) + _enterprises()
+
     async def __aenter__(self) -> DemoNetwork:
-        _check_ports(self.base_port, ports_needed())
+        _check_ports(self.base_port, ports_needed(), self.first_handle_port)
         data = self.data_dir or Path(
             self._stack.enter_context(tempfile.TemporaryDirectory(prefix="iinode-demo-"))
         )
@@ -166,18 +199,19 @@ class DemoNetwork:
 
     async def _boot(self, data: Path) -> None:
         mqtt_port = self.base_port + len(NETWORK)
-        urls: dict[str, str] = {}
         for n, spec in enumerate(NETWORK):
             url = f"http://127.0.0.1:{self.base_port + n}"
+            handle_port = self.first_handle_port + n
             if spec.parent is not None:
-                await self._delegate(spec, url)
+                await self._delegate(spec, url, handle_port)
             port = None
             if spec.role is Role.ENTERPRISE:
                 port, mqtt_port = mqtt_port, mqtt_port + 1
-            node = await self._start(spec, self.base_port + n, port, data, urls)
-            self.nodes[spec.prefix], urls[spec.prefix] = node, node.url
+            node = await self._start(spec, self.base_port + n, handle_port, port, data)
             self.console.print(
-                f"started {spec.role.value:<10} {spec.prefix:<9} {node.url}  {spec.name}"
+                f"started {spec.role.value:<10} {spec.prefix:<9} {node.url} "
+                f"udp+tcp:{node.handle_port}  {spec.name}",
+                highlight=False,
             )
         await self._register()
         await self._issue_notice()
@@ -185,19 +219,32 @@ class DemoNetwork:
         self._tasks.append(asyncio.create_task(self._operators()))
 
     async def _start(
-        self, spec: NodeSpec, port: int, mqtt_port: int | None, data: Path, urls: dict[str, str]
+        self, spec: NodeSpec, port: int, handle_port: int, mqtt_port: int | None, data: Path
     ) -> RunningNode:
+        parent = self.nodes[spec.parent] if spec.parent is not None else None
         settings = NodeSettings(
             role=spec.role, data_dir=data / spec.prefix, prefix=spec.prefix, http_port=port,
-            parent_url=urls.get(spec.parent or ""), name=spec.name,
+            handle_port=handle_port, name=spec.name,
+            parent_url=parent.url if parent else None,
+            parent_handle_port=parent.handle_port if parent else None,
             telemetry=mqtt_port is not None, mqtt_port=mqtt_port,
             report_secret=SECRET if spec.parent else None,
             heartbeat_interval=self.heartbeat, notice_interval=self.heartbeat,
             province=spec.province, industry=spec.industry,
         )  # fmt: skip
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = SQLiteStore(settings.data_dir / "handles.sqlite3", synchronous="NORMAL")
-        service = HandleService(settings, store)
+        # File-backed, so writes made here empty the native server's answer cache.
+        changes = self._stack.enter_context(
+            contextlib.closing(ChangeCounter(settings.data_dir / COUNTER_FILE))
+        )
+        service = HandleService(settings, store, changes=changes)
         await service.initialise(SECRET)
+        # The native front end has its own loop and UDP threads and its own store
+        # connection, like one worker process of ``iinode serve --handle-port``.
+        native = NativeServer(settings, host="127.0.0.1", port=handle_port, reuse_port=False)
+        self._stack.callback(native.stop)
+        await asyncio.to_thread(native.start)
         app = create_app(service, build_resolver(settings))
         extensions = await mount_extensions(app, settings, service)
         config = uvicorn.Config(
@@ -205,7 +252,7 @@ class DemoNetwork:
         )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
-        node = RunningNode(spec, settings, service, server, task, extensions)
+        node = RunningNode(spec, settings, service, server, task, extensions, native)
         self.nodes[spec.prefix] = node
         while not server.started:
             if task.done():
@@ -214,11 +261,12 @@ class DemoNetwork:
             await asyncio.sleep(0.02)
         return node
 
-    async def _delegate(self, spec: NodeSpec, url: str) -> None:
-        """``0.NA/<child>`` at the parent: where the child is, and its reporting secret."""
+    async def _delegate(self, spec: NodeSpec, url: str, handle_port: int) -> None:
+        """``0.NA/<child>`` at the parent: where the child is (HTTP, TCP and UDP
+        interfaces), and its reporting secret."""
         assert spec.parent is not None
         values = [
-            HandleValue(1, "HS_SITE", site_from_url(url)),
+            HandleValue(1, "HS_SITE", site_from_url(url, handle_port)),
             HandleValue(300, "HS_SECKEY", SecKeyData(SECRET.encode()),
                         permissions=Permissions.ADMIN_READ | Permissions.ADMIN_WRITE),
         ]  # fmt: skip
@@ -233,6 +281,10 @@ class DemoNetwork:
             async with node.client() as c:
                 for item in node.factory.equipment("sparkplug", f"{node.spec.prefix}/sim"):
                     await c.put_equipment(item.to_json())
+                edge = f"{node.spec.prefix}/plant"  # the simulator's Sparkplug edge node
+                await c.put_equipment({"id": edge, "kind": "controller", "connection": {
+                    "protocol": "sparkplug", "address": edge}})  # fmt: skip
+        await self._register_field_cell()
         with Progress(console=self.console, transient=True) as progress:
             task = progress.add_task(
                 "bulk-registering product identifiers", total=self.products * len(enterprises)
@@ -254,6 +306,26 @@ class DemoNetwork:
             f"registered {machines} machines and {self.products * len(enterprises)} products "
             f"in {len(enterprises)} enterprises"
         )
+
+    async def _register_field_cell(self) -> None:
+        """Serve the cell over OPC UA and Modbus; register it so the node reads it."""
+        node = self.nodes[FIELD_ENTERPRISE]
+        line = f"{FIELD_ENTERPRISE}/LINE-2"
+        machines = [
+            MachineSpec(id=f"{FIELD_ENTERPRISE}/{name}", line=line, cycle_s=30.0 + 5 * i)
+            for i, name in enumerate(FIELD_MACHINES)
+        ]
+        cell = Factory(FIELD_ENTERPRISE, machines, seed=11, start=datetime.now(UTC),
+                       calendar=ShiftCalendar())  # fmt: skip
+        port = self.base_port + ports_needed() - FIELD_PORTS
+        self.field_cell = FieldSimulator(cell, "127.0.0.1", port, port + 1)
+        await self.field_cell.__aenter__()
+        async with node.client() as c:
+            for item in self.field_cell.equipment():
+                await c.put_equipment(item.to_json())
+        connectors = node.extensions.telemetry.connectors
+        if connectors is not None:
+            connectors.poke()
 
     async def _issue_notice(self) -> None:
         notice = {
@@ -285,6 +357,9 @@ class DemoNetwork:
                     behind = (now - sim.factory.moment).total_seconds()
                     if behind > 0:
                         self.simulated += await sim.step(behind)
+                cell = self.field_cell
+                if cell is not None and (now - cell.factory.moment).total_seconds() > 0:
+                    await cell.step((now - cell.factory.moment).total_seconds())
 
     async def _operators(self) -> None:
         """Enterprise operators acknowledge the notice once it has reached them."""
@@ -306,8 +381,14 @@ class DemoNetwork:
                 waiting.discard(prefix)
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        pending = set(self._tasks)
+        while pending:
+            # Cancelled again if a library call inside swallowed the first cancellation.
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1.0)
+            if pending:
+                log.debug("demo tasks still running after cancel: %s", pending)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         for node in reversed(self.nodes.values()):
@@ -320,6 +401,10 @@ class DemoNetwork:
                 await node.task
             await node.service.store.close()
         self.nodes = {}
+        if self.field_cell is not None:
+            with contextlib.suppress(Exception):
+                await self.field_cell.__aexit__(None, None, None)
+            self.field_cell = None
         self._stack.close()
 
 
@@ -342,44 +427,62 @@ async def run_demo(
 
 
 async def _resolve_examples(nodes: dict[str, RunningNode], console: Console) -> None:
+    """One walk over REST and one over the native protocol, both from the top."""
     top = nodes["88"]
-    resolver = HttpResolver([site_from_url(top.url)])
+    http = HttpResolver([site_from_url(top.url)])
+    native = NativeResolver([site_from_url(top.url, top.handle_port)])
+    walks: list[tuple[str, str, HttpResolver | NativeResolver]] = [
+        ("88.118.8/PRESS-01", "HTTP", http),
+        ("88.120.5/REACTOR-01", "native", native),
+    ]
     try:
-        for handle in ("88.118.8/PRESS-01", "88.120.5/REACTOR-01"):
+        for handle, how, resolver in walks:
             started = time.perf_counter()
             resolved = await resolver.resolve(HandleName.parse(handle))
             ms = (time.perf_counter() - started) * 1000
             path = " -> ".join(f"{h.server} ({h.code.to_text()})" for h in resolved.chain)
             url = next((v.data.to_json()["value"] for v in resolved.values if v.type == "URL"), "")
-            console.print(f"resolved {handle} in {ms:.1f} ms: {url}")
+            console.print(f"resolved {handle} over {how} in {ms:.1f} ms: {url}")
             console.print(f"  path: {path}", highlight=False)
     finally:
-        await resolver.aclose()
+        await http.aclose()
+        await native.aclose()
+
+
+def howto(nodes: dict[str, RunningNode]) -> list[str]:
+    """The commands to try against the running network."""
+    top = nodes["88"]
+    ent = nodes["88.118.8"]
+    pharma = nodes["88.120.5"].url
+    auth = f"--secret {SECRET}"
+    return [
+        f"iinode resolve 88.118.8/PRESS-01 --node {top.url}",
+        f"iinode resolve --native 88.118.8/PRESS-01 --server 127.0.0.1:{top.handle_port}",
+        f"curl -L {top.url}/api/handles/88.120.3/INJECTION-01",
+        f"iinode equipment list --node {ent.url}",
+        f"iinode telemetry query 88.118.8/PRESS-01 --node {ent.url} --tag temperature"
+        " --interval 600",
+        f"iinode monitor status --node {top.url} {auth}",
+        f"iinode monitor notices --node {pharma} {auth}",
+        f"iinode monitor ack {NOTICE_ID} --node {pharma} {auth}",
+        f"iinode monitor notices --node {top.url} {auth}   (who has acknowledged)",
+        f"iinode simulate --node {ent.url} {auth} --steps 60",
+        f"curl {ent.url}/metrics ; open {top.url}/docs",
+    ]
 
 
 def _print_howto(nodes: dict[str, RunningNode], console: Console) -> None:
-    top = nodes["88"].url
-    ent = nodes["88.118.8"]
-    table = Table("node", "role", "prefix", "URL", "MQTT", title="the network")
+    table = Table("node", "role", "prefix", "URL", "native", "MQTT", title="the network")
     for node in nodes.values():
         mqtt = ""
         if node.extensions.telemetry is not None:
             mqtt = "{}:{}".format(*node.extensions.telemetry.mqtt_address)
-        table.add_row(node.spec.name, node.spec.role.value, node.spec.prefix, node.url, mqtt)
+        table.add_row(
+            node.spec.name, node.spec.role.value, node.spec.prefix, node.url,
+            f"127.0.0.1:{node.handle_port}", mqtt,
+        )  # fmt: skip
     console.print(table)
-    auth = f"--secret {SECRET}"
     console.print("try:")
-    console.print(f"  iinode resolve 88.118.8/PRESS-01 --node {top}")
-    console.print(f"  curl -L {top}/api/handles/88.120.3/INJECTION-01")
-    console.print(f"  iinode equipment list --node {ent.url}")
-    console.print(
-        f"  iinode telemetry query 88.118.8/PRESS-01 --node {ent.url}"
-        " --tag temperature --interval 600"
-    )
-    console.print(f"  iinode monitor status --node {top} {auth}")
-    console.print(f"  iinode monitor notices --node {nodes['88.120.5'].url} {auth}")
-    console.print(f"  iinode monitor ack {NOTICE_ID} --node {nodes['88.120.5'].url} {auth}")
-    console.print(f"  iinode monitor notices --node {top} {auth}   (who has acknowledged)")
-    console.print(f"  iinode simulate --node {ent.url} {auth} --steps 60")
-    console.print(f"  curl {ent.url}/metrics ; open {top}/docs")
+    for line in howto(nodes):
+        console.print(f"  {line}", highlight=False, soft_wrap=True)  # copied whole, not cut
     console.print(f"  admin identity of each node: 300:0.NA/<prefix>, secret {SECRET!r}")

@@ -169,7 +169,9 @@ class IndexedHandle:
     @classmethod
     def parse(cls, text: str) -> IndexedHandle:
         head, colon, rest = text.partition(":")
-        if not colon or not head.isdigit():
+        # isdecimal() alone admits other scripts' digits ("٣"); int() would then
+        # read them, and isdigit() admits "³", which int() refuses.
+        if not colon or not (head.isascii() and head.isdecimal()):
             raise InvalidHandle(f"{text!r} is not of the form index:prefix/suffix")
         index = int(head)
         if not 0 < index < 2**31:

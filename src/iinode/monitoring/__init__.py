@@ -12,6 +12,7 @@ from iinode.monitoring.errors import (
     FeedInvalid,
     MonitoringError,
     OutboxFull,
+    ReplyInvalid,
     ReportForbidden,
     ReportMalformed,
     ReportRefused,
@@ -45,6 +46,7 @@ from iinode.monitoring.receiver import (
 )
 from iinode.monitoring.sender import Backoff, ReportSender, SenderSettings
 from iinode.monitoring.store import EventStore, NodeStatus
+from iinode.monitoring.supervise import Supervised
 
 __all__ = [
     "CONTENT_TYPE",
@@ -73,6 +75,7 @@ __all__ = [
     "OutboxSettings",
     "Receipt",
     "ReceiverSettings",
+    "ReplyInvalid",
     "ReportBatch",
     "ReportForbidden",
     "ReportMalformed",
@@ -84,6 +87,7 @@ __all__ = [
     "ReportUnauthenticated",
     "SenderSettings",
     "Severity",
+    "Supervised",
     "basic_username",
     "children_of",
     "decode_batch",

@@ -1,7 +1,8 @@
 """Authentication of child nodes for the reporting API.
 
 The router takes any ``Authenticator``: an async callable from the HTTP Basic
-username and password to the prefix those credentials prove, or ``None``.  The
+username and password (and, as ``peer``, the client's address, for limits on
+failed attempts) to the prefix those credentials prove, or ``None``.  The
 identifier node plugs in its Handle-based check (``300:0.NA/<prefix>`` against
 the prefix's HS_SECKEY); ``MemoryAuthenticator`` is the in-memory one.
 """
@@ -12,12 +13,28 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from typing import Protocol
 from urllib.parse import quote, unquote
 
 from iinode.identifiers import Prefix
 
-Authenticator = Callable[[str, str], Awaitable[Prefix | None]]
+
+class Authenticator(Protocol):
+    """May raise ``ReportRefused`` (401) when ``peer`` is out of attempts."""
+
+    def __call__(
+        self, username: str, password: str, /, *, peer: str | None = None
+    ) -> Awaitable[Prefix | None]: ...
+
+
+class AdminCheck(Protocol):
+    """``True`` for a node administrator, ``False`` for anyone else, ``None`` if the
+    credentials do not authenticate; may raise ``ReportRefused`` like an ``Authenticator``."""
+
+    def __call__(
+        self, username: str, password: str, /, *, peer: str | None = None
+    ) -> Awaitable[bool | None]: ...
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -63,7 +80,9 @@ class MemoryAuthenticator:
         self._entries[user] = (hashlib.sha256(secret.encode()).digest(), prefix)
         return user
 
-    async def __call__(self, username: str, password: str) -> Prefix | None:
+    async def __call__(
+        self, username: str, password: str, /, *, peer: str | None = None
+    ) -> Prefix | None:
         entry = self._entries.get(username)
         digest = hashlib.sha256(password.encode()).digest()
         if entry is None:

@@ -7,6 +7,7 @@
         ├── OutboxFull                  the durable outbox reached its disk bound
         ├── EventInvalid                an event or notice does not validate
         ├── FeedInvalid                 a CVE feed file is not NVD JSON 2.0
+        ├── ReplyInvalid                a peer's 200 answer is not what was asked for
         └── ReportRefused               a report was refused (carries ``status``, ``reason``)
             ├── ReportMalformed         400: the body does not parse or validate
             ├── ReportUnauthenticated   401: no or wrong credentials
@@ -45,6 +46,14 @@ class EventInvalid(MonitoringError):
 
 class FeedInvalid(MonitoringError):
     """A CVE feed is not valid NVD CVE API 2.0 JSON."""
+
+
+class ReplyInvalid(MonitoringError):
+    """A peer answered 200 with something that is not the expected reply.
+
+    A receipt that does not parse or does not match the batch sent, a notice
+    list that is not one: nothing is acknowledged, and the request is retried.
+    """
 
 
 class ReportRefused(MonitoringError):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -36,20 +36,27 @@ def render(registry: CollectorRegistry) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class CallbackCollector(Collector):
-    """A gauge family whose samples are read from a callable at every scrape.
+    """A gauge (or counter) family whose samples are read from a callable at every scrape.
 
     ``read`` returns either a single number (when ``labels`` is empty) or a
-    mapping from label-value tuples to numbers.  An exception in ``read`` is not
-    swallowed: a scrape that cannot read the value fails loudly.
+    mapping from label-value tuples to numbers.  With ``counter`` the family is
+    a counter (``<name>_total``): for totals owned elsewhere that only go up.
+    An exception in ``read`` is not swallowed: a scrape that cannot read the
+    value fails loudly.
     """
 
     name: str
     documentation: str
     read: Callable[[], float | Samples]
     labels: tuple[str, ...] = ()
+    counter: bool = False
+
+    def _family(self) -> CounterMetricFamily | GaugeMetricFamily:
+        kind = CounterMetricFamily if self.counter else GaugeMetricFamily
+        return kind(self.name, self.documentation, labels=list(self.labels))
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(self.name, self.documentation, labels=list(self.labels))
+        family = self._family()
         value = self.read()
         if isinstance(value, int | float):
             if self.labels:
@@ -63,7 +70,49 @@ class CallbackCollector(Collector):
         yield family
 
     def describe(self) -> Iterable[Metric]:
-        return [GaugeMetricFamily(self.name, self.documentation, labels=list(self.labels))]
+        return [self._family()]
+
+
+#: Help texts of the native protocol server's node-wide counters, by the names
+#: ``iinode.resolution.read_native_counters`` returns (``NativeCounters`` fields).
+NATIVE_COUNTER_HELP: Mapping[str, str] = {
+    "requests": "Native protocol requests received, all worker processes.",
+    "fast_hits": "Native UDP requests answered from the fast-path answer cache.",
+    "protocol_errors": "Native protocol messages that did not parse (PROTOCOL_ERROR or closed).",
+    "dropped": "Native datagrams dropped (not packets, responses, or the slow path was full).",
+    "auth_failures": "Native challenge answers and session MACs refused.",
+    "internal_errors": "Native requests that failed inside the server.",
+    "sessions_opened": "Native protocol sessions set up.",
+}
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity, as the registry needs
+class CounterGroupCollector(Collector):
+    """Counter families whose totals are read together from one callable at every scrape.
+
+    For totals kept outside this process's registry that only go up (the native
+    workers' shared counter block): ``read`` returns ``{name: total}`` and each
+    name becomes the counter ``<prefix>_<name>_total``, with its help text from
+    ``documentation`` (names it lacks get a generic one).  Documented names that
+    ``read`` does not return are exposed as 0.  Exceptions in ``read`` propagate.
+    """
+
+    prefix: str
+    read: Callable[[], Mapping[str, float]]
+    documentation: Mapping[str, str]
+
+    def _family(self, name: str, value: float | None = None) -> CounterMetricFamily:
+        help_text = self.documentation.get(name) or f"{self.prefix} counter {name}."
+        return CounterMetricFamily(f"{self.prefix}_{name}", help_text, value=value)
+
+    def collect(self) -> Iterator[Metric]:
+        totals = self.read()
+        extra = sorted(set(totals) - set(self.documentation))
+        for name in [*self.documentation, *extra]:
+            yield self._family(name, float(totals.get(name, 0)))
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family(name) for name in self.documentation]
 
 
 @dataclass(slots=True)
@@ -79,9 +128,7 @@ class NodeMetrics:
     resolutions: Counter = field(init=False)
     resolution_errors: Counter = field(init=False)
     resolution_seconds: Histogram = field(init=False)
-    ingest_points: Counter = field(init=False)
     connector_up: Gauge = field(init=False)
-    kpi: Gauge = field(init=False)
     reports_received: Counter = field(init=False)
     reports_refused: Counter = field(init=False)
     events_accepted: Counter = field(init=False)
@@ -91,7 +138,11 @@ class NodeMetrics:
     batches_sent: Counter = field(init=False)
     events_sent: Counter = field(init=False)
     clock_skew: Gauge = field(init=False)
-    security_events: Counter = field(init=False)
+    dead_letters: Counter = field(init=False)
+    parent_refusing: Gauge = field(init=False)
+    task_failures: Counter = field(init=False)
+    notices_invalid: Counter = field(init=False)
+    label_mismatches: Counter = field(init=False)
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -107,17 +158,11 @@ class NodeMetrics:
             buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
             registry=r,
         )
-        self.ingest_points = Counter(
-            "iinode_ingest_points", "Telemetry points written to the store.", ["source"], registry=r
-        )
         self.connector_up = Gauge(
             "iinode_connector_up",
             "1 if a connector is connected, else 0.",
             ["connector"],
             registry=r,
-        )
-        self.kpi = Gauge(
-            "iinode_kpi", "Latest value of a KPI (ratio 0..1).", ["kpi", "line"], registry=r
         )
         self.reports_received = Counter(
             "iinode_monitoring_reports_received", "Report batches accepted.", ["child"], registry=r
@@ -153,8 +198,33 @@ class NodeMetrics:
             ["peer"],
             registry=r,
         )
-        self.security_events = Counter(
-            "iinode_security_events", "Security events raised.", ["kind", "severity"], registry=r
+        self.dead_letters = Counter(
+            "iinode_monitoring_dead_letters",
+            "Events the parent refused (400) moved to the dead-letter table.",
+            registry=r,
+        )
+        self.parent_refusing = Gauge(
+            "iinode_monitoring_parent_refusing",
+            "1 while the parent refuses this node's reports for this reason (401/403).",
+            ["reason"],
+            registry=r,
+        )
+        self.task_failures = Counter(
+            "iinode_monitoring_task_failures",
+            "Monitoring background loops that failed and were restarted.",
+            ["task"],
+            registry=r,
+        )
+        self.notices_invalid = Counter(
+            "iinode_monitoring_notices_invalid",
+            "Notices pulled from the parent that did not validate (skipped).",
+            registry=r,
+        )
+        self.label_mismatches = Counter(
+            "iinode_monitoring_label_mismatches",
+            "Events whose self-declared province/industry differed from this node's record.",
+            ["child"],
+            registry=r,
         )
 
     def add_callback(
@@ -163,9 +233,18 @@ class NodeMetrics:
         documentation: str,
         read: Callable[[], float | Samples],
         labels: tuple[str, ...] = (),
+        counter: bool = False,
     ) -> CallbackCollector:
-        """Register a gauge read at scrape time (store size, outbox depth, ...)."""
-        collector = CallbackCollector(name, documentation, read, labels)
+        """Register a gauge (or, with ``counter``, a counter) read at scrape time."""
+        collector = CallbackCollector(name, documentation, read, labels, counter)
+        self.registry.register(collector)
+        return collector
+
+    def add_counters(
+        self, prefix: str, read: Callable[[], Mapping[str, float]], documentation: Mapping[str, str]
+    ) -> CounterGroupCollector:
+        """Register counters whose totals are read at scrape time (native workers' block)."""
+        collector = CounterGroupCollector(prefix, read, documentation)
         self.registry.register(collector)
         return collector
 

@@ -10,17 +10,25 @@ when intervals are configured, the periodic work: a heartbeat upward every
 ``notice_interval``.  A node that ``answers_notices`` (an enterprise) checks
 each new notice against its assets and reports ``delivered`` or
 ``not_affected``; ``answer_notice`` records the operator's acknowledgement or
-completion.  Either way the state climbs as a ``notice_status`` event.
+completion.  Either way the state climbs as a ``notice_status`` event.  The
+first answer is derived from the board: every notice without an answer of this
+node is answered at each pull, so a notice whose answer failed (outbox full,
+inventory error, crash) is answered at the next one.
+
+Every node prunes remembered batch ids older than the replay window
+(``replay_window``, 24 h) every ``prune_interval``.  Each loop runs under a
+``Supervised`` (``tasks``): a failure is logged, counted and the loop restarted
+after a back-off.  With a notice interval the node also answers its parent's
+requests for event details every ``notice_interval`` (``answer_details``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -29,7 +37,8 @@ from iinode.errors import TransportError
 from iinode.identifiers import Prefix
 from iinode.monitoring.auth import Authenticator
 from iinode.monitoring.cpe import Cpe
-from iinode.monitoring.errors import EventInvalid, MonitoringError
+from iinode.monitoring.details import answer_detail_requests
+from iinode.monitoring.errors import EventInvalid, MonitoringError, OutboxFull
 from iinode.monitoring.events import Event, EventKind, Severity, new_event_id
 from iinode.monitoring.metrics import NodeMetrics
 from iinode.monitoring.notices import (
@@ -41,12 +50,16 @@ from iinode.monitoring.notices import (
     pull_notices,
     status_event,
 )
-from iinode.monitoring.outbox import Outbox, OutboxSettings
+from iinode.monitoring.outbox import Outbox, OutboxItem, OutboxSettings
 from iinode.monitoring.receiver import ChildCheck, ForwardPolicy, ReceiverSettings, ReportReceiver
-from iinode.monitoring.sender import Backoff, ReportSender, SenderSettings
+from iinode.monitoring.sender import ReportSender, SenderSettings
 from iinode.monitoring.store import EventStore
+from iinode.monitoring.supervise import Backoff, Supervised, sleep_or_stop
 
 log = logging.getLogger(__name__)
+
+#: Id prefix of the health events that announce dead letters.
+_ALARM_ID = "alarm.dead-letter."
 
 #: The assets a notice is checked against: ``(handle, kind, cpes)``.
 AssetList = Sequence[tuple[str, str, Sequence[Cpe]]]
@@ -78,6 +91,8 @@ class MonitoringSettings:
     heartbeat_interval: float | None = None
     notice_interval: float | None = None
     answers_notices: bool = False
+    replay_window: float = 24 * 3600.0
+    prune_interval: float = 3600.0
 
 
 class MonitoringNode:
@@ -109,7 +124,9 @@ class MonitoringNode:
         )
         forward = ForwardPolicy(self.outbox) if s.parent is not None else None
         self.receiver = ReportReceiver(
-            ReceiverSettings(s.node, is_child, skew_tolerance=s.skew_tolerance),
+            ReceiverSettings(
+                s.node, is_child, skew_tolerance=s.skew_tolerance, replay_window=s.replay_window
+            ),
             self.store,
             self.metrics,
             forward,
@@ -130,12 +147,17 @@ class MonitoringNode:
                 self.outbox,
                 self.client,
                 self.metrics,
-                backoff=Backoff(s.backoff_initial, 2.0, s.backoff_max),
+                backoff=self._backoff(),
                 clock=clock,
+                on_dead_letter=self._dead_lettered,
             )
         self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._periodic: list[asyncio.Task[None]] = []
+        #: The supervised loops of a started node, by name (``last_error`` of each).
+        self.tasks: dict[str, Supervised] = {}
+        self._running: list[asyncio.Task[None]] = []
+
+    def _backoff(self) -> Backoff:
+        return Backoff(self.settings.backoff_initial, 2.0, self.settings.backoff_max)
 
     def event(self, kind: EventKind, severity: Severity = Severity.INFO, **fields: object) -> Event:
         """A new event originating at this node, labelled with its province and industry."""
@@ -167,16 +189,47 @@ class MonitoringNode:
         parent = self.settings.parent
         if parent is None:
             return []
-        since = self.board.cursor("parent")
-        next_since, notices = await pull_notices(
-            self.client, parent.url, parent.username, parent.password, since
-        )
-        fresh = [n for n in notices if self.board.add(n)]
-        if self.settings.answers_notices:
-            for notice in fresh:
-                await self._first_answer(notice)
-        self.board.set_cursor("parent", next_since)
+        try:
+            since = self.board.cursor("parent")
+            next_since, notices = await pull_notices(
+                self.client, parent.url, parent.username, parent.password, since,
+                on_invalid=self._invalid_notice,
+            )  # fmt: skip
+            fresh = [n for n in notices if self.board.add(n)]
+            self.board.set_cursor("parent", next_since)
+        finally:  # answers left over from a failed earlier attempt, even if this pull failed
+            if self.settings.answers_notices:
+                await self.answer_pending()
         return fresh
+
+    async def answer_pending(self) -> int:
+        """Give the first answer to every notice on the board this node has not answered."""
+        pending = self.board.unanswered()
+        for notice in pending:
+            await self._first_answer(notice)
+        return len(pending)
+
+    def _invalid_notice(self, reason: str) -> None:
+        self.metrics.notices_invalid.inc()
+        log.warning("monitoring %s: skipped an invalid notice: %s", self.settings.node, reason)
+
+    def _dead_lettered(self, items: Sequence[OutboxItem], reason: str) -> None:
+        """Raise the alarm upward: a health event naming the refused events."""
+        keys = [i.key for i in items]
+        log.error("monitoring %s: parent refused %s: %s", self.settings.node, keys, reason)
+        if all(k.partition("|")[2].startswith(_ALARM_ID) for k in keys):
+            return  # a refused alarm raises no further alarm (no chain if the parent refuses all)
+        alarm = replace(
+            self.event(
+                EventKind.HEALTH, Severity.HIGH,
+                detail={"alarm": "dead_letter", "events": keys, "reason": reason[:500]},
+            ),
+            id=_ALARM_ID + new_event_id(),
+        )  # fmt: skip
+        try:
+            self.emit([alarm])
+        except OutboxFull as exc:
+            log.error("monitoring %s: dead-letter alarm not queued: %s", self.settings.node, exc)
 
     async def _first_answer(self, notice: Notice) -> None:
         assets: AssetList = await self.assets() if self.assets is not None else ()
@@ -210,44 +263,60 @@ class MonitoringNode:
 
     # -- running ------------------------------------------------------------------------
 
-    async def _every(self, interval: float, work: Callable[[], Awaitable[object]]) -> None:
-        while not self._stop.is_set():
-            try:
-                await work()
-                self.last_poll_error = ""
-            except (MonitoringError, TransportError) as exc:
-                self.last_poll_error = str(exc)
-                log.warning("monitoring %s: %s", self.settings.node, exc)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._stop.wait()
+    def _every(
+        self, name: str, interval: float, work: Callable[[], Awaitable[object]]
+    ) -> Supervised:
+        async def loop(stop: asyncio.Event) -> None:
+            while not stop.is_set():
+                try:
+                    await work()
+                    self.last_poll_error = ""
+                except (MonitoringError, TransportError) as exc:
+                    self.last_poll_error = str(exc)
+                    log.warning("monitoring %s %s: %s", self.settings.node, name, exc)
+                await sleep_or_stop(stop, interval)
+
+        return Supervised(name, loop, self.metrics, self._backoff())
+
+    async def answer_details(self) -> int:
+        """Answer the parent's requests for event details held here (or relay them)."""
+        parent = self.settings.parent
+        if parent is None:
+            return 0
+        return await answer_detail_requests(
+            self.client, parent.url, parent.username, parent.password, self.store,
+            node=self.settings.node.text, now=self.clock(),
+        )  # fmt: skip
 
     async def _beat(self) -> None:
         self.emit([self.heartbeat()])
 
+    async def _prune(self) -> None:
+        older_than = self.clock() - self.settings.replay_window
+        self.store.prune_batches(older_than)
+        self.store.prune_detail_requests(older_than)
+
     async def start(self) -> None:
         s = self.settings
+        if self._running:
+            return
         self._stop.clear()
-        if self.sender is not None and self._task is None:
-            self._task = asyncio.create_task(self.sender.run(self._stop))
-        if s.parent is not None and not self._periodic:
-            if s.heartbeat_interval is not None:
-                self._periodic.append(
-                    asyncio.create_task(self._every(s.heartbeat_interval, self._beat))
-                )
-            if s.notice_interval is not None:
-                self._periodic.append(
-                    asyncio.create_task(self._every(s.notice_interval, self.poll_notices))
-                )
+        tasks = [self._every("prune", s.prune_interval, self._prune)]
+        if self.sender is not None:
+            tasks.append(Supervised("sender", self.sender.run, self.metrics, self._backoff()))
+        if s.parent is not None and s.heartbeat_interval is not None:
+            tasks.append(self._every("heartbeat", s.heartbeat_interval, self._beat))
+        if s.parent is not None and s.notice_interval is not None:
+            tasks.append(self._every("notices", s.notice_interval, self.poll_notices))
+            tasks.append(self._every("details", s.notice_interval, self.answer_details))
+        self.tasks = {t.name: t for t in tasks}
+        self._running = [asyncio.create_task(t.run(self._stop)) for t in tasks]
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._periodic:
-            await asyncio.gather(*self._periodic, return_exceptions=True)
-            self._periodic = []
-        if self._task is not None:
-            await self._task
-            self._task = None
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+            self._running = []
 
     async def close(self) -> None:
         await self.stop()

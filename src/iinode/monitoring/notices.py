@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from iinode.errors import InvalidHandle, TransportError
 from iinode.identifiers import Prefix
 from iinode.monitoring.auth import basic_username
 from iinode.monitoring.cpe import Cpe
-from iinode.monitoring.errors import EventInvalid, ReportRefused
+from iinode.monitoring.errors import EventInvalid, ReplyInvalid, ReportRefused
 from iinode.monitoring.events import Event, EventKind, Severity
 from iinode.monitoring.inventory import Asset
 from iinode.monitoring.store import EventStore
@@ -195,6 +195,14 @@ class NoticeBoard:
             return None
         return NoticeState(row[0]), float(row[1]), list(orjson.loads(row[2]))
 
+    def unanswered(self) -> list[Notice]:
+        """Notices on the board that this node has not answered yet, oldest first."""
+        rows = self._db.execute(
+            "SELECT n.body FROM notices n LEFT JOIN local_states s ON s.id = n.id"
+            " WHERE s.id IS NULL ORDER BY n.seq"
+        ).fetchall()
+        return [Notice.from_json(orjson.loads(b)) for (b,) in rows]
+
     def cursor(self, name: str) -> int:
         row = self._db.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
         return 0 if row is None else int(row[0])
@@ -280,9 +288,21 @@ def status_event(
 
 
 async def pull_notices(
-    client: httpx.AsyncClient, parent_url: str, username: str, password: str, since: int = 0
+    client: httpx.AsyncClient,
+    parent_url: str,
+    username: str,
+    password: str,
+    since: int = 0,
+    *,
+    on_invalid: Callable[[str], None] | None = None,
 ) -> tuple[int, list[Notice]]:
-    """Fetch the notices for this node from its parent: ``(next_since, notices)``."""
+    """Fetch the notices for this node from its parent: ``(next_since, notices)``.
+
+    An answer that is not a notice list raises ``ReplyInvalid`` (the cursor
+    stays, the pull is retried).  A single notice that does not validate is
+    skipped and passed to ``on_invalid`` with the reason, so that one bad
+    entry cannot block every later notice.
+    """
     try:
         response = await client.get(
             parent_url.rstrip("/") + "/monitoring/notices",
@@ -295,8 +315,24 @@ async def pull_notices(
         raise ReportRefused.for_status(
             response.status_code, f"parent refused notice pull: {response.text[:200]}"
         )
-    data = response.json()
-    return int(data["next"]), [Notice.from_json(n) for n in data["notices"]]
+    try:
+        data = orjson.loads(response.content)
+        next_since = data["next"]
+        raw = data["notices"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ReplyInvalid(f"parent answered 200 without a notice list: {exc!r}") from None
+    if isinstance(next_since, bool) or not isinstance(next_since, int) or next_since < since:
+        raise ReplyInvalid(f"notice list cursor {next_since!r} is not an integer >= {since}")
+    if not isinstance(raw, list):
+        raise ReplyInvalid("notice list 'notices' is not a list")
+    notices: list[Notice] = []
+    for item in raw:
+        try:
+            notices.append(Notice.from_json(item))
+        except EventInvalid as exc:
+            if on_invalid is not None:
+                on_invalid(str(exc))
+    return next_since, notices
 
 
 def evaluate(notice: Notice, assets: Sequence[Asset]) -> tuple[NoticeState, list[str]]:

@@ -10,6 +10,11 @@ Disk use is bounded by ``max_events`` and ``max_bytes`` (payload bytes).  An
 enqueue that would exceed either bound raises ``OutboxFull``, writes nothing and
 raises the ``alarm`` flag; nothing already queued is ever dropped.  The alarm
 clears once the backlog falls below ``resume_ratio`` of both bounds.
+
+Events the parent refuses as malformed (the sender isolates them by bisection)
+are moved, in one transaction, to the ``dead_letters`` table of the same file
+with the parent's message (``dead_letter``); they no longer block the queue,
+stay inspectable (``dead_letters``) and can be queued again (``requeue_dead``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     key TEXT NOT NULL UNIQUE,
     body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    key TEXT PRIMARY KEY,
+    body BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
 );
 """
 
@@ -53,6 +64,16 @@ class OutboxItem:
     body: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event the parent refused, with the parent's message."""
+
+    key: str
+    body: bytes
+    reason: str
+    at: float
+
+
 class Outbox:
     """Durable FIFO of encoded events (see the module docstring)."""
 
@@ -60,7 +81,9 @@ class Outbox:
         self.settings = settings
         self._metrics = metrics
         self.path = None if str(settings.path) == ":memory:" else Path(settings.path).resolve()
-        self._db = sqlite3.connect(str(settings.path), isolation_level=None)
+        self._db = sqlite3.connect(
+            str(settings.path), isolation_level=None, check_same_thread=False
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA journal_size_limit=67108864")
@@ -85,6 +108,11 @@ class Outbox:
                 "iinode_monitoring_outbox_alarm",
                 "1 while the outbox is full.",
                 lambda: 1.0 if self.alarm else 0.0,
+            )
+            metrics.add_callback(
+                "iinode_monitoring_dead_letters_pending",
+                "Events the parent refused, held in the dead-letter table (alarm when > 0).",
+                self.dead_count,
             )
 
     @property
@@ -200,6 +228,40 @@ class Outbox:
             self._pending_bytes -= sum(len(i.body) for i in items)
         else:
             self._recount()
+
+    def dead_letter(self, items: Sequence[OutboxItem], reason: str, at: float) -> None:
+        """Move ``items`` from the queue to the dead-letter table, in one transaction."""
+        if not items:
+            return
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT OR REPLACE INTO dead_letters (key, body, reason, at) VALUES (?, ?, ?, ?)",
+                [(i.key, i.body, reason, at) for i in items],
+            )
+            db.executemany("DELETE FROM outbox WHERE seq = ?", [(i.seq,) for i in items])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._recount()
+
+    def dead_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
+
+    def dead_letters(self) -> list[DeadLetter]:
+        rows = self._db.execute(
+            "SELECT key, body, reason, at FROM dead_letters ORDER BY at, key"
+        ).fetchall()
+        return [DeadLetter(k, bytes(b), r, float(a)) for k, b, r, a in rows]
+
+    def requeue_dead(self) -> int:
+        """Queue every dead letter again (after the parent was fixed); returns how many."""
+        dead = self.dead_letters()
+        added = self.enqueue_raw([(d.key, d.body) for d in dead])
+        self._db.executemany("DELETE FROM dead_letters WHERE key = ?", [(d.key,) for d in dead])
+        return added
 
     def _recount(self) -> None:
         count, size = self._db.execute(

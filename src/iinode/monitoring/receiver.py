@@ -18,13 +18,21 @@ in ``ForwardPolicy``.  When the outbox shares the event store's SQLite file the
 events, their outbox rows and the batch id commit in one transaction; with
 separate files the outbox is written first, so a crash in between re-forwards
 (harmless upstream) instead of losing the event.
+
+Province and industry decide notice targeting and the aggregates, so they are
+not taken on a child's word when this node has its own record of the child
+(``NodeLabels``, from the delegation record): the child's own events get the
+recorded labels, events it forwards from below get the recorded province, and
+every event whose self-declared label differed is counted in
+``iinode_monitoring_label_mismatches_total{child}``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 from iinode.identifiers import Prefix
 from iinode.monitoring.errors import (
@@ -39,6 +47,8 @@ from iinode.monitoring.outbox import Outbox
 from iinode.monitoring.protocol import Receipt, decode_batch
 from iinode.monitoring.store import EventStore
 
+log = logging.getLogger(__name__)
+
 #: Decides whether a prefix is one of this node's delegated children.
 ChildCheck = Callable[[Prefix], bool]
 
@@ -47,6 +57,34 @@ def children_of(*prefixes: Prefix) -> ChildCheck:
     """A ``ChildCheck`` for a fixed set of delegated child prefixes."""
     allowed = frozenset(prefixes)
     return lambda p: p in allowed
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLabels:
+    """A child's province and industry as this node records them ("" = not recorded)."""
+
+    province: str = ""
+    industry: str = ""
+
+    def apply(self, events: Sequence[Event], child: Prefix) -> tuple[list[Event], int]:
+        """``events`` from ``child`` relabelled; and how many declared other labels.
+
+        The child's own events take both recorded labels; events it forwards
+        from nodes below take the recorded province (a provincial node reports
+        for its province only) and keep their industry.
+        """
+        out: list[Event] = []
+        mismatched = 0
+        for e in events:
+            province = self.province or e.province
+            industry = (self.industry or e.industry) if e.origin == child else e.industry
+            if province == e.province and industry == e.industry:
+                out.append(e)
+                continue
+            if (e.province and province != e.province) or (e.industry and industry != e.industry):
+                mismatched += 1
+            out.append(replace(e, province=province, industry=industry))
+        return out, mismatched
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +129,22 @@ class ReportReceiver:
     clock: Callable[[], float] = time.time
     refused: dict[str, int] = field(default_factory=dict)
 
-    def receive(self, identity: Prefix | None, body: bytes) -> Receipt:
-        """Check and store one report (see the module docstring)."""
+    def receive(
+        self, identity: Prefix | None, body: bytes, labels: NodeLabels | None = None
+    ) -> Receipt:
+        """Check and store one report (see the module docstring).
+
+        ``labels`` is this node's record of the child ``identity`` names, if any.
+        """
         try:
-            receipt = self._receive(identity, body)
+            receipt = self._receive(identity, body, labels)
         except ReportRefused as exc:
             self.refused[exc.reason] = self.refused.get(exc.reason, 0) + 1
             self.metrics.reports_refused.labels(exc.reason).inc()
             raise
         return receipt
 
-    def _receive(self, identity: Prefix | None, body: bytes) -> Receipt:
+    def _receive(self, identity: Prefix | None, body: bytes, labels: NodeLabels | None) -> Receipt:
         s = self.settings
         if identity is None:
             raise ReportUnauthenticated("report needs HTTP Basic credentials of a child node")
@@ -126,17 +169,25 @@ class ReportReceiver:
         skew = batch.sent_at - now
         alarm = abs(skew) > s.skew_tolerance
         self.metrics.clock_skew.labels(identity.text).set(skew)
+        events: Sequence[Event] = batch.events
+        if labels is not None:
+            events, mismatched = labels.apply(events, identity)
+            if mismatched:
+                self.metrics.label_mismatches.labels(identity.text).inc(mismatched)
+                log.warning(
+                    "%d events from %s declared labels other than %s/%s (recorded here)",
+                    mismatched, identity, labels.province, labels.industry,
+                )  # fmt: skip
         forward = self.forward
         accepted, duplicates = self.store.insert(
-            batch.events,
+            events,
             via=identity.text,
             batch_id=batch.batch_id,
             received_at=now,
             clock_skew=skew,
+            sent_at=batch.sent_at,
             forward=None if forward is None else forward.outbox,
-            upward=()
-            if forward is None
-            else [forward.upward_item(e, s.node) for e in batch.events],
+            upward=() if forward is None else [forward.upward_item(e, s.node) for e in events],
         )
         self.metrics.reports_received.labels(identity.text).inc()
         self.metrics.events_accepted.inc(accepted)

@@ -86,8 +86,13 @@ def observation_event(
     cpes: Sequence[Cpe] = (),
     source_ip: str | None = None,
     count: int = 1,
+    first_observed: float | None = None,
 ) -> Event:
-    """A security observation as a ``security`` event whose detail is a STIX bundle."""
+    """A security observation as a ``security`` event whose detail is a STIX bundle.
+
+    ``count`` observations between ``first_observed`` (default ``observed_at``)
+    and ``observed_at`` become one ``observed-data`` with ``number_observed``.
+    """
     identity = _node_identity(node)
     objects, _ = _asset_objects(asset, cpes, identity.id)
     refs = [o.id for o in objects if o.type == "software"]
@@ -102,7 +107,7 @@ def observation_event(
     observed = stix2.v21.ObservedData(
         id=_sid("observed-data", node.text, event_id),
         created_by_ref=identity.id,
-        first_observed=_ts(observed_at),
+        first_observed=_ts(observed_at if first_observed is None else first_observed),
         last_observed=_ts(observed_at),
         number_observed=count,
         object_refs=refs,

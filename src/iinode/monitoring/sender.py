@@ -1,21 +1,34 @@
 """Draining the outbox to the parent node: batching, back-off, at-least-once.
 
 ``ReportSender.send_once`` peeks the oldest batch, posts it with a fresh batch
-id, and acks the items only after the parent's 200 receipt; a crash anywhere in
-between leaves them queued, and the parent deduplicates the resend.  ``run``
-loops over it with exponential back-off (``Backoff``, pure) on transport errors,
-5xx and refusals, halving the batch on 413.  Nothing is ever dropped: a refused
-batch stays queued, the refusal is counted, and ``last_error`` says why.
+id, checks the parent's 200 receipt against the batch (same batch id,
+``accepted + duplicates`` equal to the events sent) and only then acks the
+items; a crash anywhere in between leaves them queued, and the parent
+deduplicates the resend.  An answer that is not such a receipt acks nothing.
+
+``run`` loops over it:
+
+* transport errors, 5xx, 429, 409 and bad receipts: exponential back-off
+  (``Backoff``), the same batch again;
+* 413: the batch is halved;
+* 400 (the parent refuses the content): the batch is bisected - halved until
+  the refused event is alone - and that single event is moved to the outbox's
+  dead-letter table with the parent's message, counted in
+  ``iinode_monitoring_dead_letters_total`` and reported through
+  ``on_dead_letter``; the rest keeps flowing;
+* 401/403 (a configuration problem: wrong secret, not delegated): back-off
+  and ``iinode_monitoring_parent_refusing{reason}`` is 1 until a batch is
+  accepted again.
+
+Nothing is ever dropped silently; ``last_error`` says what went wrong last.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import httpx
 import orjson
@@ -23,29 +36,22 @@ import orjson
 from iinode.errors import TransportError
 from iinode.identifiers import Prefix
 from iinode.monitoring.auth import basic_username
-from iinode.monitoring.errors import MonitoringError, ReportRefused, ReportTooLarge
+from iinode.monitoring.errors import (
+    MonitoringError,
+    ReplyInvalid,
+    ReportForbidden,
+    ReportMalformed,
+    ReportRefused,
+    ReportTooLarge,
+    ReportUnauthenticated,
+)
 from iinode.monitoring.metrics import NodeMetrics
-from iinode.monitoring.outbox import Outbox
+from iinode.monitoring.outbox import Outbox, OutboxItem
 from iinode.monitoring.protocol import Receipt, encode_batch, new_batch_id
+from iinode.monitoring.supervise import Backoff, sleep_or_stop
 
-
-@dataclass
-class Backoff:
-    """Exponential back-off with full jitter: ``uniform(0, min(maximum, initial*factor**n))``."""
-
-    initial: float = 0.1
-    factor: float = 2.0
-    maximum: float = 30.0
-    rng: random.Random = field(default_factory=random.Random)
-    failures: int = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.initial * self.factor**self.failures)
-        self.failures += 1
-        return self.rng.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.failures = 0
+#: Called with the dead-lettered items and the parent's message.
+DeadLetterHook = Callable[[Sequence[OutboxItem], str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,7 @@ class ReportSender:
         *,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
+        on_dead_letter: DeadLetterHook | None = None,
     ) -> None:
         self.settings = settings
         self.outbox = outbox
@@ -78,9 +85,14 @@ class ReportSender:
         self._clock = clock
         self._wake = asyncio.Event()
         self.batch_size = settings.batch_size
+        self.on_dead_letter = on_dead_letter
         self.last_error: MonitoringError | TransportError | None = None
         self.last_receipt: Receipt | None = None
         self.clock_offset: float | None = None
+        #: ``"unauthenticated"``/``"forbidden"`` while the parent refuses us, else "".
+        self.refusing = ""
+        self._inflight: list[OutboxItem] = []
+        self._isolate_through = 0  # bisecting until the batch ending at this seq is through
 
     def wake(self) -> None:
         """Tell a running sender that new events are queued."""
@@ -89,11 +101,13 @@ class ReportSender:
     async def send_once(self) -> int:
         """Send the oldest batch; returns events acked (0 if the outbox is empty)."""
         items = self.outbox.peek(self.batch_size)
+        self._inflight = items
         if not items:
             return 0
         s = self.settings
         sent_at = self._clock()
-        body = encode_batch(s.node, new_batch_id(), sent_at, [i.body for i in items])
+        batch_id = new_batch_id()
+        body = encode_batch(s.node, batch_id, sent_at, [i.body for i in items])
         try:
             response = await self._client.post(
                 s.url,
@@ -111,15 +125,25 @@ class ReportSender:
             if response.status_code >= 500 or response.status_code == 429:
                 raise TransportError(f"parent {s.url} answered {response.status_code}")
             raise _refusal(response)
-        receipt = Receipt.from_json(orjson.loads(response.content))
+        receipt = _receipt(response.content, batch_id, len(items))
         self.outbox.ack(items)
         self.last_receipt = receipt
         self.clock_offset = receipt.received_at - (sent_at + done) / 2
         self._count("ok")
+        self._accepted(items)
         if self._metrics is not None:
             self._metrics.events_sent.inc(len(items))
             self._metrics.clock_skew.labels("parent").set(self.clock_offset)
         return len(items)
+
+    def _accepted(self, items: Sequence[OutboxItem]) -> None:
+        if self.refusing:
+            if self._metrics is not None:
+                self._metrics.parent_refusing.labels(self.refusing).set(0)
+            self.refusing = ""
+        if self._isolate_through and items[-1].seq >= self._isolate_through:
+            self._isolate_through = 0
+            self.batch_size = self.settings.batch_size
 
     async def drain(self) -> int:
         """Send until the outbox is empty; errors propagate."""
@@ -127,6 +151,30 @@ class ReportSender:
         while n := await self.send_once():
             total += n
         return total
+
+    def refused_content(self, exc: ReportMalformed) -> None:
+        """The parent refused the last batch as malformed: bisect, or dead-letter one event."""
+        items = self._inflight
+        if not items:
+            return
+        if len(items) > 1:
+            self._isolate_through = max(self._isolate_through, items[-1].seq)
+            self.batch_size = max(1, len(items) // 2)
+            return
+        self.outbox.dead_letter(items, exc.message, self._clock())
+        self._isolate_through = 0  # the rest goes in full batches again (bisecting anew if needed)
+        self.batch_size = self.settings.batch_size
+        if self._metrics is not None:
+            self._metrics.dead_letters.inc(len(items))
+        if self.on_dead_letter is not None:
+            self.on_dead_letter(items, exc.message)
+
+    def _refused_config(self, exc: ReportRefused) -> None:
+        if self._metrics is not None:
+            if self.refusing and self.refusing != exc.reason:
+                self._metrics.parent_refusing.labels(self.refusing).set(0)
+            self._metrics.parent_refusing.labels(exc.reason).set(1)
+        self.refusing = exc.reason
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep the outbox drained until ``stop`` is set."""
@@ -137,9 +185,18 @@ class ReportSender:
                 self.last_error = exc
                 self.batch_size = max(1, self.batch_size // 2)
                 continue
-            except (ReportRefused, TransportError) as exc:
+            except ReportMalformed as exc:
                 self.last_error = exc
-                await _sleep_or_stop(stop, self.backoff.next_delay())
+                self.refused_content(exc)
+                continue
+            except (ReportUnauthenticated, ReportForbidden) as exc:
+                self.last_error = exc
+                self._refused_config(exc)
+                await sleep_or_stop(stop, self.backoff.next_delay())
+                continue
+            except (ReportRefused, ReplyInvalid, TransportError) as exc:
+                self.last_error = exc
+                await sleep_or_stop(stop, self.backoff.next_delay())
                 continue
             self.backoff.reset()
             if sent:
@@ -161,6 +218,26 @@ class ReportSender:
             self._metrics.batches_sent.labels(result).inc()
 
 
+def _receipt(content: bytes, batch_id: str, sent: int) -> Receipt:
+    """The parent's receipt, checked against the batch (``ReplyInvalid`` otherwise)."""
+    try:
+        receipt = Receipt.from_json(orjson.loads(content))
+    except (orjson.JSONDecodeError, ReportMalformed) as exc:
+        raise ReplyInvalid(f"parent answered 200 without a receipt: {exc}") from None
+    if receipt.batch_id != batch_id:
+        raise ReplyInvalid(f"receipt names batch {receipt.batch_id}, not {batch_id}")
+    if (
+        receipt.accepted < 0
+        or receipt.duplicates < 0
+        or receipt.accepted + receipt.duplicates != sent
+    ):
+        raise ReplyInvalid(
+            f"receipt counts {receipt.accepted} accepted + {receipt.duplicates} duplicates "
+            f"for {sent} events sent"
+        )
+    return receipt
+
+
 def _refusal(response: httpx.Response) -> ReportRefused:
     try:
         detail = str(orjson.loads(response.content).get("detail", ""))
@@ -171,6 +248,4 @@ def _refusal(response: httpx.Response) -> ReportRefused:
     )
 
 
-async def _sleep_or_stop(stop: asyncio.Event, delay: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=delay)
+__all__ = ["Backoff", "DeadLetterHook", "ReportSender", "SenderSettings"]

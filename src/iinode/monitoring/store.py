@@ -2,15 +2,25 @@
 
 SQLite (WAL, ``synchronous=FULL``); ``":memory:"`` works for tests.  Events are
 keyed by ``(origin, id)`` so a re-delivered event is counted as a duplicate and
-changes nothing.  Batch ids are remembered for the replay window so that a
-replayed request is recognised.  ``nodes`` keeps, per reporting origin, when it
+changes nothing.  Each batch id is stored with the later of its arrival and its
+``sent_at`` (a child whose clock runs ahead must not outlive the window);
+``prune_batches`` forgets ids older than the replay window, which the node
+runs every ``prune_interval`` (hourly).  A replay after that is refused by the
+receiver's ``sent_at`` check instead, so the table stays bounded by the
+batches of one window.  ``nodes`` keeps, per reporting origin, when it
 was last heard from, its province and industry (from its heartbeats) and the
 last clock skew measured on the child that delivered it.
+
+Details on demand: a summary names where its detail is held; this node asks
+the child that delivered the summary (``request_detail``), the child picks the
+request up when it next talks to this node (``detail_requests``) and answers
+with the full event, which ``fill_detail`` stores in place of the summary.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +53,13 @@ CREATE TABLE IF NOT EXISTS batches (
     batch_id TEXT PRIMARY KEY,
     child TEXT NOT NULL,
     received_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS detail_requests (
+    origin TEXT NOT NULL,
+    id TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    requested_at REAL NOT NULL,
+    PRIMARY KEY (origin, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS nodes (
     origin TEXT PRIMARY KEY,
@@ -94,6 +111,8 @@ class EventStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        #: Serialises write transactions on the connection (reports are stored in threads).
+        self._lock = threading.RLock()
 
     def close(self) -> None:
         self._db.close()
@@ -133,6 +152,7 @@ class EventStore:
         batch_id: str,
         received_at: float,
         clock_skew: float | None = None,
+        sent_at: float | None = None,
         forward: Outbox | None = None,
         upward: Sequence[tuple[str, bytes]] = (),
     ) -> tuple[int, int]:
@@ -179,12 +199,30 @@ class EventStore:
             entry[0] = max(entry[0], e.observed_at)
             if e.province or e.industry:
                 entry[1], entry[2] = e.province, e.industry
+        with self._lock:
+            return self._insert(
+                rows, latest, via, batch_id, received_at, clock_skew, sent_at, forward, upward
+            )
+
+    def _insert(
+        self,
+        rows: list[tuple[Any, ...]],
+        latest: dict[str, list[Any]],
+        via: str,
+        batch_id: str,
+        received_at: float,
+        clock_skew: float | None,
+        sent_at: float | None,
+        forward: Outbox | None,
+        upward: Sequence[tuple[str, bytes]],
+    ) -> tuple[int, int]:
         db = self._db
         added = size = 0
         items: Sequence[tuple[str, bytes]] = ()
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("INSERT INTO batches VALUES (?, ?, ?)", (batch_id, via, received_at))
+            kept_from = received_at if sent_at is None else max(received_at, sent_at)
+            db.execute("INSERT INTO batches VALUES (?, ?, ?)", (batch_id, via, kept_from))
             if forward is None:
                 cur = db.executemany(_INSERT_EVENT, rows)
                 accepted = cur.rowcount
@@ -239,9 +277,84 @@ class EventStore:
                 items.append(item)
         return len(items), items
 
+    # -- details on demand ----------------------------------------------------------------
+
+    def holder(self, origin: str, event_id: str) -> tuple[bool, str] | None:
+        """``(has_detail, via)`` of a stored event (``via``: the child it came from)."""
+        row = self._db.execute(
+            "SELECT detail IS NOT NULL, via FROM events WHERE origin = ? AND id = ?",
+            (origin, event_id),
+        ).fetchone()
+        return None if row is None else (bool(row[0]), str(row[1]))
+
+    def request_detail(self, origin: str, event_id: str, holder: str, at: float) -> None:
+        """Ask ``holder`` (a child) for the detail of a summary stored here."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO detail_requests VALUES (?, ?, ?, ?)",
+            (origin, event_id, holder, at),
+        )
+
+    def detail_requests(self, holder: str, limit: int = 100) -> list[tuple[str, str]]:
+        """Keys of the details this node waits for from ``holder``, oldest first."""
+        rows = self._db.execute(
+            "SELECT origin, id FROM detail_requests WHERE holder = ? ORDER BY requested_at LIMIT ?",
+            (holder, limit),
+        ).fetchall()
+        return [(str(o), str(i)) for o, i in rows]
+
+    def fill_detail(self, event: Event, holder: str) -> bool:
+        """Store the detail ``holder`` sent for a requested summary; False if not asked for.
+
+        The event must be the one summarised (same kind, severity and time).
+        """
+        if event.detail is None:
+            return False
+        origin, event_id = event.key
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                asked = db.execute(
+                    "SELECT 1 FROM detail_requests WHERE origin = ? AND id = ? AND holder = ?",
+                    (origin, event_id, holder),
+                ).fetchone()
+                cur = db.execute(
+                    "UPDATE events SET detail = ?, detail_at = NULL WHERE origin = ? AND id = ?"
+                    " AND detail IS NULL AND via = ? AND kind = ? AND severity = ?"
+                    " AND observed_at = ?",
+                    (
+                        orjson.dumps(event.detail).decode(), origin, event_id, holder,
+                        event.kind.value, int(event.severity), event.observed_at,
+                    ),
+                ) if asked else None  # fmt: skip
+                filled = cur is not None and cur.rowcount == 1
+                if filled:
+                    db.execute(
+                        "DELETE FROM detail_requests WHERE origin = ? AND id = ?",
+                        (origin, event_id),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return filled
+
     def prune_batches(self, older_than: float) -> int:
-        cur = self._db.execute("DELETE FROM batches WHERE received_at < ?", (older_than,))
+        """Forget batch ids kept from before ``older_than``; returns how many."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM batches WHERE received_at < ?", (older_than,))
         return cur.rowcount
+
+    def prune_detail_requests(self, older_than: float) -> int:
+        """Drop detail requests no child answered since ``older_than``."""
+        with self._lock:
+            cur = self._db.execute(
+                "DELETE FROM detail_requests WHERE requested_at < ?", (older_than,)
+            )
+        return cur.rowcount
+
+    def batch_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM batches").fetchone()[0])
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -294,6 +407,20 @@ class EventStore:
                 if v is not None
             }
         )
+
+    def recent(
+        self, limit: int = 50, *, kind: EventKind | None = None, origin: str | None = None
+    ) -> list[Event]:
+        """The latest events by ``observed_at`` (as stored: summaries stay summaries)."""
+        where, args = _filters(None, None, kind)
+        if origin is not None:
+            where += (" AND" if where else " WHERE") + " origin = ?"
+            args = (*args, origin)
+        rows = self._db.execute(
+            f"SELECT origin, id FROM events{where} ORDER BY observed_at DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [e for o, i in rows if (e := self.get(o, i)) is not None]
 
     def counts(
         self,

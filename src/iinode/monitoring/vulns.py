@@ -7,7 +7,11 @@ package ships a small real sample of industrial-control entries
 configuration is a list of nodes joined by its ``operator`` (AND/OR), each node
 a list of ``cpeMatch`` criteria with optional version ranges; only criteria
 marked ``vulnerable`` produce findings.  Scores are recomputed from the vector
-with the ``cvss`` library, not copied from the feed.
+with the ``cvss`` library, not copied from the feed: CVSS v3.1, else v3.0, else
+v4.0, else v2 (older and newer NVD entries carry only one of these), the
+``Primary`` metric of a version before a ``Secondary`` one.  v3 and v4 share
+the qualitative ratings; a v2 score is rated low/medium/high by the v2 table
+(it has no "critical").
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from cvss import CVSS3, CVSSError
+from cvss import CVSS2, CVSS3, CVSS4, CVSSError
 
 from iinode.monitoring.cpe import ANY, Cpe, version_in_range
 from iinode.monitoring.errors import FeedInvalid
@@ -31,6 +35,13 @@ _RANGES = (
     "versionStartExcluding",
     "versionEndIncluding",
     "versionEndExcluding",
+)
+#: NVD metric keys, in order of preference, with the scorer of each.
+_METRICS: tuple[tuple[str, str, type[CVSS2] | type[CVSS3] | type[CVSS4]], ...] = (
+    ("cvssMetricV31", "3.1", CVSS3),
+    ("cvssMetricV30", "3.0", CVSS3),
+    ("cvssMetricV40", "4.0", CVSS4),
+    ("cvssMetricV2", "2.0", CVSS2),
 )
 
 
@@ -95,6 +106,8 @@ class CveEntry:
     severity: Severity
     cwes: tuple[str, ...]
     configurations: tuple[tuple[str, tuple[ConfigNode, ...]], ...]
+    #: CVSS version the score was computed with ("3.1", "3.0", "4.0", "2.0"; "" if none).
+    cvss_version: str = ""
 
     def affected(self, names: Sequence[Cpe]) -> list[Cpe]:
         """The names this entry marks vulnerable (empty if none)."""
@@ -151,17 +164,27 @@ class CveFeed:
         return sorted(hits, key=lambda h: (-h[0].score, h[0].id))
 
 
+def _score(metrics: dict[str, Any]) -> tuple[str | None, str, float, Severity]:
+    """``(vector, version, base score, rating)`` of the preferred CVSS metric."""
+    for key, version, scorer in _METRICS:
+        entries = metrics.get(key) or []
+        chosen = next((m for m in entries if m.get("type", "Primary") == "Primary"), None)
+        if chosen is None and entries:
+            chosen = entries[0]
+        if chosen is None:
+            continue
+        vector = str(chosen["cvssData"]["vectorString"])
+        score = float(scorer(vector).base_score)
+        if scorer is CVSS2:
+            rating = Severity.HIGH if score >= 7.0 else Severity.from_cvss(score)
+        else:
+            rating = Severity.from_cvss(score)
+        return vector, version, score, rating
+    return None, "", 0.0, Severity.INFO
+
+
 def _entry(cve: dict[str, Any]) -> CveEntry:
-    vector, score = None, 0.0
-    metrics = cve.get("metrics", {})
-    for key in ("cvssMetricV31", "cvssMetricV30"):
-        for metric in metrics.get(key, []):
-            if metric.get("type", "Primary") == "Primary" or vector is None:
-                vector = metric["cvssData"]["vectorString"]
-        if vector:
-            break
-    if vector is not None:
-        score = float(CVSS3(vector).base_score)
+    vector, version, score, severity = _score(cve.get("metrics", {}))
     description = next(
         (d["value"] for d in cve.get("descriptions", []) if d.get("lang") == "en"), ""
     )
@@ -198,7 +221,8 @@ def _entry(cve: dict[str, Any]) -> CveEntry:
         published=str(cve.get("published", "")),
         vector=vector,
         score=score,
-        severity=Severity.from_cvss(score),
+        severity=severity,
         cwes=cwes,
         configurations=configurations,
+        cvss_version=version,
     )

@@ -1,30 +1,38 @@
 """Authentication and authorisation, shared by every front end.
 
 Identities are ``index:handle`` references (``300:0.NA/88.118.8``).  An
-identity authenticates with the secret whose salted PBKDF2 hash is stored in
-the HS_SECKEY value at that index.  An operation on a handle is allowed when an
-HS_ADMIN value of the handle (or, to create one, of the prefix record
-``0.NA/<prefix>``) grants the needed bit to the identity, directly or through
-an HS_VLIST group, or when the identity is an administrator of the node.
+identity authenticates with the secret whose SCRAM verifier (``node.verifier``)
+is stored in the HS_SECKEY value at that index, or with the private key of the
+HS_PUBKEY there.  An operation on a handle is allowed when an HS_ADMIN value of
+the handle (or, to create one, of the prefix record ``0.NA/<prefix>``) grants
+the needed bit to the identity, directly or through an HS_VLIST group, or when
+the identity is an administrator of the node.
 
 Two ways to prove an identity, one per front end:
 
-* REST: HTTP Basic with the secret itself (``Authorizer.authenticate``).
+* REST: HTTP Basic with the secret itself (``Authorizer.authenticate``).  The
+  PBKDF2 derivation runs in a worker thread, never on the event loop.
 * Native protocol: challenge-response (``Authorizer.verify_answer``).  For an
-  HS_SECKEY the answer is ``HMAC-SHA256(K, nonce || request digest)`` where
-  ``K`` is the stored PBKDF2 hash (the client derives it from its secret with
-  the salt and iterations the challenge tells it), so the server never needs
-  the plain secret.  For an HS_PUBKEY the answer is a signature (RSA PKCS#1
+  HS_SECKEY the answer is the SCRAM proof ``ClientKey XOR HMAC(StoredKey,
+  nonce || request digest)``; the client derives ``ClientKey`` from its secret
+  with the salt and iterations the challenge announces (``kdf``
+  ``SCRAM-SHA-256``).  For an HS_PUBKEY the answer is a signature (RSA PKCS#1
   v1.5 or DSA, SHA-256) over ``nonce || request digest``, checked against the
   key in the RFC 3651 encoding.
+
+Every failure says the same thing whether the identity exists or not, an
+unknown identity costs the same derivation as a known one (a decoy verifier),
+and failures are counted per source address (``node.ratelimit``): a source
+out of attempts is refused before any secret is checked.
 """
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import hashlib
 import hmac
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -45,98 +53,64 @@ from iinode.identifiers import (
     VListData,
 )
 from iinode.identifiers.wire import WireReader, WireWriter
+from iinode.node.ratelimit import FailureLimiter, FailureLimits, retry_text
+from iinode.node.verifier import (
+    ITERATIONS,
+    MAX_ITERATIONS,
+    MIN_ITERATIONS,
+    SCHEME,
+    ClientKeys,
+    SecretVerifier,
+)
 
-HASH_SCHEME = b"PBKDF2-HMAC-SHA256"
-HASH_ITERATIONS = 50_000
+HASH_ITERATIONS = ITERATIONS
 _MAX_GROUP_DEPTH = 4
 
 #: Authentication types of a challenge answer (RFC 3652 s3.5.2).
 SECKEY_AUTH = "HS_SECKEY"
 PUBKEY_AUTH = "HS_PUBKEY"
 #: Name of the key derivation announced in a challenge.
-KDF_NAME = HASH_SCHEME.decode()
+KDF_NAME = SCHEME
 #: Names of the public-key encodings of RFC 3651 (HS_PUBKEY data).
 RSA_KEY_TYPE = "RSA_PUB_KEY"
 DSA_KEY_TYPE = "DSA_PUB_KEY"
 SIGNATURE_HASH = "SHA-256"
-_MAX_ITERATIONS = 10_000_000
 
 PublicKey = rsa.RSAPublicKey | dsa.DSAPublicKey
 PrivateKey = rsa.RSAPrivateKey | dsa.DSAPrivateKey
 
 #: Fetches a record (or None) by handle: the authoriser's only view of the store.
 RecordLookup = Callable[[HandleName], Awaitable[Record | None]]
+#: Successful (identity, secret) checks remembered, so a client repeating its
+#: HTTP Basic credentials does not pay a derivation per request.
+_VERIFIED_CACHE = 10_000
 
 
 def hash_secret(
     secret: str, *, iterations: int = HASH_ITERATIONS, salt: bytes | None = None
 ) -> bytes:
-    """The stored form of an HS_SECKEY secret: ``PBKDF2-HMAC-SHA256$iter$salt$hash``."""
-    salt = os.urandom(16) if salt is None else salt
-    digest = hashlib.pbkdf2_hmac("sha256", secret.encode("utf-8"), salt, iterations)
-    return b"$".join(
-        [HASH_SCHEME, str(iterations).encode(), base64.b64encode(salt), base64.b64encode(digest)]
-    )
-
-
-def is_hashed(raw: bytes) -> bool:
-    return raw.startswith(HASH_SCHEME + b"$")
-
-
-def verify_secret(secret: str, stored: bytes) -> bool:
-    if not is_hashed(stored):
-        return hmac.compare_digest(secret.encode("utf-8"), stored)
-    try:
-        _, iterations, salt, digest = stored.split(b"$")
-        expected = base64.b64decode(digest)
-        actual = hashlib.pbkdf2_hmac(
-            "sha256", secret.encode(), base64.b64decode(salt), int(iterations)
-        )
-    except ValueError:
-        return False
-    return hmac.compare_digest(actual, expected)
+    """The stored form of an HS_SECKEY secret: its SCRAM verifier."""
+    return SecretVerifier.create(secret, iterations=iterations, salt=salt).to_bytes()
 
 
 @dataclass(frozen=True, slots=True)
 class KeyDerivation:
-    """How a client turns its secret into the key a hashed HS_SECKEY holds."""
+    """How a client turns its secret into the keys behind an HS_SECKEY verifier."""
 
     salt: bytes
     iterations: int
 
 
-def stored_derivation(stored: bytes) -> KeyDerivation | None:
-    """The PBKDF2 parameters of a stored secret; ``None`` for a plain-text secret."""
-    if not is_hashed(stored):
-        return None
-    try:
-        _, iterations, salt, _digest = stored.split(b"$")
-        return KeyDerivation(base64.b64decode(salt, validate=True), int(iterations))
-    except ValueError:
-        return None
-
-
-def _stored_key(stored: bytes) -> bytes:
-    if not is_hashed(stored):
-        return stored
-    try:
-        return base64.b64decode(stored.split(b"$")[3], validate=True)
-    except (ValueError, IndexError):
-        return b""
-
-
-def derive_key(secret: str, derivation: KeyDerivation | None) -> bytes:
-    """The challenge key of a secret: its PBKDF2 hash, or the secret itself if stored plain."""
-    if derivation is None:
-        return secret.encode("utf-8")
-    if not 0 < derivation.iterations <= _MAX_ITERATIONS:
+def derive_keys(secret: str, derivation: KeyDerivation) -> ClientKeys:
+    """The client keys of ``secret`` under the derivation a challenge announced."""
+    if not MIN_ITERATIONS <= derivation.iterations <= MAX_ITERATIONS:
         raise AuthenticationFailed(f"refusing {derivation.iterations} PBKDF2 iterations")
-    return hashlib.pbkdf2_hmac("sha256", secret.encode(), derivation.salt, derivation.iterations)
+    return ClientKeys.derive(secret, derivation.salt, derivation.iterations)
 
 
-def seckey_answer(key: bytes, nonce: bytes, request_digest: bytes) -> bytes:
-    """The answer to a challenge with an HS_SECKEY: HMAC-SHA256(key, nonce || digest)."""
-    return hmac.new(key, nonce + request_digest, hashlib.sha256).digest()
+def seckey_answer(keys: ClientKeys, nonce: bytes, request_digest: bytes) -> bytes:
+    """The answer to a challenge with an HS_SECKEY: the SCRAM client proof."""
+    return keys.proof(nonce + request_digest)
 
 
 def _int_bytes(n: int) -> bytes:
@@ -218,13 +192,28 @@ class Credentials:
     secret: str
 
 
+#: Told of each failed authentication: ``(channel, identity text, peer address or None)``.
+AuthFailureObserver = Callable[[str, str, str | None], None]
+
+
 class Authorizer:
     """Checks identities and HS_ADMIN permissions against records in a store."""
 
-    def __init__(self, lookup: RecordLookup, node_admins: frozenset[IndexedHandle]) -> None:
+    def __init__(
+        self,
+        lookup: RecordLookup,
+        node_admins: frozenset[IndexedHandle],
+        *,
+        limits: FailureLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._lookup = lookup
         self._node_admins = node_admins
-        self._verified: dict[tuple[str, bytes], bool] = {}
+        #: Observers of failed authentications (monitoring); they must not raise.
+        self.failure_observers: list[AuthFailureObserver] = []
+        #: Failed authentications per source address.
+        self.limiter = FailureLimiter(limits, clock)
+        self._verified: set[bytes] = set()
         self._decoy = os.urandom(32)
 
     async def _key_value(self, identity: IndexedHandle) -> HandleValue | None:
@@ -236,21 +225,37 @@ class Authorizer:
             return None
         return next((v for v in record if v.index == identity.index), None)
 
+    async def _verifier(self, identity: IndexedHandle) -> SecretVerifier | None:
+        value = await self._key_value(identity)
+        if value is None or not isinstance(value.data, SecKeyData):
+            return None
+        return SecretVerifier.parse_or_none(value.data.raw)
+
+    def _decoy_verifier(self, identity: IndexedHandle) -> SecretVerifier:
+        """A verifier no secret matches, stable per identity, as costly as a real one."""
+        seed = hmac.new(self._decoy, str(identity).encode(), hashlib.sha256).digest()
+        return SecretVerifier(HASH_ITERATIONS, seed[:16], seed, seed)
+
+    def _check_limit(self, peer: str | None) -> None:
+        wait = self.limiter.retry_after(peer)
+        if wait > 0:
+            raise AuthenticationFailed(
+                f"too many failed authentications from {peer}; try again in {retry_text(wait)}"
+            )
+
+    def _refuse(self, identity: IndexedHandle, peer: str | None) -> AuthenticationFailed:
+        self.limiter.failed(peer)
+        return AuthenticationFailed(f"authentication as {identity} failed")
+
     async def key_derivation(self, identity: IndexedHandle) -> KeyDerivation | None:
         """Parameters a challenge announces for ``identity``'s HS_SECKEY.
 
-        An identity without a hashed HS_SECKEY gets stable made-up parameters, so
-        the challenge does not tell who exists.
+        An identity without a usable HS_SECKEY gets stable made-up parameters, so
+        the challenge does not tell who exists.  (Never ``None`` any more; the
+        type stays for callers written against the plain-secret scheme.)
         """
-        value = await self._key_value(identity)
-        if value is not None and isinstance(value.data, SecKeyData):
-            if not is_hashed(value.data.raw):
-                return None
-            derivation = stored_derivation(value.data.raw)
-            if derivation is not None:
-                return derivation
-        salt = hmac.new(self._decoy, str(identity).encode(), hashlib.sha256).digest()[:16]
-        return KeyDerivation(salt, HASH_ITERATIONS)
+        verifier = await self._verifier(identity) or self._decoy_verifier(identity)
+        return KeyDerivation(verifier.salt, verifier.iterations)
 
     async def verify_answer(
         self,
@@ -259,47 +264,60 @@ class Authorizer:
         nonce: bytes,
         request_digest: bytes,
         answer: bytes,
+        *,
+        peer: str | None = None,
     ) -> IndexedHandle:
         """Check a challenge answer (HS_SECKEY or HS_PUBKEY); return the identity or raise."""
-        value = await self._key_value(identity)
+        self._check_limit(peer)
         if auth_type == SECKEY_AUTH:
-            if value is None or not isinstance(value.data, SecKeyData):
-                raise AuthenticationFailed(f"identity {identity} has no HS_SECKEY")
-            key = _stored_key(value.data.raw)
-            expected = seckey_answer(key, nonce, request_digest)
-            if not key or not hmac.compare_digest(expected, answer):
-                raise AuthenticationFailed(f"wrong challenge answer for identity {identity}")
+            verifier = await self._verifier(identity)
+            if verifier is None or not verifier.check_proof(nonce + request_digest, answer):
+                raise self._refuse(identity, peer)
             return identity
         if auth_type == PUBKEY_AUTH:
+            value = await self._key_value(identity)
             if value is None or not isinstance(value.data, PubKeyData):
-                raise AuthenticationFailed(f"identity {identity} has no HS_PUBKEY")
-            public = decode_public_key(value.data.raw)
+                raise self._refuse(identity, peer)
+            try:
+                public = decode_public_key(value.data.raw)
+            except AuthenticationFailed:
+                raise self._refuse(identity, peer) from None
             if not verify_pubkey_answer(public, nonce, request_digest, answer):
-                raise AuthenticationFailed(f"bad signature for identity {identity}")
+                raise self._refuse(identity, peer)
             return identity
         raise AuthenticationFailed(f"unsupported authentication type {auth_type!r}")
 
-    async def authenticate(self, creds: Credentials) -> IndexedHandle:
-        """Return the identity if the secret matches its HS_SECKEY; else raise."""
-        record = await self._lookup(creds.identity.handle)
-        value = (
-            None
-            if record is None
-            else next((v for v in record if v.index == creds.identity.index), None)
-        )
-        if value is None or not isinstance(value.data, SecKeyData):
-            raise AuthenticationFailed(f"identity {creds.identity} has no HS_SECKEY")
-        stored = value.data.raw
-        key = (str(creds.identity), hashlib.sha256(creds.secret.encode() + b"\0" + stored).digest())
-        ok = self._verified.get(key)
-        if ok is None:
-            ok = verify_secret(creds.secret, stored)
-            if len(self._verified) > 10_000:
-                self._verified.clear()
-            self._verified[key] = ok
-        if not ok:
-            raise AuthenticationFailed(f"wrong secret for identity {creds.identity}")
-        return creds.identity
+    async def authenticate(self, creds: Credentials, *, peer: str | None = None) -> IndexedHandle:
+        """Return the identity if the secret matches its HS_SECKEY; else raise.
+
+        ``peer`` (the source address) is charged for a failure; a source out of
+        attempts is refused before anything is derived.
+        """
+        self._check_limit(peer)
+        identity = creds.identity
+        verifier = await self._verifier(identity)
+        real = verifier is not None
+        if verifier is None:
+            verifier = self._decoy_verifier(identity)
+        seen = hmac.new(
+            self._decoy,
+            b"\0".join([str(identity).encode(), creds.secret.encode(), verifier.to_bytes()]),
+            hashlib.sha256,
+        ).digest()
+        if seen in self._verified:
+            return identity
+        ok = await asyncio.to_thread(verifier.check_secret, creds.secret)
+        if not (ok and real):
+            raise self._refuse(identity, peer)
+        if len(self._verified) >= _VERIFIED_CACHE:
+            self._verified.clear()
+        self._verified.add(seen)
+        return identity
+
+    def failed(self, channel: str, identity: str, peer: str | None) -> None:
+        """Tell the observers that an authentication on ``channel`` failed."""
+        for observe in self.failure_observers:
+            observe(channel, identity, peer)
 
     def is_node_admin(self, identity: IndexedHandle) -> bool:
         return identity in self._node_admins

@@ -16,13 +16,11 @@ Writes are accepted only for locally answered handles, after authorisation.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit
 
 from iinode.codes import ResponseCode
 from iinode.errors import (
@@ -30,8 +28,6 @@ from iinode.errors import (
     HandleNotFound,
     ServerBusy,
     ServerNotResponsible,
-    ValueAlreadyExists,
-    ValueInvalid,
     ValuesNotFound,
 )
 from iinode.identifiers import (
@@ -51,14 +47,19 @@ from iinode.identifiers import (
     encode_record,
     site_for,
 )
-from iinode.identifiers.wire import WireWriter
-from iinode.node.auth import Authorizer, hash_secret, is_hashed
+from iinode.node.auth import Authorizer, hash_secret
+from iinode.node.bulk import DEFAULT_ADMIN_PERMISSIONS, BulkRegistrar
 from iinode.node.changes import ChangeCounter
+from iinode.node.record_rules import admins_of, check_indexes, keep_secrets, same_value
 from iinode.node.settings import NodeSettings
+from iinode.node.sites import site_from_url
+from iinode.node.verifier import protect_seckey
 from iinode.storage import HandlePage, HandleStore
 
-#: Permissions given to the creator when a new handle arrives without HS_ADMIN.
-DEFAULT_ADMIN_PERMISSIONS = AdminPermission.from_bits("011111110011")
+#: How HS_SECKEY values are answered, to every reader: without their data.
+REDACTED_SECKEY = SecKeyData(b"")
+#: Seconds the parent's HS_SITE (its host name resolved) is reused for referrals.
+PARENT_SITE_TTL = 300.0
 SITE_TYPES = ("HS_SITE", "HS_SITE.PREFIX", "HS_SERV", "HS_SERV.PREFIX")
 
 
@@ -103,6 +104,11 @@ class HandleService:
             else frozenset()
         )
         self.auth = Authorizer(self.lookup, admins)
+        self._parent_site: tuple[SiteData, float] | None = None
+
+    def now(self) -> int:
+        """The server time stamped on values (whole seconds)."""
+        return int(self._clock())
 
     # -- reading -----------------------------------------------------------------
     async def lookup(self, handle: HandleName) -> Record | None:
@@ -114,7 +120,7 @@ class HandleService:
         owned = self.owned
         authority = handle.authority
         if owned is None or not authority.is_within(owned):
-            return self._upward(handle)
+            return await self._upward(handle)
         # Prefixes strictly below the owned one, shallowest first, down to the authority.
         below = [p for p in reversed(authority.ancestors()) if p.depth > owned.depth]
         for delegated in below:
@@ -128,15 +134,28 @@ class HandleService:
                 return Answer(ResponseCode.PREFIX_REFERRAL, handle, values, delegated)
         return None
 
-    def _upward(self, handle: HandleName) -> Answer:
+    async def _upward(self, handle: HandleName) -> Answer:
         parent = self.settings.parent_url
         if not parent:
             raise HandleNotFound(
                 f"prefix {handle.authority} is not served in this network", handle=str(handle)
             )
-        site = site_from_url(parent, self.settings.parent_handle_port)
-        value = HandleValue(1, "HS_SITE", site, timestamp=int(self._clock()))
+        value = HandleValue(1, "HS_SITE", await self.parent_site(), timestamp=self.now())
         return Answer(ResponseCode.SERVICE_REFERRAL, handle, (value,))
+
+    async def parent_site(self) -> SiteData:
+        """The parent's HS_SITE; its host name is resolved in a worker thread, then reused
+        for ``PARENT_SITE_TTL`` seconds (never a DNS query on the event loop per request)."""
+        cached = self._parent_site
+        now = self._clock()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        parent = self.settings.parent_url
+        if not parent:
+            raise ServerNotResponsible("this node has no parent")
+        site = await asyncio.to_thread(site_from_url, parent, self.settings.parent_handle_port)
+        self._parent_site = (site, now + PARENT_SITE_TTL)
+        return site
 
     async def answer(
         self,
@@ -154,12 +173,12 @@ class HandleService:
         if record is None:
             raise HandleNotFound(f"handle {handle} not found", handle=str(handle))
         can_read_hidden = identity is not None and await self.auth.allowed(
-            identity, _admins(record), AdminPermission.READ_VALUE
+            identity, admins_of(record), AdminPermission.READ_VALUE
         )
         wanted_types = {t.upper() for t in types}
         wanted_indexes = set(indexes)
         values = tuple(
-            v
+            replace(v, data=REDACTED_SECKEY) if isinstance(v.data, SecKeyData) else v
             for v in record
             if (v.publicly_readable or (can_read_hidden and v.permissions & Permissions.ADMIN_READ))
             and (not wanted_types or v.type.upper() in wanted_types)
@@ -173,9 +192,20 @@ class HandleService:
         await self._require_local(prefix.handle("x"))
         na = await self.lookup(prefix.na_handle)
         await self.auth.require(
-            identity, _admins(na or ()), AdminPermission.LIST_HANDLES, f"list {prefix}"
+            identity, admins_of(na or ()), AdminPermission.LIST_HANDLES, f"list {prefix}"
         )
         return await self.store.list_handles(prefix.text, page=page, page_size=page_size)
+
+    async def list_after(
+        self, prefix: Prefix, identity: IndexedHandle, after: str | None, *, limit: int
+    ) -> list[str]:
+        """:meth:`list_handles` by keyset: at most ``limit`` handles sorted after ``after``."""
+        await self._require_local(prefix.handle("x"))
+        na = await self.lookup(prefix.na_handle)
+        await self.auth.require(
+            identity, admins_of(na or ()), AdminPermission.LIST_HANDLES, f"list {prefix}"
+        )
+        return await self.store.list_after(prefix.text, after, limit=limit)
 
     # -- writing -----------------------------------------------------------------
     async def _require_local(self, handle: HandleName) -> None:
@@ -219,24 +249,26 @@ class HandleService:
             return new
         raise ServerBusy(f"handle {handle} is being changed concurrently; try again", handle=key)
 
-    def _prepare(self, values: Iterable[HandleValue]) -> list[HandleValue]:
-        """Stamp values with the server time and hash plain-text secrets."""
-        now = int(self._clock())
+    async def _prepare(self, values: Iterable[HandleValue]) -> list[HandleValue]:
+        """Stamp values with the server time; store each HS_SECKEY as a verifier, never
+        publicly readable (derived in a worker thread).  An HS_SECKEY without data (as
+        it is read back) is left for ``keep_secrets`` to resolve against the old record."""
+        now = self.now()
         out = []
         for v in values:
-            if isinstance(v.data, SecKeyData) and not is_hashed(v.data.raw):
-                v = replace(v, data=SecKeyData(hash_secret(v.data.raw.decode("utf-8", "replace"))))
+            if isinstance(v.data, SecKeyData) and v.data.raw:
+                v = await asyncio.to_thread(protect_seckey, v)
             out.append(replace(v, timestamp=now))
         return out
 
-    async def _creation_admins(self, handle: HandleName) -> tuple[Record, AdminPermission]:
+    async def _creationadmins_of(self, handle: HandleName) -> tuple[Record, AdminPermission]:
         """Whose HS_ADMIN governs creating ``handle``, and which bit it needs."""
         if handle.is_na_handle and handle.authority != self.owned:
             parent = handle.authority.parent
             assert parent is not None  # a delegated prefix has a parent
-            return _admins(await self.lookup(parent.na_handle) or ()), AdminPermission.ADD_NA
+            return admins_of(await self.lookup(parent.na_handle) or ()), AdminPermission.ADD_NA
         na = handle.prefix.na_handle if not handle.is_na_handle else handle
-        return _admins(await self.lookup(na) or ()), AdminPermission.ADD_HANDLE
+        return admins_of(await self.lookup(na) or ()), AdminPermission.ADD_HANDLE
 
     async def create(
         self,
@@ -247,14 +279,14 @@ class HandleService:
         overwrite: bool = True,
     ) -> bool:
         """Create ``handle`` or replace its whole record; True if it was created."""
-        new_values = self._prepare(check_record(values))
+        new_values = await self._prepare(check_record(values))
         created = False
 
         async def plan(old: Record | None) -> Record:
             nonlocal created
-            record = list(new_values)
+            record = keep_secrets(handle, old or (), new_values)
             if old is None:
-                admins, bit = await self._creation_admins(handle)
+                admins, bit = await self._creationadmins_of(handle)
                 await self.auth.require(identity, admins, bit, f"create {handle}")
                 if not any(isinstance(v.data, AdminData) for v in record):
                     record.append(self._default_admin(record, identity))
@@ -276,13 +308,13 @@ class HandleService:
             index,
             "HS_ADMIN",
             AdminData(DEFAULT_ADMIN_PERMISSIONS, identity),
-            timestamp=int(self._clock()),
+            timestamp=self.now(),
         )
 
     async def _check_diff(
         self, handle: HandleName, identity: IndexedHandle, old: Record, new: Sequence[HandleValue]
     ) -> None:
-        admins = _admins(old)
+        admins = admins_of(old)
         old_by_index = {v.index: v for v in old}
         new_by_index = {v.index: v for v in new}
         for index, value in new_by_index.items():
@@ -292,7 +324,7 @@ class HandleService:
             )
             if before is None:
                 bit = AdminPermission.ADD_ADMIN if is_admin else AdminPermission.ADD_VALUE
-            elif _same(before, value):
+            elif same_value(before, value):
                 continue
             else:
                 bit = AdminPermission.MODIFY_ADMIN if is_admin else AdminPermission.MODIFY_VALUE
@@ -317,15 +349,15 @@ class HandleService:
         index must be present (MODIFY_VALUE).  Checked against the very record the write
         replaces (the optimistic retry re-checks), so concurrent writers cannot both pass.
         """
-        incoming = self._prepare(check_record(values))
+        incoming = await self._prepare(check_record(values))
 
         async def plan(old: Record | None) -> Record:
             if old is None:
                 raise HandleNotFound(f"handle {handle} not found", handle=str(handle))
             if existing is not None:
-                _check_indexes(handle, old, incoming, existing=existing)
+                check_indexes(handle, old, incoming, existing=existing)
             merged = {v.index: v for v in old}
-            merged.update({v.index: v for v in incoming})
+            merged.update({v.index: v for v in keep_secrets(handle, old, incoming)})
             record = check_record(merged.values())
             await self._check_diff(handle, identity, old, record)
             return record
@@ -356,11 +388,11 @@ class HandleService:
                 raise HandleNotFound(f"handle {handle} not found", handle=str(handle))
             delegation = handle.is_na_handle and handle.authority != self.owned
             bit = AdminPermission.DELETE_NA if delegation else AdminPermission.DELETE_HANDLE
-            admins = _admins(old)
+            admins = admins_of(old)
             if delegation:
                 parent = handle.authority.parent
                 assert parent is not None
-                admins += _admins(await self.lookup(parent.na_handle) or ())
+                admins += admins_of(await self.lookup(parent.na_handle) or ())
             await self.auth.require(identity, admins, bit, f"delete {handle}")
             return None
 
@@ -387,8 +419,9 @@ class HandleService:
         if owned is None:
             raise ServerNotResponsible("a recursive node owns no prefix")
         na = owned.na_handle
-        now = int(self._clock())
+        now = self.now()
         site = self._own_site(owned)
+        verifier = await asyncio.to_thread(hash_secret, secret)
         record = check_record(
             [
                 HandleValue(1, "HS_SITE", site, timestamp=now),
@@ -402,7 +435,7 @@ class HandleService:
                 HandleValue(
                     300,
                     "HS_SECKEY",
-                    SecKeyData(hash_secret(secret)),
+                    SecKeyData(verifier),
                     timestamp=now,
                     permissions=Permissions.ADMIN_READ | Permissions.ADMIN_WRITE,
                 ),
@@ -430,102 +463,11 @@ class HandleService:
             self.changes.bump()
 
 
-def _check_indexes(
-    handle: HandleName, old: Record, incoming: Sequence[HandleValue], *, existing: bool
-) -> None:
-    present = {v.index for v in old}
-    asked = {v.index for v in incoming}
-    if not existing and present & asked:
-        clash = sorted(present & asked)
-        raise ValueAlreadyExists(f"{handle} already has values at {clash}", handle=str(handle))
-    if existing and not asked <= present:
-        missing = sorted(asked - present)
-        raise ValuesNotFound(f"{handle} has no values at {missing}", handle=str(handle))
-
-
-def _admins(record: Iterable[HandleValue]) -> Record:
-    return tuple(v for v in record if isinstance(v.data, AdminData))
-
-
-def _same(a: HandleValue, b: HandleValue) -> bool:
-    return replace(a, timestamp=0) == replace(b, timestamp=0)
-
-
-def site_from_url(url: str, handle_port: int | None = None) -> SiteData:
-    """A one-server HS_SITE for a node's HTTP base URL ``http://HOST:PORT``
-    (and its native Handle port on the same host, if given)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueInvalid(f"{url!r} is not an http(s)://HOST:PORT URL")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    host = parts.hostname
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        try:
-            host = socket.gethostbyname(host)
-        except OSError:
-            raise ValueInvalid(f"cannot resolve the host of {url!r}") from None
-    return site_for(host, http_port=port, handle_port=handle_port)
-
-
-class BulkRegistrar:
-    """The trusted local path for loading many identifiers at once (``bulk-load``).
-
-    Ownership and syntax are checked per row; authorisation is the operator's
-    access to the data directory.  Each new handle gets an HS_ADMIN naming the
-    prefix's administrators (``200:0.NA/<prefix>``) unless it has one.
-    """
-
-    def __init__(self, service: HandleService, *, overwrite: bool = False) -> None:
-        owned = service.owned
-        if owned is None:
-            raise ServerNotResponsible("a recursive node owns no prefix to load into")
-        self.service = service
-        self.owned = owned
-        self.overwrite = overwrite
-        self._now = int(service._clock())
-        self._admin = HandleValue(
-            100,
-            "HS_ADMIN",
-            AdminData(
-                DEFAULT_ADMIN_PERMISSIONS | AdminPermission.LIST_HANDLES,
-                IndexedHandle(200, owned.na_handle),
-            ),
-            timestamp=self._now,
-        )
-        self._admin_wire = self._admin.to_wire()
-        #: Prefixes already found to lie within the owned one.
-        self._inside: set[str] = set()
-
-    def encode(self, handle: HandleName, values: Sequence[HandleValue]) -> tuple[str, str, bytes]:
-        prefix = handle.prefix_text
-        if prefix not in self._inside:
-            if handle.is_na_handle or not handle.authority.is_within(self.owned):
-                raise ServerNotResponsible(f"{handle} is outside this node's prefix {self.owned}")
-            if len(self._inside) < 4096:
-                self._inside.add(prefix)
-        if len(values) > 1:
-            values = check_record(values)
-        add_admin = True
-        for v in values:
-            if v.index == 100 or isinstance(v.data, AdminData):
-                add_admin = False
-                break
-        w = WireWriter().u32(len(values) + add_admin)
-        for v in values:
-            if add_admin and v.index > 100:
-                w.raw(self._admin_wire)
-                add_admin = False
-            v.write(w, self._now)
-        if add_admin:
-            w.raw(self._admin_wire)
-        return str(handle), handle.prefix_text, w.getvalue()
-
-    async def write(self, rows: Sequence[tuple[str, str, bytes]]) -> tuple[int, int]:
-        try:
-            result = await self.service.store.bulk_put(rows, overwrite=self.overwrite)
-        finally:
-            # Also after a failure: part of the rows may have been committed.
-            self.service.changes.bump()
-        return result.written, result.skipped
+__all__ = [
+    "DEFAULT_ADMIN_PERMISSIONS",
+    "SITE_TYPES",
+    "Answer",
+    "BulkRegistrar",
+    "HandleService",
+    "site_from_url",
+]

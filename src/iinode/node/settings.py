@@ -8,6 +8,8 @@ environment (``IINODE_*``) and the node file (``<data-dir>/node.toml``).
 from __future__ import annotations
 
 import enum
+import ipaddress
+import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -19,6 +21,16 @@ from iinode.identifiers import Prefix
 NODE_FILE = "node.toml"
 #: The embedded MQTT broker listens on the HTTP port plus this, unless ``mqtt_port`` is set.
 MQTT_PORT_OFFSET = 10_000
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is on the loopback interface only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Role(enum.StrEnum):
@@ -47,6 +59,8 @@ class NodeSettings:
     telemetry: bool = True
     mqtt_url: str = "embedded"
     mqtt_port: int | None = None
+    mqtt_host: str = "127.0.0.1"
+    mqtt_password: str | None = None
     telemetry_dir: str = "telemetry"
     bus_url: str = "memory:"
     monitoring_parent_url: str | None = None
@@ -95,6 +109,12 @@ class NodeSettings:
             object.__setattr__(self, name, float(value))
         if not isinstance(self.telemetry, bool):
             raise ConfigurationError("telemetry must be true or false")
+        embedded = self.mqtt_url == "embedded"
+        if embedded and not self.mqtt_password and not is_loopback(self.mqtt_host):
+            raise ConfigurationError(
+                f"mqtt_host {self.mqtt_host} exposes the embedded MQTT broker to the "
+                "network: set mqtt_password (IINODE_MQTT_PASSWORD) as well"
+            )
 
     @property
     def reporting_url(self) -> str | None:
@@ -144,9 +164,24 @@ class NodeSettings:
         return "\n".join(lines) + "\n"
 
     def save(self) -> Path:
+        """Write ``node.toml`` atomically, readable by its owner only (it may hold
+        ``report_secret``)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         path = self.data_dir / NODE_FILE
-        path.write_text(self.to_toml(), encoding="utf-8")
+        tmp = path.with_name(f".{NODE_FILE}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # also if a stale temporary file was there
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                fd = -1
+                f.write(self.to_toml())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            tmp.unlink(missing_ok=True)
         return path
 
     @classmethod
@@ -217,6 +252,14 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "mqtt_port": (
         "IINODE_MQTT_PORT",
         "port of the embedded MQTT broker (default: http_port + 10000, or - 10000 above 55535)",
+    ),
+    "mqtt_host": (
+        "IINODE_MQTT_HOST",
+        "address the embedded MQTT broker binds to (default 127.0.0.1; others need mqtt_password)",
+    ),
+    "mqtt_password": (
+        "IINODE_MQTT_PASSWORD",
+        "password every client of the embedded MQTT broker must give when it is not on loopback",
     ),
     "telemetry_dir": (
         "IINODE_TELEMETRY_DIR",

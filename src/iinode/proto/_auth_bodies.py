@@ -17,9 +17,10 @@ class ChallengeBody(Body):
     """AUTHENTICATION_NEEDED (s3.5.1): the nonce the client must sign.
 
     iinode extension: when the server knows which HS_SECKEY the client will use
-    and that key is stored as a PBKDF2 hash, the nonce is followed by the key
+    (stored as a SCRAM-SHA-256 verifier), the nonce is followed by the key
     derivation parameters (``kdf`` name, iterations, salt) so the client can
-    derive the same key from its secret.  Without them the body is the RFC's.
+    derive its SCRAM client key from its secret.  Without them the body is the
+    RFC's.
     """
 
     nonce: bytes

@@ -261,3 +261,8 @@ class Message:
     ) -> Message:
         """An error response (any code whose body is an ``ErrorBody``)."""
         return self.reply(ErrorBody(message, indexes), code)
+
+    def as_error(self, message: str, code: ResponseCode = ResponseCode.ERROR) -> Message:
+        """This response's header with an error body instead (e.g. an answer too big to send)."""
+        return Message(self.opcode, ErrorBody(message), code, request_id=self.request_id,
+                       session_id=self.session_id, version=self.version)  # fmt: skip

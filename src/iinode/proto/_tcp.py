@@ -43,6 +43,12 @@ class TcpFramer:
         """Octets received and not yet returned in a frame."""
         return len(self._buf)
 
+    @property
+    def pending_envelope(self) -> Envelope | None:
+        """The envelope of the message being received, once it is in (its length
+        is what the rest of the message will hold); ``None`` between messages."""
+        return self._envelope
+
     def receive_data(self, data: bytes) -> None:
         if not data:
             self._eof = True

@@ -109,6 +109,10 @@ class ResolutionCache:
                 del self._sites[candidate.text]
         return None
 
+    def forget_sites(self, prefix: Prefix) -> None:
+        """Drop the cached site of exactly ``prefix`` (its ancestors stay)."""
+        self._sites.pop(prefix.text, None)
+
     def invalidate(self, handle: HandleName) -> None:
         self._answers.pop(str(handle), None)
 

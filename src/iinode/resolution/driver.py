@@ -26,11 +26,20 @@ the site by the hash rule, ``select_server``).  A site whose HS_SITE is cached
 is asked directly.  If the prefix record does not exist (a prefix served by an
 ancestor's node) the site that said so is asked; if the site lookup is refused
 the driver falls back to asking for the handle and following referrals.
+
+Bailiwick: every site the driver asks is trusted for one zone (the root sites
+for everything, a site learnt from a delegation of ``P`` for ``P``).  A
+PREFIX_REFERRAL naming a delegated prefix is accepted only if that prefix is
+the handle's authority or one of its ancestors *and* lies within the zone of
+the site that sent it; it is cached only when strictly deeper than that zone.
+Anything else is that site's failure (the next site is tried), so no site can
+claim a prefix above or beside the one it was trusted for.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from iinode.codes import ResponseCode
@@ -39,6 +48,7 @@ from iinode.errors import (
     HandleNotFound,
     IinodeError,
     RecursionLimitExceeded,
+    RemoteProtocolError,
     TransportError,
 )
 from iinode.identifiers import HandleName, HashOption, Prefix, Record, Server, SiteData
@@ -100,6 +110,8 @@ class Resolution:
         self.chain: list[Hop] = []
         self._asking = handle
         self._pending: list[SiteData] = []
+        #: The zone the pending sites are trusted for (``None``: the roots, everything).
+        self._zone: Prefix | None = None
         self._referrals = 0
         self._seen: set[bytes] = set()
         self._result: Record | None = None
@@ -124,12 +136,14 @@ class Resolution:
             if delegation is not None and delegation.prefix == authority:
                 self._hop("cache", ResponseCode.SUCCESS, f"site of {authority}", from_cache=True)
                 self._pending = list(delegation.sites)
+                self._zone = delegation.prefix
                 return
             self._asking = authority.na_handle
         if delegation is not None:
             self._hop("cache", ResponseCode.PREFIX_REFERRAL,
                       f"delegation of {delegation.prefix}", from_cache=True)  # fmt: skip
             self._pending = list(delegation.sites)
+            self._zone = delegation.prefix
         else:
             self._pending = list(roots)
 
@@ -152,9 +166,17 @@ class Resolution:
             return None
         return Query(self._asking, self._pending[0], self._referrals)
 
+    @property
+    def zone(self) -> Prefix | None:
+        """The zone the site of the next query is trusted for (``None``: everything)."""
+        return self._zone
+
     def on_failure(self, query: Query, error: Exception) -> None:
         """The site in ``query`` could not answer; try the next one."""
         self._hop(_label(query.site), ResponseCode.SERVER_NOT_RESP, str(error))
+        self._drop(query, error)
+
+    def _drop(self, query: Query, error: Exception) -> None:
         self._last_failure = error
         if self._pending and self._pending[0] is query.site:
             self._pending.pop(0)
@@ -163,7 +185,13 @@ class Resolution:
         server = answer.server or _label(query.site)
         code = answer.code
         if code in (ResponseCode.PREFIX_REFERRAL, ResponseCode.SERVICE_REFERRAL):
-            self._on_referral(server, answer)
+            self._on_referral(query, server, answer)
+        elif code == ResponseCode.RECUR_LIMIT_EXCEEDED:
+            # About the request (a recursion loop), not the site: asking on cannot help.
+            self._hop(server, code, answer.message)
+            self._error = RecursionLimitExceeded(
+                answer.message or code.to_text(), handle=str(self.handle)
+            )
         elif self.finding_site:
             self._on_site_answer(query, server, answer)
         elif code == ResponseCode.SUCCESS:
@@ -190,9 +218,10 @@ class Resolution:
         sites = [v.data for v in answer.values if isinstance(v.data, SiteData)]
         if code == ResponseCode.SUCCESS and sites:
             self._hop(server, code, f"site of {prefix}: {_servers(sites)}")
-            if self.cache is not None:
+            if self.cache is not None and self._deeper(prefix):
                 self.cache.put_sites(prefix, sites, answer.values)
             self._pending = sites
+            self._zone = prefix
         elif code in (ResponseCode.SUCCESS, ResponseCode.HANDLE_NOT_FOUND):
             # No site of its own: the prefix is served by the node that answered.
             self._hop(server, code, f"{prefix} has no site of its own; asking here")
@@ -201,10 +230,20 @@ class Resolution:
             self._hop(server, code, f"site lookup refused ({answer.message}); following referrals")
         self._asking = self.handle
 
-    def _on_referral(self, server: str, answer: RemoteAnswer) -> None:
+    def _on_referral(self, query: Query, server: str, answer: RemoteAnswer) -> None:
         code = answer.code
         sites = [v.data for v in answer.values if isinstance(v.data, SiteData)]
-        where = f"delegated {answer.delegated_prefix}" if answer.delegated_prefix else "ask parent"
+        delegated = answer.delegated_prefix
+        if delegated is not None and not self._in_bailiwick(delegated):
+            zone = "any prefix" if self._zone is None else self._zone
+            refused = RemoteProtocolError(
+                f"{server} referred {self._asking} to {delegated}, outside its bailiwick "
+                f"(trusted for {zone}, resolving {self._asking.authority})"
+            )
+            self._hop(server, code, f"refused referral to {delegated}: outside the bailiwick")
+            self._drop(query, refused)
+            return
+        where = f"delegated {delegated}" if delegated else "ask parent"
         self._hop(server, code, where)
         self._referrals += 1
         if self._referrals > self.max_referrals:
@@ -225,13 +264,26 @@ class Resolution:
             )
             return
         self._seen.add(key)
-        if (
-            code == ResponseCode.PREFIX_REFERRAL
-            and answer.delegated_prefix is not None
-            and self.cache is not None
-        ):
-            self.cache.put_sites(answer.delegated_prefix, sites, answer.values)
+        if code == ResponseCode.PREFIX_REFERRAL and delegated is not None:
+            if self._deeper(delegated):
+                if self.cache is not None:
+                    self.cache.put_sites(delegated, sites, answer.values)
+            elif self.cache is not None:
+                # A site handing over its own zone (a stale cached site): follow it this
+                # once, and forget the cached site so the next walk asks the parent.
+                self.cache.forget_sites(delegated)
+            self._zone = delegated
         self._pending = sites
+
+    def _in_bailiwick(self, delegated: Prefix) -> bool:
+        """True if the current site may name ``delegated``: an ancestor (or the
+        authority itself) of what is being resolved, within the site's zone."""
+        if not self._asking.authority.is_within(delegated):
+            return False
+        return self._zone is None or delegated.is_within(self._zone)
+
+    def _deeper(self, prefix: Prefix) -> bool:
+        return self._zone is None or (prefix != self._zone and prefix.is_within(self._zone))
 
     def _hop(
         self, server: str, code: ResponseCode, detail: str, *, from_cache: bool = False
@@ -245,6 +297,37 @@ class Resolution:
         if self._result is None:
             raise IinodeError("resolution is not finished")
         return Resolved(self.handle, self._result, self.chain)
+
+
+async def run_resolution(
+    resolution: Resolution, ask: Callable[[Query], Awaitable[RemoteAnswer]]
+) -> Resolved:
+    """Loop over ``resolution``, asking each query with ``ask``; the outcome or its error.
+
+    ``ask`` raises ``TransportError`` when the site cannot be reached and
+    ``RemoteProtocolError`` when its answer is garbled: either is that site's
+    failure, and the driver moves on to the next site.
+    """
+    while (query := resolution.next_query()) is not None:
+        try:
+            answer = await ask(query)
+        except (TransportError, RemoteProtocolError) as exc:
+            resolution.on_failure(query, exc)
+        else:
+            resolution.on_answer(query, answer)
+    return resolution.outcome()
+
+
+def filter_values(values: Record, types: Sequence[str] = (), indexes: Sequence[int] = ()) -> Record:
+    """The values of one of ``types`` (any, if empty) at one of ``indexes`` (any, if empty)."""
+    if not types and not indexes:
+        return values
+    wanted = {t.upper() for t in types}
+    return tuple(
+        v
+        for v in values
+        if (not wanted or v.type.upper() in wanted) and (not indexes or v.index in indexes)
+    )
 
 
 def select_server(site: SiteData, handle: HandleName) -> list[Server]:

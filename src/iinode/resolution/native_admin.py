@@ -1,8 +1,10 @@
 """Administrative client of the native protocol: authenticated writes over one TCP connection.
 
 ``NativeAdminClient`` keeps one connection open (every request has KA set) and
-answers the server's challenges with an HS_SECKEY secret (``SecretKeyAuth``) or
-an HS_PUBKEY private key (``PublicKeyAuth``).  ``open_session`` sets up a
+answers the server's challenges with an HS_SECKEY secret (``SecretKeyAuth``: the
+SCRAM client proof of ``node.verifier``, derived from the secret with the salt and
+iterations the challenge announces; the secret itself is never sent) or an
+HS_PUBKEY private key (``PublicKeyAuth``).  ``open_session`` sets up a
 session (key exchange CIPHER_CLIENT: a fresh RSA key receives the session key)
 so that later requests are MAC'd with the session key instead of challenged.
 Sessions live in the server process that set them up, which is the one holding
@@ -29,11 +31,12 @@ from iinode.node.auth import (
     SECKEY_AUTH,
     KeyDerivation,
     PrivateKey,
-    derive_key,
+    derive_keys,
     encode_public_key,
     pubkey_answer,
     seckey_answer,
 )
+from iinode.node.verifier import ClientKeys
 from iinode.proto import (
     Body,
     ChallengeAnswer,
@@ -87,7 +90,7 @@ class NativeAdminClient:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._framer = TcpFramer()
-        self._derived: dict[tuple[bytes, int], bytes] = {}
+        self._derived: dict[tuple[bytes, int], ClientKeys] = {}
         #: Key parameters of our HS_SECKEY learnt from an earlier challenge: later
         #: challenges are answered at once, saving the round trip that asks for them.
         self._derivation: KeyDerivation | None = None
@@ -222,19 +225,22 @@ class NativeAdminClient:
             raise HandleError.for_code(
                 ResponseCode.AUTHENTICATION_ERROR, f"unknown key derivation {challenge.kdf}"
             )
-        key = self._key(auth.secret, derivation)
+        if derivation is None:
+            raise HandleError.for_code(
+                ResponseCode.AUTHENTICATION_ERROR,
+                f"the server announced no {KDF_NAME} parameters for {auth.identity}",
+            )
+        keys = self._keys(auth.secret, derivation)
         return ChallengeAnswer(
-            SECKEY_AUTH, handle, index, seckey_answer(key, challenge.nonce, digest)
+            SECKEY_AUTH, handle, index, seckey_answer(keys, challenge.nonce, digest)
         )
 
-    def _key(self, secret: str, derivation: KeyDerivation | None) -> bytes:
-        if derivation is None:
-            return derive_key(secret, None)
+    def _keys(self, secret: str, derivation: KeyDerivation) -> ClientKeys:
         cache_key = (derivation.salt, derivation.iterations)
-        key = self._derived.get(cache_key)
-        if key is None:
-            key = self._derived[cache_key] = derive_key(secret, derivation)
-        return key
+        keys = self._derived.get(cache_key)
+        if keys is None:
+            keys = self._derived[cache_key] = derive_keys(secret, derivation)
+        return keys
 
     def _sign(self, request: Message) -> Message:
         request = replace(request, session_id=self.session_id)

@@ -9,12 +9,24 @@ Authentication (RFC 3652 s3.5): an administrative request without an
 authenticated session gets AUTHENTICATION_NEEDED with a nonce; the client sends
 CHALLENGE_RESPONSE (same request id) with its identity and answer; the server
 checks it against the identity's HS_SECKEY or HS_PUBKEY and then performs the
-original request.  For a hashed HS_SECKEY the challenge carries the PBKDF2 salt
-and iterations (when the identity is known: a SESSION_SETUP names it, otherwise
+original request.  Failed answers are charged to the client's address
+(``PeerState.address``, the ``Authorizer``'s per-address limit, as for REST): an
+address out of attempts is refused before its answer is checked.  For an
+HS_SECKEY (a SCRAM verifier) the challenge carries the
+salt and iterations (when the identity is known: a SESSION_SETUP names it, otherwise
 the client sends an empty answer first and is challenged again with them).
 SESSION_SETUP (key exchange CIPHER_CLIENT: the session key encrypted with the
 client's RSA key) opens a session; later requests carrying its session id and
-an HS_MAC credential act as the session's identity without a challenge.
+an HS_MAC credential act as the session's identity without a challenge.  An
+administrative request or SESSION_TERMINATE naming a session must carry its
+MAC (the session id travels in clear), and request ids within a session must
+not repeat or fall behind the replay window (``Session.first_use``).
+
+LIST_HANDLES answers are streamed: one message per ``list_chunk_bytes`` of
+handles, all but the last with the CN flag (RFC 3652 s3.8), read from the store
+a page at a time (``Outcome.more``).  A recursive node refuses with
+RECUR_LIMIT_EXCEEDED a request whose recursion count reached
+``max_recursion``, and sends its own requests with the count plus one.
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ import hashlib
 import hmac
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -37,10 +49,11 @@ from iinode.errors import (
     HandleNotFound,
     IinodeError,
     InvalidHandle,
+    RecursionLimitExceeded,
     StorageError,
     TransportError,
 )
-from iinode.identifiers import HandleName, IndexedHandle, SiteData
+from iinode.identifiers import HandleName, IndexedHandle, Prefix, SiteData
 from iinode.node.auth import KDF_NAME, SECKEY_AUTH, decode_public_key
 from iinode.node.service import HandleService
 from iinode.proto import (
@@ -93,25 +106,43 @@ _AUTH_CODES = frozenset(
         ResponseCode.NOT_AUTHORIZED,
     }
 )
+#: Operations that act as a session's identity: they need its MAC when they name it.
+SESSION_BOUND_OPS = ADMIN_OPS | {OpCode.SESSION_TERMINATE}
 _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
-_LIST_PAGE = 10_000
+#: Handles read from the store per page while listing.
+LIST_PAGE = 10_000
+#: Octets of handle names per LIST_HANDLES message (each name costs 4 + its length).
+LIST_CHUNK_BYTES = 256 * 1024
+#: Recursion count from which a recursive node refuses to resolve further.
+MAX_RECURSION = 8
 
 
 class Resolver(Protocol):
     """What a recursive node resolves through (``NativeResolver`` or ``HttpResolver``)."""
 
     async def resolve(
-        self, handle: HandleName, *, types: Sequence[str] = (), indexes: Sequence[int] = ()
+        self,
+        handle: HandleName,
+        *,
+        types: Sequence[str] = (),
+        indexes: Sequence[int] = (),
+        recursion_count: int = 0,
     ) -> Resolved: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """The response to send (``None``: send nothing) and whether it may be replayed
-    from the fast path's cache to any anonymous client asking the same thing."""
+    from the fast path's cache to any anonymous client asking the same thing.
+
+    ``more`` continues a streamed answer: the messages to send after ``message``
+    (which then has the CN flag), produced lazily; it never raises (a failure
+    becomes a last error message).  Transports that cannot stream close it.
+    """
 
     message: Message | None
     cacheable: bool = False
+    more: AsyncGenerator[Message, None] | None = None
 
 
 def _error(code: ResponseCode, message: str) -> HandleError:
@@ -129,14 +160,18 @@ class NativeHandler:
         sessions: SessionTable | None = None,
         clock: Callable[[], float] = time.monotonic,
         challenge_timeout: float = 60.0,
+        list_chunk_bytes: int = LIST_CHUNK_BYTES,
+        max_recursion: int = MAX_RECURSION,
     ) -> None:
         self.service = service
         self.site = site
         self.resolver = resolver
-        self.counters = counters or NativeCounters()
-        self.sessions = sessions or SessionTable()
+        self.counters = counters if counters is not None else NativeCounters()
+        self.sessions = sessions if sessions is not None else SessionTable()
         self._clock = clock
         self.challenge_timeout = challenge_timeout
+        self.list_chunk_bytes = list_chunk_bytes
+        self.max_recursion = max_recursion
 
     async def handle(self, request: Message, state: PeerState) -> Outcome:
         """Answer one decoded message.  Never raises for anything a peer sends."""
@@ -148,20 +183,25 @@ class NativeHandler:
         try:
             identity = self._session_identity(request)
             return await self._dispatch(request, state, identity)
-        except HandleError as exc:
+        except Exception as exc:
+            return Outcome(self.failure(request, exc))
+
+    def failure(self, request: Message, exc: Exception) -> Message:
+        """The error answer to ``request`` for ``exc`` (counted)."""
+        counters = self.counters
+        if isinstance(exc, HandleError):
             if exc.code in _AUTH_CODES:
                 counters.auth_failures += 1
             elif exc.code == ResponseCode.PROTOCOL_ERROR:
                 counters.protocol_errors += 1
-            return Outcome(request.error_reply(exc.code, exc.message))
-        except StorageError as exc:
+            return request.error_reply(exc.code, exc.message)
+        if isinstance(exc, StorageError):
             counters.internal_errors += 1
-            return Outcome(request.error_reply(ResponseCode.ERROR, f"storage failed: {exc}"))
-        except (TransportError, IinodeError) as exc:
-            return Outcome(request.error_reply(ResponseCode.SERVER_NOT_RESP, str(exc)))
-        except Exception:
-            counters.internal_errors += 1
-            return Outcome(request.error_reply(ResponseCode.ERROR, "internal error"))
+            return request.error_reply(ResponseCode.ERROR, f"storage failed: {exc}")
+        if isinstance(exc, (TransportError, IinodeError)):
+            return request.error_reply(ResponseCode.SERVER_NOT_RESP, str(exc))
+        counters.internal_errors += 1
+        return request.error_reply(ResponseCode.ERROR, "internal error")
 
     # -- sessions -----------------------------------------------------------------
     def _session_identity(self, request: Message) -> IndexedHandle | None:
@@ -172,7 +212,12 @@ class NativeHandler:
             raise _error(ResponseCode.SESSION_TIMEOUT, "session expired or unknown; set up again")
         cred = request.credential
         if cred is None or cred.type != CredentialType.MAC:
-            return None
+            if request.opcode in SESSION_BOUND_OPS:
+                raise _error(
+                    ResponseCode.INVALID_CREDENTIAL,
+                    f"{request.opcode.to_text()} in a session must carry the session's MAC",
+                )
+            return None  # e.g. a resolution: answered as anonymous
         if not hmac.compare_digest(session.mac(request.signed_data()), cred.signed_data):
             raise _error(ResponseCode.INVALID_CREDENTIAL, "session MAC does not match")
         if not session.first_use(request.request_id):
@@ -191,9 +236,9 @@ class NativeHandler:
         if op in ADMIN_OPS:
             if identity is None:
                 return Outcome(await self._challenge(request, state, None))
-            return Outcome(await self._admin(request, identity))
+            return await self._admin(request, identity)
         if op == OpCode.CHALLENGE_RESPONSE:
-            return Outcome(await self._challenge_answer(request, state))
+            return await self._challenge_answer(request, state)
         if op == OpCode.SESSION_SETUP:
             body = request.body
             assert isinstance(body, SessionSetupRequest)
@@ -206,6 +251,11 @@ class NativeHandler:
             claimed = IndexedHandle(body.identity_index, HandleName.parse(body.identity_handle))
             return Outcome(await self._challenge(request, state, claimed))
         if op == OpCode.SESSION_TERMINATE:
+            if identity is None:
+                raise _error(
+                    ResponseCode.INVALID_CREDENTIAL,
+                    "SESSION_TERMINATE must name a session and carry its MAC",
+                )
             self.sessions.close(request.session_id)
             return Outcome(request.reply(EmptyBody()))
         raise _error(ResponseCode.PROTOCOL_ERROR, f"operation {op.to_text()} is not supported")
@@ -238,7 +288,16 @@ class NativeHandler:
         self, request: Message, name: HandleName, body: ResolutionRequest
     ) -> Outcome:
         assert self.resolver is not None
-        resolved = await self.resolver.resolve(name, types=body.types, indexes=body.indexes)
+        if request.recursion_count >= self.max_recursion:
+            raise RecursionLimitExceeded(
+                f"recursion count {request.recursion_count} reached the limit of "
+                f"{self.max_recursion}",
+                handle=str(name),
+            )
+        resolved = await self.resolver.resolve(
+            name, types=body.types, indexes=body.indexes,
+            recursion_count=request.recursion_count + 1,
+        )  # fmt: skip
         values = tuple(v for v in resolved.values if v.publicly_readable)
         return Outcome(request.reply(ResolutionResponse(str(name), values)))
 
@@ -261,7 +320,7 @@ class NativeHandler:
             return body
         return ChallengeBody(body.nonce, KDF_NAME, derivation.iterations, derivation.salt)
 
-    async def _challenge_answer(self, request: Message, state: PeerState) -> Message:
+    async def _challenge_answer(self, request: Message, state: PeerState) -> Outcome:
         body = request.body
         assert isinstance(body, ChallengeAnswer)
         pending = state.pending.pop(request.request_id, None)
@@ -280,12 +339,17 @@ class NativeHandler:
             pending.claimed = identity
             state.add(request.request_id, pending)
             challenge = await self._with_parameters(ChallengeBody(pending.nonce), identity)
-            return original.reply(challenge, ResponseCode.AUTHENTICATION_NEEDED)
+            return Outcome(original.reply(challenge, ResponseCode.AUTHENTICATION_NEEDED))
         verified = await self.service.auth.verify_answer(
-            identity, body.auth_type, pending.nonce, pending.digest, body.signed_response
+            identity,
+            body.auth_type,
+            pending.nonce,
+            pending.digest,
+            body.signed_response,
+            peer=state.address,
         )
         if original.opcode == OpCode.SESSION_SETUP:
-            return self._open_session(original, verified)
+            return Outcome(self._open_session(original, verified))
         return await self._admin(original, verified)
 
     def _open_session(self, request: Message, identity: IndexedHandle) -> Message:
@@ -301,7 +365,12 @@ class NativeHandler:
         return replace(reply, session_id=session.session_id)
 
     # -- administration -----------------------------------------------------------
-    async def _admin(self, request: Message, identity: IndexedHandle) -> Message:
+    async def _admin(self, request: Message, identity: IndexedHandle) -> Outcome:
+        if request.opcode == OpCode.LIST_HANDLES:
+            return await self._list(request, identity)
+        return Outcome(await self._write(request, identity))
+
+    async def _write(self, request: Message, identity: IndexedHandle) -> Message:
         service = self.service
         body = request.body
         op = request.opcode
@@ -327,25 +396,72 @@ class NativeHandler:
             name = HandleName.parse(body.handle)
             await service.remove_values(name, body.indexes, identity)
             return request.reply(EmptyBody())
-        if op == OpCode.DELETE_HANDLE:
-            assert isinstance(body, HandleBody)
-            await service.delete(HandleName.parse(body.handle), identity)
-            return request.reply(EmptyBody())
-        assert op == OpCode.LIST_HANDLES
+        assert op == OpCode.DELETE_HANDLE
+        assert isinstance(body, HandleBody)
+        await service.delete(HandleName.parse(body.handle), identity)
+        return request.reply(EmptyBody())
+
+    async def _list(self, request: Message, identity: IndexedHandle) -> Outcome:
+        """The first message of the list; the others follow from ``Outcome.more``."""
+        body = request.body
         assert isinstance(body, HandleBody)
         na = HandleName.parse(body.handle)
         if not na.is_na_handle:
             raise InvalidHandle(f"list handles names a prefix record 0.NA/..., not {na}")
         prefix = na.authority
-        handles: list[str] = []
-        page = 0
+        # The first page is read here, so a refusal is an ordinary error answer.
+        first = await self.service.list_after(prefix, identity, None, limit=LIST_PAGE)
+        messages = self._list_messages(request, self._list_chunks(prefix, identity, first))
+        message = await anext(messages)
+        if not message.flags & OpFlag.CN:
+            await messages.aclose()
+            return Outcome(message)
+        return Outcome(message, more=messages)
+
+    async def _list_chunks(
+        self, prefix: Prefix, identity: IndexedHandle, page: list[str]
+    ) -> AsyncIterator[tuple[str, ...]]:
+        """The handles under ``prefix`` in chunks of at most ``list_chunk_bytes``.
+
+        Pages by keyset (each page starts after the last handle of the one before).
+        """
+        budget = self.list_chunk_bytes
+        chunk: list[str] = []
+        size = 0
         while True:
-            found = await service.list_handles(prefix, identity, page=page, page_size=_LIST_PAGE)
-            handles.extend(found.handles)
-            if len(found.handles) < _LIST_PAGE or len(handles) >= found.total:
+            for handle in page:
+                cost = 4 + len(handle.encode())
+                if chunk and size + cost > budget:
+                    yield tuple(chunk)
+                    chunk, size = [], 0
+                chunk.append(handle)
+                size += cost
+            if len(page) < LIST_PAGE:
                 break
-            page += 1
-        return request.reply(ListHandlesResponse(tuple(handles)))
+            page = await self.service.list_after(prefix, identity, page[-1], limit=LIST_PAGE)
+        yield tuple(chunk)
+
+    async def _list_messages(
+        self, request: Message, chunks: AsyncIterator[tuple[str, ...]]
+    ) -> AsyncGenerator[Message, None]:
+        """One message per chunk, CN on all but the last; a failure ends the list."""
+        held: tuple[str, ...] | None = None
+        try:
+            async for chunk in chunks:
+                if held is not None:
+                    yield request.reply(ListHandlesResponse(held), flags=OpFlag.CN)
+                held = chunk
+        except Exception as exc:
+            yield self.failure(request, exc)
+            return
+        yield request.reply(ListHandlesResponse(held or ()))
 
 
-__all__ = ["ADMIN_OPS", "NativeHandler", "Outcome", "Resolver", "session_mac"]
+__all__ = [
+    "ADMIN_OPS",
+    "SESSION_BOUND_OPS",
+    "NativeHandler",
+    "Outcome",
+    "Resolver",
+    "session_mac",
+]

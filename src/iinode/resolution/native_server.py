@@ -35,7 +35,7 @@ from iinode.resolution.cache import ResolutionCache
 from iinode.resolution.http import HttpResolver
 from iinode.resolution.native_client import NativeResolver
 from iinode.resolution.native_counters import COUNTERS_FILE, SharedCounterBlock
-from iinode.resolution.native_handler import NativeHandler, Resolver
+from iinode.resolution.native_handler import LIST_CHUNK_BYTES, NativeHandler, Resolver
 from iinode.resolution.native_sessions import NativeCounters
 from iinode.resolution.native_tcp import TcpTransport
 from iinode.resolution.native_udp import UdpTransport
@@ -143,6 +143,7 @@ class NativeServer:
         handler = NativeHandler(
             service, self.own_site(service), resolver=recursive_resolver(settings),
             counters=self.counters,
+            list_chunk_bytes=min(LIST_CHUNK_BYTES, self.limits.max_message_bytes // 4),
         )  # fmt: skip
         self.handler = handler
         sock = bind_udp(self.host, self.port, reuse_port=self.reuse_port)

@@ -18,7 +18,7 @@ from iinode.proto import Message
 
 #: Challenges a peer may have open at once (oldest dropped first).
 MAX_PENDING_CHALLENGES = 16
-#: Request ids remembered per session to refuse a replayed MAC'd request.
+#: How far behind the highest request id of a session a late request may be.
 REPLAY_WINDOW = 4096
 
 
@@ -55,6 +55,8 @@ class PeerState:
     """Per-client state: one TCP connection, or one UDP source address."""
 
     pending: OrderedDict[int, PendingChallenge] = field(default_factory=OrderedDict)
+    #: The client's address (failed authentications are counted per address).
+    address: str | None = None
 
     def add(self, request_id: int, challenge: PendingChallenge) -> None:
         self.pending[request_id] = challenge
@@ -71,18 +73,36 @@ class Session:
     identity: IndexedHandle
     key: bytes
     expires: float
-    seen: OrderedDict[int, None] = field(default_factory=OrderedDict)
+    #: The highest request id accepted so far.
+    highest: int = 0
+    #: Request ids accepted within ``REPLAY_WINDOW`` below ``highest``.
+    seen: set[int] = field(default_factory=set)
 
     def mac(self, signed_data: bytes) -> bytes:
         return session_mac(self.key, signed_data)
 
+    @property
+    def low_water(self) -> int:
+        """Request ids up to this one are refused outright."""
+        return self.highest - REPLAY_WINDOW
+
     def first_use(self, request_id: int) -> bool:
-        """False if this request id was already used in the session (a replay)."""
-        if request_id in self.seen:
+        """False for a replay: a request id already used, or too far behind.
+
+        A sliding window with a low-water mark (like IPsec's): ids above the
+        highest so far are accepted and move the window; ids within
+        ``REPLAY_WINDOW`` below it are accepted once (requests may arrive a
+        little out of order); anything older is refused, however many requests
+        came in between, so memory stays bounded and no old request replays.
+        """
+        if request_id <= self.low_water or request_id in self.seen:
             return False
-        self.seen[request_id] = None
-        if len(self.seen) > REPLAY_WINDOW:
-            self.seen.popitem(last=False)
+        self.seen.add(request_id)
+        if request_id > self.highest:
+            self.highest = request_id
+            if len(self.seen) > 2 * REPLAY_WINDOW:
+                low = self.low_water
+                self.seen = {seen for seen in self.seen if seen > low}
         return True
 
 

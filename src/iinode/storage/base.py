@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from iinode.errors import ValueInvalid
+
 #: A change applied atomically by ``HandleStore.modify``: old record bytes (or
 #: ``None`` when the handle does not exist) -> new bytes (``None`` deletes).
 Mutation = Callable[[bytes | None], bytes | None]
@@ -59,7 +61,23 @@ class HandleStore(Protocol):
     async def list_handles(
         self, prefix: str, *, page: int = 0, page_size: int = 1000
     ) -> HandlePage:
-        """Handles directly under ``prefix`` (sorted), one page at a time."""
+        """Handles directly under ``prefix`` (sorted), one numbered page at a time.
+
+        The page is found by offset (for ``GET /api/handles?page=``); ``total``
+        is counted only when the page does not tell it (a full or empty page).
+        Walking a whole prefix is :meth:`list_after`'s job.
+        """
+        ...
+
+    async def list_after(
+        self, prefix: str, after: str | None = None, *, limit: int = 1000
+    ) -> list[str]:
+        """At most ``limit`` handles directly under ``prefix``, sorted, strictly after ``after``.
+
+        Keyset paging: each page costs an index seek plus ``limit`` rows, however
+        deep into the prefix it starts.  Handles sort by code point (the byte
+        order of their UTF-8 text) on every backend.
+        """
         ...
 
     async def count(self) -> int: ...
@@ -69,3 +87,20 @@ class HandleStore(Protocol):
 
 def prefix_of(handle: str) -> str:
     return handle.partition("/")[0]
+
+
+def page_total(page: int, page_size: int, found: int) -> int | None:
+    """The prefix's total when a numbered page tells it (a partial page is the last one).
+
+    ``None`` when it must be counted: the page is full, or empty past the end.
+    """
+    if found < page_size and (found > 0 or page == 0):
+        return page * page_size + found
+    return None
+
+
+def check_limit(limit: int) -> int:
+    """``limit`` if it is a usable page size (1 or more), else ``ValueInvalid``."""
+    if limit < 1:
+        raise ValueInvalid(f"a listing limit must be 1 or more, not {limit}")
+    return limit

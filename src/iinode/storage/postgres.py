@@ -3,21 +3,36 @@
 Writes to one handle are serialised with a transaction-scoped advisory lock on
 the handle, so a concurrent create of the same name is refused rather than
 lost.  Bulk loads stream rows with ``COPY`` into a temporary table and merge
-them with one ``INSERT … ON CONFLICT``.
+them with one ``INSERT … ON CONFLICT``; a handle given twice in one load keeps
+its last row when overwriting and its first otherwise, as SQLite does.  Every
+driver error (and a pool timeout) leaves as ``StorageError``.
+
+Listings sort handles ``COLLATE "C"`` (byte order, as SQLite and the memory
+store do, whatever the database's collation) over an index in that order, so a
+keyset page (``list_after``) is one index range scan.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from iinode.errors import StorageError
-from iinode.storage.base import BulkResult, HandlePage, Mutation
+from iinode.storage.base import BulkResult, HandlePage, Mutation, check_limit, page_total
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
+
+
+@asynccontextmanager
+async def _converted(what: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except (psycopg.Error, TimeoutError) as exc:
+        raise StorageError(f"PostgreSQL {what} failed: {exc}") from exc
 
 
 class PostgresStore:
@@ -38,15 +53,18 @@ class PostgresStore:
                     " handle TEXT PRIMARY KEY, prefix TEXT NOT NULL, data BYTEA NOT NULL)"
                 )
                 await conn.execute(
-                    f"CREATE INDEX IF NOT EXISTS {table}_by_prefix ON {table} (prefix, handle)"
+                    f"CREATE INDEX IF NOT EXISTS {table}_by_prefix_c "
+                    f'ON {table} (prefix, handle COLLATE "C")'
                 )
+                # The index of earlier versions (database collation) serves no listing now.
+                await conn.execute(f"DROP INDEX IF EXISTS {table}_by_prefix")
         except (psycopg.Error, TimeoutError) as exc:
             await pool.close()
             raise StorageError(f"cannot open PostgreSQL store: {exc}") from exc
         return cls(pool, table)
 
     async def get(self, handle: str) -> bytes | None:
-        async with self._pool.connection() as conn:
+        async with _converted(f"read of {handle!r}"), self._pool.connection() as conn:
             cur = await conn.execute(f"SELECT data FROM {self._t} WHERE handle = %s", (handle,))
             row = await cur.fetchone()
         return None if row is None else bytes(row[0])
@@ -54,7 +72,7 @@ class PostgresStore:
     async def get_many(self, handles: Sequence[str]) -> dict[str, bytes]:
         if not handles:
             return {}
-        async with self._pool.connection() as conn:
+        async with _converted("batched read"), self._pool.connection() as conn:
             cur = await conn.execute(
                 f"SELECT handle, data FROM {self._t} WHERE handle = ANY(%s)", (list(handles),)
             )
@@ -62,24 +80,23 @@ class PostgresStore:
         return {h: bytes(d) for h, d in rows}
 
     async def modify(self, handle: str, mutation: Mutation) -> bytes | None:
-        try:
-            async with self._pool.connection() as conn, conn.transaction():
+        async with (
+            _converted(f"write of {handle!r}"),
+            self._pool.connection() as conn,
+            conn.transaction(),
+        ):
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (handle,))
+            cur = await conn.execute(f"SELECT data FROM {self._t} WHERE handle = %s", (handle,))
+            row = await cur.fetchone()
+            new = mutation(None if row is None else bytes(row[0]))
+            if new is None:
+                await conn.execute(f"DELETE FROM {self._t} WHERE handle = %s", (handle,))
+            else:
                 await conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (handle,)
+                    f"INSERT INTO {self._t} (handle, prefix, data) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (handle) DO UPDATE SET data = excluded.data",
+                    (handle, handle.partition("/")[0], new),
                 )
-                cur = await conn.execute(f"SELECT data FROM {self._t} WHERE handle = %s", (handle,))
-                row = await cur.fetchone()
-                new = mutation(None if row is None else bytes(row[0]))
-                if new is None:
-                    await conn.execute(f"DELETE FROM {self._t} WHERE handle = %s", (handle,))
-                else:
-                    await conn.execute(
-                        f"INSERT INTO {self._t} (handle, prefix, data) VALUES (%s, %s, %s) "
-                        "ON CONFLICT (handle) DO UPDATE SET data = excluded.data",
-                        (handle, handle.partition("/")[0], new),
-                    )
-        except psycopg.Error as exc:
-            raise StorageError(f"PostgreSQL write failed: {exc}") from exc
         return new
 
     async def bulk_put(
@@ -90,47 +107,69 @@ class PostgresStore:
             if overwrite
             else "ON CONFLICT (handle) DO NOTHING"
         )
+        # A duplicate handle keeps its last row when overwriting, its first otherwise.
+        order = "DESC" if overwrite else "ASC"
         total = 0
-        try:
-            async with self._pool.connection() as conn, conn.transaction():
-                await conn.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS iinode_bulk "
-                    "(handle TEXT, prefix TEXT, data BYTEA) ON COMMIT DELETE ROWS"
+        async with (
+            _converted("bulk load"),
+            self._pool.connection() as conn,
+            conn.transaction(),
+        ):
+            await conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS iinode_bulk_rows "
+                "(handle TEXT, prefix TEXT, data BYTEA, seq BIGINT) ON COMMIT DELETE ROWS"
+            )
+            async with conn.cursor() as cur:
+                async with cur.copy(
+                    "COPY iinode_bulk_rows (handle, prefix, data, seq) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.set_types(["text", "text", "bytea", "int8"])
+                    for handle, prefix, data in rows:
+                        await copy.write_row((handle, prefix, data, total))
+                        total += 1
+                await cur.execute(
+                    f"INSERT INTO {self._t} (handle, prefix, data) "
+                    "SELECT DISTINCT ON (handle) handle, prefix, data "
+                    f"FROM iinode_bulk_rows ORDER BY handle, seq {order} {conflict}"
                 )
-                async with conn.cursor() as cur:
-                    async with cur.copy(
-                        "COPY iinode_bulk (handle, prefix, data) FROM STDIN (FORMAT BINARY)"
-                    ) as copy:
-                        copy.set_types(["text", "text", "bytea"])
-                        for row in rows:
-                            await copy.write_row(row)
-                            total += 1
-                    await cur.execute(
-                        f"INSERT INTO {self._t} (handle, prefix, data) "
-                        "SELECT DISTINCT ON (handle) handle, prefix, data "
-                        f"FROM iinode_bulk {conflict}"
-                    )
-                    written = cur.rowcount
-        except psycopg.Error as exc:
-            raise StorageError(f"PostgreSQL bulk load failed: {exc}") from exc
+                written = cur.rowcount
         return BulkResult(written, total - written)
 
     async def list_handles(
         self, prefix: str, *, page: int = 0, page_size: int = 1000
     ) -> HandlePage:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(f"SELECT count(*) FROM {self._t} WHERE prefix = %s", (prefix,))
-            total_row = await cur.fetchone()
+        async with _converted("listing"), self._pool.connection() as conn:
             cur = await conn.execute(
                 f"SELECT handle FROM {self._t} WHERE prefix = %s "
-                "ORDER BY handle LIMIT %s OFFSET %s",
+                'ORDER BY handle COLLATE "C" LIMIT %s OFFSET %s',
                 (prefix, page_size, page * page_size),
             )
             names = [r[0] for r in await cur.fetchall()]
-        return HandlePage(names, int(total_row[0]) if total_row else 0)
+            total = page_total(page, page_size, len(names))
+            if total is None:
+                cur = await conn.execute(
+                    f"SELECT count(*) FROM {self._t} WHERE prefix = %s", (prefix,)
+                )
+                row = await cur.fetchone()
+                total = int(row[0]) if row else 0
+        return HandlePage(names, total)
+
+    async def list_after(
+        self, prefix: str, after: str | None = None, *, limit: int = 1000
+    ) -> list[str]:
+        check_limit(limit)
+        since = "" if after is None else 'AND handle COLLATE "C" > %s '
+        args = (prefix, limit) if after is None else (prefix, after, limit)
+        async with _converted("listing"), self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT handle FROM {self._t} WHERE prefix = %s {since}"
+                'ORDER BY handle COLLATE "C" LIMIT %s',
+                args,
+            )
+            return [r[0] for r in await cur.fetchall()]
 
     async def count(self) -> int:
-        async with self._pool.connection() as conn:
+        async with _converted("count"), self._pool.connection() as conn:
             cur = await conn.execute(f"SELECT count(*) FROM {self._t}")
             row = await cur.fetchone()
         return int(row[0]) if row else 0

@@ -1,19 +1,35 @@
 """SQLite store: the embedded default (WAL journal, durable commits).
 
-Point reads and writes are sub-millisecond indexed operations, so they run
-directly on the event loop thread; bulk loads run in one transaction with
-``executemany``.  Several processes may open the same file (WAL allows
-concurrent readers, and ``BEGIN IMMEDIATE`` serialises writers).
+Nothing here waits for a lock on the event loop:
+
+* Point reads (``get``) run inline: in WAL mode a reader never waits for a
+  writer, so they are sub-millisecond indexed lookups.  In the rare case SQLite
+  answers BUSY (recovery of a WAL left by a crashed process) the read yields to
+  the loop and retries, for up to ``busy_timeout`` seconds in all.
+* Writes (``modify``, ``bulk_put``) run in one dedicated writer thread with its
+  own connection: waiting there for another process's transaction (a bulk load
+  holds the write lock for seconds) leaves the loop serving.
+* Reads that scan (``get_many``, ``list_handles``, ``list_after``, ``count``) run in one reader
+  thread with its own connection.
+
+Several processes may open the same file (WAL allows concurrent readers, and
+``BEGIN IMMEDIATE`` serialises writers).  A ``modify`` mutation runs in the
+writer thread, inside the transaction; it must not touch the event loop.
+Every ``sqlite3`` error leaves as ``StorageError``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from iinode.errors import StorageError
-from iinode.storage.base import BulkResult, HandlePage, Mutation
+from iinode.storage.base import BulkResult, HandlePage, Mutation, check_limit, page_total
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS handles (
@@ -26,95 +42,192 @@ CREATE INDEX IF NOT EXISTS handles_by_prefix ON handles (prefix, handle);
 
 #: Handles per ``IN (...)`` query of ``get_many`` (below SQLite's bound-parameter limit).
 _BATCH = 500
+#: First pause of a point read that found the database busy (doubles up to 50 ms).
+_BUSY_PAUSE = 0.001
+
+T = TypeVar("T")
 
 
 class SQLiteStore:
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "FULL", busy_timeout: float = 30.0
+    ) -> None:
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise StorageError(f"unknown SQLite synchronous mode {synchronous!r}")
         self.path = Path(path)
+        self.busy_timeout = busy_timeout
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-            self._db.execute("PRAGMA busy_timeout=30000")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
+            writer = self._connect(synchronous, busy_timeout)
+            writer.execute("PRAGMA journal_mode=WAL")
+            writer.executescript(_SCHEMA)
+            self._writer = writer
+            # The loop's connection never waits for a lock: BUSY is retried by yielding.
+            self._db = self._connect(synchronous, 0.0)
+            self._scanner = self._connect(synchronous, busy_timeout)
+        except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open SQLite store {self.path}: {exc}") from exc
+        self._closed = False
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="iinode-sqlite-write")
+        self._scan_thread = ThreadPoolExecutor(1, thread_name_prefix="iinode-sqlite-scan")
 
+    def _connect(self, synchronous: str, busy_timeout: float) -> sqlite3.Connection:
+        # Each connection is used by one thread at a time (the loop's, or one executor's).
+        db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+        )
+        db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        return db
+
+    async def _in(self, thread: ThreadPoolExecutor, call: Callable[[], T], what: str) -> T:
+        if self._closed:
+            raise StorageError(f"the SQLite store {self.path} is closed")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(thread, call)
+        except sqlite3.Error as exc:
+            raise StorageError(f"SQLite {what} failed: {exc}") from exc
+
+    # -- point reads, inline ---------------------------------------------------------
     async def get(self, handle: str) -> bytes | None:
-        return self.get_sync(handle)
+        pause = _BUSY_PAUSE
+        waited = 0.0
+        while True:
+            try:
+                return self.get_sync(handle)
+            except sqlite3.OperationalError as exc:
+                primary = exc.sqlite_errorcode & 0xFF  # BUSY_RECOVERY, BUSY_SNAPSHOT… are BUSY
+                busy = primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not busy or waited >= self.busy_timeout:
+                    raise StorageError(f"SQLite read of {handle!r} failed: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StorageError(f"SQLite read of {handle!r} failed: {exc}") from exc
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 0.05)
 
     def get_sync(self, handle: str) -> bytes | None:
         row = self._db.execute("SELECT data FROM handles WHERE handle = ?", (handle,)).fetchone()
         return None if row is None else bytes(row[0])
 
+    # -- scans, in the reader thread -------------------------------------------------------
     async def get_many(self, handles: Sequence[str]) -> dict[str, bytes]:
-        out: dict[str, bytes] = {}
-        for start in range(0, len(handles), _BATCH):
-            chunk = handles[start : start + _BATCH]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT handle, data FROM handles WHERE handle IN ({marks})", tuple(chunk)
-            )
-            out.update((h, bytes(d)) for h, d in rows)
-        return out
+        wanted = list(handles)
 
-    async def modify(self, handle: str, mutation: Mutation) -> bytes | None:
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot begin a write: {exc}") from exc
-        try:
-            row = db.execute("SELECT data FROM handles WHERE handle = ?", (handle,)).fetchone()
-            new = mutation(None if row is None else bytes(row[0]))
-            if new is None:
-                db.execute("DELETE FROM handles WHERE handle = ?", (handle,))
-            else:
-                db.execute(
-                    "INSERT INTO handles (handle, prefix, data) VALUES (?, ?, ?) "
-                    "ON CONFLICT (handle) DO UPDATE SET data = excluded.data",
-                    (handle, handle.partition("/")[0], new),
+        def read() -> dict[str, bytes]:
+            out: dict[str, bytes] = {}
+            for start in range(0, len(wanted), _BATCH):
+                chunk = wanted[start : start + _BATCH]
+                marks = ",".join("?" * len(chunk))
+                rows = self._scanner.execute(
+                    f"SELECT handle, data FROM handles WHERE handle IN ({marks})", tuple(chunk)
                 )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        return new
+                out.update((h, bytes(d)) for h, d in rows)
+            return out
+
+        return await self._in(self._scan_thread, read, "batched read")
+
+    async def list_handles(
+        self, prefix: str, *, page: int = 0, page_size: int = 1000
+    ) -> HandlePage:
+        def read() -> HandlePage:
+            db = self._scanner
+            rows = db.execute(
+                "SELECT handle FROM handles WHERE prefix = ? ORDER BY handle LIMIT ? OFFSET ?",
+                (prefix, page_size, page * page_size),
+            )
+            names = [r[0] for r in rows]
+            total = page_total(page, page_size, len(names))
+            if total is None:
+                counted = db.execute("SELECT count(*) FROM handles WHERE prefix = ?", (prefix,))
+                total = int(counted.fetchone()[0])
+            return HandlePage(names, total)
+
+        return await self._in(self._scan_thread, read, "listing")
+
+    async def list_after(
+        self, prefix: str, after: str | None = None, *, limit: int = 1000
+    ) -> list[str]:
+        check_limit(limit)
+        if after is None:
+            query = "SELECT handle FROM handles WHERE prefix = ? ORDER BY handle LIMIT ?"
+            args: tuple[str | int, ...] = (prefix, limit)
+        else:
+            query = (
+                "SELECT handle FROM handles WHERE prefix = ? AND handle > ? ORDER BY handle LIMIT ?"
+            )
+            args = (prefix, after, limit)
+
+        def read() -> list[str]:
+            return [r[0] for r in self._scanner.execute(query, args)]
+
+        return await self._in(self._scan_thread, read, "listing")
+
+    async def count(self) -> int:
+        def read() -> int:
+            return int(self._scanner.execute("SELECT count(*) FROM handles").fetchone()[0])
+
+        return await self._in(self._scan_thread, read, "count")
+
+    # -- writes, in the writer thread ---------------------------------------------------------
+    async def modify(self, handle: str, mutation: Mutation) -> bytes | None:
+        def write() -> bytes | None:
+            db = self._writer
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT data FROM handles WHERE handle = ?", (handle,)).fetchone()
+                new = mutation(None if row is None else bytes(row[0]))
+                if new is None:
+                    db.execute("DELETE FROM handles WHERE handle = ?", (handle,))
+                else:
+                    db.execute(
+                        "INSERT INTO handles (handle, prefix, data) VALUES (?, ?, ?) "
+                        "ON CONFLICT (handle) DO UPDATE SET data = excluded.data",
+                        (handle, handle.partition("/")[0], new),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                _rollback(db)
+                raise
+            return new
+
+        return await self._in(self._write_thread, write, f"write of {handle!r}")
 
     async def bulk_put(
         self, rows: Iterable[tuple[str, str, bytes]], *, overwrite: bool = False
     ) -> BulkResult:
         verb = "INSERT OR REPLACE" if overwrite else "INSERT OR IGNORE"
-        db = self._db
         batch = list(rows)
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            before = db.total_changes
-            db.executemany(f"{verb} INTO handles (handle, prefix, data) VALUES (?, ?, ?)", batch)
-            written = db.total_changes - before
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        return BulkResult(written, len(batch) - written)
 
-    async def list_handles(
-        self, prefix: str, *, page: int = 0, page_size: int = 1000
-    ) -> HandlePage:
-        total = self._db.execute("SELECT count(*) FROM handles WHERE prefix = ?", (prefix,))
-        rows = self._db.execute(
-            "SELECT handle FROM handles WHERE prefix = ? ORDER BY handle LIMIT ? OFFSET ?",
-            (prefix, page_size, page * page_size),
-        )
-        return HandlePage([r[0] for r in rows], int(total.fetchone()[0]))
+        def write() -> BulkResult:
+            db = self._writer
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                before = db.total_changes
+                db.executemany(
+                    f"{verb} INTO handles (handle, prefix, data) VALUES (?, ?, ?)", batch
+                )
+                written = db.total_changes - before
+                db.execute("COMMIT")
+            except BaseException:
+                _rollback(db)
+                raise
+            return BulkResult(written, len(batch) - written)
 
-    async def count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM handles").fetchone()[0])
+        return await self._in(self._write_thread, write, "bulk load")
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        for thread, db in ((self._write_thread, self._writer), (self._scan_thread, self._scanner)):
+            await loop.run_in_executor(thread, db.close)
+            thread.shutdown(wait=False)
         self._db.close()
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):  # the first error is the one to report
+            db.execute("ROLLBACK")

@@ -173,26 +173,40 @@ class Connection:
 
     ``protocol`` is one of ``sparkplug``, ``mqtt-json``, ``opcua``, ``modbus`` or
     ``none``; ``address`` is protocol-specific (``opc.tcp://host:4840``,
-    ``host:502``, a Sparkplug ``group/edge-node/device`` path).
+    ``host:502``, a Sparkplug ``group/edge-node/device`` path).  ``details`` keeps
+    the other members of the JSON object as given (JSON values): the OPC UA and
+    Modbus connection schemas (``endpoint``/``nodes``, ``host``/``registers`` ...)
+    live there and are checked by ``iinode.connectivity.endpoints``.
     """
 
     protocol: str = "none"
     address: str = ""
     options: tuple[tuple[str, str], ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"protocol": self.protocol, "address": self.address, "options": dict(self.options)}
+        return {
+            **self.details,
+            "protocol": self.protocol,
+            "address": self.address,
+            "options": dict(self.options),
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Connection:
         options = data.get("options") or {}
         if not isinstance(options, Mapping):
             raise ValueInvalid("connection options must be an object")
+        details = {str(k): v for k, v in data.items() if k not in _CONNECTION_KEYS}
         return cls(
             protocol=str(data.get("protocol", "none")),
             address=str(data.get("address", "")),
             options=tuple(sorted((str(k), str(v)) for k, v in options.items())),
+            details=details,
         )
+
+
+_CONNECTION_KEYS = frozenset({"protocol", "address", "options"})
 
 
 @dataclass(frozen=True, slots=True)

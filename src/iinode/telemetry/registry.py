@@ -35,6 +35,21 @@ class EquipmentRegistry(Protocol):
         """All equipment, or those under ``prefix`` (and its sub-prefixes), by id."""
 
 
+@runtime_checkable
+class EquipmentReader(Protocol):
+    """Reads on behalf of a caller (``identity``; ``None`` is anonymous), for the HTTP API.
+
+    Both raise ``AuthenticationNeeded`` or ``NotAuthorized`` when the caller may
+    not see what it asked for.
+    """
+
+    async def readable(self, equipment_id: str, identity: IndexedHandle | None) -> Equipment | None:
+        """The equipment as the caller may see it; ``None`` if not registered."""
+
+    async def listing(self, prefix: str | None, identity: IndexedHandle | None) -> list[Equipment]:
+        """The equipment under ``prefix`` the caller may list and read."""
+
+
 class MemoryRegistry:
     """An :class:`EquipmentRegistry` held in a dictionary."""
 

@@ -16,28 +16,47 @@ HS_ADMIN; an existing record keeps its other values.  Reads and writes go
 through :class:`~iinode.node.service.HandleService`, so equipment written over
 ``/api/handles``, ``/telemetry/equipment`` or the CLI is the same thing, and
 writes are authorised by HS_ADMIN like any other handle write.
+
+Reads on behalf of someone (:meth:`HandleRegistry.readable`,
+:meth:`HandleRegistry.listing`, used by the HTTP API) see what
+``/api/handles`` would show them: values with PUBLIC_READ, and values with
+ADMIN_READ to an identity that HS_ADMIN gives READ_VALUE.  Equipment whose
+``IINODE_EQUIPMENT`` value (which holds connection addresses) is hidden from
+the caller is not shown; listing needs LIST_HANDLES on the prefix (or the
+node's administrator), as ``GET /api/handles?prefix=`` does.  The ingest
+validator uses :meth:`HandleRegistry.get`, the node's own unrestricted view.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
-from iinode.errors import HandleError, HandleNotFound, InvalidHandle, ValueInvalid
+from iinode.errors import (
+    AuthenticationNeeded,
+    HandleError,
+    HandleNotFound,
+    InvalidHandle,
+    NotAuthorized,
+    ValueInvalid,
+)
 from iinode.identifiers import (
     AdminData,
+    AdminPermission,
     HandleName,
     HandleValue,
     IndexedHandle,
+    Permissions,
     Prefix,
     Record,
     StringData,
     UrlData,
     decode_record,
 )
+from iinode.node.record_rules import admins_of
 from iinode.node.service import HandleService
 from iinode.telemetry.model import Connection, Equipment, EquipmentKind, Tag
 
@@ -149,12 +168,23 @@ class HandleRegistry:
 
     ``base_url`` (the node's HTTP URL) gives new records a ``URL`` value pointing
     at ``/telemetry/equipment/<handle>``.  Writes with ``identity=None`` are made
-    as the node's own administrator.
+    as the node's own administrator.  ``check`` refuses equipment before anything
+    is written (it raises ``ValueInvalid``; the node passes the connection checks
+    of ``iinode.connectivity.endpoints``).
     """
 
-    def __init__(self, service: HandleService, *, base_url: str | None = None) -> None:
+    def __init__(
+        self,
+        service: HandleService,
+        *,
+        base_url: str | None = None,
+        check: Callable[[Equipment], None] | None = None,
+    ) -> None:
         self.service = service
         self.base_url = base_url.rstrip("/") if base_url else None
+        self.check = check
+        #: Told the id of equipment written or removed through this registry; must not raise.
+        self.observers: list[Callable[[str], None]] = []
         admin = service.settings.admin_identity
         self._node_identity = None if admin is None else IndexedHandle.parse(admin)
 
@@ -189,6 +219,8 @@ class HandleRegistry:
 
     async def put(self, equipment: Equipment, identity: IndexedHandle | None = None) -> None:
         name = HandleName.parse(equipment.id)
+        if self.check is not None:
+            self.check(equipment)
         who = self._identity(identity)
         existing = await self.service.lookup(name)
         url = f"{self.base_url}/telemetry/equipment/{name}" if self.base_url else None
@@ -196,10 +228,16 @@ class HandleRegistry:
             values = equipment_values(equipment, url=url)
             created = await self.service.create(name, values, who, overwrite=False)
             if created:
+                self._changed(str(name))
                 return
             existing = await self.service.lookup(name) or ()
         values = equipment_values(equipment, existing=existing)
         await self.service.put_values(name, values, who)
+        self._changed(str(name))
+
+    def _changed(self, equipment_id: str) -> None:
+        for observer in list(self.observers):
+            observer(equipment_id)
 
     async def remove(self, equipment_id: str, identity: IndexedHandle | None = None) -> None:
         name = HandleName.parse(equipment_id)
@@ -219,12 +257,63 @@ class HandleRegistry:
             await self.service.remove_values(name, ours, who)
         else:
             await self.service.delete(name, who)
+        self._changed(str(name))
 
-    async def list(self, prefix: str | None = None) -> list[Equipment]:
+    async def _visible(self, record: Record, identity: IndexedHandle | None) -> Record:
+        """The values of ``record`` that ``identity`` may read (the rule of ``/api/handles``)."""
+        hidden = identity is not None and await self.service.auth.allowed(
+            identity, admins_of(record), AdminPermission.READ_VALUE
+        )
+        return tuple(
+            v
+            for v in record
+            if v.publicly_readable or (hidden and v.permissions & Permissions.ADMIN_READ)
+        )
+
+    async def readable(self, equipment_id: str, identity: IndexedHandle | None) -> Equipment | None:
+        """The equipment as ``identity`` (``None``: anonymous) may see it; ``None`` if not
+        registered.  Raises ``AuthenticationNeeded`` / ``NotAuthorized`` when its record is
+        there but hidden from the caller."""
+        try:
+            name = HandleName.parse(equipment_id)
+        except InvalidHandle:
+            return None
+        record = await self._local_record(name)
+        if record is None or self._equipment_of(str(name), record) is None:
+            return None
+        item = self._equipment_of(str(name), await self._visible(record, identity))
+        if item is not None:
+            return item
+        if identity is None:
+            raise AuthenticationNeeded(
+                f"equipment {name} is not publicly readable; give HTTP Basic credentials",
+                handle=str(name),
+            )
+        raise NotAuthorized(f"{identity} may not read equipment {name}", handle=str(name))
+
+    async def listing(self, prefix: str | None, identity: IndexedHandle | None) -> list[Equipment]:
+        """:meth:`list` on behalf of ``identity``: needs LIST_HANDLES on the prefix (or the
+        node's administrator); equipment whose record is hidden from it is left out."""
+        if identity is None:
+            raise AuthenticationNeeded("listing equipment needs HTTP Basic credentials")
+        owned = self.service.owned
+        wanted = owned if prefix is None else Prefix(prefix)
+        if wanted is None:
+            return []
+        na = await self.service.lookup(wanted.na_handle)
+        await self.service.auth.require(
+            identity, admins_of(na or ()), AdminPermission.LIST_HANDLES, f"list {wanted}"
+        )
+        return await self._list(wanted.text, identity)
+
+    async def _list(
+        self, prefix: str | None, identity: IndexedHandle | None, *, trusted: bool = False
+    ) -> list[Equipment]:
         """Equipment directly under ``prefix`` (default: the node's own), sorted by id.
 
-        Pages through the store's listing and reads each page's records in one
-        batched ``get_many``; a prefix delegated to another node holds none here.
+        Pages through the store's keyset listing (``list_after``, no count and no
+        offset) and reads each page's records in one batched ``get_many``; a
+        prefix delegated to another node holds none here.
         """
         owned = self.service.owned
         if owned is None:
@@ -234,25 +323,37 @@ class HandleRegistry:
             return []
         store = self.service.store
         out: list[Equipment] = []
-        page = 0
+        after: str | None = None
         while True:
-            listing = await store.list_handles(wanted.text, page=page, page_size=_PAGE)
-            records = await store.get_many(listing.handles)
-            for text in listing.handles:
+            handles = await store.list_after(wanted.text, after, limit=_PAGE)
+            records = await store.get_many(handles)
+            for text in handles:
                 raw = records.get(text)
-                if raw is not None:
-                    item = self._equipment(text, raw)
-                    if item is not None:
-                        out.append(item)
-            page += 1
-            if not listing.handles or page * _PAGE >= listing.total:
+                if raw is None:
+                    continue
+                try:
+                    record = decode_record(raw)
+                except HandleError as exc:
+                    log.warning("equipment record %s is unusable: %s", text, exc.message)
+                    continue
+                item = self._equipment_of(text, record)
+                if item is not None and not trusted:
+                    item = self._equipment_of(text, await self._visible(record, identity))
+                if item is not None:
+                    out.append(item)
+            if len(handles) < _PAGE:
                 break
+            after = handles[-1]
         return sorted(out, key=lambda e: e.id)
 
     @staticmethod
-    def _equipment(handle: str, raw: bytes) -> Equipment | None:
+    def _equipment_of(handle: str, record: Record) -> Equipment | None:
         try:
-            return equipment_from_record(handle, decode_record(raw))
+            return equipment_from_record(handle, record)
         except HandleError as exc:
             log.warning("equipment record %s is unusable: %s", handle, exc.message)
             return None
+
+    async def list(self, prefix: str | None = None) -> list[Equipment]:
+        """Every equipment under ``prefix`` (default: the node's own), as the node sees it."""
+        return await self._list(prefix, None, trusted=True)

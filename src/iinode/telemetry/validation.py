@@ -1,9 +1,12 @@
 """Reading validation against the equipment registry; rejects are counted, not dropped.
 
 A reading is rejected when its equipment is not registered, its tag is not one
-of the equipment's tags, its value does not fit the tag's data type, or its
-timestamp lies further in the future than the allowed clock skew.  Every reject
-is counted by reason, logged, and kept in a bounded list of recent rejects.
+of the equipment's tags, its value does not fit the tag's data type, its
+timestamp lies further in the future than the allowed clock skew, or its
+timestamp is one the store cannot hold (before 1970, such as OPC UA's
+MinDateTime in 1601, or after 9999).  Every reject is counted by reason,
+logged, and kept in a bounded list of recent rejects.  ``UNSTORABLE`` counts
+readings the store itself refused (the ingest worker isolates them).
 """
 
 from __future__ import annotations
@@ -19,12 +22,17 @@ from iinode.telemetry.registry import EquipmentRegistry
 
 log = logging.getLogger(__name__)
 
+#: The first instant the store cannot hold (10000-01-01T00:00:00Z, in µs); the last is 0 before.
+END_OF_TIME_US = 253_402_300_800_000_000
+
 
 class RejectReason(enum.StrEnum):
     UNKNOWN_EQUIPMENT = "unknown_equipment"
     UNKNOWN_TAG = "unknown_tag"
     WRONG_TYPE = "wrong_type"
     FUTURE_TIMESTAMP = "future_timestamp"
+    BAD_TIMESTAMP = "bad_timestamp"
+    UNSTORABLE = "unstorable"
     MALFORMED = "malformed"
     PROTOCOL = "protocol"
 
@@ -44,10 +52,14 @@ class RejectLog:
     def __init__(self, keep: int = 100) -> None:
         self.counts: Counter[RejectReason] = Counter()
         self.recent: deque[Reject] = deque(maxlen=keep)
+        #: Told of every reject (monitoring); they must not raise.
+        self.observers: list[Callable[[Reject], None]] = []
 
     def add(self, reject: Reject) -> None:
         self.counts[reject.reason] += 1
         self.recent.append(reject)
+        for observe in self.observers:
+            observe(reject)
         log.warning("telemetry reject (%s): %s", reject.reason.value, reject.detail)
 
     def malformed(self, detail: str) -> None:
@@ -135,6 +147,12 @@ class ReadingValidator:
                 reject = Reject(
                     RejectReason.WRONG_TYPE,
                     f"{r.equipment} {r.tag}: {r.value!r} is not {tag.data_type.value}",
+                    r,
+                )
+            elif not 0 <= r.time_us < END_OF_TIME_US:
+                reject = Reject(
+                    RejectReason.BAD_TIMESTAMP,
+                    f"{r.equipment} {r.tag}: timestamp {r.time_us} µs is outside 1970..9999",
                     r,
                 )
             elif r.time_us > horizon:

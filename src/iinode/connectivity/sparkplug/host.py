@@ -19,29 +19,23 @@ message whose envelope parses but whose metrics do not is counted as malformed
 and yields no reading, but its sequence number counts (it was delivered), so
 it causes no spurious gap.
 
-**Mapping to readings.**  Scalars become one reading named after the metric.
-Arrays become one reading per element, ``<name>[<i>]``; a DataSet one reading
-per non-null cell, ``<name>[<row>]/<column>``; a template instance one reading
-per member, ``<name>/<member>`` (recursively; member types missing from a data
-message are taken from the definition in NBIRTH).  Bytes, files and property
-sets carry no reading and are counted as ``skipped``.  The ``Quality``
-property (Int32) becomes the reading's quality (values outside 0..255, such as
-the 500 "stale" some servers use, map to ``UNCERTAIN``); the other scalar
-properties of a birth (``engUnit``, ``engLow``, ``engHigh`` ...) are kept per
-metric and returned by :meth:`HostApplication.properties`.
+The settings, results and per-edge-node state are in :mod:`.host_state`.
+
+**Mapping to readings** (:mod:`.mapping`): scalars, arrays, data sets and
+template instances become readings; the scalar properties of a birth
+(``engUnit``, ``engLow``, ``engHigh`` ...) are kept per metric and returned by
+:meth:`HostApplication.properties`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from iinode.connectivity.sparkplug.codec import (
-    DataSet,
     DataType,
     MessageType,
     Metric,
@@ -55,106 +49,41 @@ from iinode.connectivity.sparkplug.codec import (
     scalar_from_pb,
     typed_value,
 )
+from iinode.connectivity.sparkplug.host_state import (
+    Birth,
+    DataMessage,
+    HostResult,
+    HostSettings,
+    Known,
+    NodeState,
+    default_equipment,
+)
+from iinode.connectivity.sparkplug.mapping import (
+    QUALITY,
+    SCALARS,
+    is_scalar,
+    map_value,
+    quality_of,
+    scalar,
+)
 from iinode.connectivity.sparkplug.session import BDSEQ, Outgoing, rebirth_request
-from iinode.errors import InvalidHandle
-from iinode.identifiers import HandleName
-from iinode.telemetry.model import Quality, Reading, Value
+from iinode.telemetry.model import Quality, Reading
 
 log = logging.getLogger(__name__)
 
-_SCALARS = frozenset({
-    DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64, DataType.UINT8,
-    DataType.UINT16, DataType.UINT32, DataType.UINT64, DataType.FLOAT, DataType.DOUBLE,
-    DataType.BOOLEAN, DataType.STRING, DataType.TEXT, DataType.UUID, DataType.DATETIME,
-})  # fmt: skip
-_ARRAYS = frozenset(DataType(code) for code in range(22, 35))
-_FLOATS = frozenset({DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT_ARRAY, DataType.DOUBLE_ARRAY})
 _DATA = (MessageType.NDATA, MessageType.DDATA)
 _BY_CODE = {int(d): d for d in DataType}
-_QUALITY = "Quality"
 _CONTROL = ("Node Control/", "Device Control/")
 
 
-def default_equipment(group: str, edge_node: str, device: str | None) -> str | None:
-    """``<group>/<device>`` (or ``<group>/<edge node>`` for node metrics) if a valid handle."""
-    try:
-        return str(HandleName(group, device if device is not None else edge_node))
-    except InvalidHandle:
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class HostSettings:
-    """Reorder Timeout (µs; 0 reports a gap at once) and how many messages may wait."""
-
-    reorder_timeout_us: int = 2_000_000
-    max_held: int = 64
-
-    def __post_init__(self) -> None:
-        if self.reorder_timeout_us < 0 or not 0 < self.max_held < 256:
-            raise ValueError("reorder_timeout_us must be >= 0 and max_held in 1..255")
-
-
-@dataclass(frozen=True, slots=True)
-class _Data:
-    """A data message whose metrics are converted while they are mapped (the fast path)."""
-
-    seq: int | None
-    timestamp: int | None
-    pb: Any
-
-
-@dataclass(frozen=True, slots=True)
-class _Known:
-    """What a birth certificate said about one alias."""
-
-    name: str
-    datatype: DataType
-    template_ref: str | None = None
-
-
-@dataclass(slots=True)
-class _NodeState:
-    bdseq: int | None = None
-    seq: int | None = None
-    online: bool = False
-    aliases: dict[tuple[str | None, int], _Known] = field(default_factory=dict)
-    devices: set[str] = field(default_factory=set)
-    templates: dict[str, Template] = field(default_factory=dict)
-    refs: dict[tuple[str | None, str], str] = field(default_factory=dict)
-    properties: dict[tuple[str | None, str], dict[str, Any]] = field(default_factory=dict)
-    held: dict[int, tuple[Topic, Payload | _Data]] = field(default_factory=dict)
-    gap_since: int | None = None
-
-    def reset(self) -> None:
-        self.aliases = {}
-        self.devices = set()
-        self.templates = {}
-        self.refs = {}
-        self.properties = {}
-        self.held = {}
-        self.gap_since = None
-
-
-@dataclass(slots=True)
-class HostResult:
-    """What one received message (or one :meth:`HostApplication.expire`) produced.
-
-    ``malformed`` holds topics and payloads that did not parse; ``errors`` the
-    protocol trouble of messages that did (sequence, aliases, births).
-    """
-
-    readings: list[Reading] = field(default_factory=list)
-    replies: list[Outgoing] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    malformed: list[str] = field(default_factory=list)
-    offline: list[str] = field(default_factory=list)
-    skipped: int = 0
-    held: int = 0
-
-
 class HostApplication:
-    """The consuming side: Sparkplug messages in, readings and rebirth requests out."""
+    """The consuming side: Sparkplug messages in, readings and rebirth requests out.
+
+    State is kept for at most ``settings.max_nodes`` edge nodes: a message from
+    one more evicts the oldest tracked node that is offline (``nodes_evicted``),
+    and is refused as a protocol error when all are online (``nodes_refused``),
+    so topics naming random edge nodes cannot grow memory without end.
+    """
 
     def __init__(
         self,
@@ -165,8 +94,27 @@ class HostApplication:
         self.host_id = host_id
         self.equipment_of = equipment_of
         self.settings = settings or HostSettings()
-        self._nodes: dict[tuple[str, str], _NodeState] = {}
+        self._nodes: dict[tuple[str, str], NodeState] = {}
         self._waiting: set[tuple[str, str]] = set()
+        self.nodes_evicted = 0
+        self.nodes_refused = 0
+
+    @property
+    def tracked_nodes(self) -> int:
+        return len(self._nodes)
+
+    def _room(self) -> bool:
+        """Make room for one more edge node; False if every tracked one is online."""
+        if len(self._nodes) < self.settings.max_nodes:
+            return True
+        for key, node in self._nodes.items():
+            if not node.online and not node.held:
+                del self._nodes[key]
+                self._waiting.discard(key)
+                self.nodes_evicted += 1
+                return True
+        self.nodes_refused += 1
+        return False
 
     def state(self, online: bool, now_ms: int) -> Outgoing:
         """The retained STATE message of this host (publish online after connecting)."""
@@ -210,32 +158,42 @@ class HostApplication:
                 self._give_up(key, node, now_us, result, rebirth=True)
         return result
 
-    def receive(self, topic: str, data: bytes, now_us: int) -> HostResult:
+    def receive(self, topic: str, data: bytes, now_us: int, token: object = None) -> HostResult:
+        """Process one message.  ``token`` (the caller's handle on the message, e.g. to
+        acknowledge it) comes back in ``HostResult.released`` once a message that was
+        held for reordering is processed or dropped."""
         result = HostResult()
         try:
             parsed = Topic.parse(topic)
             if parsed.message_type in (MessageType.NCMD, MessageType.DCMD, MessageType.STATE):
                 return result
             pb = parse_payload(data)
-            payload: Payload | _Data
+            payload: Payload | DataMessage
             if parsed.message_type in _DATA:
                 ts = pb.timestamp if pb.HasField("timestamp") else None
-                payload = _Data(pb.seq if pb.HasField("seq") else None, ts, pb)
+                payload = DataMessage(pb.seq if pb.HasField("seq") else None, ts, pb)
             else:
                 payload = payload_from_pb(pb)
         except SparkplugError as exc:
             result.malformed.append(f"{topic}: {exc.message}")
             return result
-        self._handle(parsed, payload, now_us, result)
+        self._handle(parsed, payload, now_us, result, token)
         return result
 
     # -- sequence handling ------------------------------------------------------------------
 
-    def _handle(self, t: Topic, p: Payload | _Data, now_us: int, result: HostResult) -> None:
+    def _handle(
+        self, t: Topic, p: Payload | DataMessage, now_us: int, result: HostResult, token: object
+    ) -> None:
         key = (t.group, t.edge_node)
         node = self._nodes.get(key)
         if node is None:
-            node = self._nodes[key] = _NodeState()
+            if not self._room():
+                result.errors.append(
+                    f"{t}: {self.settings.max_nodes} edge nodes are online already; ignored"
+                )
+                return
+            node = self._nodes[key] = NodeState()
         kind = t.message_type
         if kind is MessageType.NDEATH:
             bdseq = _metric_value(p.metrics, BDSEQ) if isinstance(p, Payload) else None
@@ -253,7 +211,7 @@ class HostApplication:
             node.bdseq = _metric_value(p.metrics, BDSEQ)
             node.seq = p.seq
             node.online = True
-            node.reset()
+            node.reset(result)
             self._waiting.discard(key)
             self._process(t, p, node, now_us, result)
             return
@@ -283,9 +241,10 @@ class HostApplication:
             self._process(t, p, node, now_us, result)
             return
         if p.seq in node.held:
+            # A redelivery: the copy held already is dropped, this one waits in its place.
             result.errors.append(f"{t}: sequence {p.seq} received twice while reordering")
-            return
-        node.held[p.seq] = (t, p)
+            result.release([node.held[p.seq][2]])
+        node.held[p.seq] = (t, p, token)
         result.held += 1
         if node.gap_since is None:
             node.gap_since = now_us
@@ -293,13 +252,14 @@ class HostApplication:
         if len(node.held) > self.settings.max_held:
             self._give_up(key, node, now_us, result, rebirth=True)
 
-    def _drain(self, key: tuple[str, str], node: _NodeState, now_us: int, r: HostResult) -> None:
+    def _drain(self, key: tuple[str, str], node: NodeState, now_us: int, r: HostResult) -> None:
         if not node.held:
             return
         while node.seq is not None and (nxt := (node.seq + 1) % 256) in node.held:
-            t, p = node.held.pop(nxt)
+            t, p, token = node.held.pop(nxt)
             node.seq = nxt
             self._process(t, p, node, now_us, r)
+            r.release([token])
         if node.held:
             node.gap_since = now_us
         else:
@@ -307,7 +267,7 @@ class HostApplication:
             self._waiting.discard(key)
 
     def _give_up(
-        self, key: tuple[str, str], node: _NodeState, now_us: int, r: HostResult, *, rebirth: bool
+        self, key: tuple[str, str], node: NodeState, now_us: int, r: HostResult, *, rebirth: bool
     ) -> None:
         expected = 0 if node.seq is None else (node.seq + 1) % 256
         order = sorted(node.held, key=lambda s: (s - expected) % 256)
@@ -324,14 +284,15 @@ class HostApplication:
         if rebirth:
             _request_rebirth(first_topic, now_us, r)
         for seq in order:
-            t, p = held[seq]
+            t, p, token = held[seq]
             node.seq = seq
             self._process(t, p, node, now_us, r)
+            r.release([token])
 
     # -- messages to readings ---------------------------------------------------------------
 
     def _process(
-        self, t: Topic, p: Payload | _Data, node: _NodeState, now_us: int, r: HostResult
+        self, t: Topic, p: Payload | DataMessage, node: NodeState, now_us: int, r: HostResult
     ) -> None:
         kind = t.message_type
         if kind is MessageType.DDEATH:
@@ -343,6 +304,13 @@ class HostApplication:
         if kind is MessageType.DBIRTH and device:
             node.devices.add(device)
         equipment = self.equipment_of(t.group, t.edge_node, device)
+        if kind in (MessageType.NBIRTH, MessageType.DBIRTH) and isinstance(p, Payload):
+            r.births.append(Birth(
+                t.group, t.edge_node, device, equipment,
+                {m.name: m.value for m in p.metrics if m.name and is_scalar(m.value)},
+                {m.name: {k: v for k, _, v in m.properties if is_scalar(v)}
+                 for m in p.metrics if m.name and m.properties},
+            ))  # fmt: skip
         if equipment is None:
             r.errors.append(f"{t}: no equipment identifier for this node/device")
             return
@@ -383,7 +351,7 @@ class HostApplication:
         self,
         t: Topic,
         m: Metric,
-        node: _NodeState,
+        node: NodeState,
         equipment: str,
         default_us: int,
         now_us: int,
@@ -399,7 +367,7 @@ class HostApplication:
                 return
             ref = value.template_ref if isinstance(value, Template) else None
             if m.alias is not None:
-                node.aliases[(device, m.alias)] = _Known(name, dtype, ref)
+                node.aliases[(device, m.alias)] = Known(name, dtype, ref)
             self._remember(node, device, name, m, ref)
         elif name is None:
             known = node.aliases.get((device, m.alias)) if m.alias is not None else None
@@ -418,98 +386,25 @@ class HostApplication:
         if name == BDSEQ or name.startswith(_CONTROL):
             return
         when = m.timestamp * 1000 if m.timestamp is not None else default_us
-        if dtype in _SCALARS and not m.properties:
+        if dtype in SCALARS and not m.properties:
             if value is None:
                 r.skipped += 1
                 return
-            r.readings.append(Reading(equipment, name, when, _scalar(value, dtype), Quality.GOOD))
+            r.readings.append(Reading(equipment, name, when, scalar(value, dtype), Quality.GOOD))
             return
-        quality = _quality(m.property(_QUALITY))
-        self._map(node, equipment, name, dtype, value, when, quality, ref, r)
+        quality = quality_of(m.property(QUALITY))
+        map_value(node.templates, equipment, name, dtype, value, when, quality, ref, r)
 
     def _remember(
-        self, node: _NodeState, device: str | None, name: str, m: Metric, ref: str | None
+        self, node: NodeState, device: str | None, name: str, m: Metric, ref: str | None
     ) -> None:
         if isinstance(m.value, Template) and m.value.is_definition:
             node.templates[name] = m.value
         if ref is not None:
             node.refs[(device, name)] = ref
-        props = {k: v for k, _, v in m.properties if k != _QUALITY and _is_scalar(v)}
+        props = {k: v for k, _, v in m.properties if k != QUALITY and is_scalar(v)}
         if props:
             node.properties[(device, name)] = props
-
-    def _map(
-        self,
-        node: _NodeState,
-        equipment: str,
-        name: str,
-        dtype: DataType,
-        value: Any,
-        when: int,
-        quality: Quality,
-        ref: str | None,
-        r: HostResult,
-    ) -> None:
-        if value is None:
-            r.skipped += 1
-        elif dtype in _SCALARS:
-            r.readings.append(Reading(equipment, name, when, _scalar(value, dtype), quality))
-        elif dtype in _ARRAYS and isinstance(value, tuple):
-            floats = dtype in _FLOATS
-            for i, item in enumerate(value):
-                v = float(item) if floats else item
-                r.readings.append(Reading(equipment, f"{name}[{i}]", when, v, quality))
-        elif dtype is DataType.DATASET and isinstance(value, DataSet):
-            for n, row in enumerate(value.rows):
-                for column, ctype, cell in zip(value.columns, value.types, row, strict=True):
-                    if cell is None or ctype not in _SCALARS:
-                        r.skipped += 1
-                        continue
-                    tag = f"{name}[{n}]/{column}"
-                    r.readings.append(Reading(equipment, tag, when, _scalar(cell, ctype), quality))
-        elif dtype is DataType.TEMPLATE and isinstance(value, Template):
-            if not value.is_definition:
-                self._members(node, equipment, name, value, when, quality, ref, r)
-        else:
-            r.skipped += 1
-
-    def _members(
-        self,
-        node: _NodeState,
-        equipment: str,
-        name: str,
-        tpl: Template,
-        when: int,
-        quality: Quality,
-        ref: str | None,
-        r: HostResult,
-    ) -> None:
-        ref = tpl.template_ref or ref
-        definition = None
-        if ref is not None:
-            definition = node.templates.get(ref) or node.templates.get(f"_types_/{ref}")
-        if ref is not None and definition is None and node.templates:
-            r.errors.append(f"{equipment}: template {name!r} refers to unknown {ref!r}")
-        for member in tpl.metrics:
-            if member.name is None:
-                r.errors.append(f"{equipment}: member of template {name!r} has no name")
-                continue
-            dtype, value, mref = member.datatype, member.value, None
-            if definition is not None:
-                shape = next((d for d in definition.metrics if d.name == member.name), None)
-                if shape is not None:
-                    if isinstance(shape.value, Template):
-                        mref = shape.value.template_ref
-                    if dtype is DataType.UNKNOWN:
-                        dtype = shape.datatype
-                        try:
-                            value = typed_value(value, dtype)
-                        except SparkplugError as exc:
-                            r.errors.append(f"{equipment}: {name}/{member.name}: {exc.message}")
-                            continue
-            at = member.timestamp * 1000 if member.timestamp is not None else when
-            q = _quality(member.property(_QUALITY), quality)
-            self._map(node, equipment, f"{name}/{member.name}", dtype, value, at, q, mref, r)
 
 
 def _request_rebirth(t: Topic, now_us: int, r: HostResult) -> None:
@@ -525,21 +420,4 @@ def _metric_value(metrics: Iterable[Metric], name: str) -> Any:
     return None
 
 
-def _is_scalar(value: Any) -> bool:
-    return isinstance(value, bool | int | float | str)
-
-
-def _quality(raw: Any, default: Quality = Quality.GOOD) -> Quality:
-    if raw is None:
-        return default
-    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= 0xFF:
-        return Quality(raw)
-    return Quality.UNCERTAIN
-
-
-def _scalar(value: Any, dtype: DataType) -> Value:
-    if dtype in _FLOATS:
-        return float(value)
-    if isinstance(value, bool | int | float | str):
-        return value
-    raise SparkplugError(f"{dtype.name} value {value!r} is not a scalar")
+__all__ = ["Birth", "HostApplication", "HostResult", "HostSettings", "default_equipment"]

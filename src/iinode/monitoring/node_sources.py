@@ -1,0 +1,376 @@
+"""The node's own security sources, attached to its edges and drained into its outbox.
+
+:class:`NodeSources` owns the pure collectors of :mod:`iinode.monitoring.sources`
+and offers one small hook per edge; each hook only records (it never raises,
+never blocks, never does I/O) and :meth:`NodeSources.tick` turns what was
+recorded into events and queues them with ``emit`` (the monitoring node's
+outbox).  :func:`run_node_sources` attaches the hooks of a running node:
+
+* every process: REST authentication failures (``Authorizer.failure_observers``);
+* the process holding the node's lease: the node-wide native protocol counters
+  (``<data-dir>/native.counters``), telemetry rejects (``RejectLog.observers``),
+  stored readings (``IngestWorker.observers``), Sparkplug births
+  (``MqttConnector.birth_observers``) and the equipment registry (assets).
+
+OPC UA and Modbus connectors report what their peer says it is through
+:meth:`NodeSources.opcua_hook` and :meth:`NodeSources.modbus_hook`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from iinode.errors import InvalidHandle
+from iinode.identifiers import HandleName, Prefix
+from iinode.monitoring.cpe import Cpe
+from iinode.monitoring.errors import OutboxFull
+from iinode.monitoring.events import Event
+from iinode.monitoring.inventory import (
+    Asset,
+    AssetInventory,
+    AssetKind,
+    AssetSource,
+    describe_asset,
+    from_modbus_identity,
+    from_opcua_build_info,
+)
+from iinode.monitoring.sources import (
+    InventoryWatch,
+    NativeCounterWatch,
+    ObservationWindow,
+    SourcesSettings,
+    TrafficWatch,
+    auth_failure,
+    birth_asset,
+    physical_range,
+    reject_observation,
+    unknown_edge_node,
+)
+from iinode.monitoring.vulns import CveFeed
+
+log = logging.getLogger(__name__)
+
+#: Births waiting for their registry check (older ones are dropped first).
+MAX_PENDING_BIRTHS = 1024
+#: Asset and finding events kept while the outbox is full (older ones are dropped first).
+MAX_HELD_EVENTS = 10_000
+#: Equipment kinds (``EquipmentKind`` values) as asset kinds.
+_KINDS = {"controller": AssetKind.PLC, "sensor": AssetKind.SENSOR}
+
+Known = Callable[[str], Any]  # equipment id -> awaitable of the record or None
+
+
+class NodeSources:
+    """Hooks in, events out (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: SourcesSettings,
+        emit: Callable[[Iterable[Event]], int],
+        *,
+        feed: CveFeed | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.emit = emit
+        self.clock = clock
+        self.window = ObservationWindow(settings)
+        self.traffic = TrafficWatch(settings)
+        self.inventory = InventoryWatch(settings, feed)
+        self.native: NativeCounterWatch | None = None
+        self.known: Known | None = None
+        self._births: deque[Any] = deque(maxlen=MAX_PENDING_BIRTHS)
+        self._held: deque[Event] = deque(maxlen=MAX_HELD_EVENTS)
+        #: Events queued in the outbox so far, and events lost to a full outbox.
+        self.emitted = 0
+        self.lost = 0
+
+    # -- hooks (called from the edges; they only record) ---------------------------------
+
+    def auth_failed(self, channel: str, identity: str, peer: str | None) -> None:
+        self.window.add(auth_failure(channel, identity, peer), self.clock())
+
+    def rejected(self, reject: Any) -> None:
+        """A telemetry ``Reject`` (reason, detail, reading)."""
+        reading = reject.reading
+        obs = reject_observation(
+            self.settings.node,
+            str(reject.reason),
+            reject.detail,
+            None if reading is None else reading.equipment,
+        )
+        if obs is not None:
+            self.window.add(obs, self.clock())
+
+    def stored(self, readings: Sequence[Any]) -> None:
+        self.traffic.observe(readings, self.clock())
+
+    def born(self, birth: Any) -> None:
+        """A Sparkplug ``Birth``: ranges now, registry check and inventory at the next tick."""
+        if birth.equipment is not None:
+            for metric, props in birth.properties.items():
+                bounds = physical_range(props)
+                if bounds is not None:
+                    self.traffic.set_range(birth.equipment, metric, *bounds)
+        self._births.append(birth)
+
+    def discovered(self, asset: Asset) -> None:
+        self._held.extend(self.inventory.add(asset, self.clock()))
+
+    def opcua_hook(self, equipment: str, kind: AssetKind = AssetKind.PLC) -> Callable[[Any], None]:
+        """For ``OpcUaConnector(on_build_info=...)``: the server is the asset ``equipment``."""
+        handle = HandleName.parse(equipment)
+
+        def found(info: Any) -> None:
+            self.discovered(from_opcua_build_info(
+                handle, info.manufacturer, info.product, info.software_version, kind
+            ))  # fmt: skip
+
+        return found
+
+    def modbus_hook(
+        self, equipment: str, kind: AssetKind = AssetKind.PLC
+    ) -> Callable[[dict[int, str]], None]:
+        """For ``ModbusPoller(on_identity=...)``: the device is the asset ``equipment``."""
+        handle = HandleName.parse(equipment)
+
+        def found(objects: dict[int, str]) -> None:
+            if objects.get(0) and (objects.get(4) or objects.get(1)):
+                self.discovered(from_modbus_identity(handle, objects, kind))
+
+        return found
+
+    # -- periodic work ------------------------------------------------------------------
+
+    def watch_native(self, read: Callable[[], Mapping[str, int]]) -> None:
+        self.native = NativeCounterWatch(self.settings, read)
+        self.native.poll()  # the baseline
+
+    async def _births_due(self) -> None:
+        node = self.settings.node
+        while self._births:
+            b = self._births.popleft()
+            registered = False
+            if b.equipment is not None and self.known is not None:
+                registered = await self.known(b.equipment) is not None
+            if not registered:
+                obs = unknown_edge_node(node, b.group, b.edge_node, b.device)
+                self.window.add(obs, self.clock())
+                continue
+            asset = birth_asset(node, b.equipment, b.metrics, b.device is not None)
+            if asset is not None:
+                self.discovered(asset)
+
+    async def sync_registry(self, equipment: Iterable[Any]) -> None:
+        """Registered equipment (``id``, ``kind``, ``vendor``, ``model``) as assets."""
+        for e in equipment:
+            if not (e.vendor and e.model):
+                continue
+            try:
+                handle = HandleName.parse(e.id)
+            except InvalidHandle:
+                continue
+            if not handle.prefix.is_within(self.settings.node):
+                continue
+            kind = _KINDS.get(str(e.kind), AssetKind.OTHER)
+            self.discovered(
+                describe_asset(handle, kind, e.vendor, e.model, "", AssetSource.REGISTRY)
+            )
+
+    async def tick(self, *, force: bool = False) -> int:
+        """Poll, aggregate and queue what is due; returns the events queued."""
+        now = self.clock()
+        if self.native is not None:
+            for obs, count in self.native.poll():
+                self.window.add(obs, now, count)
+        for obs in self.traffic.tick(now):
+            self.window.add(obs, now)
+        await self._births_due()
+        self._held.extend(self.window.flush(now, force=force))
+        if not self._held:
+            return 0
+        events = list(self._held)
+        try:
+            self.emit(events)
+        except OutboxFull as exc:
+            log.warning("security events wait: %s", exc)
+            if len(self._held) == self._held.maxlen:
+                self.lost += 1
+            return 0
+        self._held.clear()
+        self.emitted += len(events)
+        return len(events)
+
+
+class _Telemetry(Protocol):
+    rejects: Any
+    workers: Sequence[Any]
+    connector: Any
+
+
+class NodeParts(Protocol):
+    """What :func:`run_node_sources` needs of a node (``api.extensions.NodeExtensions``)."""
+
+    settings: Any
+    service: Any
+    monitoring: Any
+    telemetry: Any
+    registry: Any
+
+    @property
+    def primary(self) -> bool: ...
+
+
+def _attach(sources: NodeSources, telemetry: _Telemetry) -> Callable[[], None]:
+    """Hook into a started telemetry service; returns the function that unhooks."""
+    hooks: list[tuple[list[Any], Any]] = [(telemetry.rejects.observers, sources.rejected)]
+    hooks += [(w.observers, sources.stored) for w in telemetry.workers]
+    if telemetry.connector is not None:
+        hooks.append((telemetry.connector.birth_observers, sources.born))
+    connectors = getattr(telemetry, "connectors", None)  # OPC UA and Modbus endpoints
+
+    def discovered(protocol: str, equipment: str, what: Any) -> None:
+        hook = sources.opcua_hook if protocol == "opcua" else sources.modbus_hook
+        hook(equipment)(what)
+
+    if connectors is not None:
+        hooks.append((connectors.discovery_observers, discovered))
+    for observers, hook in hooks:
+        observers.append(hook)
+    if connectors is not None:
+        connectors.replay(discovered)  # peers found before the hooks were attached
+
+    def detach() -> None:
+        for observers, hook in hooks:
+            with contextlib.suppress(ValueError):
+                observers.remove(hook)
+
+    return detach
+
+
+def notice_assets(
+    equipment: Iterable[Any], inventory: AssetInventory | None
+) -> list[tuple[str, str, tuple[Cpe, ...]]]:
+    """What notices are matched against: ``(handle, kind, cpes)`` per asset.
+
+    The inventory's assets (discovered or registered, with their CPE names),
+    then registered equipment the inventory does not hold yet, named from its
+    ``vendor`` and ``model`` when it has both (else without CPE names).
+    """
+    out: dict[str, tuple[str, str, tuple[Cpe, ...]]] = {}
+    for asset in inventory or ():
+        out[str(asset.handle)] = (str(asset.handle), asset.kind.value, asset.cpes)
+    for e in equipment:
+        if e.id in out:
+            continue
+        kind = _KINDS.get(str(e.kind), AssetKind.OTHER)
+        cpes: tuple[Cpe, ...] = ()
+        if e.vendor and e.model:
+            try:
+                handle = HandleName.parse(e.id)
+            except InvalidHandle:
+                pass
+            else:
+                cpes = describe_asset(handle, kind, e.vendor, e.model, "").cpes
+        out[e.id] = (e.id, kind.value, cpes)
+    return [out[k] for k in sorted(out)]
+
+
+def node_sources_settings(node_settings: Any) -> SourcesSettings:
+    """Aggregation windows of a node: one event per source per heartbeat interval."""
+    s = node_settings
+    return SourcesSettings(
+        Prefix(s.prefix),
+        province=s.province,
+        industry=s.industry,
+        window=s.heartbeat_interval,
+        rate_window=s.heartbeat_interval,
+    )
+
+
+_RUNNING: weakref.WeakKeyDictionary[Any, NodeSources] = weakref.WeakKeyDictionary()
+
+
+def sources_of(parts: object) -> NodeSources | None:
+    """The sources :func:`run_node_sources` runs for ``parts`` (``None`` if it does not)."""
+    return _RUNNING.get(parts)
+
+
+async def run_node_sources(
+    parts: NodeParts,
+    *,
+    interval: float = 0.5,
+    registry_interval: float = 60.0,
+    feed: CveFeed | None = None,
+    read_native: Callable[[Path], Mapping[str, int]] | None = None,
+) -> None:
+    """Feed ``parts.monitoring`` from the node's edges until cancelled (then flush)."""
+    from iinode.resolution.native_counters import read_native_counters
+
+    monitoring = parts.monitoring
+    sources = NodeSources(
+        node_sources_settings(parts.settings),
+        monitoring.emit,
+        feed=feed if feed is not None else CveFeed.sample(),
+        clock=monitoring.clock,
+    )
+    _RUNNING[parts] = sources
+    auth = parts.service.auth
+    auth.failure_observers.append(sources.auth_failed)
+    data_dir: Path = parts.settings.data_dir
+    read = read_native or read_native_counters
+    attached: Any = None
+    detach: Callable[[], None] | None = None
+    next_registry = 0.0
+    try:
+        while True:
+            if parts.primary:
+                if sources.native is None:
+                    sources.watch_native(lambda: read(data_dir))
+                telemetry = parts.telemetry
+                if telemetry is not attached:
+                    if detach is not None:
+                        detach()
+                        detach = None
+                    if telemetry is not None:
+                        detach = _attach(sources, telemetry)
+                    attached = telemetry
+                registry = parts.registry
+                if registry is not None:
+                    sources.known = registry.get
+                    if time.monotonic() >= next_registry:
+                        next_registry = time.monotonic() + registry_interval
+                        await sources.sync_registry(await registry.list())
+            try:
+                await sources.tick()
+            except Exception:  # keep watching: one bad tick must not end monitoring
+                log.exception("node security sources")
+            await asyncio.sleep(interval)
+    finally:
+        if detach is not None:
+            detach()
+        with contextlib.suppress(ValueError):
+            auth.failure_observers.remove(sources.auth_failed)
+        _RUNNING.pop(parts, None)
+        try:
+            await sources.tick(force=True)
+        except Exception:
+            log.exception("node security sources: last flush")
+
+
+__all__ = [
+    "NodeParts",
+    "NodeSources",
+    "node_sources_settings",
+    "notice_assets",
+    "run_node_sources",
+    "sources_of",
+]

@@ -1,0 +1,304 @@
+"""HS_SECKEY storage and HTTP Basic authentication: verifiers, redaction, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import statistics
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from iinode.errors import AuthenticationFailed, InvalidHandle, ValueInvalid
+from iinode.identifiers import (
+    HandleName,
+    HandleValue,
+    IndexedHandle,
+    Permissions,
+    SecKeyData,
+    decode_record,
+)
+from iinode.node.auth import Authorizer, Credentials
+from iinode.node.bulk import BulkRegistrar
+from iinode.node.ratelimit import FailureLimiter, FailureLimits
+from iinode.node.service import HandleService
+from iinode.node.verifier import ClientKeys, SecretVerifier
+
+ADMIN = ("300%3A0.NA/88.118.8", "s3cret")
+NA = HandleName.parse("0.NA/88.118.8")
+ADMIN_ID = IndexedHandle(300, NA)
+
+
+async def stored_seckey(service: HandleService, handle: HandleName, index: int) -> HandleValue:
+    """What someone reading the store (or the database row) sees."""
+    raw = await service.store.get(str(handle))
+    assert raw is not None
+    return next(v for v in decode_record(raw) if v.index == index)
+
+
+async def put(client: httpx.AsyncClient, handle: str, values: object, **params: str) -> int:
+    r = await client.put(
+        f"/api/handles/{handle}", json={"values": values}, auth=ADMIN, params=params
+    )  # type: ignore[arg-type]
+    return r.status_code
+
+
+# -- what is stored ---------------------------------------------------------------------
+def test_verifier_round_trip_and_checks() -> None:
+    v = SecretVerifier.create("pw", iterations=4096)
+    assert SecretVerifier.parse(v.to_bytes()) == v
+    assert v.check_secret("pw")
+    assert not v.check_secret("pW")
+    keys = ClientKeys.derive("pw", v.salt, v.iterations)
+    assert keys.stored_key == v.stored_key
+    assert v.check_proof(b"nonce+digest", keys.proof(b"nonce+digest"))
+    assert not v.check_proof(b"other message", keys.proof(b"nonce+digest"))
+    assert not v.check_proof(b"nonce+digest", keys.proof(b"nonce+digest")[:-1])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"SCRAM-SHA-256$4096$AAAA",
+        b"SCRAM-SHA-256$12$"
+        + b"$".join([base64.b64encode(b"s" * 16)] + [base64.b64encode(b"k" * 32)] * 2),
+        b"SCRAM-SHA-256$4096$!!!$AA==$AA==",
+    ],
+)
+def test_malformed_verifiers_are_refused(raw: bytes) -> None:
+    with pytest.raises(ValueInvalid):
+        SecretVerifier.parse(raw)
+
+
+async def test_stored_secret_is_a_verifier_and_never_public(
+    client: httpx.AsyncClient, service: HandleService
+) -> None:
+    # Written with PUBLIC_READ asked for: stored without it, as a verifier.
+    key = {"index": 300, "type": "HS_SECKEY", "data": "ops-pass", "permissions": "1110"}
+    assert await put(client, "88.118.8/OPS", [key]) == 201
+    stored = await stored_seckey(service, HandleName.parse("88.118.8/OPS"), 300)
+    assert not stored.permissions & Permissions.PUBLIC_READ
+    assert isinstance(stored.data, SecKeyData)
+    verifier = SecretVerifier.parse(stored.data.raw)
+    assert verifier.check_secret("ops-pass")
+    assert b"ops-pass" not in stored.data.raw
+    anonymous = await client.get("/api/handles/88.118.8/OPS")
+    assert "HS_SECKEY" not in anonymous.text
+
+
+async def test_bulk_load_stores_verifiers_without_public_read(service: HandleService) -> None:
+    registrar = BulkRegistrar(service)
+    value = HandleValue(300, "HS_SECKEY", SecKeyData(b"bulk-pw"))  # default permissions: public
+    assert value.permissions & Permissions.PUBLIC_READ
+    await registrar.write([registrar.encode(HandleName.parse("88.118.8/BK"), [value])])
+    stored = await stored_seckey(service, HandleName.parse("88.118.8/BK"), 300)
+    assert not stored.permissions & Permissions.PUBLIC_READ
+    assert isinstance(stored.data, SecKeyData)
+    assert SecretVerifier.parse(stored.data.raw).check_secret("bulk-pw")
+    creds = Credentials(IndexedHandle.parse("300:88.118.8/BK"), "bulk-pw")
+    assert await service.auth.authenticate(creds) == creds.identity
+
+
+async def test_a_reader_of_the_store_cannot_authenticate_over_rest(
+    client: httpx.AsyncClient, service: HandleService
+) -> None:
+    stored = await stored_seckey(service, NA, 300)
+    assert isinstance(stored.data, SecKeyData)
+    verifier = SecretVerifier.parse(stored.data.raw)
+    for guess in (
+        stored.data.raw.decode(),
+        base64.b64encode(verifier.stored_key).decode(),
+        base64.b64encode(verifier.server_key).decode(),
+        verifier.stored_key.hex(),
+    ):
+        r = await client.put(
+            "/api/handles/88.118.8/STOLEN",
+            json={"values": [{"index": 1, "type": "URL", "data": "http://x/"}]},
+            auth=("300%3A0.NA/88.118.8", guess),
+        )
+        assert r.status_code == 401, guess
+    assert await service.lookup(HandleName.parse("88.118.8/STOLEN")) is None
+
+
+# -- what is answered ----------------------------------------------------------------
+async def test_service_answers_seckeys_without_data_to_every_front_end(
+    service: HandleService,
+) -> None:
+    """Both REST and the native handler answer through ``HandleService.answer``."""
+    answer = await service.answer(NA, identity=ADMIN_ID)
+    (seckey,) = [v for v in answer.values if v.type == "HS_SECKEY"]
+    assert seckey.data == SecKeyData(b"")
+    assert seckey.data.to_wire() == b""
+    anonymous = await service.answer(NA)
+    assert "HS_SECKEY" not in {v.type for v in anonymous.values}
+
+
+async def test_read_back_record_written_unchanged_keeps_the_secret(
+    client: httpx.AsyncClient, service: HandleService
+) -> None:
+    before = await stored_seckey(service, NA, 300)
+    record = (await client.get("/api/handles/0.NA/88.118.8", auth=ADMIN)).json()  # type: ignore[arg-type]
+    assert await put(client, "0.NA/88.118.8", record["values"]) == 200
+    after = await stored_seckey(service, NA, 300)
+    assert after.data == before.data
+    assert await service.auth.authenticate(Credentials(ADMIN_ID, "s3cret")) == ADMIN_ID
+
+
+async def test_a_new_seckey_without_secret_is_refused(
+    client: httpx.AsyncClient, service: HandleService
+) -> None:
+    empty = {"index": 300, "type": "HS_SECKEY", "data": ""}
+    r = await client.put("/api/handles/88.118.8/E", json={"values": [empty]}, auth=ADMIN)  # type: ignore[arg-type]
+    assert (r.status_code, r.json()["responseCode"]) == (400, 202)
+    assert "no secret" in r.json()["message"]
+    assert await service.lookup(HandleName.parse("88.118.8/E")) is None
+
+
+# -- PUT with index= and overwrite=false ------------------------------------------------
+async def test_put_values_without_overwrite_refuses_existing_indexes(
+    client: httpx.AsyncClient, service: HandleService
+) -> None:
+    url = {"index": 1, "type": "URL", "data": "http://a/"}
+    assert await put(client, "88.118.8/OW", [url]) == 201
+    other = {"index": 1, "type": "URL", "data": "http://evil/"}
+    r = await client.put(
+        "/api/handles/88.118.8/OW?index=1&overwrite=false",
+        json={"values": [other]},
+        auth=ADMIN,  # type: ignore[arg-type]
+    )
+    assert (r.status_code, r.json()["responseCode"]) == (409, 201)
+    values = (await client.get("/api/handles/88.118.8/OW?index=1")).json()["values"]
+    assert values[0]["data"]["value"] == "http://a/"
+    new = {"index": 2, "type": "EMAIL", "data": "ops@a.cn"}
+    r = await client.put(
+        "/api/handles/88.118.8/OW?index=2&overwrite=false",
+        json={"values": [new]},
+        auth=ADMIN,  # type: ignore[arg-type]
+    )
+    assert r.status_code == 200
+    r = await client.put("/api/handles/88.118.8/OW?index=1", json={"values": [other]}, auth=ADMIN)  # type: ignore[arg-type]
+    assert r.status_code == 200  # overwrite defaults to true
+
+
+# -- identities -------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["³:0.NA/88.118.8", "٣:0.NA/88.118.8", "\uff1300:0.NA/88.118.8"])
+def test_non_ascii_digits_are_not_an_index(text: str) -> None:
+    with pytest.raises(InvalidHandle):
+        IndexedHandle.parse(text)
+
+
+@pytest.mark.parametrize("user", ["³:0.NA/88.118.8", "³%3A0.NA/88.118.8", "٣:0.NA/88.118.8"])
+async def test_non_ascii_digit_user_is_a_401_with_a_message(
+    client: httpx.AsyncClient, user: str
+) -> None:
+    token = base64.b64encode(f"{user}:s3cret".encode()).decode()
+    r = await client.put(
+        "/api/handles/88.118.8/X",
+        json={"values": [{"index": 1, "type": "URL", "data": "http://x/"}]},
+        headers={"Authorization": f"Basic {token}"},
+    )
+    assert r.status_code == 401
+    assert r.json()["responseCode"] == 404
+    assert "index:handle" in r.json()["message"]
+
+
+# -- failures: one message, same cost, limited per source ----------------------------------
+async def test_unknown_identity_and_wrong_secret_look_alike(client: httpx.AsyncClient) -> None:
+    url = [{"index": 1, "type": "URL", "data": "http://x/"}]
+    bodies = []
+    for user, secret in [("300%3A0.NA/88.118.8", "wrong"), ("301%3A0.NA/88.118.8", "s3cret"),
+                         ("300%3A88.118.8/NOBODY", "s3cret")]:  # fmt: skip
+        r = await client.put("/api/handles/88.118.8/X", json={"values": url}, auth=(user, secret))
+        assert r.status_code == 401
+        body = r.json()
+        bodies.append(
+            (body["responseCode"], body["message"].replace(user.replace("%3A", ":"), "ID"))
+        )
+    assert len(set(bodies)) == 1, bodies
+
+
+async def test_unknown_identity_costs_a_derivation_too(service: HandleService) -> None:
+    auth = service.auth
+
+    async def timed(creds: Credentials) -> float:
+        start = time.perf_counter()
+        with pytest.raises(AuthenticationFailed):
+            await auth.authenticate(creds)
+        return time.perf_counter() - start
+
+    wrong = [await timed(Credentials(ADMIN_ID, f"wrong{n}")) for n in range(7)]
+    unknown = [
+        await timed(Credentials(IndexedHandle.parse(f"300:88.118.8/NOBODY{n}"), "x"))
+        for n in range(7)
+    ]
+    # Without a decoy derivation an unknown identity answers ~100 times faster.
+    assert statistics.median(unknown) > 0.3 * statistics.median(wrong), (unknown, wrong)
+
+
+async def test_derivation_runs_off_the_event_loop(tmp_path: Path) -> None:
+    verifier = SecretVerifier.create("pw", iterations=400_000)  # ~150 ms per check
+    record = (HandleValue(300, "HS_SECKEY", SecKeyData(verifier.to_bytes())),)
+
+    async def lookup(_handle: HandleName) -> tuple[HandleValue, ...]:
+        return record
+
+    auth = Authorizer(lookup, frozenset())
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    start = time.perf_counter()
+    await auth.authenticate(Credentials(ADMIN_ID, "pw"))
+    elapsed = time.perf_counter() - start
+    done.set()
+    await tick
+    assert elapsed > 0.05
+    assert max(gaps) < elapsed / 2, (max(gaps), elapsed)
+
+
+async def test_failures_are_limited_per_source(service: HandleService) -> None:
+    now = [1000.0]
+    service.auth.limiter = FailureLimiter(FailureLimits(burst=3, per_second=0.5), lambda: now[0])
+    right = Credentials(ADMIN_ID, "s3cret")
+    for _ in range(3):
+        with pytest.raises(AuthenticationFailed, match="authentication as"):
+            await service.auth.authenticate(Credentials(ADMIN_ID, "bad"), peer="10.0.0.1")
+    with pytest.raises(AuthenticationFailed, match="too many failed authentications"):
+        await service.auth.authenticate(right, peer="10.0.0.1")  # even the right secret
+    assert await service.auth.authenticate(right, peer="10.0.0.2") == ADMIN_ID  # other source
+    now[0] += 2.0  # one token back
+    assert await service.auth.authenticate(right, peer="10.0.0.1") == ADMIN_ID
+
+
+async def test_rest_failures_from_one_address_are_limited(
+    client: httpx.AsyncClient, service: HandleService
+) -> None:
+    service.auth.limiter = FailureLimiter(FailureLimits(burst=2, per_second=0.01))
+    url = [{"index": 1, "type": "URL", "data": "http://x/"}]
+    for _ in range(2):
+        r = await client.put(
+            "/api/handles/88.118.8/X", json={"values": url}, auth=("300%3A0.NA/88.118.8", "no")
+        )  # type: ignore[arg-type]
+        assert r.status_code == 401
+    r = await client.put("/api/handles/88.118.8/X", json={"values": url}, auth=ADMIN)  # type: ignore[arg-type]
+    assert r.status_code == 401
+    assert "too many failed authentications" in r.json()["message"]
+
+
+def test_limiter_map_is_bounded() -> None:
+    limiter = FailureLimiter(FailureLimits(burst=1, max_sources=3), lambda: 0.0)
+    for n in range(10):
+        limiter.failed(f"10.0.0.{n}")
+    assert len(limiter) == 3
+    assert limiter.retry_after("10.0.0.9") > 0
+    assert limiter.retry_after("10.0.0.0") == 0  # forgotten first
