@@ -22,6 +22,7 @@ from iinode.demo.network import (
     NOTICE_ID,
     SECRET,
     DemoNetwork,
+    howto,
     ports_needed,
     run_demo,
 )
@@ -220,3 +221,24 @@ async def test_demo_reads_its_field_cell_over_opcua_and_modbus(network: DemoNetw
         return [held.get(f"{FIELD_ENTERPRISE}/{m}") for m in FIELD_MACHINES] == ["opcua", "modbus"]
 
     await _until(inventoried)
+
+
+async def test_the_printed_commands_work_as_printed(network: DemoNetwork) -> None:
+    """Each read-only command the demo prints runs as printed, with no secret in the env."""
+    env = {k: v for k, v in os.environ.items() if k != "IINODE_ADMIN_SECRET"}
+    env.update(COLUMNS="200", NO_COLOR="1")
+    lines = [
+        line.split("   (")[0]
+        for line in howto(network.nodes)
+        if line.startswith("iinode ")
+        and not line.startswith(("iinode simulate", "iinode monitor ack"))
+    ]
+    assert len(lines) >= 6
+    for line in lines:
+        args = shlex.split(line)[1:]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "iinode", *args, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, (line, out.decode())

@@ -459,7 +459,7 @@ def howto(nodes: dict[str, RunningNode]) -> list[str]:
         f"iinode resolve 88.118.8/PRESS-01 --node {top.url}",
         f"iinode resolve --native 88.118.8/PRESS-01 --server 127.0.0.1:{top.handle_port}",
         f"curl -L {top.url}/api/handles/88.120.3/INJECTION-01",
-        f"iinode equipment list --node {ent.url}",
+        f"iinode equipment list --node {ent.url} {auth}",
         f"iinode telemetry query 88.118.8/PRESS-01 --node {ent.url} --tag temperature"
         " --interval 600",
         f"iinode monitor status --node {top.url} {auth}",
