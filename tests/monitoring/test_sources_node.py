@@ -148,9 +148,16 @@ async def test_node_security_events_reach_the_parent(tmp_path: Path) -> None:
             events = at_parent(parent)
             [rest] = security(events, "auth_failure", "rest")
             assert "300:0.NA/88.118.8" in rest.x_iinode_description
-            [fuzz] = security(events, "protocol_error", "native")  # one event, with the count
-            assert fuzz.number_observed == DATAGRAMS
-            assert fuzz.x_iinode_severity == "high"
+            # one event per window, with the count (on a loaded machine the datagrams may
+            # straddle two 0.3 s windows), each naming the offending address; none unattributed
+            fuzz = security(events, "protocol_error", "native")
+            assert sum(f.number_observed for f in fuzz) == DATAGRAMS
+            assert all("from 127.0.0.1" in f.x_iinode_description for f in fuzz), fuzz
+            worst = max(fuzz, key=lambda f: f.number_observed)
+            assert worst.x_iinode_severity == (
+                "high" if len(fuzz) == 1 else worst.x_iinode_severity
+            )
+            assert worst.x_iinode_severity in ("medium", "high")
             rogue_events = security(events, "unknown_device", "ROGUE")
             assert any("Sparkplug edge node 88.118.8/ROGUE" in d.x_iinode_description
                        for d in rogue_events)  # fmt: skip

@@ -26,7 +26,8 @@ from iinode.errors import ConfigurationError, HandleError, StorageError, Transpo
 from iinode.node.changes import COUNTER_FILE, ChangeCounter
 from iinode.node.service import HandleService, site_from_url
 from iinode.node.settings import NodeSettings, Role
-from iinode.resolution import HttpResolver, ResolutionCache
+from iinode.resolution import HttpResolver
+from iinode.resolution.shared_cache import close_resolution_cache, resolution_cache_for
 from iinode.storage import open_store
 
 
@@ -127,7 +128,7 @@ def build_resolver(settings: NodeSettings) -> HttpResolver | None:
         roots = [site_from_url(settings.parent_url)]
     else:
         return None
-    cache = ResolutionCache(settings.cache_size, negative_ttl=settings.negative_ttl)
+    cache = resolution_cache_for(settings)
     return HttpResolver(roots, cache=cache, max_referrals=settings.max_referrals)
 
 
@@ -158,6 +159,7 @@ def app_for_settings(settings: NodeSettings) -> FastAPI:
             app.router.routes[:] = base_routes
             if resolver is not None:
                 await resolver.aclose()
+                await close_resolution_cache(resolver.cache)
             await store.close()
             changes.close()
 

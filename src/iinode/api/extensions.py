@@ -405,6 +405,7 @@ class NodeExtensions:
                         stale_after=3 * self.settings.heartbeat_interval,
                         children=children,
                         labels=labels,
+                        outbox=node.outbox,
                     )
                 )
             )

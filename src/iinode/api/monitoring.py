@@ -29,6 +29,12 @@ summary and waits up to ``S`` seconds (202 ``{"pending": true}`` if the detail
 has not arrived by then).  The child collects the requests with
 ``GET /detail-requests`` and answers with ``POST /details`` (both with its
 report credentials), relaying further down when it holds a summary itself.
+
+Dead letters (events the parent refused, with its message) are listed with
+``GET /dead-letters`` and queued again with ``POST /dead-letters/requeue``
+(body ``{"ids": [...]}`` with event ids or ``origin|id`` keys, or no body for
+all of them; 404 and nothing queued if an id is not a dead letter here); both
+need the node administrator (401/403 otherwise, also when the views are open).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from iinode.monitoring.errors import EventInvalid, OutboxFull, ReportRefused, Re
 from iinode.monitoring.events import Event, EventKind
 from iinode.monitoring.metrics import CONTENT_TYPE, NodeMetrics
 from iinode.monitoring.notices import Notice, NoticeBoard, NoticeState
+from iinode.monitoring.outbox import DeadLetter, Outbox
 from iinode.monitoring.receiver import NodeLabels, ReportReceiver
 from iinode.monitoring.store import GROUPS
 
@@ -72,6 +79,8 @@ class MonitoringApp:
     labels: Callable[[Prefix], Awaitable[NodeLabels | None]] | None = None
     #: Longest ``wait`` a detail request may ask for, in seconds.
     max_detail_wait: float = 30.0
+    #: The node's outbox, whose dead letters ``/dead-letters`` lists and requeues.
+    outbox: Outbox | None = None
 
 
 def _json_response(
@@ -345,6 +354,57 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
                 return _json_response(found.to_json())
         return _json_response(found.to_json() | {"pending": True, "requested_from": via}, 202)
 
+    async def strict_admin_refusal(request: Request) -> Response | None:
+        """Like ``admin_refusal``, but closed to everyone when no admin check is set."""
+        if app.authorize_admin is None:
+            return _refusal(ReportRefused.for_status(403, "only the node administrator may"))
+        return await admin_refusal(request)
+
+    def outbox_or_404() -> Outbox:
+        if app.outbox is None:
+            raise HTTPException(404, "this node keeps no outbox")
+        return app.outbox
+
+    @router.get("/dead-letters", summary="Events the parent refused, with its message")
+    async def dead_letters(request: Request) -> Response:
+        refusal = await strict_admin_refusal(request)
+        if refusal is not None:
+            return refusal
+        outbox = outbox_or_404()
+        dead = await asyncio.to_thread(outbox.dead_letters)
+        return _json_response({"dead_letters": [_dead_letter_json(d) for d in dead]})
+
+    @router.post("/dead-letters/requeue", summary="Queue dead letters for the parent again")
+    async def requeue_dead_letters(request: Request) -> Response:
+        refusal = await strict_admin_refusal(request)
+        if refusal is not None:
+            return refusal
+        outbox = outbox_or_404()
+        ids: list[str] | None = None
+        if await request.body():
+            try:
+                body = await _json(request)
+            except EventInvalid as exc:
+                return _json_response({"error": "malformed", "detail": str(exc)}, 400)
+            raw = body.get("ids") if isinstance(body, dict) else ()
+            if raw is not None and not (
+                isinstance(raw, list) and all(isinstance(i, str) and i for i in raw)
+            ):
+                return _json_response(
+                    {"error": "malformed", "detail": 'body must be {"ids": ["<event id>", ...]}'},
+                    400,
+                )
+            ids = raw
+        try:
+            queued = await asyncio.to_thread(outbox.requeue_dead, ids)
+        except KeyError as exc:
+            return _json_response({"error": "not_found", "detail": str(exc.args[0])}, 404)
+        except OutboxFull as exc:
+            return _json_response(
+                {"error": "outbox_full", "detail": str(exc)}, 503, {"Retry-After": "5"}
+            )
+        return _json_response({"requeued": queued})
+
     @router.get("/detail-requests", summary="Details this node waits for from the child")
     async def detail_requests(request: Request) -> Response:
         child = await child_of(request)
@@ -373,6 +433,23 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
         return _json_response({"filled": filled, "ignored": len(events) - filled})
 
     return router
+
+
+def _dead_letter_json(dead: DeadLetter) -> dict[str, object]:
+    """A dead letter as listed: its key parts, the event's kind and severity, the refusal."""
+    origin, _, event_id = dead.key.partition("|")
+    kind: object = None
+    severity: object = None
+    try:
+        data = orjson.loads(dead.body)
+        if isinstance(data, dict):
+            kind, severity = data.get("kind"), data.get("severity")
+    except orjson.JSONDecodeError:
+        pass
+    return {
+        "key": dead.key, "origin": origin, "id": event_id, "kind": kind,
+        "severity": severity, "reason": dead.reason, "at": dead.at,
+    }  # fmt: skip
 
 
 def _never_reported(child: str) -> dict[str, object]:

@@ -1,4 +1,5 @@
-"""``iinode monitor status|events|recent|event|notices|issue|ack``: one level's monitoring."""
+"""``iinode monitor status|events|recent|event|notices|issue|ack|dead-letters``: one level's
+monitoring."""
 
 from __future__ import annotations
 
@@ -225,3 +226,41 @@ def ack(
 
     run(go())
     console.print(f"{notice_id}: {state}; the state is on its way up")
+
+
+@app.command("dead-letters")
+def dead_letters(
+    node: NodeUrl,
+    ids: Annotated[
+        list[str] | None,
+        typer.Argument(help="with --requeue: only these event ids (or origin|id keys)"),
+    ] = None,
+    requeue: Annotated[
+        bool, typer.Option("--requeue", help="queue the dead letters for the parent again")
+    ] = False,
+    secret: Secret = None,
+    admin: Admin = None,
+) -> None:
+    """Events the parent refused, with its message; ``--requeue [ID...]`` sends them again."""
+    if ids and not requeue:
+        fail("event ids are only taken with --requeue")
+
+    async def go() -> Any:
+        async with await admin_client(node, secret, admin) as c:
+            if requeue:
+                body = {"ids": ids} if ids else None
+                return await c.monitoring("POST", "dead-letters/requeue", json=body)
+            return await c.monitoring("GET", "dead-letters")
+
+    data = run(go())
+    if requeue:
+        console.print(f"{data['requeued']} dead letters queued for the parent again")
+        return
+    dead = data["dead_letters"]
+    if not dead:
+        console.print("no dead letters")
+        return
+    table = Table("refused", "origin", "id", "kind", "parent's message", title="dead letters")
+    for d in dead:
+        table.add_row(_when(d["at"]), d["origin"], d["id"], str(d["kind"]), d["reason"])
+    console.print(table)

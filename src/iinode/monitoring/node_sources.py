@@ -8,9 +8,10 @@ outbox).  :func:`run_node_sources` attaches the hooks of a running node:
 
 * every process: REST authentication failures (``Authorizer.failure_observers``);
 * the process holding the node's lease: the node-wide native protocol counters
-  (``<data-dir>/native.counters``), telemetry rejects (``RejectLog.observers``),
-  stored readings (``IngestWorker.observers``), Sparkplug births
-  (``MqttConnector.birth_observers``) and the equipment registry (assets).
+  (``<data-dir>/native.counters``) with the workers' offending source addresses
+  (``native.offenders.<slot>``: one event per address and window), telemetry
+  rejects (``RejectLog.observers``), stored readings (``IngestWorker.observers``),
+  Sparkplug births (``MqttConnector.birth_observers``) and the equipment registry (assets).
 
 OPC UA and Modbus connectors report what their peer says it is through
 :meth:`NodeSources.opcua_hook` and :meth:`NodeSources.modbus_hook`.
@@ -46,6 +47,7 @@ from iinode.monitoring.sources import (
     InventoryWatch,
     NativeCounterWatch,
     ObservationWindow,
+    OffenderPoll,
     SourcesSettings,
     TrafficWatch,
     auth_failure,
@@ -150,8 +152,10 @@ class NodeSources:
 
     # -- periodic work ------------------------------------------------------------------
 
-    def watch_native(self, read: Callable[[], Mapping[str, int]]) -> None:
-        self.native = NativeCounterWatch(self.settings, read)
+    def watch_native(
+        self, read: Callable[[], Mapping[str, int]], offenders: OffenderPoll | None = None
+    ) -> None:
+        self.native = NativeCounterWatch(self.settings, read, offenders)
         self.native.poll()  # the baseline
 
     async def _births_due(self) -> None:
@@ -313,7 +317,7 @@ async def run_node_sources(
     read_native: Callable[[Path], Mapping[str, int]] | None = None,
 ) -> None:
     """Feed ``parts.monitoring`` from the node's edges until cancelled (then flush)."""
-    from iinode.resolution.native_counters import read_native_counters
+    from iinode.resolution.native_counters import OffenderReader, read_native_counters
 
     monitoring = parts.monitoring
     sources = NodeSources(
@@ -334,7 +338,10 @@ async def run_node_sources(
         while True:
             if parts.primary:
                 if sources.native is None:
-                    sources.watch_native(lambda: read(data_dir))
+                    offenders = OffenderReader(data_dir) if read_native is None else None
+                    sources.watch_native(
+                        lambda: read(data_dir), None if offenders is None else offenders.poll
+                    )
                 telemetry = parts.telemetry
                 if telemetry is not attached:
                     if detach is not None:

@@ -14,13 +14,15 @@ clears once the backlog falls below ``resume_ratio`` of both bounds.
 Events the parent refuses as malformed (the sender isolates them by bisection)
 are moved, in one transaction, to the ``dead_letters`` table of the same file
 with the parent's message (``dead_letter``); they no longer block the queue,
-stay inspectable (``dead_letters``) and can be queued again (``requeue_dead``).
+stay inspectable (``dead_letters``) and can be queued again (``requeue_dead``,
+all of them or some by key), through ``/monitoring/dead-letters`` and
+``iinode monitor dead-letters``.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -256,12 +258,44 @@ class Outbox:
         ).fetchall()
         return [DeadLetter(k, bytes(b), r, float(a)) for k, b, r, a in rows]
 
-    def requeue_dead(self) -> int:
-        """Queue every dead letter again (after the parent was fixed); returns how many."""
+    def requeue_dead(self, keys: Collection[str] | None = None) -> int:
+        """Queue dead letters again (after the parent was fixed); returns how many were new.
+
+        ``keys`` picks dead letters by key (``origin|id``) or by event id alone;
+        ``None`` takes all.  A key that matches no dead letter raises ``KeyError``
+        and nothing changes; so does a full outbox (``OutboxFull``).  Moving back
+        is one transaction.
+        """
         dead = self.dead_letters()
-        added = self.enqueue_raw([(d.key, d.body) for d in dead])
-        self._db.executemany("DELETE FROM dead_letters WHERE key = ?", [(d.key,) for d in dead])
+        if keys is not None:
+            dead = self._pick(dead, keys)
+        if not dead:
+            return 0
+        items = [(d.key, d.body) for d in dead]
+        size = sum(len(body) for _, body in items)
+        self.reserve(len(items), size)
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = db.executemany("INSERT OR IGNORE INTO outbox (key, body) VALUES (?, ?)", items)
+            added = cur.rowcount
+            db.executemany("DELETE FROM dead_letters WHERE key = ?", [(d.key,) for d in dead])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self.added(len(items), added, size)
         return added
+
+    @staticmethod
+    def _pick(dead: list[DeadLetter], keys: Collection[str]) -> list[DeadLetter]:
+        wanted = set(keys)
+        picked = [d for d in dead if d.key in wanted or d.key.partition("|")[2] in wanted]
+        found = {d.key for d in picked} | {d.key.partition("|")[2] for d in picked}
+        missing = sorted(wanted - found)
+        if missing:
+            raise KeyError(f"no dead letter {', '.join(missing)}")
+        return picked
 
     def _recount(self) -> None:
         count, size = self._db.execute(

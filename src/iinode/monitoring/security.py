@@ -97,7 +97,8 @@ def observation_event(
     objects, _ = _asset_objects(asset, cpes, identity.id)
     refs = [o.id for o in objects if o.type == "software"]
     if source_ip is not None:
-        ip = stix2.v21.IPv4Address(value=source_ip)
+        v6 = ":" in source_ip
+        ip = (stix2.v21.IPv6Address if v6 else stix2.v21.IPv4Address)(value=source_ip)
         objects.append(ip)
         refs.append(ip.id)
     if not refs:

@@ -11,7 +11,8 @@ discovery); nothing here does I/O or reads a clock; time comes in as arguments.
   their kind, so memory and the number of events a window are bounded.
 * :class:`NativeCounterWatch` turns growth of the node-wide native protocol
   counters (protocol errors, dropped datagrams, authentication failures) into
-  observations.
+  observations: one source per offending address the workers named
+  (``native:<address>``), the rest under the source ``native``.
 * :class:`TrafficWatch` learns each machine's reading rate (an exponentially
   weighted baseline over past windows) and flags a window far above it, and
   flags values outside a tag's physical range (``engLow``/``engHigh`` from
@@ -25,6 +26,7 @@ discovery); nothing here does I/O or reads a clock; time comes in as arguments.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -174,13 +176,14 @@ class ObservationWindow:
         )
 
 
-def _ipv4(text: str | None) -> str | None:
+def _ip(text: str | None) -> str | None:
+    """``text`` if it is an IPv4 or IPv6 address (compressed form), else ``None``."""
     if not text:
         return None
-    parts = text.split(".")
-    if len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts):
-        return text
-    return None
+    try:
+        return ipaddress.ip_address(text).compressed
+    except ValueError:
+        return None
 
 
 def auth_failure(channel: str, identity: str, source: str | None) -> Observation:
@@ -192,7 +195,7 @@ def auth_failure(channel: str, identity: str, source: str | None) -> Observation
         Severity.MEDIUM,
         f"{channel}:{source or '-'}",
         f"{channel} authentication failed for {who} from {where}",
-        source_ip=_ipv4(source),
+        source_ip=_ip(source),
     )
 
 
@@ -202,42 +205,100 @@ def burst_severity(count: int, burst: int) -> Severity:
     return Severity.MEDIUM if count >= burst else Severity.LOW
 
 
+#: Offender reader: ``{address: {offence: count}}`` published since its last call.
+OffenderPoll = Callable[[], Mapping[str, Mapping[str, int]]]
+
+
 class NativeCounterWatch:
     """Observations from the growth of node-wide native counters between polls.
 
     The first poll only takes the counts as they are (the counters live as long
     as the data directory; what happened before monitoring started is history).
     Counts going down (a new counter file) restart the baseline.
+
+    With ``offenders`` (the workers' per-address counts, read after the
+    counters), growth attributed to an address becomes observations of the
+    source ``native:<address>`` with the address as STIX observable; only
+    growth no worker attributed (addresses beyond a worker's top list, datagrams
+    dropped before they were looked at) stays under the source ``native``.
+    Attribution may run ahead of the totals for a poll, so the unattributed
+    remainder is reported by its high-water mark and never counted twice.
     """
 
-    def __init__(self, settings: SourcesSettings, read: Callable[[], Mapping[str, int]]) -> None:
+    def __init__(
+        self,
+        settings: SourcesSettings,
+        read: Callable[[], Mapping[str, int]],
+        offenders: OffenderPoll | None = None,
+    ) -> None:
         self.settings = settings
         self.read = read
+        self.offenders = offenders
         self._last: dict[str, int] | None = None
+        #: Growth since the baseline: totals, attributed to addresses, and reported as
+        #: unattributed (per observation kind).
+        self._grown = {"bad": 0, "auth": 0}
+        self._attributed = {"bad": 0, "auth": 0}
+        self._unattributed = {"bad": 0, "auth": 0}
 
     def poll(self) -> list[tuple[Observation, int]]:
         now = dict(self.read())
+        per_address = dict(self.offenders()) if self.offenders is not None else {}
         last, self._last = self._last, now
         if last is None:
             return []
         delta = {k: v - last.get(k, 0) for k, v in now.items()}
         if any(d < 0 for d in delta.values()):
+            self._grown = {"bad": 0, "auth": 0}
+            self._attributed = {"bad": 0, "auth": 0}
+            self._unattributed = {"bad": 0, "auth": 0}
             return []
+        self._grown["bad"] += delta.get("protocol_errors", 0) + delta.get("dropped", 0)
+        self._grown["auth"] += delta.get("auth_failures", 0)
         out: list[tuple[Observation, int]] = []
-        bad = delta.get("protocol_errors", 0) + delta.get("dropped", 0)
+        for address in sorted(per_address):
+            counts = per_address[address]
+            bad = counts.get("protocol_errors", 0) + counts.get("dropped", 0)
+            failed = counts.get("auth_failures", 0)
+            self._attributed["bad"] += bad
+            self._attributed["auth"] += failed
+            ip = _ip(address)
+            if bad:
+                out.append((Observation(
+                    SecurityEventKind.PROTOCOL_ERROR, burst_severity(bad, self.settings.burst),
+                    f"native:{address}",
+                    f"malformed or dropped traffic on the native protocol ports from {address}",
+                    source_ip=ip,
+                ), bad))  # fmt: skip
+            if failed:
+                out.append((Observation(
+                    SecurityEventKind.AUTH_FAILURE, Severity.MEDIUM, f"native:{address}",
+                    f"native challenge-response authentication failed from {address}",
+                    source_ip=ip,
+                ), failed))  # fmt: skip
+        bad = self._remainder("bad")
         if bad:
             sev = burst_severity(bad, self.settings.burst)
             out.append((Observation(
                 SecurityEventKind.PROTOCOL_ERROR, sev, "native",
                 "malformed or dropped traffic on the native protocol ports",
             ), bad))  # fmt: skip
-        if failed := delta.get("auth_failures", 0):
+        if failed := self._remainder("auth"):
             obs = auth_failure("native", "", None)
             out.append((Observation(
                 obs.kind, obs.severity, "native",
                 "native challenge-response authentication failed",
             ), failed))  # fmt: skip
         return out
+
+    def _remainder(self, kind: str) -> int:
+        """Unattributed growth not reported yet (by high-water mark)."""
+        left = self._grown[kind] - self._attributed[kind]
+        new = left - self._unattributed[kind]
+        if new <= 0:
+            return 0
+        self._unattributed[kind] = left
+        return new
 
 
 def _asset(node: Prefix, equipment: str | None) -> HandleName | None:
@@ -474,6 +535,7 @@ __all__ = [
     "NativeCounterWatch",
     "Observation",
     "ObservationWindow",
+    "OffenderPoll",
     "SourcesSettings",
     "TrafficWatch",
     "auth_failure",

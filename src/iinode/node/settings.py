@@ -55,6 +55,7 @@ class NodeSettings:
     name: str = ""
     cache_size: int = 100_000
     negative_ttl: int = 60
+    cache_url: str = ""
     max_referrals: int = 8
     telemetry: bool = True
     mqtt_url: str = "embedded"
@@ -240,6 +241,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "name": ("IINODE_NAME", "a human name for the node"),
     "cache_size": ("IINODE_CACHE_SIZE", "entries in the resolution cache"),
     "negative_ttl": ("IINODE_NEGATIVE_TTL", "seconds a not-found answer is cached"),
+    "cache_url": (
+        "IINODE_CACHE_URL",
+        "resolution cache shared by the node's processes: "
+        "empty (in-process only) or redis://HOST:PORT/DB",
+    ),
     "max_referrals": ("IINODE_MAX_REFERRALS", "referrals followed before giving up"),
     "telemetry": (
         "IINODE_TELEMETRY",

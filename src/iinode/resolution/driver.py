@@ -53,6 +53,7 @@ from iinode.errors import (
 )
 from iinode.identifiers import HandleName, HashOption, Prefix, Record, Server, SiteData
 from iinode.resolution.cache import ResolutionCache
+from iinode.resolution.shared_cache import SharedCache, TwoLevelCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +308,15 @@ async def run_resolution(
     ``ask`` raises ``TransportError`` when the site cannot be reached and
     ``RemoteProtocolError`` when its answer is garbled: either is that site's
     failure, and the driver moves on to the next site.
+
+    With a ``TwoLevelCache`` the shared level (``shared_cache``) is asked before
+    the network: for the handle's answer first, then before each query for the
+    nearest delegation deeper than the site's zone, which the driver receives as
+    that site's answer; answers the driver accepted from the network are shared.
     """
+    cache = resolution.cache
+    if isinstance(cache, TwoLevelCache):
+        return await _run_shared(resolution, ask, cache)
     while (query := resolution.next_query()) is not None:
         try:
             answer = await ask(query)
@@ -316,6 +325,87 @@ async def run_resolution(
         else:
             resolution.on_answer(query, answer)
     return resolution.outcome()
+
+
+#: The server named in the chain for what the shared cache answered.
+SHARED_CACHE = "shared cache"
+
+
+async def _run_shared(
+    resolution: Resolution, ask: Callable[[Query], Awaitable[RemoteAnswer]], cache: TwoLevelCache
+) -> Resolved:
+    shared, handle = cache.shared, resolution.handle
+    if not resolution.done:
+        cached = await shared.get_answer(handle)
+        if cached is not None:
+            found = cached.values is not None
+            code = ResponseCode.SUCCESS if found else ResponseCode.HANDLE_NOT_FOUND
+            resolution.chain.append(Hop(SHARED_CACHE, code, "cached answer", True, str(handle)))
+            if cached.values is None:
+                raise HandleNotFound(f"handle {handle} not found (cached)", handle=str(handle))
+            cache.put(handle, cached.values)
+            return Resolved(handle, cached.values, resolution.chain)
+    while (query := resolution.next_query()) is not None:
+        known = await _shared_delegation(resolution, query, shared)
+        if known is not None:
+            resolution.on_answer(query, known)
+            continue
+        try:
+            answer = await ask(query)
+        except (TransportError, RemoteProtocolError) as exc:
+            resolution.on_failure(query, exc)
+            continue
+        zone, finding = resolution.zone, resolution.finding_site
+        resolution.on_answer(query, answer)
+        await _share(resolution, answer, zone, finding, cache)
+    return resolution.outcome()
+
+
+async def _shared_delegation(
+    resolution: Resolution, query: Query, shared: SharedCache
+) -> RemoteAnswer | None:
+    """The shared delegation closest to ``query``, as the answer of its site, if deeper."""
+    authority = query.handle.authority
+    delegation = await shared.closest_sites(authority)
+    if delegation is None:
+        return None
+    prefix, zone = delegation.prefix, resolution.zone
+    if zone is not None and (prefix == zone or not prefix.is_within(zone)):
+        return None
+    if resolution.finding_site and prefix == authority:
+        return RemoteAnswer(ResponseCode.SUCCESS, delegation.values, server=SHARED_CACHE)
+    return RemoteAnswer(ResponseCode.PREFIX_REFERRAL, delegation.values, prefix, SHARED_CACHE)
+
+
+async def _share(
+    resolution: Resolution,
+    answer: RemoteAnswer,
+    zone_before: Prefix | None,
+    finding_before: bool,
+    cache: TwoLevelCache,
+) -> None:
+    """Put in the shared level what the driver just accepted from the network."""
+    shared, code, zone = cache.shared, answer.code, resolution.zone
+    if not finding_before and code == ResponseCode.SUCCESS:
+        await shared.put_answer(resolution.handle, answer.values)
+    elif not finding_before and code == ResponseCode.HANDLE_NOT_FOUND:
+        await shared.put_missing(resolution.handle, cache.negative_ttl)
+    elif (
+        zone is not None
+        and zone != zone_before
+        and (zone_before is None or zone.is_within(zone_before))
+    ):
+        if code == ResponseCode.PREFIX_REFERRAL or (
+            finding_before and code == ResponseCode.SUCCESS
+        ):
+            await shared.put_sites(zone, answer.values)
+    elif (
+        code == ResponseCode.PREFIX_REFERRAL
+        and zone_before is not None
+        and answer.delegated_prefix == zone_before
+    ):
+        # A stale delegation handing over its own zone: the driver forgot it, so do we.
+        await shared.forget_sites(zone_before)
 
 
 def filter_values(values: Record, types: Sequence[str] = (), indexes: Sequence[int] = ()) -> Record:

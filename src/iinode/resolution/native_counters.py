@@ -17,6 +17,18 @@ node-wide sums never go down while the data directory lives (Prometheus counter
 semantics), even across worker restarts.  Each slot has one writer; readers do
 not lock (an aligned eight-octet value is read whole on the machines iinode
 runs on).
+
+Offenders: next to its counter slot ``N`` each worker keeps the file
+``native.offenders.N`` (``OffenderLog``): the source addresses with the most
+protocol errors, authentication failures and drops, as a ring of the last
+``OFFENDER_RING`` publications, each numbered and holding at most
+``OFFENDER_TOP`` addresses with their counts since the previous one.  A
+publication is written (whole, by rename) only when something was counted.
+``OffenderReader`` merges the workers' files: each ``poll`` returns the counts
+per address published since its previous poll (the first poll only takes note
+of what is there).  Each worker writes its offenders before its counters, so a
+reader that reads the counters first never sees a count attributed to an
+address before it shows in the node-wide totals.
 """
 
 from __future__ import annotations
@@ -28,8 +40,10 @@ import struct
 from dataclasses import fields
 from pathlib import Path
 
+import orjson
+
 from iinode.errors import ConfigurationError
-from iinode.resolution.native_sessions import NativeCounters
+from iinode.resolution.native_sessions import OFFENCES, NativeCounters, OffenderTally
 
 #: The block's file name inside a data directory.
 COUNTERS_FILE = "native.counters"
@@ -162,9 +176,116 @@ def read_native_counters(data_dir: Path) -> dict[str, int]:
     return totals
 
 
+#: Offender files are this name plus ``.<slot>``.
+OFFENDERS_FILE = "native.offenders"
+#: Addresses kept per publication.
+OFFENDER_TOP = 32
+#: Publications kept per worker file (a reader polling less often loses the oldest).
+OFFENDER_RING = 64
+
+
+class OffenderLog:
+    """One worker's offender file (see the module docstring); one writer per file."""
+
+    def __init__(self, data_dir: Path, slot: int, *, top: int = OFFENDER_TOP) -> None:
+        self.path = data_dir / f"{OFFENDERS_FILE}.{slot}"
+        self.top = top
+        self.seq = 0
+        self._ring: list[tuple[int, dict[str, tuple[int, ...]]]] = []
+
+    def publish(self, tally: OffenderTally) -> bool:
+        """Write what ``tally`` counted since the last call, if anything; ``True`` if written."""
+        if not len(tally):
+            return False
+        self.seq += 1
+        self._ring.append((self.seq, tally.take(self.top)))
+        del self._ring[:-OFFENDER_RING]
+        body = orjson.dumps({"pid": os.getpid(), "offences": OFFENCES, "ring": self._ring})
+        tmp = self.path.with_name(f"{self.path.name}.tmp")
+        tmp.write_bytes(body)
+        os.replace(tmp, self.path)
+        return True
+
+
+def _offender_file(path: Path) -> tuple[int, list[tuple[int, dict[str, list[int]]]]] | None:
+    """``(pid, ring)`` of a well-formed offender file, else ``None``."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("offences") != list(OFFENCES):
+        return None
+    pid, ring = data.get("pid"), data.get("ring")
+    if not isinstance(pid, int) or not isinstance(ring, list):
+        return None
+    out: list[tuple[int, dict[str, list[int]]]] = []
+    for entry in ring:
+        if (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[0], int)
+            and isinstance(entry[1], dict)
+        ):
+            counts = {
+                str(address): values
+                for address, values in entry[1].items()
+                if isinstance(values, list)
+                and len(values) == len(OFFENCES)
+                and all(isinstance(v, int) and v >= 0 for v in values)
+            }
+            out.append((entry[0], counts))
+    return pid, out
+
+
+class OffenderReader:
+    """Counts per source address from every worker's offender file, since the last poll."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._seen: dict[str, tuple[int, int]] | None = None  # file -> (pid, last seq)
+
+    def poll(self) -> dict[str, dict[str, int]]:
+        """``{address: {offence: count}}`` published since the previous poll (first: ``{}``)."""
+        first = self._seen is None
+        seen = self._seen if self._seen is not None else {}
+        totals: dict[str, list[int]] = {}
+        for path in sorted(self.data_dir.glob(f"{OFFENDERS_FILE}.*")):
+            if not path.name.removeprefix(f"{OFFENDERS_FILE}.").isdigit():
+                continue
+            parsed = _offender_file(path)
+            if parsed is None:
+                continue
+            pid, ring = parsed
+            last_pid, last_seq = seen.get(path.name, (pid, 0))
+            if last_pid != pid:  # a new worker took the slot: its ring starts afresh
+                last_seq = 0
+            newest = last_seq
+            for seq, counts in ring:
+                if seq <= last_seq:
+                    continue
+                newest = max(newest, seq)
+                if first:
+                    continue
+                for address, values in counts.items():
+                    held = totals.setdefault(address, [0] * len(OFFENCES))
+                    for i, value in enumerate(values):
+                        held[i] += value
+            seen[path.name] = (pid, newest)
+        self._seen = seen
+        return {
+            address: {name: v for name, v in zip(OFFENCES, values, strict=True) if v}
+            for address, values in totals.items()
+        }
+
+
 __all__ = [
     "COUNTERS_FILE",
     "COUNTER_NAMES",
+    "OFFENDERS_FILE",
+    "OFFENDER_RING",
+    "OFFENDER_TOP",
+    "OffenderLog",
+    "OffenderReader",
     "SharedCounterBlock",
     "native_counter_slots",
     "read_native_counters",

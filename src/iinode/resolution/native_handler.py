@@ -80,6 +80,7 @@ from iinode.proto import (
 from iinode.resolution.driver import Resolved
 from iinode.resolution.native_sessions import (
     NativeCounters,
+    OffenderTally,
     PeerState,
     PendingChallenge,
     SessionTable,
@@ -157,6 +158,7 @@ class NativeHandler:
         *,
         resolver: Resolver | None = None,
         counters: NativeCounters | None = None,
+        offenders: OffenderTally | None = None,
         sessions: SessionTable | None = None,
         clock: Callable[[], float] = time.monotonic,
         challenge_timeout: float = 60.0,
@@ -167,6 +169,8 @@ class NativeHandler:
         self.site = site
         self.resolver = resolver
         self.counters = counters if counters is not None else NativeCounters()
+        #: Offences per source address (what the transports count, by peer).
+        self.offenders = offenders if offenders is not None else OffenderTally()
         self.sessions = sessions if sessions is not None else SessionTable()
         self._clock = clock
         self.challenge_timeout = challenge_timeout
@@ -179,21 +183,24 @@ class NativeHandler:
         counters.requests += 1
         if request.is_response:
             counters.dropped += 1
+            self.offenders.note(state.address, "dropped")
             return Outcome(None)
         try:
             identity = self._session_identity(request)
             return await self._dispatch(request, state, identity)
         except Exception as exc:
-            return Outcome(self.failure(request, exc))
+            return Outcome(self.failure(request, exc, state.address))
 
-    def failure(self, request: Message, exc: Exception) -> Message:
-        """The error answer to ``request`` for ``exc`` (counted)."""
+    def failure(self, request: Message, exc: Exception, address: str | None = None) -> Message:
+        """The error answer to ``request`` for ``exc`` (counted, by ``address`` if known)."""
         counters = self.counters
         if isinstance(exc, HandleError):
             if exc.code in _AUTH_CODES:
                 counters.auth_failures += 1
+                self.offenders.note(address, "auth_failures")
             elif exc.code == ResponseCode.PROTOCOL_ERROR:
                 counters.protocol_errors += 1
+                self.offenders.note(address, "protocol_errors")
             return request.error_reply(exc.code, exc.message)
         if isinstance(exc, StorageError):
             counters.internal_errors += 1

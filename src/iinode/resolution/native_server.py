@@ -9,7 +9,8 @@ own store connection (SQLite in WAL mode or a PostgreSQL pool) and maps the
 data directory's ``ChangeCounter``, so a write made through any process (native
 or REST) empties every process's answer cache.  Each process also publishes its
 ``NativeCounters`` into the data directory's shared counter block
-(``native_counters``), whose node-wide sums ``read_native_counters`` returns.
+(``native_counters``), whose node-wide sums ``read_native_counters`` returns,
+and, just before them, its worst offending source addresses (``OffenderLog``).
 """
 
 from __future__ import annotations
@@ -31,14 +32,14 @@ from iinode.node.changes import COUNTER_FILE, ChangeCounter
 from iinode.node.service import HandleService, site_from_url
 from iinode.node.settings import NodeSettings, Role
 from iinode.proto import DEFAULT_PORT, ProtoLimits
-from iinode.resolution.cache import ResolutionCache
 from iinode.resolution.http import HttpResolver
 from iinode.resolution.native_client import NativeResolver
-from iinode.resolution.native_counters import COUNTERS_FILE, SharedCounterBlock
+from iinode.resolution.native_counters import COUNTERS_FILE, OffenderLog, SharedCounterBlock
 from iinode.resolution.native_handler import LIST_CHUNK_BYTES, NativeHandler, Resolver
-from iinode.resolution.native_sessions import NativeCounters
+from iinode.resolution.native_sessions import NativeCounters, OffenderTally
 from iinode.resolution.native_tcp import TcpTransport
 from iinode.resolution.native_udp import UdpTransport
+from iinode.resolution.shared_cache import resolution_cache_for
 from iinode.storage import HandleStore, open_store
 
 _RECEIVE_BUFFER = 4 * 1024 * 1024
@@ -48,7 +49,7 @@ def recursive_resolver(settings: NodeSettings) -> Resolver | None:
     """The resolver of a recursive node: native if the root's handle port is known."""
     if settings.role is not Role.RECURSIVE or not settings.parent_url:
         return None
-    cache = ResolutionCache(settings.cache_size, negative_ttl=settings.negative_ttl)
+    cache = resolution_cache_for(settings)
     if settings.parent_handle_port is not None:
         root = site_from_url(settings.parent_url, settings.parent_handle_port)
         return NativeResolver([root], cache=cache, max_referrals=settings.max_referrals)
@@ -92,6 +93,8 @@ class NativeServer:
         self.fast_path = fast_path
         self.reuse_port = reuse_port
         self.counters = NativeCounters()
+        self.offenders = OffenderTally()
+        self.offender_log: OffenderLog | None = None
         #: Seconds between publications of ``counters`` into the shared block.
         self.publish_interval = publish_interval
         self.shared_counters: SharedCounterBlock | None = None
@@ -138,11 +141,12 @@ class NativeServer:
         self.changes = ChangeCounter(settings.data_dir / COUNTER_FILE if shared else None)
         if shared:
             self.shared_counters = SharedCounterBlock(settings.data_dir / COUNTERS_FILE)
+            self.offender_log = OffenderLog(settings.data_dir, self.shared_counters.slot)
             self._publisher = asyncio.get_running_loop().create_task(self._publish())
         service = HandleService(settings, store, changes=self.changes)
         handler = NativeHandler(
             service, self.own_site(service), resolver=recursive_resolver(settings),
-            counters=self.counters,
+            counters=self.counters, offenders=self.offenders,
             list_chunk_bytes=min(LIST_CHUNK_BYTES, self.limits.max_message_bytes // 4),
         )  # fmt: skip
         self.handler = handler
@@ -164,7 +168,17 @@ class NativeServer:
         assert block is not None
         while True:
             await asyncio.sleep(self.publish_interval)
+            self._publish_offenders()
             block.publish(self.counters)
+
+    def _publish_offenders(self) -> None:
+        """Offenders first, counters after (see ``native_counters``).
+
+        A failed write keeps its publication in the ring for the next one.
+        """
+        if self.offender_log is not None:
+            with contextlib.suppress(OSError):
+                self.offender_log.publish(self.offenders)
 
     async def _close(self) -> None:
         if self._publisher is not None:
@@ -172,6 +186,7 @@ class NativeServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._publisher
         if self.shared_counters is not None:
+            self._publish_offenders()
             self.shared_counters.close(self.counters)
         if self._tcp_server is not None:
             self._tcp_server.close()

@@ -1,5 +1,9 @@
 """What the native server remembers between messages: challenges, sessions, counters.
 
+``OffenderTally`` keeps, per source address, the protocol errors,
+authentication failures and drops since it was last taken; it is written only
+where those are counted (never on the UDP fast path) and is bounded.
+
 All of it is plain in-memory state of one server process, bounded in size and
 driven by the caller's clock; nothing here does I/O.
 """
@@ -36,6 +40,47 @@ class NativeCounters:
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)
+
+
+#: What ``OffenderTally`` counts per address, in record order.
+OFFENCES: tuple[str, ...] = ("protocol_errors", "auth_failures", "dropped")
+_OFFENCE_INDEX = {name: i for i, name in enumerate(OFFENCES)}
+
+
+class OffenderTally:
+    """Protocol errors, authentication failures and drops per source address.
+
+    ``note`` is called where ``NativeCounters`` count those (the event loop
+    thread only); ``take`` hands the ``top`` addresses with the most offences
+    since the last ``take`` to the publisher and starts afresh.  At most
+    ``max_addresses`` addresses are tracked between two takes; offences of
+    further addresses stay in the node-wide counters only.
+    """
+
+    __slots__ = ("_counts", "max_addresses")
+
+    def __init__(self, max_addresses: int = 4096) -> None:
+        self.max_addresses = max_addresses
+        self._counts: dict[str, list[int]] = {}
+
+    def note(self, address: str | None, offence: str, count: int = 1) -> None:
+        if not address:
+            return
+        counts = self._counts.get(address)
+        if counts is None:
+            if len(self._counts) >= self.max_addresses:
+                return
+            counts = self._counts[address] = [0] * len(OFFENCES)
+        counts[_OFFENCE_INDEX[offence]] += count
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def take(self, top: int) -> dict[str, tuple[int, ...]]:
+        """The ``top`` addresses by offences since the last take (then forgets all)."""
+        counts, self._counts = self._counts, {}
+        ranked = sorted(counts.items(), key=lambda item: (-sum(item[1]), item[0]))[:top]
+        return {address: tuple(values) for address, values in ranked}
 
 
 @dataclass(slots=True)

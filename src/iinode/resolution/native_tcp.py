@@ -90,6 +90,7 @@ class TcpTransport:
         from_peer = self._per_peer.get(host, 0)
         if self.connections >= self.max_connections or from_peer >= self.max_connections_per_peer:
             self.counters.dropped += 1
+            self.handler.offenders.note(host, "dropped")
             writer.transport.abort()
             return
         self.connections += 1
@@ -128,6 +129,7 @@ class TcpTransport:
                     request = Message.from_frame(event)
                 except RemoteProtocolError as exc:
                     self.counters.protocol_errors += 1
+                    self.handler.offenders.note(state.address, "protocol_errors")
                     await self._write(writer, protocol_error(event, exc.message))
                     return
                 outcome = await self.handler.handle(request, state)
@@ -157,6 +159,7 @@ class TcpTransport:
                 event = framer.next_event()
             except RemoteProtocolError as exc:
                 self.counters.protocol_errors += 1
+                self.handler.offenders.note(_host(writer), "protocol_errors")
                 await self._write(writer, self._stream_error(exc))
                 raise _Refused from None
             if event is CLOSED:
@@ -219,6 +222,11 @@ class TcpTransport:
         # Once the stream is out of step the request id is unknown: answer with 0.
         body = ErrorBody(exc.message[:200])
         return Message(OpCode.RESERVED, body, ResponseCode.PROTOCOL_ERROR)
+
+
+def _host(writer: asyncio.StreamWriter) -> str | None:
+    peer = writer.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
 __all__ = ["TcpTransport"]

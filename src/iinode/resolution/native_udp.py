@@ -48,7 +48,7 @@ from iinode.proto import (
 from iinode.resolution.native_handler import NativeHandler
 from iinode.resolution.native_mmsg import SLOT_SIZE, DatagramBatch
 from iinode.resolution.native_ratelimit import ResponseRateLimit
-from iinode.resolution.native_sessions import NativeCounters, PeerState
+from iinode.resolution.native_sessions import NativeCounters, OffenderTally, PeerState
 
 #: Envelope start of a request the fast path serves: version 2.1, no flags, no session.
 FAST_HEAD = b"\x02\x01\x00\x00\x00\x00\x00\x00"
@@ -156,6 +156,8 @@ class UdpTransport:
         self.loop = loop
         self.handler = handler
         self.counters: NativeCounters = handler.counters
+        #: Offences by source address (loop thread only: never the receive thread).
+        self.offenders: OffenderTally = handler.offenders
         self.cache = UdpFastCache(changes)
         self.fast_path = fast_path
         self.reassembler = UdpReassembler(limits)
@@ -310,16 +312,19 @@ class UdpTransport:
             frame = self.reassembler.receive(addr, data, time.monotonic())
         except RemoteProtocolError:
             counters.protocol_errors += 1
+            self.offenders.note(str(addr[0]), "protocol_errors")
             return  # not even a packet: drop rather than answer spoofable garbage
         if frame is None:
             return
         if not self.rate_limit.allow(addr[0], time.monotonic()):
             counters.dropped += 1
+            self.offenders.note(str(addr[0]), "dropped")
             return
         try:
             request = Message.from_frame(frame)
         except RemoteProtocolError as exc:
             counters.protocol_errors += 1
+            self.offenders.note(str(addr[0]), "protocol_errors")
             self._send(protocol_error(frame, exc.message), addr)
             return
         version = self.cache.changes.value()
