@@ -73,12 +73,19 @@ async def test_demo_carries_telemetry_and_monitoring(network: DemoNetwork) -> No
         r = await c.get(f"{top}/api/handles/88.118.8/PRESS-01", follow_redirects=True)
         assert "IINODE_EQUIPMENT" in {v["type"] for v in r.json()["values"]}
 
+        answers: list[str] = []
+
         async def stored() -> bool:
             r = await c.get(f"{ent.url}/telemetry/equipment/88.118.8/PRESS-01/history",
                             params={"tag": "good_count", "limit": 1000})  # fmt: skip
-            return len(r.json()["readings"]) >= 10
+            answers.append(f"{r.status_code} {r.text[:200]}")
+            return r.status_code == 200 and len(r.json()["readings"]) >= 10
 
-        await _until(stored)
+        try:
+            await _until(stored)
+        except AssertionError:
+            raise AssertionError(f"history never filled; last answers: {answers[-3:]}") from None
+        assert all(a.startswith("200") for a in answers), answers
         assert ent.extensions.telemetry.rejects.total == 0
 
         async def all_acked() -> bool:

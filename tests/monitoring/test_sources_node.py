@@ -149,10 +149,15 @@ async def test_node_security_events_reach_the_parent(tmp_path: Path) -> None:
             [rest] = security(events, "auth_failure", "rest")
             assert "300:0.NA/88.118.8" in rest.x_iinode_description
             # one event per window, with the count (on a loaded machine the datagrams may
-            # straddle two 0.3 s windows), each naming the offending address; none unattributed
+            # straddle two 0.3 s windows), each naming the offending address; only datagrams
+            # the receive thread dropped while the slow path was full stay unattributed
             fuzz = security(events, "protocol_error", "native")
             assert sum(f.number_observed for f in fuzz) == DATAGRAMS
-            assert all("from 127.0.0.1" in f.x_iinode_description for f in fuzz), fuzz
+            named = [f for f in fuzz if "from 127.0.0.1" in f.x_iinode_description]
+            assert named, fuzz
+            assert all(
+                "dropped traffic" in f.x_iinode_description for f in fuzz if f not in named
+            ), fuzz
             worst = max(fuzz, key=lambda f: f.number_observed)
             assert worst.x_iinode_severity == (
                 "high" if len(fuzz) == 1 else worst.x_iinode_severity

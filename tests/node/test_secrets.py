@@ -101,6 +101,27 @@ async def test_bulk_load_stores_verifiers_without_public_read(service: HandleSer
     assert await service.auth.authenticate(creds) == creds.identity
 
 
+@pytest.mark.parametrize("index", [100, 1, 300])
+async def test_bulk_load_protects_a_seckey_at_any_index_and_keeps_an_admin(
+    service: HandleService, index: int
+) -> None:
+    registrar = BulkRegistrar(service)
+    handle = HandleName.parse(f"88.118.8/BK{index}")
+    value = HandleValue(index, "HS_SECKEY", SecKeyData(b"bulk-pw"))
+    await registrar.write([registrar.encode(handle, [value])])
+    stored = await stored_seckey(service, handle, index)
+    assert not stored.permissions & Permissions.PUBLIC_READ
+    assert isinstance(stored.data, SecKeyData)
+    assert SecretVerifier.parse(stored.data.raw).check_secret("bulk-pw")
+    raw = await service.store.get(str(handle))
+    assert raw is not None
+    record = decode_record(raw)
+    admins = [v for v in record if v.type == "HS_ADMIN"]
+    assert len(admins) == 1
+    assert admins[0].index != index
+    assert [v.index for v in record] == sorted(v.index for v in record)
+
+
 async def test_a_reader_of_the_store_cannot_authenticate_over_rest(
     client: httpx.AsyncClient, service: HandleService
 ) -> None:

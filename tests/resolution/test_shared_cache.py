@@ -37,6 +37,7 @@ from iinode.resolution.shared_cache import (
     TwoLevelCache,
     close_resolution_cache,
     node_namespace,
+    redacted,
     resolution_cache_for,
     shared_cache_from_url,
 )
@@ -324,3 +325,11 @@ async def test_memory_backend_and_settings() -> None:
     assert isinstance(layered, TwoLevelCache)
     assert isinstance(layered.shared, RedisSharedCache)
     await layered.aclose()
+
+
+def test_a_password_in_cache_url_never_reaches_messages() -> None:
+    assert redacted("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    with pytest.raises(ConfigurationError) as caught:
+        shared_cache_from_url("http://user:s3cret@127.0.0.1/", "n")
+    assert "s3cret" not in str(caught.value)

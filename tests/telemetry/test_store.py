@@ -184,3 +184,12 @@ def test_append_fsyncs_files_and_directories_before_returning(
         assert synced.index(str(tmp)) < synced.index(str(f.parent))  # then the new entry
         assert str(f.parent.parent) in synced  # the new day directory's entry
     assert str(tmp_path / "ts") in synced  # the new prefix directories' entries
+
+
+def test_queries_while_a_partition_has_no_file_yet_answer_nothing(store: ParquetStore) -> None:
+    # the first write of a partition creates its directory before the file is renamed in
+    (store.settings.root / "prefix=88.118.8" / "day=2026-03-01").mkdir(parents=True)
+    assert store.history(M1) == []
+    assert store.latest(M1) == {}
+    store.append(series(M1, "temp", 3))
+    assert len(store.history(M1)) == 3

@@ -26,7 +26,10 @@ when it has them, not from the child's own events.
 Details on demand: ``GET /events/{origin}/{id}?wait=S`` answers a summary's
 detail when this node has it; otherwise it asks the child that delivered the
 summary and waits up to ``S`` seconds (202 ``{"pending": true}`` if the detail
-has not arrived by then).  The child collects the requests with
+has not arrived by then).  At most ``max_detail_waiters`` requests wait at once
+(503 with ``Retry-After`` beyond that); a waiter sleeps on an ``asyncio.Event``
+that ``POST /details`` sets when it stores the detail, and store access runs
+in worker threads, not on the event loop.  The child collects the requests with
 ``GET /detail-requests`` and answers with ``POST /details`` (both with its
 report credentials), relaying further down when it holds a summary itself.
 
@@ -79,6 +82,8 @@ class MonitoringApp:
     labels: Callable[[Prefix], Awaitable[NodeLabels | None]] | None = None
     #: Longest ``wait`` a detail request may ask for, in seconds.
     max_detail_wait: float = 30.0
+    #: Most detail requests waiting at once (``wait`` > 0); more are answered 503.
+    max_detail_waiters: int = 64
     #: The node's outbox, whose dead letters ``/dead-letters`` lists and requeues.
     outbox: Outbox | None = None
 
@@ -102,6 +107,10 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
     router = APIRouter(prefix=prefix, tags=["monitoring"])
     receiver = app.receiver
     store = receiver.store
+    #: Detail waiters by event key, woken when ``POST /details`` stores that detail.
+    waiters: dict[tuple[str, str], asyncio.Event] = {}
+    per_key: dict[tuple[str, str], int] = {}
+    waiting = 0
 
     async def identity_of(request: Request) -> Prefix | None:
         """Raises ``ReportRefused`` when the client's address is out of attempts."""
@@ -278,7 +287,12 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
         if by not in GROUPS:
             raise HTTPException(400, f"'by' must be one of {', '.join(GROUPS)}")
         return _json_response(
-            {"by": by, "counts": store.counts(by, since=since, until=until, kind=kind)}
+            {
+                "by": by,
+                "counts": await asyncio.to_thread(
+                    store.counts, by, since=since, until=until, kind=kind
+                ),
+            }
         )
 
     @router.get("/trend", summary="Event counts per time bucket")
@@ -291,7 +305,7 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
         refusal = await admin_refusal(request)
         if refusal is not None:
             return refusal
-        points = store.trend(bucket, since=since, kind=kind)
+        points = await asyncio.to_thread(store.trend, bucket, since=since, kind=kind)
         return _json_response({"bucket": bucket, "points": points})
 
     @router.get("/nodes", summary="Reporting nodes below this level; stale ones flagged")
@@ -300,7 +314,7 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
         if refusal is not None:
             return refusal
         window = app.stale_after if stale_after is None else stale_after
-        rows = store.nodes(now=app.clock(), stale_after=window)
+        rows = await asyncio.to_thread(store.nodes, now=app.clock(), stale_after=window)
         nodes = [n.to_json() | {"reported": True} for n in rows]
         seen = {n.origin for n in rows}
         silent = [c for c in await app.children() if c not in seen] if app.children else []
@@ -325,7 +339,9 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
         refusal = await admin_refusal(request)
         if refusal is not None:
             return refusal
-        found = store.recent(limit, kind=kind, origin=None if origin is None else origin.upper())
+        found = await asyncio.to_thread(
+            store.recent, limit, kind=kind, origin=None if origin is None else origin.upper()
+        )
         return _json_response({"events": [e.to_json() for e in found]})
 
     @router.get("/events/{origin}/{event_id}", summary="One event with its detail")
@@ -335,23 +351,47 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
         refusal = await admin_refusal(request)
         if refusal is not None:
             return refusal
+        nonlocal waiting
         origin = origin.upper()
-        held = store.holder(origin, event_id)
+        key = (origin, event_id)
+        held = await asyncio.to_thread(store.holder, origin, event_id)
         if held is None:
             raise HTTPException(404, f"no event {origin}/{event_id}")
         has_detail, via = held
-        found = store.get(origin, event_id)
+        found = await asyncio.to_thread(store.get, origin, event_id)
         assert found is not None
         if has_detail or found.detail_at is None or via == receiver.settings.node.text:
             return _json_response(found.to_json())
-        store.request_detail(origin, event_id, via, app.clock())
-        deadline = time.monotonic() + min(wait, app.max_detail_wait)
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-            if (now := store.holder(origin, event_id)) is not None and now[0]:
-                found = store.get(origin, event_id)
-                assert found is not None
-                return _json_response(found.to_json())
+        limit = min(wait, app.max_detail_wait)
+        if limit > 0 and waiting >= app.max_detail_waiters:
+            return _json_response(
+                {"error": "busy", "detail": f"{waiting} detail requests are waiting already"},
+                503,
+                {"Retry-After": "5"},
+            )
+        await asyncio.to_thread(store.request_detail, origin, event_id, via, app.clock())
+        if limit > 0:
+            arrived = waiters.setdefault(key, asyncio.Event())
+            per_key[key] = per_key.get(key, 0) + 1
+            waiting += 1
+            try:
+                # registered before this re-read, so a detail stored meanwhile is not missed
+                again = await asyncio.to_thread(store.get, origin, event_id)
+                if again is not None and again.detail is not None:
+                    return _json_response(again.to_json())
+                try:
+                    await asyncio.wait_for(arrived.wait(), limit)
+                except TimeoutError:
+                    pass
+                else:
+                    again = await asyncio.to_thread(store.get, origin, event_id)
+                    if again is not None and again.detail is not None:
+                        return _json_response(again.to_json())
+            finally:
+                waiting -= 1
+                per_key[key] -= 1
+                if not per_key[key]:
+                    del per_key[key], waiters[key]
         return _json_response(found.to_json() | {"pending": True, "requested_from": via}, 202)
 
     async def strict_admin_refusal(request: Request) -> Response | None:
@@ -410,7 +450,7 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
         child = await child_of(request)
         if isinstance(child, Response):
             return child
-        keys = store.detail_requests(child.text)
+        keys = await asyncio.to_thread(store.detail_requests, child.text)
         return _json_response({"requests": [{"origin": o, "id": i} for o, i in keys]})
 
     @router.post("/details", summary="A child answers detail requests with full events")
@@ -429,7 +469,12 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
             events = [Event.from_json(e) for e in raw]
         except (orjson.JSONDecodeError, KeyError, EventInvalid) as exc:
             return _json_response({"error": "malformed", "detail": str(exc)}, 400)
-        filled = sum(store.fill_detail(e, child.text) for e in events)
+        filled = 0
+        for e in events:
+            if await asyncio.to_thread(store.fill_detail, e, child.text):
+                filled += 1
+                if (arrived := waiters.get(e.key)) is not None:
+                    arrived.set()
         return _json_response({"filled": filled, "ignored": len(events) - filled})
 
     return router

@@ -9,7 +9,15 @@ the outcome.  Checks, in order:
 2. body parses and every event validates; size bounds              (400, 413)
 3. ``sender`` equals the authenticated prefix, that prefix is one of
    this node's delegated children, every event's origin lies within it (403)
-4. the batch id was not received before and is inside the window  (409)
+4. the batch id was not received before, and ``sent_at`` lies inside
+   the replay window and no more than one window ahead of this clock (409)
+
+The replay check runs inside the store's write transaction, so two
+simultaneous reports with one batch id store it once and refuse the other.
+A batch id is kept until ``max(arrival, sent_at)`` plus the window; refusing
+``sent_at`` further ahead keeps a child whose clock runs far ahead from
+pinning its batch ids for ever (a clock merely ahead by more than
+``skew_tolerance`` is accepted and raises the skew alarm).
 
 Accepted events are stored under their ``(origin, id)`` key; events seen before
 count as duplicates.  A node with a parent forwards every *new* event upward
@@ -164,11 +172,14 @@ class ReportReceiver:
                 f"batch {batch.batch_id} was sent at {batch.sent_at:.0f}, "
                 f"outside the {s.replay_window:.0f} s replay window"
             )
-        if self.store.seen_batch(batch.batch_id):
-            raise ReportReplayed(f"batch {batch.batch_id} was already received")
         skew = batch.sent_at - now
         alarm = abs(skew) > s.skew_tolerance
         self.metrics.clock_skew.labels(identity.text).set(skew)
+        if skew > s.replay_window:
+            raise ReportReplayed(
+                f"batch {batch.batch_id} was sent at {batch.sent_at:.0f}, {skew:.0f} s ahead of "
+                f"this node's clock (more than the {s.replay_window:.0f} s replay window)"
+            )
         events: Sequence[Event] = batch.events
         if labels is not None:
             events, mismatched = labels.apply(events, identity)

@@ -11,6 +11,13 @@ batches of one window.  ``nodes`` keeps, per reporting origin, when it
 was last heard from, its province and industry (from its heartbeats) and the
 last clock skew measured on the child that delivered it.
 
+Every method that touches the connection holds ``self._lock`` (an ``RLock``):
+reports are stored in worker threads inside ``BEGIN IMMEDIATE`` transactions,
+and an unlocked statement from another thread would run inside that
+transaction (and be rolled back with it, or read its uncommitted rows).  The
+replay check is made inside the storing transaction, so two simultaneous
+reports with one batch id store it once and refuse the other (``ReportReplayed``).
+
 Details on demand: a summary names where its detail is held; this node asks
 the child that delivered the summary (``request_detail``), the child picks the
 request up when it next talks to this node (``detail_requests``) and answers
@@ -28,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from iinode.monitoring.errors import ReportReplayed
 from iinode.monitoring.events import Event, EventKind, Severity
 from iinode.monitoring.outbox import Outbox
 
@@ -115,12 +123,21 @@ class EventStore:
         self._lock = threading.RLock()
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
+
+    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """Rows of one statement, run under the lock (never inside another's transaction)."""
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
 
     # -- writes ---------------------------------------------------------------------------
 
     def seen_batch(self, batch_id: str) -> bool:
-        row = self._db.execute("SELECT 1 FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM batches WHERE batch_id = ?", (batch_id,)
+            ).fetchone()
         return row is not None
 
     def new_events(self, events: Sequence[Event]) -> list[Event]:
@@ -128,15 +145,16 @@ class EventStore:
         if not events:
             return []
         db = self._db
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS probe (origin TEXT, id TEXT)")
-        db.execute("DELETE FROM probe")
-        db.executemany("INSERT INTO probe VALUES (?, ?)", [e.key for e in events])
-        known = set(
-            db.execute(
-                "SELECT e.origin, e.id FROM probe p JOIN events e "
-                "ON e.origin = p.origin AND e.id = p.id"
-            ).fetchall()
-        )
+        with self._lock:
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS probe (origin TEXT, id TEXT)")
+            db.execute("DELETE FROM probe")
+            db.executemany("INSERT INTO probe VALUES (?, ?)", [e.key for e in events])
+            known = set(
+                db.execute(
+                    "SELECT e.origin, e.id FROM probe p JOIN events e "
+                    "ON e.origin = p.origin AND e.id = p.id"
+                ).fetchall()
+            )
         out: list[Event] = []
         for e in events:
             if e.key not in known:
@@ -163,8 +181,35 @@ class EventStore:
         this store's file, the events, the outbox rows and the batch id commit
         in one transaction (one fsync); otherwise the outbox is written first,
         so a crash in between re-forwards rather than loses.  ``OutboxFull``
-        leaves both unchanged.
+        leaves both unchanged.  A batch id stored before raises ``ReportReplayed``
+        (checked under the lock and again inside the transaction).
         """
+        with self._lock:
+            if self.seen_batch(batch_id):
+                raise ReportReplayed(f"batch {batch_id} was already received")
+            return self._insert_locked(
+                events,
+                via=via,
+                batch_id=batch_id,
+                received_at=received_at,
+                clock_skew=clock_skew,
+                sent_at=sent_at,
+                forward=forward,
+                upward=upward,
+            )
+
+    def _insert_locked(
+        self,
+        events: Sequence[Event],
+        *,
+        via: str,
+        batch_id: str,
+        received_at: float,
+        clock_skew: float | None,
+        sent_at: float | None,
+        forward: Outbox | None,
+        upward: Sequence[tuple[str, bytes]],
+    ) -> tuple[int, int]:
         if forward is not None and (forward.path is None or forward.path != self.path):
             fresh = {e.key for e in self.new_events(events)}
             seen: set[tuple[str, str]] = set()
@@ -199,10 +244,9 @@ class EventStore:
             entry[0] = max(entry[0], e.observed_at)
             if e.province or e.industry:
                 entry[1], entry[2] = e.province, e.industry
-        with self._lock:
-            return self._insert(
-                rows, latest, via, batch_id, received_at, clock_skew, sent_at, forward, upward
-            )
+        return self._insert(
+            rows, latest, via, batch_id, received_at, clock_skew, sent_at, forward, upward
+        )
 
     def _insert(
         self,
@@ -222,7 +266,10 @@ class EventStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             kept_from = received_at if sent_at is None else max(received_at, sent_at)
-            db.execute("INSERT INTO batches VALUES (?, ?, ?)", (batch_id, via, kept_from))
+            try:
+                db.execute("INSERT INTO batches VALUES (?, ?, ?)", (batch_id, via, kept_from))
+            except sqlite3.IntegrityError:  # stored by another connection to the file
+                raise ReportReplayed(f"batch {batch_id} was already received") from None
             if forward is None:
                 cur = db.executemany(_INSERT_EVENT, rows)
                 accepted = cur.rowcount
@@ -281,25 +328,26 @@ class EventStore:
 
     def holder(self, origin: str, event_id: str) -> tuple[bool, str] | None:
         """``(has_detail, via)`` of a stored event (``via``: the child it came from)."""
-        row = self._db.execute(
+        rows = self._all(
             "SELECT detail IS NOT NULL, via FROM events WHERE origin = ? AND id = ?",
             (origin, event_id),
-        ).fetchone()
-        return None if row is None else (bool(row[0]), str(row[1]))
+        )
+        return None if not rows else (bool(rows[0][0]), str(rows[0][1]))
 
     def request_detail(self, origin: str, event_id: str, holder: str, at: float) -> None:
         """Ask ``holder`` (a child) for the detail of a summary stored here."""
-        self._db.execute(
-            "INSERT OR IGNORE INTO detail_requests VALUES (?, ?, ?, ?)",
-            (origin, event_id, holder, at),
-        )
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO detail_requests VALUES (?, ?, ?, ?)",
+                (origin, event_id, holder, at),
+            )
 
     def detail_requests(self, holder: str, limit: int = 100) -> list[tuple[str, str]]:
         """Keys of the details this node waits for from ``holder``, oldest first."""
-        rows = self._db.execute(
+        rows = self._all(
             "SELECT origin, id FROM detail_requests WHERE holder = ? ORDER BY requested_at LIMIT ?",
             (holder, limit),
-        ).fetchall()
+        )
         return [(str(o), str(i)) for o, i in rows]
 
     def fill_detail(self, event: Event, holder: str) -> bool:
@@ -354,24 +402,25 @@ class EventStore:
         return cur.rowcount
 
     def batch_count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM batches").fetchone()[0])
+        return int(self._all("SELECT COUNT(*) FROM batches")[0][0])
 
     # -- reads ----------------------------------------------------------------------------
 
     def count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        return int(self._all("SELECT COUNT(*) FROM events")[0][0])
 
     def keys(self) -> set[tuple[str, str]]:
-        return set(self._db.execute("SELECT origin, id FROM events").fetchall())
+        return {(str(o), str(i)) for o, i in self._all("SELECT origin, id FROM events")}
 
     def get(self, origin: str, event_id: str) -> Event | None:
-        row = self._db.execute(
+        rows = self._all(
             "SELECT origin, id, kind, severity, observed_at, province, industry, asset,"
             " asset_kind, detail, detail_at FROM events WHERE origin = ? AND id = ?",
             (origin, event_id),
-        ).fetchone()
-        if row is None:
+        )
+        if not rows:
             return None
+        row = rows[0]
         return Event.from_json(
             {
                 k: v
@@ -416,11 +465,12 @@ class EventStore:
         if origin is not None:
             where += (" AND" if where else " WHERE") + " origin = ?"
             args = (*args, origin)
-        rows = self._db.execute(
-            f"SELECT origin, id FROM events{where} ORDER BY observed_at DESC LIMIT ?",
-            (*args, limit),
-        ).fetchall()
-        return [e for o, i in rows if (e := self.get(o, i)) is not None]
+        with self._lock:  # one consistent snapshot of the listed events
+            rows = self._all(
+                f"SELECT origin, id FROM events{where} ORDER BY observed_at DESC LIMIT ?",
+                (*args, limit),
+            )
+            return [e for o, i in rows if (e := self.get(o, i)) is not None]
 
     def counts(
         self,
@@ -434,9 +484,7 @@ class EventStore:
         if by not in GROUPS:
             raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(GROUPS)}")
         where, args = _filters(since, until, kind)
-        rows = self._db.execute(
-            f"SELECT {by}, COUNT(*) FROM events{where} GROUP BY {by}", args
-        ).fetchall()
+        rows = self._all(f"SELECT {by}, COUNT(*) FROM events{where} GROUP BY {by}", args)
         if by == "severity":
             return {Severity(k).label: int(n) for k, n in rows}
         return {str(k): int(n) for k, n in rows}
@@ -448,18 +496,18 @@ class EventStore:
         if bucket <= 0:
             raise ValueError("bucket must be positive")
         where, args = _filters(since, None, kind)
-        rows = self._db.execute(
+        rows = self._all(
             f"SELECT CAST(observed_at / ? AS INTEGER) AS b, COUNT(*) FROM events{where}"
             " GROUP BY b ORDER BY b",
             (bucket, *args),
-        ).fetchall()
+        )
         return [(b * bucket, int(n)) for b, n in rows]
 
     def nodes(self, *, now: float, stale_after: float) -> list[NodeStatus]:
-        rows = self._db.execute(
+        rows = self._all(
             "SELECT origin, via, province, industry, last_seen, last_observed, clock_skew"
             " FROM nodes ORDER BY origin"
-        ).fetchall()
+        )
         return [
             NodeStatus(o, v, p, i, ls, lo, sk, now - ls > stale_after)
             for o, v, p, i, ls, lo, sk in rows
@@ -467,11 +515,11 @@ class EventStore:
 
     def notice_states(self, notice_id: str) -> dict[str, tuple[str, float, list[str]]]:
         """Latest notice status per origin: ``{origin: (state, observed_at, assets)}``."""
-        rows = self._db.execute(
+        rows = self._all(
             "SELECT origin, detail, observed_at FROM events WHERE kind = ?"
             " AND json_extract(detail, '$.notice') = ? ORDER BY observed_at",
             (EventKind.NOTICE_STATUS.value, notice_id),
-        ).fetchall()
+        )
         out: dict[str, tuple[str, float, list[str]]] = {}
         for origin, detail, observed in rows:
             body = orjson.loads(detail)

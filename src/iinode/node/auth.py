@@ -236,15 +236,27 @@ class Authorizer:
         seed = hmac.new(self._decoy, str(identity).encode(), hashlib.sha256).digest()
         return SecretVerifier(HASH_ITERATIONS, seed[:16], seed, seed)
 
-    def _check_limit(self, peer: str | None) -> None:
-        wait = self.limiter.retry_after(peer)
+    @staticmethod
+    def _limit_key(identity: IndexedHandle, peer: str | None) -> str | None:
+        """Failures are counted per source address and identity, so that guessing one
+        identity's secret is slowed without locking out everyone else behind the same
+        address (a NAT, a proxy)."""
+        return None if peer is None else f"{peer} {identity}"
+
+    def retry_after(self, identity: IndexedHandle, peer: str | None) -> float:
+        """Seconds until ``peer`` may try to authenticate as ``identity`` again (0: now)."""
+        return self.limiter.retry_after(self._limit_key(identity, peer))
+
+    def _check_limit(self, identity: IndexedHandle, peer: str | None) -> None:
+        wait = self.retry_after(identity, peer)
         if wait > 0:
             raise AuthenticationFailed(
-                f"too many failed authentications from {peer}; try again in {retry_text(wait)}"
+                f"too many failed authentications as {identity} from {peer}; "
+                f"try again in {retry_text(wait)}"
             )
 
     def _refuse(self, identity: IndexedHandle, peer: str | None) -> AuthenticationFailed:
-        self.limiter.failed(peer)
+        self.limiter.failed(self._limit_key(identity, peer))
         return AuthenticationFailed(f"authentication as {identity} failed")
 
     async def key_derivation(self, identity: IndexedHandle) -> KeyDerivation | None:
@@ -268,7 +280,7 @@ class Authorizer:
         peer: str | None = None,
     ) -> IndexedHandle:
         """Check a challenge answer (HS_SECKEY or HS_PUBKEY); return the identity or raise."""
-        self._check_limit(peer)
+        self._check_limit(identity, peer)
         if auth_type == SECKEY_AUTH:
             verifier = await self._verifier(identity)
             if verifier is None or not verifier.check_proof(nonce + request_digest, answer):
@@ -285,15 +297,16 @@ class Authorizer:
             if not verify_pubkey_answer(public, nonce, request_digest, answer):
                 raise self._refuse(identity, peer)
             return identity
+        self.limiter.failed(self._limit_key(identity, peer))
         raise AuthenticationFailed(f"unsupported authentication type {auth_type!r}")
 
     async def authenticate(self, creds: Credentials, *, peer: str | None = None) -> IndexedHandle:
         """Return the identity if the secret matches its HS_SECKEY; else raise.
 
         ``peer`` (the source address) is charged for a failure; a source out of
-        attempts is refused before anything is derived.
+        attempts is refused before anything is derived, unless these very credentials
+        were verified before.
         """
-        self._check_limit(peer)
         identity = creds.identity
         verifier = await self._verifier(identity)
         real = verifier is not None
@@ -306,6 +319,7 @@ class Authorizer:
         ).digest()
         if seen in self._verified:
             return identity
+        self._check_limit(identity, peer)
         ok = await asyncio.to_thread(verifier.check_secret, creds.secret)
         if not (ok and real):
             raise self._refuse(identity, peer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from iinode.errors import ServerNotResponsible
@@ -64,23 +65,34 @@ class BulkRegistrar:
                 self._inside.add(prefix)
         if len(values) > 1:
             values = check_record(values)
-        add_admin = True
-        secret = False
+        has_admin = secret = False
+        taken: set[int] = set()
         for v in values:
-            if v.index == 100 or isinstance(v.data, AdminData):
-                add_admin = False
+            taken.add(v.index)
+            if isinstance(v.data, AdminData):
+                has_admin = True
             elif isinstance(v.data, SecKeyData):
                 secret = True
         if secret:
             values = [protect_seckey(v) if isinstance(v.data, SecKeyData) else v for v in values]
-        w = WireWriter().u32(len(values) + add_admin)
+        admin_wire = b""
+        admin_index = 100
+        if not has_admin:
+            while admin_index in taken:  # index 100 holds something else: the next free one
+                admin_index += 1
+            admin_wire = (
+                self._admin_wire
+                if admin_index == 100
+                else replace(self._admin, index=admin_index).to_wire()
+            )
+        w = WireWriter().u32(len(values) + (not has_admin))
         for v in values:
-            if add_admin and v.index > 100:
-                w.raw(self._admin_wire)
-                add_admin = False
+            if admin_wire and v.index > admin_index:
+                w.raw(admin_wire)
+                admin_wire = b""
             v.write(w, self._now)
-        if add_admin:
-            w.raw(self._admin_wire)
+        if admin_wire:
+            w.raw(admin_wire)
         return str(handle), handle.prefix_text, w.getvalue()
 
     async def write(self, rows: Sequence[tuple[str, str, bytes]]) -> tuple[int, int]:

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from iinode.errors import ConfigurationError, HandleError, TransportError
 from iinode.identifiers import (
@@ -284,7 +285,7 @@ class RedisSharedCache(SharedCache):
                 url, socket_timeout=timeout, socket_connect_timeout=timeout
             )
         except ValueError as exc:
-            raise ConfigurationError(f"invalid cache_url {url!r}: {exc}") from None
+            raise ConfigurationError(f"invalid cache_url {redacted(url)!r}: {exc}") from None
 
     async def _get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         async with _converted():
@@ -340,7 +341,9 @@ def shared_cache_from_url(url: str, namespace: str) -> SharedCache | None:
         return None
     if url.split("://", 1)[0] in ("redis", "rediss", "unix"):
         return RedisSharedCache(url, namespace)
-    raise ConfigurationError(f"cache_url {url!r} is not redis://HOST:PORT/DB, rediss:// or unix://")
+    raise ConfigurationError(
+        f"cache_url {redacted(url)!r} is not redis://HOST:PORT/DB, rediss:// or unix://"
+    )
 
 
 def node_namespace(settings: NodeSettings) -> str:
@@ -361,6 +364,20 @@ async def close_resolution_cache(cache: ResolutionCache | None) -> None:
     """Release a two-level cache's connections (nothing to do for one level)."""
     if isinstance(cache, TwoLevelCache):
         await cache.aclose()
+
+
+def redacted(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
 __all__ = [

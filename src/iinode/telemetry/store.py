@@ -297,7 +297,7 @@ class ParquetStore:
         globs = [
             str(self.root / f"prefix={p}" / "day=*" / "part-*.parquet")
             for p in sorted(set(prefixes))
-            if (self.root / f"prefix={p}").is_dir()
+            if any((self.root / f"prefix={p}").glob("day=*/part-*.parquet"))
         ]
         if not globs:
             return None
@@ -308,15 +308,27 @@ class ParquetStore:
         )
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        try:
-            cursor = self._db.cursor()
+        """Run a query over the Parquet files.
+
+        Files come and go under a query: the first file of a partition is being renamed in,
+        or another process's compaction swapped a partition's files between DuckDB listing
+        and opening them.  "No files" means no rows yet; a vanished file gets one retry.
+        """
+        for attempt in (1, 2):
             try:
-                with self._swap.shared():
-                    return cursor.execute(sql, list(params)).fetchall()
-            finally:
-                cursor.close()
-        except duckdb.IOException as exc:
-            raise StorageError(f"telemetry query failed: {exc}") from exc
+                cursor = self._db.cursor()
+                try:
+                    with self._swap.shared():
+                        return cursor.execute(sql, list(params)).fetchall()
+                finally:
+                    cursor.close()
+            except duckdb.IOException as exc:
+                text = str(exc)
+                if "No files found" in text:
+                    return []
+                if attempt == 2 or "No such file" not in text:
+                    raise StorageError(f"telemetry query failed: {exc}") from exc
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _window(start_us: int | None, end_us: int | None) -> tuple[str, list[Any]]:
