@@ -95,7 +95,9 @@ async def broker_ceiling(host: str, port: int, messages: int, metrics: int) -> f
     return (messages - 1) * metrics / elapsed
 
 
-async def iinode_path(host: str, port: int, messages: int, metrics: int, root: Path) -> float:
+async def iinode_path(
+    host: str, port: int, messages: int, metrics: int, root: Path, *, manual_ack: bool = True
+) -> float:
     group = f"88.{uuid.uuid4().int % 10**9}"
     eq = Equipment(
         id=f"{group}/DEV-1", tags=tuple(Tag(f"m{i:03d}", DataType.FLOAT) for i in range(metrics))
@@ -113,6 +115,7 @@ async def iinode_path(host: str, port: int, messages: int, metrics: int, root: P
             json_topics=False,
             persistent_session=False,
             batch_points=20_000,
+            manual_ack=manual_ack,
         ),
         bus,
         rejects=validator.rejects,
@@ -164,7 +167,11 @@ async def main() -> None:
         raw, ours = [], []
         for _ in range(args.runs):
             raw.append(await broker_ceiling(host, port, args.messages, args.metrics))
-            ours.append(await iinode_path(host, port, args.messages, args.metrics, work))
+            ours.append(
+                await iinode_path(
+                    host, port, args.messages, args.metrics, work, manual_ack=not args.embedded
+                )
+            )
         name = "embedded amqtt" if args.embedded else f"{host}:{port}"
         print(f"broker {name}; {args.messages} messages x {args.metrics} metrics, QoS 1; "
               f"median of {args.runs}")  # fmt: skip
