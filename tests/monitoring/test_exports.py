@@ -27,6 +27,7 @@ def test_public_api_is_pinned() -> None:
             "node",
             "sources",
             "node_sources",
+            "watches",
             "supervise",
             "details",
         }

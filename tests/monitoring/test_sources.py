@@ -15,17 +15,16 @@ from iinode.monitoring.inventory import AssetKind, AssetSource, describe_asset
 from iinode.monitoring.security import SecurityEventKind, parse_bundle
 from iinode.monitoring.sources import (
     OVERFLOW_SOURCE,
-    InventoryWatch,
     NativeCounterWatch,
     ObservationWindow,
     SourcesSettings,
-    TrafficWatch,
     auth_failure,
     birth_asset,
     physical_range,
     reject_observation,
 )
 from iinode.monitoring.vulns import CveFeed
+from iinode.monitoring.watches import InventoryWatch, TrafficWatch
 from iinode.telemetry.validation import RejectReason
 
 NODE = Prefix("88.118.8")

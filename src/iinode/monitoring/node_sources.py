@@ -44,12 +44,10 @@ from iinode.monitoring.inventory import (
     from_opcua_build_info,
 )
 from iinode.monitoring.sources import (
-    InventoryWatch,
     NativeCounterWatch,
     ObservationWindow,
     OffenderPoll,
     SourcesSettings,
-    TrafficWatch,
     auth_failure,
     birth_asset,
     physical_range,
@@ -57,6 +55,7 @@ from iinode.monitoring.sources import (
     unknown_edge_node,
 )
 from iinode.monitoring.vulns import CveFeed
+from iinode.monitoring.watches import InventoryWatch, TrafficWatch
 
 log = logging.getLogger(__name__)
 

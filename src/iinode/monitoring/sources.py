@@ -13,13 +13,7 @@ discovery); nothing here does I/O or reads a clock; time comes in as arguments.
   counters (protocol errors, dropped datagrams, authentication failures) into
   observations: one source per offending address the workers named
   (``native:<address>``), the rest under the source ``native``.
-* :class:`TrafficWatch` learns each machine's reading rate (an exponentially
-  weighted baseline over past windows) and flags a window far above it, and
-  flags values outside a tag's physical range (``engLow``/``engHigh`` from
-  Sparkplug births, or ranges set by the caller).
-* :class:`InventoryWatch` keeps the asset inventory, emits an ``asset`` event
-  when an asset appears or changes, and matches it against the CVE feed once
-  per (asset, CVE) so findings become ``finding`` events.
+* The traffic and inventory watches live in :mod:`iinode.monitoring.watches`.
 * :func:`reject_observation` and :func:`birth_asset` map telemetry rejects and
   Sparkplug birth metrics onto observations and assets.
 """
@@ -27,7 +21,6 @@ discovery); nothing here does I/O or reads a clock; time comes in as arguments.
 from __future__ import annotations
 
 import ipaddress
-import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,18 +28,16 @@ from typing import Any
 
 from iinode.errors import InvalidHandle
 from iinode.identifiers import HandleName, Prefix
-from iinode.monitoring.events import Event, EventKind, Severity
+from iinode.monitoring.events import Event, Severity
 from iinode.monitoring.inventory import (
     Asset,
-    AssetInventory,
     AssetKind,
     AssetSource,
     describe_asset,
 )
-from iinode.monitoring.security import SecurityEventKind, observation_event, scan_inventory
-from iinode.monitoring.vulns import CveFeed
+from iinode.monitoring.security import SecurityEventKind, observation_event
 
-_NAMESPACE = uuid.UUID("0c4f6a52-8f0e-4c8e-b1f4-6a3d2f7e9b10")
+EVENT_NAMESPACE = uuid.UUID("0c4f6a52-8f0e-4c8e-b1f4-6a3d2f7e9b10")
 #: The source under which observations beyond ``max_sources`` in a window are counted.
 OVERFLOW_SOURCE = "*"
 
@@ -160,7 +151,7 @@ class ObservationWindow:
         name = f"{s.node.text}|{o.kind.value}|{o.source}|{started!r}"
         text = o.description if t.count == 1 else f"{o.description} ({t.count} times)"
         return observation_event(
-            f"sec.{uuid.uuid5(_NAMESPACE, name).hex}",
+            f"sec.{uuid.uuid5(EVENT_NAMESPACE, name).hex}",
             s.node,
             o.kind,
             t.severity,
@@ -301,7 +292,7 @@ class NativeCounterWatch:
         return new
 
 
-def _asset(node: Prefix, equipment: str | None) -> HandleName | None:
+def asset_of(node: Prefix, equipment: str | None) -> HandleName | None:
     if not equipment:
         return None
     try:
@@ -339,7 +330,7 @@ def reject_observation(
     if kind is SecurityEventKind.PROTOCOL_ERROR:
         return Observation(kind, severity, "mqtt", f"telemetry {reason} input: {detail}")
     source = equipment or "telemetry"
-    asset = _asset(node, equipment)
+    asset = asset_of(node, equipment)
     text = f"telemetry reject {reason}: {detail}"
     if kind is SecurityEventKind.UNKNOWN_DEVICE:
         text = f"data from unregistered equipment {source}"
@@ -379,7 +370,7 @@ def birth_asset(
     node: Prefix, equipment: str | None, metrics: Mapping[str, Any], device: bool
 ) -> Asset | None:
     """An asset from a Sparkplug birth's ``Properties/...`` metrics, if they name one."""
-    handle = _asset(node, equipment)
+    handle = asset_of(node, equipment)
     vendor, model = _first(metrics, BIRTH_VENDOR), _first(metrics, BIRTH_MODEL)
     if handle is None or not (vendor and model):
         return None
@@ -398,146 +389,18 @@ def physical_range(properties: Mapping[str, Any]) -> tuple[float, float] | None:
     return float(low), float(high)  # type: ignore[arg-type]
 
 
-@dataclass(slots=True)
-class _Rate:
-    count: int = 0
-    baseline: float = 0.0
-    windows: int = 0
-
-
-class TrafficWatch:
-    """Reading rates against each machine's baseline, and values against physical ranges."""
-
-    def __init__(self, settings: SourcesSettings) -> None:
-        self.settings = settings
-        self.ranges: dict[tuple[str, str], tuple[float, float]] = {}
-        self._rates: dict[str, _Rate] = {}
-        self._started: float | None = None
-        self._out: list[Observation] = []
-
-    def set_range(self, equipment: str, tag: str, low: float, high: float) -> None:
-        if len(self.ranges) < self.settings.max_tracked or (equipment, tag) in self.ranges:
-            self.ranges[(equipment, tag)] = (low, high)
-
-    def observe(self, readings: Sequence[Any], now: float) -> None:
-        """Accepted readings (``equipment``, ``tag``, ``value``) as they are stored."""
-        if self._started is None:
-            self._started = now
-        rates, ranges, node = self._rates, self.ranges, self.settings.node
-        for r in readings:
-            rate = rates.get(r.equipment)
-            if rate is None:
-                if len(rates) >= self.settings.max_tracked:
-                    continue
-                rate = rates[r.equipment] = _Rate()
-            rate.count += 1
-            bounds = ranges.get((r.equipment, r.tag)) if ranges else None
-            value = r.value
-            if bounds is None or isinstance(value, bool) or not isinstance(value, int | float):
-                continue
-            low, high = bounds
-            if not low <= value <= high or math.isnan(value):
-                self._out.append(Observation(
-                    SecurityEventKind.ANOMALY, Severity.MEDIUM, f"{r.equipment}/{r.tag}",
-                    f"{r.equipment} {r.tag} = {value} is outside its range {low}..{high}",
-                    asset=_asset(node, r.equipment),
-                ))  # fmt: skip
-
-    def tick(self, now: float) -> list[Observation]:
-        """Range violations so far, and rate anomalies of a rate window that has ended."""
-        out, self._out = self._out, []
-        s = self.settings
-        if self._started is None or now - self._started < s.rate_window:
-            return out
-        self._started = now
-        for equipment, rate in self._rates.items():
-            count, base = rate.count, rate.baseline
-            if (
-                rate.windows >= s.rate_warmup
-                and count >= s.rate_min
-                and count > s.rate_factor * max(base, 1.0)
-            ):
-                out.append(Observation(
-                    SecurityEventKind.ANOMALY, Severity.MEDIUM, equipment,
-                    f"{equipment} sent {count} readings in {s.rate_window:g} s; "
-                    f"its baseline is {base:.0f}",
-                    asset=_asset(s.node, equipment),
-                ))  # fmt: skip
-            else:  # an anomalous window does not raise the baseline
-                rate.baseline = count if rate.windows == 0 else 0.7 * base + 0.3 * count
-                rate.windows += 1
-            rate.count = 0
-        return out
-
-
-class InventoryWatch:
-    """The asset inventory, with ``asset`` and ``finding`` events for what is new."""
-
-    def __init__(self, settings: SourcesSettings, feed: CveFeed | None = None) -> None:
-        self.settings = settings
-        self.feed = feed
-        self.inventory = AssetInventory()
-        self._found: set[str] = set()
-
-    def add(self, asset: Asset, now: float) -> list[Event]:
-        """Record an asset; events if it is new or changed (a registry entry never
-        replaces what a connector discovered)."""
-        old = self.inventory.get(asset.handle)
-        if old == asset:
-            return []
-        if (
-            old is not None
-            and asset.source is AssetSource.REGISTRY
-            and old.source is not AssetSource.REGISTRY
-        ):
-            return []
-        self.inventory.add(asset)
-        s = self.settings
-        events = [self._asset_event(asset, now)]
-        if self.feed is not None:
-            for finding in scan_inventory(
-                s.node, [asset], self.feed, now, province=s.province, industry=s.industry
-            ):
-                if finding.id not in self._found:
-                    self._found.add(finding.id)
-                    events.append(finding)
-        return events
-
-    def _asset_event(self, asset: Asset, now: float) -> Event:
-        s = self.settings
-        name = f"{asset.handle}|{asset.source.value}|{asset.vendor}|{asset.product}|{asset.version}"
-        return Event(
-            id=f"asset.{uuid.uuid5(_NAMESPACE, name).hex}",
-            origin=s.node,
-            kind=EventKind.ASSET,
-            severity=Severity.INFO,
-            observed_at=now,
-            province=s.province,
-            industry=s.industry,
-            asset=asset.handle,
-            asset_kind=asset.kind.value,
-            detail={
-                "vendor": asset.vendor,
-                "product": asset.product,
-                "version": asset.version,
-                "source": asset.source.value,
-                "cpes": [str(c) for c in asset.cpes],
-            },
-        )
-
-
 __all__ = [
     "BIRTH_MODEL",
     "BIRTH_VENDOR",
     "BIRTH_VERSION",
+    "EVENT_NAMESPACE",
     "OVERFLOW_SOURCE",
-    "InventoryWatch",
     "NativeCounterWatch",
     "Observation",
     "ObservationWindow",
     "OffenderPoll",
     "SourcesSettings",
-    "TrafficWatch",
+    "asset_of",
     "auth_failure",
     "birth_asset",
     "burst_severity",
