@@ -53,6 +53,7 @@ def simulate(
 
     # A lost connection ends the command with one error line; no log lines besides.
     logging.getLogger("iinode.connectivity").setLevel(logging.ERROR)
+    logging.getLogger("mqtt").setLevel(logging.CRITICAL)  # aiomqtt's client log: paho's errors
     if node is None and (broker is None or prefix is None):
         fail("give --node, or --broker and --prefix")
     if steps < 1 or machines < 1 or dt <= 0:
