@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from iinode.codes import ResponseCode
 from iinode.errors import HandleError
@@ -17,6 +17,7 @@ from iinode.identifiers import (
     SecKeyData,
     UrlData,
 )
+from iinode.node import dsa_keys as dsa
 from iinode.node.auth import decode_public_key, encode_public_key
 from iinode.proto import Credential, CredentialType, HandleBody, Message, OpCode, OpFlag
 from iinode.resolution.native_admin import NativeAdminClient, PublicKeyAuth, SecretKeyAuth

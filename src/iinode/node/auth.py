@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from iinode.errors import AuthenticationFailed, HandleError, InvalidHandle, NotAuthorized
 from iinode.identifiers import (
@@ -53,6 +53,7 @@ from iinode.identifiers import (
     VListData,
 )
 from iinode.identifiers.wire import WireReader, WireWriter
+from iinode.node import dsa_keys as dsa
 from iinode.node.ratelimit import FailureLimiter, FailureLimits, retry_text
 from iinode.node.verifier import (
     ITERATIONS,
