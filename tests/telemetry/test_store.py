@@ -46,6 +46,8 @@ def test_layout_is_partitioned_by_prefix_and_day(store: ParquetStore) -> None:
         "value",
         "text",
         "quality",
+        "int_value",
+        "bool_value",
     ]
 
 
@@ -76,8 +78,9 @@ def test_history_range_and_types(store: ParquetStore) -> None:
     assert [(r.tag, r.value, r.quality) for r in every] == [
         ("temp", 0.0, Quality.GOOD),
         ("state", "running", Quality.GOOD),
-        ("on", 1.0, Quality.UNCERTAIN),
+        ("on", True, Quality.UNCERTAIN),
     ]
+    assert type(every[2].value) is bool
     assert len(store.history(M1, "temp", limit=7)) == 7
     assert store.history("88.999/NONE") == []
     assert store.count() == 103

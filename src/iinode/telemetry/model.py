@@ -102,7 +102,9 @@ class Reading:
     equipment: str
     tag: str
     time_us: int
-    value: Value
+    #: ``None`` only with a quality that is not good: the source said the value is bad
+    #: and gave none (an OPC UA bad status without a value).
+    value: Value | None
     quality: Quality = Quality.GOOD
 
     def __post_init__(self) -> None:
@@ -112,10 +114,13 @@ class Reading:
             raise ValueInvalid(f"tag {self.tag!r} must be a non-empty string")
         if type(self.time_us) is not int:
             raise ValueInvalid(f"time_us must be an int, not {type(self.time_us).__name__}")
-        if not isinstance(self.value, bool | int | float | str):
-            raise ValueInvalid(f"value of {self.tag!r} has unsupported type {type(self.value)}")
         if type(self.quality) is not Quality:
             object.__setattr__(self, "quality", Quality(self.quality))
+        if not isinstance(self.value, bool | int | float | str):
+            if self.value is not None:
+                raise ValueInvalid(f"value of {self.tag!r} has unsupported type {type(self.value)}")
+            if self.quality.is_good:
+                raise ValueInvalid(f"{self.tag!r}: a reading without a value cannot be good")
 
     @property
     def prefix(self) -> str:

@@ -6,8 +6,10 @@ File layout (Hive-style partitions, readable by DuckDB, Spark, Trino, pandas)::
 
 Each file has the columns ``equipment`` (string, full handle), ``tag``
 (string), ``time`` (timestamp, microseconds, UTC), ``value`` (double: numbers
-and booleans as 0/1, null for text), ``text`` (string, null for numbers) and
-``quality`` (int16, OPC DA quality byte).  ``prefix`` and ``day`` come from the
+and booleans as 0/1, null for text), ``text`` (string, null for numbers),
+``quality`` (int16, OPC DA quality byte), ``int_value`` (decimal(20,0): integers
+exactly) and ``bool_value`` (boolean); queries give values back with their type
+(see :mod:`iinode.telemetry.layout`).  ``prefix`` and ``day`` come from the
 directory names.  Files are written to a temporary name and renamed, so a
 reader never sees half a file; every append adds files.
 
@@ -28,6 +30,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +43,7 @@ from iinode.errors import InvalidHandle, StorageError, ValueInvalid
 from iinode.identifiers import Prefix
 from iinode.telemetry import compaction
 from iinode.telemetry.compaction import JOURNAL, SharedLock
-from iinode.telemetry.layout import DAY_US, SCHEMA
+from iinode.telemetry.layout import ADDED, DAY_US, INT_MAX, INT_MIN, INTEGER, SCHEMA
 from iinode.telemetry.layout import fsync as _fsync
 from iinode.telemetry.model import Quality, Reading, Value
 from iinode.telemetry.validation import END_OF_TIME_US
@@ -54,8 +57,10 @@ class Bucket:
 
     start_us: int
     count: int
-    min: float | None
-    max: float | None
+    #: ``int`` (exact) when the bucket's numbers are all integers, ``bool`` when all
+    #: booleans, else ``float``; ``None`` without numbers (text only).
+    min: float | int | bool | None
+    max: float | int | bool | None
     avg: float | None
 
 
@@ -111,24 +116,23 @@ class ParquetStore:
         if not readings:
             return 0
         try:
-            values = [r.value for r in readings]
+            columns = [
+                *_columns([r.value for r in readings]),
+                pa.array([r.equipment for r in readings], pa.string()),
+                pa.array([r.tag for r in readings], pa.string()),
+                pa.array([r.time_us for r in readings], pa.int64()),
+                pa.array([int(r.quality) for r in readings], pa.int16()),
+            ]
             table = pa.table(
-                [
-                    pa.array([r.equipment for r in readings], pa.string()),
-                    pa.array([r.tag for r in readings], pa.string()),
-                    pa.array([r.time_us for r in readings], pa.int64()),
-                    pa.array([None if type(v) is str else float(v) for v in values], pa.float64()),
-                    pa.array([v if type(v) is str else None for v in values], pa.string()),
-                    pa.array([int(r.quality) for r in readings], pa.int16()),
-                ],
-                names=["equipment", "tag", "time", "value", "text", "quality"],
+                columns, names=[*_VALUE_COLUMNS, "equipment", "tag", "time", "quality"]
             )
         except (pa.ArrowException, OverflowError, ValueError, TypeError) as exc:
             raise ValueInvalid(f"readings cannot be stored: {exc}") from None
         return self.append_table(table)
 
     def append_table(self, table: pa.Table) -> int:
-        """Store a table with the columns of :data:`SCHEMA` (``time`` may be int64 µs).
+        """Store a table with the columns of :data:`SCHEMA` (``time`` may be int64 µs;
+        the typed value columns ``int_value`` and ``bool_value`` may be left out).
 
         Every file is fsynced, renamed into place and its directory fsynced
         before this returns, so what was appended survives a power loss.
@@ -143,6 +147,11 @@ class ParquetStore:
                 table = table.set_column(
                     idx, "time", table.column(idx).cast(SCHEMA.field("time").type)
                 )
+            for name in ADDED:
+                if name not in table.schema.names:
+                    table = table.append_column(
+                        SCHEMA.field(name), pa.nulls(n, SCHEMA.field(name).type)
+                    )
             table = table.select(SCHEMA.names).cast(SCHEMA)
             micros = table.column("time").cast(pa.int64())
             lowest, highest = pc.min(micros).as_py(), pc.max(micros).as_py()
@@ -302,9 +311,12 @@ class ParquetStore:
         if not globs:
             return None
         listed = ", ".join("'" + g.replace("'", "''") + "'" for g in globs)
+        # Files of the first layout lack the typed value columns: the empty typed
+        # relation, unioned by name, supplies them (as nulls) when no file has them.
         return (
-            f"read_parquet([{listed}], hive_partitioning = true, "
-            "hive_types = {'prefix': VARCHAR, 'day': DATE}, union_by_name = true)"
+            f"(SELECT * FROM read_parquet([{listed}], hive_partitioning = true, "
+            "hive_types = {'prefix': VARCHAR, 'day': DATE}, union_by_name = true) "
+            f"UNION ALL BY NAME {_TYPED_EMPTY})"
         )
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -359,29 +371,27 @@ class ParquetStore:
             where += " AND tag = ?"
             params.append(tag)
         rows = self._query(
-            f"SELECT tag, epoch_us(time), value, text, quality FROM {source} "
+            f"SELECT tag, epoch_us(time), quality, {_VALUES} FROM {source} "
             f"WHERE {where} ORDER BY time, tag LIMIT ?",
             [equipment, *params, limit],
         )
-        return [
-            Reading(equipment, t, us, text if text is not None else value, Quality(q))
-            for t, us, value, text, q in rows
-        ]
+        return [Reading(equipment, t, us, _value(*v), Quality(q)) for t, us, q, *v in rows]
 
-    def latest(self, equipment: str) -> dict[str, tuple[int, Value, Quality]]:
+    def latest(self, equipment: str) -> dict[str, tuple[int, Value | None, Quality]]:
         """The last stored value of every tag: ``{tag: (time_us, value, quality)}``."""
         source = self._source([_prefix_of(equipment)])
         if source is None:
             return {}
         rows = self._query(
-            "SELECT tag, max(epoch_us(time)), arg_max(value, time), arg_max(text, time), "
-            f"arg_max(quality, time) FROM {source} WHERE equipment = ? GROUP BY tag ORDER BY tag",
+            f"SELECT tag, max(epoch_us(time)), arg_max(struct_pack(quality, {_VALUES}), time) "
+            f"FROM {source} WHERE equipment = ? GROUP BY tag ORDER BY tag",
             [equipment],
         )
-        return {
-            tag: (us, text if text is not None else value, Quality(q))
-            for tag, us, value, text, q in rows
-        }
+        out: dict[str, tuple[int, Value | None, Quality]] = {}
+        for tag, us, last in rows:
+            q, *v = last.values()
+            out[tag] = (us, _value(*v), Quality(q))
+        return out
 
     def downsample(
         self,
@@ -400,10 +410,20 @@ class ParquetStore:
         where, params = self._window(start_us, end_us)
         rows = self._query(
             "SELECT (epoch_us(time) // ?) * ? AS bucket, count(*), min(value), max(value), "
-            f"avg(value) FROM {source} WHERE {where} AND tag = ? GROUP BY bucket ORDER BY bucket",
+            "avg(value), count(value), count(int_value), min(int_value), max(int_value), "
+            "count(bool_value), bool_and(bool_value), bool_or(bool_value) "
+            f"FROM {source} WHERE {where} AND tag = ? GROUP BY bucket ORDER BY bucket",
             [interval_us, interval_us, equipment, *params, tag],
         )
-        return [Bucket(b, c, lo, hi, avg) for b, c, lo, hi, avg in rows]
+        out: list[Bucket] = []
+        for b, c, lo, hi, avg, numbers, ints, ilo, ihi, bools, blo, bhi in rows:
+            # min and max keep the values' type when all numbers of the bucket are of one
+            if numbers and ints == numbers:
+                lo, hi = int(ilo), int(ihi)
+            elif numbers and bools == numbers:
+                lo, hi = bool(blo), bool(bhi)
+            out.append(Bucket(b, c, lo, hi, avg))
+        return out
 
     def count(self, prefix: str | None = None) -> int:
         """Number of stored readings (under one prefix, or all)."""
@@ -412,6 +432,59 @@ class ParquetStore:
         if source is None:
             return 0
         return int(self._query(f"SELECT count(*) FROM {source}", [])[0][0])
+
+
+_VALUE_COLUMNS = ("value", "text", "int_value", "bool_value")
+_VALUES = ", ".join(_VALUE_COLUMNS)
+_TYPED_EMPTY = (
+    "SELECT * FROM (VALUES (NULL::VARCHAR, NULL::VARCHAR, NULL::TIMESTAMPTZ, NULL::DOUBLE, "
+    "NULL::VARCHAR, NULL::SMALLINT, NULL::DECIMAL(20, 0), NULL::BOOLEAN, NULL::VARCHAR, "
+    "NULL::DATE)) AS t(equipment, tag, time, value, text, quality, int_value, bool_value, "
+    "prefix, day) WHERE false"
+)
+
+
+def _columns(values: list[Value | None]) -> list[pa.Array]:
+    """The typed value columns (``value``, ``text``, ``int_value``, ``bool_value``).
+
+    Raises ``ValueInvalid`` for an integer outside -2^63 .. 2^64-1.
+    """
+    n = len(values)
+    kinds = set(map(type, values))
+    if kinds == {float}:  # the common case: measurements
+        return [pa.array(values, pa.float64()), pa.nulls(n, pa.string()),
+                pa.nulls(n, INTEGER), pa.nulls(n, pa.bool_())]  # fmt: skip
+    ints: list[int | None] | None = None
+    if int in kinds:
+        ints = [v if type(v) is int else None for v in values]
+        if any(v is not None and not INT_MIN <= v <= INT_MAX for v in ints):
+            raise ValueInvalid("integers outside -2^63 .. 2^64-1 cannot be stored")
+    return [
+        pa.array(
+            [float(v) if v is not None and type(v) is not str else None for v in values],
+            pa.float64(),
+        ),
+        pa.array([v if type(v) is str else None for v in values], pa.string())
+        if str in kinds
+        else pa.nulls(n, pa.string()),
+        pa.array(ints, INTEGER) if ints is not None else pa.nulls(n, INTEGER),
+        pa.array([v if type(v) is bool else None for v in values], pa.bool_())
+        if bool in kinds
+        else pa.nulls(n, pa.bool_()),
+    ]
+
+
+def _value(
+    number: float | None, text: str | None, integer: Decimal | None, flag: bool | None
+) -> Value | None:
+    """A stored value with its type (rows of the first layout give floats for numbers)."""
+    if flag is not None:
+        return flag
+    if integer is not None:
+        return int(integer)
+    if text is not None:
+        return text
+    return number
 
 
 def _norm(prefix: str) -> str:

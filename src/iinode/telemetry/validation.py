@@ -143,7 +143,7 @@ class ReadingValidator:
                 reject = Reject(RejectReason.UNKNOWN_EQUIPMENT, f"{r.equipment} not registered", r)
             elif (tag := tags.get(r.tag)) is None:
                 reject = Reject(RejectReason.UNKNOWN_TAG, f"{r.equipment} has no tag {r.tag!r}", r)
-            elif not tag.data_type.accepts(r.value):
+            elif r.value is not None and not tag.data_type.accepts(r.value):
                 reject = Reject(
                     RejectReason.WRONG_TYPE,
                     f"{r.equipment} {r.tag}: {r.value!r} is not {tag.data_type.value}",
