@@ -14,9 +14,13 @@
     GET    /info                                    where the node's MQTT broker listens
 
 Times are ISO 8601 or epoch milliseconds; ``interval`` is in seconds.  Errors
-answer ``{"error", "detail"}`` with 400 (bad input) or 404 (unknown equipment).
+answer ``{"error", "detail"}`` with 400 (bad input), 404 (unknown equipment) or
+413 (a body over ``TelemetryApp.max_body``, 1 MiB).
 With ``TelemetryApp.authenticate`` set, PUT and DELETE need HTTP Basic
-credentials (401 without, 403 when HS_ADMIN does not allow the change).  With
+credentials (401 without, 403 when HS_ADMIN does not allow the change); a PUT's
+credentials are checked before its body is read.  Values keep their type in
+live values, history and aggregates (integers exact to 64 bits, booleans,
+text; ``null`` for a bad quality that came without a value).  With
 ``TelemetryApp.reader`` set (the node's handle-backed registry), reads follow
 the identifier's permissions as ``/api/handles`` does: listing needs
 credentials with LIST_HANDLES on the prefix, and an equipment (its record, live
@@ -54,6 +58,10 @@ from iinode.telemetry.twin import LiveState
 from iinode.telemetry.validation import RejectLog
 
 
+#: Default bound of a request body: an equipment record with thousands of tags fits.
+MAX_BODY = 1 << 20
+
+
 @dataclass(frozen=True, slots=True)
 class TelemetryApp:
     """What the router needs from the node."""
@@ -68,6 +76,28 @@ class TelemetryApp:
     mqtt: tuple[str, int] | None = None
     #: Permission-checked reads; ``None`` shows every record to everyone (trusted setups).
     reader: EquipmentReader | None = None
+    #: The largest request body read (an equipment record); larger ones answer 413.
+    max_body: int = MAX_BODY
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, read as a stream; ``_TooLarge`` once it passes ``limit`` bytes.
+
+    A declared ``Content-Length`` above the limit is refused before anything is read.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge
+    return bytes(body)
 
 
 _AUTH_ERRORS = (AuthenticationFailed, AuthenticationNeeded, InvalidCredential)
@@ -170,21 +200,27 @@ def telemetry_router(app: TelemetryApp, *, prefix: str = "/telemetry") -> APIRou
     @router.put("/equipment/{prefix_text}/{suffix}", summary="Create or replace equipment")
     async def put_equipment(prefix_text: str, suffix: str, request: Request) -> Response:
         try:
-            body = orjson.loads(await request.body())
+            handle = str(HandleName(prefix_text, suffix))
+        except InvalidHandle as exc:
+            return _refusal(exc)
+        # Who asks is settled before the body is read: no parsing for strangers.
+        identity = await writer(request)
+        if isinstance(identity, Response):
+            return identity
+        try:
+            body = orjson.loads(await read_body(request, app.max_body))
             if not isinstance(body, dict):
                 raise ValueInvalid("body must be a JSON object")
-            handle = str(HandleName(prefix_text, suffix))
             body.setdefault("id", handle)
             item = Equipment.from_json(body)
             if item.id != handle:
                 raise ValueInvalid(f"body id {item.id} does not match the path {handle}")
+        except _TooLarge:
+            return _error(413, "too_large", f"the body is larger than {app.max_body} bytes")
         except orjson.JSONDecodeError as exc:
             return _error(400, "invalid_json", str(exc))
         except HandleError as exc:
             return _error(400, "invalid_equipment", exc.message)
-        identity = await writer(request)
-        if isinstance(identity, Response):
-            return identity
         try:
             await app.registry.put(item, identity)
         except HandleError as exc:
