@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,10 +21,10 @@ from iinode.api.handles import (
     json_response,
 )
 from iinode.codes import ResponseCode, http_status
-from iinode.errors import ConfigurationError, HandleError, StorageError, TransportError
+from iinode.errors import HandleError, StorageError, TransportError
 from iinode.node.changes import COUNTER_FILE, ChangeCounter
 from iinode.node.service import HandleService, site_from_url
-from iinode.node.settings import NodeSettings, Role
+from iinode.node.settings import NodeSettings, Role, settings_from_environment
 from iinode.resolution import HttpResolver
 from iinode.resolution.shared_cache import close_resolution_cache, resolution_cache_for
 from iinode.storage import open_store
@@ -167,15 +166,9 @@ def app_for_settings(settings: NodeSettings) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` with several workers: reads IINODE_DATA_DIR."""
-    data_dir = os.environ.get("IINODE_DATA_DIR")
-    if not data_dir:
-        raise ConfigurationError("IINODE_DATA_DIR is not set")
-    settings = NodeSettings.load(Path(data_dir))
-    port = os.environ.get("IINODE_HTTP_PORT")
-    if port:
-        settings = settings.with_overrides(http_port=int(port))
-    return app_for_settings(settings)
+    """Factory for ``uvicorn --factory`` with several workers: the settings the
+    parent resolved, as it put them in ``IINODE_RESOLVED_SETTINGS`` (not re-read)."""
+    return app_for_settings(settings_from_environment())
 
 
 __all__ = ["app_for_settings", "app_from_env", "build_resolver", "create_app"]

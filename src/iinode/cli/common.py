@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import functools
+import inspect
+from collections.abc import Callable, Collection, Coroutine, Mapping
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from iinode.client import NodeClient
+from iinode.errors import ConfigurationError
+from iinode.node.settings import (
+    SETTINGS,
+    NodeSettings,
+    resolve_settings,
+    setting_names,
+    setting_type,
+)
 
 console = Console()
 err = Console(stderr=True)
@@ -46,3 +59,100 @@ async def admin_client(node: str, secret: str | None, admin: str | None) -> Node
             fail(f"{node} owns no prefix; give --admin")
         identity = f"300:0.NA/{prefix}"
     return NodeClient(node, identity=identity, secret=secret)
+
+
+# -- node settings from the command line, the environment and node.toml -------------
+#: Extra option names of settings, kept from before every setting had an option.
+OPTION_ALIASES: dict[str, tuple[str, ...]] = {
+    "parent_url": ("--parent",),
+    "store_url": ("--store",),
+    "http_host": ("--host",),
+}
+SETTINGS_PANEL = "Node settings (also IINODE_* variables and node.toml keys)"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def setting_options(*, exclude: Collection[str] = ()) -> Callable[[F], F]:
+    """Give a command one option per setting of the table (except ``exclude``).
+
+    The command receives the options given as ``setting_values`` (name -> value,
+    ``None`` for options not given), ready for ``node_settings``: a setting added
+    to ``SETTINGS`` gets its option here with no other change.
+    """
+
+    def decorate(func: F) -> F:
+        signature = inspect.signature(func, eval_str=True)
+        kept = [p for p in signature.parameters.values() if p.name != "setting_values"]
+        added = []
+        for name in setting_names():
+            if name in exclude:
+                continue
+            base, _ = setting_type(name)
+            flag = f"--{name.replace('_', '-')}"
+            env, meaning = SETTINGS[name]
+            decls = (f"{flag}/--no-{flag[2:]}",) if base is bool else (flag,)
+            option = typer.Option(
+                *decls, *OPTION_ALIASES.get(name, ()), help=f"{meaning} [{env}]",
+                show_default=False, rich_help_panel=SETTINGS_PANEL,
+            )  # fmt: skip
+            annotation = Annotated[base | None, option]  # type: ignore[valid-type]
+            added.append(
+                inspect.Parameter(
+                    f"setting_{name}",
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=None,
+                    annotation=annotation,
+                )
+            )
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> Any:
+            values = {
+                key.removeprefix("setting_"): kwargs.pop(key)
+                for key in list(kwargs)
+                if key.startswith("setting_")
+            }
+            return func(**kwargs, setting_values=values)
+
+        parameters = [*kept, *added]
+        command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        return command  # type: ignore[return-value]
+
+    return decorate
+
+
+def command_variables() -> set[str]:
+    """The environment variables the ``iinode`` command's options read (not settings)."""
+    context = click.get_current_context(silent=True)
+    found: set[str] = set()
+    if context is None:
+        return found
+    todo: list[click.Command] = [context.find_root().command]
+    while todo:
+        command = todo.pop()
+        if isinstance(command, click.Group):
+            todo.extend(command.commands.values())
+        for param in command.params:
+            envvar = getattr(param, "envvar", None)
+            if isinstance(envvar, str):
+                found.add(envvar)
+            elif envvar:
+                found.update(envvar)
+    return found
+
+
+def node_settings(
+    data_dir: Path, setting_values: Mapping[str, object] | None = None, *, node_file: bool = True
+) -> NodeSettings:
+    """The node's settings: options > IINODE_* variables > node.toml > defaults.
+
+    ``serve``, ``init`` and the other commands that run a node call this; a bad
+    or unknown setting from any source ends the command with one line naming it.
+    """
+    try:
+        return resolve_settings(
+            data_dir, setting_values, other_variables=command_variables(), node_file=node_file
+        )
+    except ConfigurationError as exc:
+        fail(escape(str(exc)))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -13,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from iinode.cli.common import node_settings, setting_options
 from iinode.cli.equipment import app as equipment_app
 from iinode.cli.monitor import app as monitor_app
 from iinode.cli.simulate import app as simulate_app
@@ -29,7 +33,7 @@ from iinode.identifiers import (
     UrlData,
     data_class_for,
 )
-from iinode.node.settings import NodeSettings, Role
+from iinode.node.settings import FIXED_AT_INIT, NODE_FILE, RESOLVED_VARIABLE, Role
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="iinode: an Industrial Internet node."
@@ -57,40 +61,26 @@ def fail(message: str) -> NoReturn:
 
 
 @app.command()
+@setting_options()
 def init(
-    role: Annotated[Role, typer.Option(help="node role")],
     data_dir: DataDir,
     admin_secret: Annotated[str, typer.Option("--admin-secret", envvar="IINODE_ADMIN_SECRET")],
-    prefix: Annotated[str | None, typer.Option(help="the prefix this node owns")] = None,
-    http_port: Annotated[int, typer.Option(envvar="IINODE_HTTP_PORT")] = 8000,
-    handle_port: Annotated[int | None, typer.Option(envvar="IINODE_HANDLE_PORT")] = None,
-    parent: Annotated[
-        str | None, typer.Option(help="parent node URL", envvar="IINODE_PARENT_URL")
-    ] = None,
-    public_host: Annotated[str, typer.Option(envvar="IINODE_PUBLIC_HOST")] = "127.0.0.1",
-    store: Annotated[
-        str, typer.Option(help="store URL", envvar="IINODE_STORE_URL")
-    ] = "sqlite:handles.sqlite3",
-    name: Annotated[str, typer.Option(help="a human name for the node")] = "",
-    report_secret: Annotated[
-        str | None,
-        typer.Option(
-            help="this node's secret in the parent's delegation record (see prefix delegate)",
-            envvar="IINODE_REPORT_SECRET",
-        ),
-    ] = None,
+    *,
+    setting_values: Mapping[str, object],
 ) -> None:
-    """Create a node: its configuration and its prefix record 0.NA/<prefix>."""
+    """Create a node: its configuration and its prefix record 0.NA/<prefix>.
+
+    Every setting is an option here (or an IINODE_* variable); what is given is
+    checked, then written to <data-dir>/node.toml.
+    """
     from iinode.node.service import HandleService
     from iinode.storage import open_store
 
-    settings = NodeSettings(
-        role=role, data_dir=data_dir, prefix=prefix, store_url=store, http_port=http_port,
-        handle_port=handle_port, public_host=public_host, parent_url=parent, name=name,
-        report_secret=report_secret or None,
-    )  # fmt: skip
-    if (data_dir / "node.toml").exists():
+    if (data_dir / NODE_FILE).exists():
         fail(f"{data_dir} already holds a node; choose another --data-dir")
+    settings = node_settings(data_dir, setting_values, node_file=False)
+    if settings.prefix is not None and not admin_secret:
+        fail("--admin-secret must not be empty")
 
     async def run() -> str | None:
         store_ = await open_store(settings.store_url, base_dir=data_dir)
@@ -101,36 +91,60 @@ def init(
         finally:
             await store_.close()
 
-    # The store first: node.toml (mode 0600) only once it is ready, so a failed init
-    # leaves no half-made node behind and can simply be run again.
-    data_dir.mkdir(parents=True, exist_ok=True)
-    na = asyncio.run(run())
-    path = settings.save()
+    # The store first, node.toml (mode 0600) last; whatever a failed init made in
+    # the data directory is removed again, so it can simply be run again.
+    with _undone_on_failure(data_dir):
+        data_dir.mkdir(parents=True, exist_ok=True)
+        na = asyncio.run(run())
+        path = settings.save()
     console.print(f"node configuration written to {path}")
     if na:
         console.print(f"created {na}; authenticate as [bold]300:{na}[/bold]")
 
 
+@contextmanager
+def _undone_on_failure(data_dir: Path) -> Iterator[None]:
+    """Remove what the block adds under ``data_dir`` (and the directory, if it made it)."""
+    made = data_dir.absolute()
+    while not made.parent.exists():
+        made = made.parent
+    existed = made.exists()
+    before = set(data_dir.iterdir()) if data_dir.is_dir() else set()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            shutil.rmtree(made, ignore_errors=True)
+        elif data_dir.is_dir():
+            for path in set(data_dir.iterdir()) - before:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
+
+
 @app.command()
+@setting_options(exclude=FIXED_AT_INIT)
 def serve(
     data_dir: DataDir,
-    http_port: Annotated[int | None, typer.Option(envvar="IINODE_HTTP_PORT")] = None,
-    handle_port: Annotated[int | None, typer.Option(envvar="IINODE_HANDLE_PORT")] = None,
-    host: Annotated[str | None, typer.Option(help="bind address")] = None,
     workers: Annotated[int, typer.Option(help="HTTP worker processes")] = 1,
     native_workers: Annotated[
         int | None, typer.Option(help="native protocol worker processes (default: CPU count)")
     ] = None,
+    *,
+    setting_values: Mapping[str, object],
 ) -> None:
-    """Serve the node's HTTP API, and the native protocol (UDP+TCP) if a handle port is set."""
+    """Serve the node's HTTP API, and the native protocol (UDP+TCP) if a handle port is set.
+
+    Settings: options > IINODE_* variables > <data-dir>/node.toml > defaults.
+    """
     import uvicorn
 
     from iinode.api.app import app_for_settings
     from iinode.resolution.native_server import NativeWorkers, start_native_workers
 
-    settings = NodeSettings.load(data_dir).with_overrides(
-        http_port=http_port, handle_port=handle_port, http_host=host
-    )
+    settings = node_settings(data_dir, setting_values)
     if settings.role is Role.ENTERPRISE and settings.telemetry and settings.mqtt_url == "embedded":
         from iinode.api.extensions import check_embedded_broker
 
@@ -145,8 +159,7 @@ def serve(
         )
     try:
         if workers > 1:
-            os.environ["IINODE_DATA_DIR"] = str(data_dir)
-            os.environ["IINODE_HTTP_PORT"] = str(settings.http_port)
+            os.environ[RESOLVED_VARIABLE] = settings.to_json()  # workers take these as they are
             uvicorn.run(
                 "iinode.api.app:app_from_env", factory=True, host=settings.http_host,
                 port=settings.http_port, workers=workers, log_level="warning",
@@ -382,7 +395,7 @@ def bulk_load(
     from iinode.node.service import HandleService
     from iinode.storage import open_store
 
-    settings = NodeSettings.load(data_dir)
+    settings = node_settings(data_dir)
     total = max(count_lines(file) - (1 if file.suffix.lower() == ".csv" else 0), 0)
     #: rows committed (written, skipped), the last line committed, the line reached
     written = skipped = done_line = line = 0

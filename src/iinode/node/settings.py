@@ -1,19 +1,37 @@
-"""Typed node settings.
+"""Typed node settings and the one path that resolves them.
 
 Settings are frozen and passed into constructors; only the CLI reads the
 environment (``IINODE_*``) and the node file (``<data-dir>/node.toml``).
 ``SETTINGS`` is the one table of settings; a test checks it against the docs.
+
+Every setting can come from four places; the first that gives it wins::
+
+    command-line option  >  IINODE_* environment variable  >  node.toml  >  default
+
+``resolve_settings`` applies that order. Each value is checked against the
+setting's type on the way in, and an unknown name (a key in ``node.toml``, an
+``IINODE_*`` variable that is neither a setting nor one of ``OTHER_VARIABLES``)
+is a ``ConfigurationError`` naming it, never a silent default. The resolved
+settings travel to worker processes as data (``to_json``/``from_json``), not
+re-read from the file.
 """
 
 from __future__ import annotations
 
+import difflib
 import enum
 import ipaddress
+import json
+import math
 import os
 import tomllib
+import typing
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from iinode.errors import ConfigurationError, InvalidHandle
 from iinode.identifiers import Prefix
@@ -21,6 +39,22 @@ from iinode.identifiers import Prefix
 NODE_FILE = "node.toml"
 #: The embedded MQTT broker listens on the HTTP port plus this, unless ``mqtt_port`` is set.
 MQTT_PORT_OFFSET = 10_000
+#: The environment variable through which ``serve`` hands its resolved settings to workers.
+RESOLVED_VARIABLE = "IINODE_RESOLVED_SETTINGS"
+#: ``IINODE_*`` variables that are not settings (options of the ``iinode`` command, tests).
+OTHER_VARIABLES = frozenset(
+    {
+        "IINODE_DATA_DIR",
+        "IINODE_ADMIN_SECRET",
+        "IINODE_NODE_URL",
+        "IINODE_ROOT_URL",
+        "IINODE_CHILD_SECRET",
+        "IINODE_REQUIRE_SERVICES",
+        RESOLVED_VARIABLE,
+    }
+)
+#: Settings fixed when a node is created: a later source may repeat them, not change them.
+FIXED_AT_INIT = ("role", "prefix")
 
 
 def is_loopback(host: str) -> bool:
@@ -73,6 +107,8 @@ class NodeSettings:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in setting_names():
+            object.__setattr__(self, name, check_setting(name, getattr(self, name)))
         if self.role is Role.RECURSIVE:
             if self.prefix is not None:
                 raise ConfigurationError("a recursive node owns no prefix")
@@ -90,26 +126,49 @@ class NodeSettings:
                 raise ConfigurationError(f"a top-level node owns a root prefix, not {prefix}")
             if self.role is not Role.TOP and prefix.depth == 1:
                 raise ConfigurationError(f"a {self.role.value} node owns a derived prefix")
-        for port in (self.http_port, self.handle_port, self.parent_handle_port, self.mqtt_port):
+        for name in ("http_port", "handle_port", "parent_handle_port", "mqtt_port"):
+            port = getattr(self, name)
             if port is not None and not 0 <= port < 65536:
-                raise ConfigurationError(f"port {port} is out of range")
+                raise ConfigurationError(f"{name} {port} is out of range (0-65535)")
+        for name in ("cache_size", "negative_ttl", "max_referrals"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must not be negative")
+        self._check_addresses()
         self._check_extensions()
+
+    def _check_addresses(self) -> None:
+        """URLs and hosts, checked here so that a bad one fails at init, not in serve."""
+        for name in ("parent_url", "monitoring_parent_url"):
+            _check_url(name, getattr(self, name), ("http", "https"))
+        if not self.store_url.startswith(("memory:", "sqlite:")):
+            _check_url("store_url", self.store_url, ("postgresql", "postgres"))
+        if self.store_url.startswith("sqlite:") and not self.store_url.removeprefix("sqlite:"):
+            raise ConfigurationError("store_url 'sqlite:' names no file: write sqlite:PATH")
+        if self.store_url.startswith("memory:") and self.store_url not in ("memory:", "memory://"):
+            raise ConfigurationError(f"store_url {self.store_url!r}: write memory:")
+        if self.cache_url and not self.cache_url.startswith("unix://"):
+            _check_url("cache_url", self.cache_url, ("redis", "rediss"))
+        try:
+            ipaddress.ip_address(self.public_host)
+        except ValueError:
+            raise ConfigurationError(
+                f"public_host {self.public_host!r} must be an IP address "
+                "(an HS_SITE lists addresses, not names)"
+            ) from None
+        for name in ("http_host", "mqtt_host"):
+            if not getattr(self, name).strip():
+                raise ConfigurationError(f"{name} must not be empty")
 
     def _check_extensions(self) -> None:
         """Telemetry and monitoring settings (see ``iinode.api.extensions``)."""
-        if self.mqtt_url != "embedded" and not self.mqtt_url.startswith(("mqtt://", "tcp://")):
-            raise ConfigurationError(
-                f"mqtt_url {self.mqtt_url!r} must be 'embedded' or mqtt://HOST:PORT"
-            )
-        if self.bus_url != "memory:" and not self.bus_url.startswith(("nats://", "tls://")):
-            raise ConfigurationError(f"bus_url {self.bus_url!r} must be 'memory:' or nats://…")
+        if self.mqtt_url != "embedded":
+            _check_url("mqtt_url", self.mqtt_url, ("mqtt", "tcp"), "'embedded' or ")
+        if self.bus_url != "memory:":
+            _check_url("bus_url", self.bus_url, ("nats", "tls"), "'memory:' or ")
         for name in ("heartbeat_interval", "notice_interval"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            if not math.isfinite(value) or value <= 0:
                 raise ConfigurationError(f"{name} must be a positive number of seconds")
-            object.__setattr__(self, name, float(value))
-        if not isinstance(self.telemetry, bool):
-            raise ConfigurationError("telemetry must be true or false")
         embedded = self.mqtt_url == "embedded"
         if embedded and not self.mqtt_password and not is_loopback(self.mqtt_host):
             raise ConfigurationError(
@@ -187,26 +246,41 @@ class NodeSettings:
 
     @classmethod
     def load(cls, data_dir: Path) -> NodeSettings:
-        path = data_dir / NODE_FILE
+        """The settings in ``node.toml`` (and defaults), without the environment."""
+        return resolve_settings(data_dir, environ={})
+
+    # -- handing settings to worker processes ----------------------------------
+    def to_json(self) -> str:
+        """Every field as JSON, for ``from_json`` in another process."""
+        data: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = str(value) if isinstance(value, Path | enum.Enum) else value
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> NodeSettings:
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigurationError(
-                f"{path} does not exist; run 'iinode init' for this data directory first"
-            ) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigurationError(f"{path} is not valid TOML: {exc}") from None
-        known = {f.name for f in fields(cls)} - {"data_dir", "extra"}
-        unknown = set(raw) - known
-        if unknown:
-            raise ConfigurationError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
-        try:
-            raw["role"] = Role(raw["role"])
-        except (KeyError, ValueError):
-            raise ConfigurationError(
-                f"{path}: 'role' must be one of top/secondary/enterprise/recursive"
-            ) from None
-        return cls(data_dir=data_dir, **raw)
+            data = json.loads(text)
+            data["data_dir"] = Path(data["data_dir"])
+            return cls(**data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(f"resolved settings are not readable: {exc}") from None
+
+
+def _check_url(name: str, url: str | None, schemes: tuple[str, ...], other: str = "") -> None:
+    """``url`` is ``SCHEME://HOST[:PORT]…`` with one of ``schemes`` (or ``None``)."""
+    if url is None:
+        return
+    want = f"{other}{schemes[0]}://HOST:PORT"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigurationError(f"{name} {url!r} has an invalid port; want {want}") from None
+    if parts.scheme.lower() not in schemes or not parts.hostname:
+        hint = f" (write {schemes[0]}://{url})" if "://" not in url else ""
+        raise ConfigurationError(f"{name} {url!r} is not {want}{hint}")
 
 
 def _toml_value(value: object) -> str:
@@ -288,3 +362,271 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "province": ("IINODE_PROVINCE", "province label of this node's monitoring events"),
     "industry": ("IINODE_INDUSTRY", "industry label of this node's monitoring events"),
 }
+
+#: Settings whose values are never repeated in messages.
+SECRET_SETTINGS = frozenset({"mqtt_password", "report_secret"})
+
+
+# -- types ----------------------------------------------------------------------------
+@cache
+def _kinds() -> dict[str, tuple[type, bool]]:
+    """Each setting's value type and whether it may be unset, from ``NodeSettings``."""
+    hints = typing.get_type_hints(NodeSettings)
+    kinds: dict[str, tuple[type, bool]] = {}
+    for name in SETTINGS:
+        if name not in hints:
+            continue
+        args = typing.get_args(hints[name])
+        optional = type(None) in args
+        base = next(a for a in args if a is not type(None)) if args else hints[name]
+        kinds[name] = (base, optional)
+    return kinds
+
+
+def setting_names() -> tuple[str, ...]:
+    """The settings in table order (each a ``NodeSettings`` field)."""
+    return tuple(_kinds())
+
+
+def setting_type(name: str) -> tuple[type, bool]:
+    """``(type, optional)`` of a setting: ``(int, True)`` for ``handle_port``."""
+    return _kinds()[name]
+
+
+def setting_default(name: str) -> object:
+    """A setting's default (``MISSING`` for ``role``, which has none)."""
+    for f in fields(NodeSettings):
+        if f.name == name:
+            return f.default
+    raise KeyError(name)
+
+
+def describe_type(name: str) -> str:
+    base, _ = setting_type(name)
+    if base is bool:
+        text = "true or false"
+    elif base is int:
+        text = "an integer"
+    elif base is float:
+        text = "a number"
+    elif issubclass(base, enum.Enum):
+        text = "one of " + ", ".join(str(m.value) for m in base)
+    else:
+        text = "a string"
+    return text
+
+
+def check_setting(name: str, value: object) -> Any:
+    """``value`` as the setting's type (an int for a float setting becomes a float)."""
+    base, optional = setting_type(name)
+    if value is None and optional:
+        return None
+    good: Any = None
+    if base is bool:
+        good = value if isinstance(value, bool) else None
+    elif base is int:
+        good = value if isinstance(value, int) and not isinstance(value, bool) else None
+    elif base is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            good = float(value)
+    elif issubclass(base, enum.Enum):
+        try:
+            good = base(value)
+        except ValueError:
+            good = None
+    elif base is str:
+        good = value if isinstance(value, str) else None
+    else:
+        good = value if isinstance(value, base) else None
+    if good is None:
+        shown = "a secret" if name in SECRET_SETTINGS else repr(value)
+        raise ConfigurationError(f"{name} must be {describe_type(name)}, not {shown}")
+    return good
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def parse_setting(name: str, text: str) -> Any:
+    """A setting from text (an environment variable); empty text unsets an optional one."""
+    base, optional = setting_type(name)
+    value: object = text
+    stripped = text.strip()
+    if optional and not stripped and base is not str:
+        return None
+    if optional and not text and base is str:
+        return None
+    try:
+        if base is bool:
+            if stripped.lower() not in _TRUE + _FALSE:
+                raise ValueError
+            value = stripped.lower() in _TRUE
+        elif base is int:
+            value = int(stripped)
+        elif base is float:
+            value = float(stripped)
+            if not math.isfinite(float(stripped)):
+                raise ValueError
+    except ValueError:
+        shown = "a secret" if name in SECRET_SETTINGS else repr(text)
+        raise ConfigurationError(f"{name} must be {describe_type(name)}, not {shown}") from None
+    return check_setting(name, value)
+
+
+# -- sources ----------------------------------------------------------------------------
+def _unknown(kind: str, key: str, known: Collection[str]) -> ConfigurationError:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return ConfigurationError(f"{kind} {key} is not a setting{hint}; README.md lists the settings")
+
+
+def file_settings(data_dir: Path) -> dict[str, tuple[Any, str]]:
+    """The settings ``<data_dir>/node.toml`` gives: name -> (value, the file's path)."""
+    path = data_dir / NODE_FILE
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"{path} does not exist; run 'iinode init' for this data directory first"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{path} cannot be read: {exc}") from None
+    names = setting_names()
+    found: dict[str, tuple[Any, str]] = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise ConfigurationError(f"{path}: {_unknown('key', key, names)}")
+        try:
+            found[key] = (check_setting(key, value), str(path))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{path}: {exc}") from None
+    return found
+
+
+def environment_settings(
+    environ: Mapping[str, str], other_variables: Collection[str] = ()
+) -> dict[str, tuple[Any, str]]:
+    """The settings ``IINODE_*`` variables give: name -> (value, the variable).
+
+    A variable that is neither a setting's nor in ``OTHER_VARIABLES`` or
+    ``other_variables`` is an error (a misspelt setting must not pass unseen).
+    """
+    by_variable = {SETTINGS[name][0]: name for name in setting_names()}
+    allowed = OTHER_VARIABLES | set(other_variables)
+    found: dict[str, tuple[Any, str]] = {}
+    for key in sorted(environ):
+        if not key.startswith("IINODE_"):
+            continue
+        name = by_variable.get(key)
+        if name is None:
+            if key in allowed:
+                continue
+            raise _unknown("environment variable", key, by_variable)
+        try:
+            found[name] = (parse_setting(name, environ[key]), key)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{key}: {exc}") from None
+    return found
+
+
+def resolve_with_sources(
+    data_dir: Path,
+    options: Mapping[str, object] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    other_variables: Collection[str] = (),
+    node_file: bool = True,
+) -> tuple[NodeSettings, dict[str, str]]:
+    """The node's settings and, for each setting not left at its default, where it came from.
+
+    ``options`` are the command line's (``None`` values are options not given);
+    ``environ`` defaults to ``os.environ``; ``node_file=False`` skips ``node.toml``
+    (``init``, which writes it).
+    """
+    layers: list[dict[str, tuple[Any, str]]] = []
+    stored = file_settings(data_dir) if node_file else {}
+    layers.append(stored)
+    env = os.environ if environ is None else environ
+    layers.append(environment_settings(env, other_variables))
+    given: dict[str, tuple[Any, str]] = {}
+    for name, value in (options or {}).items():
+        if value is None:
+            continue
+        if name not in setting_names():
+            raise _unknown("option", name, setting_names())
+        try:
+            given[name] = (check_setting(name, value), "command line")
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"command line: {exc}") from None
+    layers.append(given)
+    chosen: dict[str, tuple[Any, str]] = {}
+    for layer in layers:
+        chosen.update(layer)
+    if node_file:
+        for name in FIXED_AT_INIT:
+            if name in chosen and chosen[name][0] != stored.get(name, (None,))[0]:
+                value, source = chosen[name]
+                raise ConfigurationError(
+                    f"{source} sets {name} {str(value)!r}, but this node was created with "
+                    f"{str(stored.get(name, (None,))[0])!r}; {name} is fixed by 'iinode init'"
+                )
+    if "role" not in chosen:
+        raise ConfigurationError(f"role is not set: give --role or {SETTINGS['role'][0]}")
+    values = {name: value for name, (value, _) in chosen.items()}
+    try:
+        settings = NodeSettings(data_dir=data_dir, **values)
+    except ConfigurationError as exc:
+        first = str(exc).split(" ", 1)[0]
+        if first in chosen:
+            raise ConfigurationError(f"{exc} (from {chosen[first][1]})") from None
+        raise
+    return settings, {name: source for name, (_, source) in chosen.items()}
+
+
+def resolve_settings(
+    data_dir: Path,
+    options: Mapping[str, object] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    other_variables: Collection[str] = (),
+    node_file: bool = True,
+) -> NodeSettings:
+    """The node's settings: ``options`` > ``IINODE_*`` in ``environ`` > node.toml > defaults."""
+    settings, _ = resolve_with_sources(
+        data_dir, options, environ=environ, other_variables=other_variables, node_file=node_file
+    )
+    return settings
+
+
+def settings_from_environment(environ: Mapping[str, str] | None = None) -> NodeSettings:
+    """The settings a parent process put in ``RESOLVED_VARIABLE`` for its workers."""
+    env = os.environ if environ is None else environ
+    text = env.get(RESOLVED_VARIABLE)
+    if not text:
+        raise ConfigurationError(f"{RESOLVED_VARIABLE} is not set")
+    return NodeSettings.from_json(text)
+
+
+__all__ = [
+    "FIXED_AT_INIT",
+    "NODE_FILE",
+    "OTHER_VARIABLES",
+    "RESOLVED_VARIABLE",
+    "SETTINGS",
+    "NodeSettings",
+    "Role",
+    "check_setting",
+    "describe_type",
+    "environment_settings",
+    "file_settings",
+    "parse_setting",
+    "resolve_settings",
+    "resolve_with_sources",
+    "setting_default",
+    "setting_names",
+    "setting_type",
+    "settings_from_environment",
+]
