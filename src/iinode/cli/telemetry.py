@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from iinode.cli.common import Admin, NodeUrl, Secret, console, fail, run
-from iinode.cli.equipment import reader_client
+from iinode.cli.equipment import reader_client, shown
 
 app = typer.Typer(no_args_is_help=True, help="Stored telemetry of a node.")
 
@@ -48,7 +48,7 @@ def query(
     if latest:
         table = Table("tag", "value", "time", "quality", title=data["equipment"])
         for name, s in sorted(data["tags"].items()):
-            table.add_row(name, str(s.get("value")), str(s.get("time")), str(s.get("quality")))
+            table.add_row(name, shown(s.get("value")), str(s.get("time")), str(s.get("quality")))
     elif interval is not None:
         table = Table("start", "count", "min", "max", "avg", title=f"{handle} {tag}")
         for b in data["buckets"]:
@@ -58,9 +58,9 @@ def query(
         table = Table("time", "tag", "value", "quality", title=data["equipment"])
         rows = data["readings"][-limit:]
         for r in rows:
-            table.add_row(r["time"], r["tag"], str(r["value"]), str(r["quality"]))
+            table.add_row(r["time"], r["tag"], shown(r["value"]), str(r["quality"]))
     console.print(table)
 
 
 def _num(value: object) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+    return f"{value:.3f}" if isinstance(value, float) else shown(value)

@@ -375,6 +375,11 @@ class MqttConnector:
         for reply in result.replies:
             await self._send(client, reply)
         if self.live is not None:
+            # A death marks the equipment offline in the live state until its next birth,
+            # so the birth's readings still on their way to ingest show bad quality too.
+            for birth in result.births:
+                if birth.equipment is not None:
+                    self.live.revive(birth.equipment)
             for equipment in result.offline:
                 self.live.mark_stale(equipment, now)
         return result.readings

@@ -3,7 +3,9 @@
 The connector maps configured nodes to equipment tags, subscribes to their
 data changes and publishes readings in batches.  If the server is unreachable
 or the session drops it retries with exponential back-off, counting failures.
-OPC UA status codes become qualities (good 192, uncertain 64, bad 0).  On each
+OPC UA status codes become qualities (good 192, uncertain 64, bad 0); a data
+change with a bad or uncertain status and no value becomes a reading without a
+value, which marks the tag bad (live state keeps its last value).  On each
 session it reads the server's ``ServerStatus/BuildInfo`` (manufacturer,
 product, software version: what the asset inventory needs) and hands it to
 ``on_build_info``.
@@ -155,9 +157,14 @@ class OpcUaConnector:
     # asyncua calls this for every data change of a subscribed node
     def datachange_notification(self, node: Node, val: Any, data: Any) -> None:
         tag = self.tags.get(node.nodeid.to_string())
-        value = _plain(val)
-        if tag is None or value is None:
+        if tag is None:
             return
+        dv = data.monitored_item.Value
+        quality = quality_of(dv.StatusCode)
+        value = _plain(val)
+        if value is None and (quality.is_good or val is not None):
+            return  # a good status without a usable value, or a value of no supported type
+        # A bad (or uncertain) status without a value is kept: the tag's quality changes.
         self.stats.changes += 1
         if len(self._pending) >= self.settings.max_pending:
             if not self._overflowing:
@@ -166,12 +173,9 @@ class OpcUaConnector:
                             self.settings.endpoint, len(self._pending))  # fmt: skip
             self.stats.dropped += 1
             return
-        dv = data.monitored_item.Value
         when = dv.SourceTimestamp or dv.ServerTimestamp
         time_us = to_us(when) if when is not None else now_us()
-        self._pending.append(
-            Reading(tag.equipment, tag.tag, time_us, value, quality_of(dv.StatusCode))
-        )
+        self._pending.append(Reading(tag.equipment, tag.tag, time_us, value, quality))
         self._wake.set()
 
     async def _forward(self) -> None:
