@@ -18,6 +18,7 @@ from rich.table import Table
 
 from iinode.cli.common import node_settings, setting_options
 from iinode.cli.equipment import app as equipment_app
+from iinode.cli.keys import app as keys_app
 from iinode.cli.monitor import app as monitor_app
 from iinode.cli.simulate import app as simulate_app
 from iinode.cli.telemetry import app as telemetry_app
@@ -44,6 +45,7 @@ app.add_typer(equipment_app, name="equipment")
 app.add_typer(telemetry_app, name="telemetry")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(monitor_app, name="monitor")
+app.add_typer(keys_app, name="keys")
 console = Console()
 err = Console(stderr=True)
 

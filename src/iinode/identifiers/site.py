@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import enum
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Self
 
 from iinode.errors import RemoteProtocolError, ValueInvalid
@@ -264,8 +264,14 @@ def site_for(
     http_port: int | None = None,
     handle_port: int | None = None,
     description: str = "",
+    public_key: bytes = b"",
 ) -> SiteData:
-    """A one-server site for a node at ``host`` with the given ports."""
+    """A one-server site for a node at ``host`` with the given ports.
+
+    ``public_key`` is the server's key in the HS_PUBKEY encoding (RFC 3651
+    s3.2.2: each server record carries it), what clients check signed answers
+    and Diffie-Hellman sessions against; empty when the node has none.
+    """
     interfaces: list[Interface] = []
     if handle_port is not None:
         interfaces.append(
@@ -275,4 +281,10 @@ def site_for(
     if http_port is not None:
         interfaces.append(Interface(ServiceType.ADMIN_AND_QUERY, TransportProtocol.HTTP, http_port))
     attrs = (("desc", description),) if description else ()
-    return SiteData((Server(1, host, tuple(interfaces)),), attributes=attrs)
+    return SiteData((Server(1, host, tuple(interfaces), public_key),), attributes=attrs)
+
+
+def with_public_key(site: SiteData, public_key: bytes) -> SiteData:
+    """``site`` with every server record carrying ``public_key`` (a one-node site)."""
+    servers = tuple(replace(s, public_key=public_key) for s in site.servers)
+    return replace(site, servers=servers)

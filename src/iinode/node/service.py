@@ -51,7 +51,9 @@ from iinode.node.auth import Authorizer, hash_secret
 from iinode.node.bulk import DEFAULT_ADMIN_PERMISSIONS, BulkRegistrar
 from iinode.node.changes import ChangeCounter
 from iinode.node.record_rules import admins_of, check_indexes, keep_secrets, same_value
-from iinode.node.settings import NodeSettings
+from iinode.node.root_records import is_root_handle, root_record
+from iinode.node.server_keys import load_server_key
+from iinode.node.settings import NodeSettings, Role
 from iinode.node.sites import site_from_url
 from iinode.node.verifier import protect_seckey
 from iinode.storage import HandlePage, HandleStore
@@ -166,6 +168,8 @@ class HandleService:
         indexes: Sequence[int] = (),
     ) -> Answer:
         """Values of a locally answered handle, or a referral.  Raises HandleNotFound."""
+        if self.is_network_root and is_root_handle(handle):
+            return self._root_answer(handle, types, indexes)
         referral = await self.route(handle)
         if referral is not None:
             return referral
@@ -403,14 +407,36 @@ class HandleService:
         prefix, _, head = stem.partition("/")
         return HandleName(prefix, f"{head}{uuid.uuid4()}")
 
+    @property
+    def is_network_root(self) -> bool:
+        """A top-level node with no parent: the root of its network (``node.root_records``)."""
+        return self.settings.role is Role.TOP and not self.settings.parent_url
+
+    def _root_answer(
+        self, handle: HandleName, types: Sequence[str], indexes: Sequence[int]
+    ) -> Answer:
+        assert self.owned is not None  # a top-level node owns its prefix
+        site = self._own_site(self.owned)
+        public_key = site.servers[0].public_key
+        wanted_types, wanted_indexes = {t.upper() for t in types}, set(indexes)
+        values = tuple(
+            v
+            for v in root_record(site, public_key, self.owned, self.now())
+            if (not wanted_types or v.type.upper() in wanted_types)
+            and (not wanted_indexes or v.index in wanted_indexes)
+        )
+        return Answer(ResponseCode.SUCCESS, handle, values)
+
     # -- node set-up -------------------------------------------------------------
     def _own_site(self, owned: Prefix) -> SiteData:
-        """The HS_SITE describing where this node is served."""
+        """The HS_SITE describing where this node is served, with its server key
+        (created here on the first start of a node that has none: ``node.server_keys``)."""
         return site_for(
             self.settings.public_host,
             http_port=self.settings.http_port,
             handle_port=self.settings.handle_port,
             description=self.settings.name or f"{self.settings.role.value} node for {owned}",
+            public_key=load_server_key(self.settings.data_dir).public_bytes,
         )
 
     async def initialise(self, secret: str) -> HandleName:

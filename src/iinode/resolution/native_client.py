@@ -62,6 +62,7 @@ from iinode.resolution.driver import (
     run_resolution,
     select_server,
 )
+from iinode.resolution.native_signing import verify_signature
 from iinode.resolution.native_udp_client import (
     UdpClientStats,
     UdpEndpoint,
@@ -285,6 +286,7 @@ class NativeResolver:
         client: NativeClient | None = None,
         max_referrals: int = 8,
         site_walk: bool = True,
+        certified: bool = False,
     ) -> None:
         self.roots = roots
         self.cache = cache
@@ -294,6 +296,9 @@ class NativeResolver:
         #: Find the prefix's site through ``0.NA/<prefix>`` first (False: ask for the
         #: handle at the root and follow referrals).
         self.site_walk = site_walk
+        #: Ask for signed answers (CT) and check each against the public key of the
+        #: server in the site it came from (``native_signing.verify_signature``).
+        self.certified = certified
 
     async def resolve(
         self,
@@ -322,6 +327,7 @@ class NativeResolver:
         request = Message(
             OpCode.RESOLUTION, ResolutionRequest(str(query.handle)),
             request_id=random_request_id(), recursion_count=min(recursion_count, 0xFF),
+            flags=OpFlag.CT if self.certified else OpFlag(0),
         )  # fmt: skip
         last: Exception | None = None
         for server in select_server(query.site, query.handle):
@@ -333,6 +339,8 @@ class NativeResolver:
             label = f"{address[0]}:{address[1]}"
             try:
                 response, via = await self.client.exchange(address, request, udp=udp is not None)
+                if self.certified and not verify_signature(response, server.public_key):
+                    raise RemoteProtocolError(f"the answer of {label} is not signed by its key")
                 return to_remote_answer(response, f"{via}://{label}", query.handle)
             except (TransportError, RemoteProtocolError) as exc:
                 last = exc

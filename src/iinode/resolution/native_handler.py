@@ -86,6 +86,8 @@ from iinode.resolution.native_sessions import (
     SessionTable,
     session_mac,
 )
+from iinode.resolution.native_signing import is_reference_mac, verify_mac
+from iinode.resolution.native_trust import ServerTrust
 
 ADMIN_OPS = frozenset(
     {
@@ -164,6 +166,7 @@ class NativeHandler:
         challenge_timeout: float = 60.0,
         list_chunk_bytes: int = LIST_CHUNK_BYTES,
         max_recursion: int = MAX_RECURSION,
+        trust: ServerTrust | None = None,
     ) -> None:
         self.service = service
         self.site = site
@@ -176,6 +179,8 @@ class NativeHandler:
         self.challenge_timeout = challenge_timeout
         self.list_chunk_bytes = list_chunk_bytes
         self.max_recursion = max_recursion
+        #: The server key: signs certified answers, published in the site (``native_trust``).
+        self.trust = trust if trust is not None else ServerTrust(service.settings.data_dir)
 
     async def handle(self, request: Message, state: PeerState) -> Outcome:
         """Answer one decoded message.  Never raises for anything a peer sends."""
@@ -187,9 +192,24 @@ class NativeHandler:
             return Outcome(None)
         try:
             identity = self._session_identity(request)
-            return await self._dispatch(request, state, identity)
+            outcome = await self._dispatch(request, state, identity)
         except Exception as exc:
-            return Outcome(self.failure(request, exc, state.address))
+            outcome = Outcome(self.failure(request, exc, state.address))
+        return self._certified(request, outcome)
+
+    def _certified(self, request: Message, outcome: Outcome) -> Outcome:
+        """A certified request's answer with its credential (``native_trust``); the
+        last change to an answer.  A signed answer names its request: never cached."""
+        if outcome.message is None or not request.flags & OpFlag.CT:
+            return outcome
+        session = None
+        if request.session_id:
+            session = self.sessions.get(request.session_id, self._clock())
+        trust = self.trust
+        more = outcome.more
+        if more is not None:
+            more = trust.finish_stream(request, more, session)
+        return Outcome(trust.finish(request, outcome.message, session), False, more)
 
     def failure(self, request: Message, exc: Exception, address: str | None = None) -> Message:
         """The error answer to ``request`` for ``exc`` (counted, by ``address`` if known)."""
@@ -225,6 +245,13 @@ class NativeHandler:
                     f"{request.opcode.to_text()} in a session must carry the session's MAC",
                 )
             return None  # e.g. a resolution: answered as anonymous
+        if session.handle_net or is_reference_mac(request):
+            # Handle.Net's MAC layout; its replay guard is the session counter.
+            if not verify_mac(request, session.key):
+                raise _error(ResponseCode.INVALID_CREDENTIAL, "session MAC does not match")
+            if not session.first_use(cred.signer_index):
+                raise _error(ResponseCode.INVALID_CREDENTIAL, "session counter replayed")
+            return session.identity
         if not hmac.compare_digest(session.mac(request.signed_data()), cred.signed_data):
             raise _error(ResponseCode.INVALID_CREDENTIAL, "session MAC does not match")
         if not session.first_use(request.request_id):
@@ -239,7 +266,7 @@ class NativeHandler:
         if op == OpCode.RESOLUTION:
             return await self._resolve(request, identity)
         if op == OpCode.GET_SITEINFO:
-            return Outcome(request.reply(SiteInfoResponse(self.site)))
+            return Outcome(request.reply(SiteInfoResponse(self.trust.site(self.site))))
         if op in ADMIN_OPS:
             if identity is None:
                 return Outcome(await self._challenge(request, state, None))
@@ -249,9 +276,12 @@ class NativeHandler:
         if op == OpCode.SESSION_SETUP:
             body = request.body
             assert isinstance(body, SessionSetupRequest)
+            if body.mode == KeyExchangeMode.DIFFIE_HELLMAN:
+                return Outcome(self._open_dh_session(request))
             if body.mode != KeyExchangeMode.CIPHER_CLIENT:
                 raise _error(
-                    ResponseCode.SESSION_NO_SUPPORT, "only key exchange CIPHER_CLIENT is supported"
+                    ResponseCode.SESSION_NO_SUPPORT,
+                    "key exchange DIFFIE_HELLMAN or CIPHER_CLIENT is supported",
                 )
             if identity is not None:
                 return Outcome(self._open_session(request, identity))
@@ -355,9 +385,26 @@ class NativeHandler:
             body.signed_response,
             peer=state.address,
         )
+        self._bind_session(original, verified)
         if original.opcode == OpCode.SESSION_SETUP:
             return Outcome(self._open_session(original, verified))
         return await self._admin(original, verified)
+
+    def _bind_session(self, original: Message, identity: IndexedHandle) -> None:
+        """A challenge answered for a request in a session not yet bound to anyone (a
+        Diffie-Hellman session) binds that session to the identity it proved."""
+        if not original.session_id:
+            return
+        session = self.sessions.get(original.session_id, self._clock())
+        if session is None or session.identity is not None:
+            return
+        if not session.authenticate(identity):
+            raise AuthenticationFailed(f"the session was set up for {session.claimed}")
+
+    def _open_dh_session(self, request: Message) -> Message:
+        reply = self.trust.open_dh_session(request, self.sessions, self._clock())
+        self.counters.sessions_opened += 1
+        return reply
 
     def _open_session(self, request: Message, identity: IndexedHandle) -> Message:
         body = request.body

@@ -112,16 +112,39 @@ class PeerState:
 
 @dataclass(slots=True)
 class Session:
-    """An authenticated session: requests MAC'd with ``key`` act as ``identity``."""
+    """A session: requests MAC'd with ``key`` act as ``identity``.
+
+    A Diffie-Hellman session (``native_dh``) opens before its client has proved
+    anything, as on a Handle.Net server: ``identity`` is then ``None`` (its
+    requests are answered as anonymous and challenged) until a challenge answer
+    in the session succeeds (``authenticate``).  ``claimed`` is the identity the
+    SESSION_SETUP named, if any: only that identity may authenticate it.
+    """
 
     session_id: int
-    identity: IndexedHandle
+    identity: IndexedHandle | None
     key: bytes
     expires: float
-    #: The highest request id accepted so far.
+    #: The highest request id (or session counter) accepted so far.
     highest: int = 0
     #: Request ids accepted within ``REPLAY_WINDOW`` below ``highest``.
     seen: set[int] = field(default_factory=set)
+    claimed: IndexedHandle | None = None
+    #: The session counter of the last answer MAC'd with ``key`` (Handle.Net layout).
+    sent: int = 0
+    #: Set up the Handle.Net way (Diffie-Hellman): MACs in Handle.Net's layout only.
+    handle_net: bool = False
+
+    def authenticate(self, identity: IndexedHandle) -> bool:
+        """Bind the session to ``identity`` after a successful challenge answer."""
+        if self.claimed is not None and identity != self.claimed:
+            return False
+        self.identity = identity
+        return True
+
+    def next_counter(self) -> int:
+        self.sent += 1
+        return self.sent
 
     def mac(self, signed_data: bytes) -> bytes:
         return session_mac(self.key, signed_data)
@@ -176,13 +199,28 @@ class SessionTable:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def open(self, identity: IndexedHandle, now: float, timeout: int = 0) -> Session:
+    def open(
+        self,
+        identity: IndexedHandle | None,
+        now: float,
+        timeout: int = 0,
+        *,
+        key: bytes | None = None,
+        claimed: IndexedHandle | None = None,
+        handle_net: bool = False,
+    ) -> Session:
+        """A new session (``key``: an agreed session key; default a random one)."""
         seconds = min(float(timeout) if timeout else self.default_timeout, self.max_timeout)
         while True:
-            session_id = int.from_bytes(self._random(4), "big")
+            # Positive as a Java int: Handle.Net clients treat ids above 2**31 - 1 as none.
+            session_id = int.from_bytes(self._random(4), "big") & 0x7FFFFFFF
             if session_id and session_id not in self._sessions:
                 break
-        session = Session(session_id, identity, self._random(32), now + seconds)
+        session_key = self._random(32) if key is None else key
+        session = Session(
+            session_id, identity, session_key, now + seconds, claimed=claimed,
+            handle_net=handle_net,
+        )  # fmt: skip
         self._sessions[session_id] = session
         while len(self._sessions) > self.max_sessions:
             self._sessions.popitem(last=False)

@@ -1,0 +1,116 @@
+"""The server side of trust: signed answers and Diffie-Hellman sessions.
+
+``ServerTrust`` is what ``NativeHandler`` asks for
+
+* ``site``: the node's HS_SITE with the current server public key (a rotated
+  key shows within ``ServerKeyFile.check_interval`` seconds);
+* ``finish``: the last step before an answer leaves.  When the request is
+  certified (CT), the answer gets a credential: an HS_MAC with the session key
+  when the request came in a Handle.Net-style session (except SESSION_SETUP,
+  whose answer the client must check against the server key), else an
+  HS_SIGNED with the server key (``native_signing``).  A signed answer names
+  its request id, so it is never cached for replay to others;
+* ``open_dh_session``: SESSION_SETUP with key exchange DIFFIE_HELLMAN opens a
+  session at once, not yet bound to an identity (``Session.identity`` None),
+  as a Handle.Net server does; the client's first administrative request in it
+  is challenged and a successful answer binds the session.
+
+The key file is read on first use, so handlers that never sign never create one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import replace
+from pathlib import Path
+
+from iinode.codes import ResponseCode
+from iinode.errors import HandleError
+from iinode.identifiers import HandleName, IndexedHandle, SiteData
+from iinode.identifiers.site import with_public_key
+from iinode.node.server_keys import ServerKey, ServerKeyFile
+from iinode.proto import (
+    KeyExchangeMode,
+    Message,
+    OpCode,
+    OpFlag,
+    SessionSetupRequest,
+    SessionSetupResponse,
+)
+from iinode.resolution.native_dh import server_exchange
+from iinode.resolution.native_sessions import Session, SessionTable
+from iinode.resolution.native_signing import mac_message, sign_message, suggested_version
+
+#: The oldest suggested version whose DH answer carries the encryption algorithm.
+DH_MIN_VERSION = (2, 4)
+#: The oldest version whose session MAC this node computes (Handle.Net's 2.5/2.6 one is flawed).
+MAC_MIN_VERSION = (2, 7)
+
+
+class ServerTrust:
+    def __init__(self, data_dir: Path | None = None, keys: ServerKeyFile | None = None) -> None:
+        self._data_dir = data_dir
+        self._keys = keys
+
+    @property
+    def keys(self) -> ServerKeyFile:
+        if self._keys is None:
+            if self._data_dir is None:
+                raise HandleError.for_code(ResponseCode.ERROR, "this server has no key")
+            self._keys = ServerKeyFile(self._data_dir)
+        return self._keys
+
+    def key(self) -> ServerKey:
+        return self.keys.current()
+
+    def site(self, site: SiteData) -> SiteData:
+        """``site`` with the current public key in its server records."""
+        public = self.key().public_bytes
+        if all(server.public_key == public for server in site.servers):
+            return site
+        return with_public_key(site, public)
+
+    # -- answers ----------------------------------------------------------------------
+    def finish(self, request: Message, response: Message, session: Session | None) -> Message:
+        """``response`` with the credential a certified ``request`` asks for."""
+        if not request.flags & OpFlag.CT or not response.is_response:
+            return response
+        if (
+            session is not None
+            and session.session_id == response.session_id
+            and session.handle_net
+            and request.opcode != OpCode.SESSION_SETUP
+        ):
+            return mac_message(response, session.key, session.next_counter())
+        return sign_message(response, self.key().private)
+
+    async def finish_stream(
+        self, request: Message, messages: AsyncGenerator[Message, None], session: Session | None
+    ) -> AsyncGenerator[Message, None]:
+        """The continued messages of a streamed answer, each finished like the first."""
+        try:
+            async for message in messages:
+                yield self.finish(request, message, session)
+        finally:
+            await messages.aclose()
+
+    # -- sessions ---------------------------------------------------------------------
+    def open_dh_session(self, request: Message, sessions: SessionTable, now: float) -> Message:
+        """Answer a SESSION_SETUP with key exchange DIFFIE_HELLMAN: a new, unbound session."""
+        body = request.body
+        assert isinstance(body, SessionSetupRequest)
+        if suggested_version(request) < DH_MIN_VERSION or request.version < MAC_MIN_VERSION:
+            raise HandleError.for_code(
+                ResponseCode.SESSION_NO_SUPPORT,
+                "Diffie-Hellman sessions need protocol 2.7 or later",
+            )
+        data, key = server_exchange(body.public_key)
+        claimed = None
+        if body.identity_handle:
+            claimed = IndexedHandle(body.identity_index, HandleName.parse(body.identity_handle))
+        session = sessions.open(None, now, body.timeout, key=key, claimed=claimed, handle_net=True)
+        reply = request.reply(SessionSetupResponse(KeyExchangeMode.DIFFIE_HELLMAN, data))
+        return replace(reply, session_id=session.session_id)
+
+
+__all__ = ["ServerTrust"]
