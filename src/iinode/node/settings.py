@@ -91,6 +91,7 @@ class NodeSettings:
     negative_ttl: int = 60
     cache_url: str = ""
     max_referrals: int = 8
+    message_lifetime: int = 43_200
     telemetry: bool = True
     mqtt_url: str = "embedded"
     mqtt_port: int | None = None
@@ -321,6 +322,10 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "empty (in-process only) or redis://HOST:PORT/DB",
     ),
     "max_referrals": ("IINODE_MAX_REFERRALS", "referrals followed before giving up"),
+    "message_lifetime": (
+        "IINODE_MESSAGE_LIFETIME",
+        "seconds from now to the ExpirationTime of native protocol messages (default 43200)",
+    ),
     "telemetry": (
         "IINODE_TELEMETRY",
         "run the telemetry pipeline on an enterprise node (true/false)",

@@ -13,8 +13,13 @@ from dataclasses import dataclass
 from iinode.codes import TolerantIntEnum
 from iinode.errors import ConfigurationError
 
-#: Version of the protocol this codec writes (RFC 3652 is version 2.1).
+#: Version a message is written in when nothing else is said (RFC 3652 is version 2.1).
 PROTOCOL_VERSION = (2, 1)
+#: The highest version this node speaks: what its answers suggest (Handle.Net 9 speaks 2.11).
+NODE_VERSION = (2, 11)
+#: What this node's own client sends: the version Handle.Net 9 clients send to a site that
+#: advertises 2.10 (as this node's HS_SITE does), suggesting ``NODE_VERSION``.
+CLIENT_VERSION = (2, 10)
 #: The only major version a peer may speak to us.
 SUPPORTED_MAJOR_VERSION = 2
 #: Well-known port of the native protocol, UDP and TCP.
@@ -27,6 +32,16 @@ UDP_PACKET_SIZE = 512
 UDP_PAYLOAD_SIZE = UDP_PACKET_SIZE - ENVELOPE_SIZE
 #: Largest value of a 4-octet unsigned field.
 U32_MAX = 2**32 - 1
+#: Largest message a Handle.Net 9 peer accepts (its ``Common.MAX_MESSAGE_LENGTH``); the
+#: reference server sends an answer of up to this size over UDP, in as many packets as it takes.
+MAX_MESSAGE_LENGTH = 262_144
+#: Seconds a message stays valid: the reference sets ExpirationTime to now + 12 hours.
+DEFAULT_MESSAGE_LIFETIME = 43_200
+#: The MessageFlag bits that carry the suggested version (Handle.Net's use of reserved bits):
+#: major in the two low bits of the first octet, minor in the second octet; zero: none stated.
+SUGGESTED_MAJOR_MASK = 0x0300
+SUGGESTED_MINOR_MASK = 0x00FF
+SUGGESTED_VERSION_MASK = SUGGESTED_MAJOR_MASK | SUGGESTED_MINOR_MASK
 
 
 class OpCode(TolerantIntEnum):
@@ -75,7 +90,9 @@ class EnvelopeFlag(enum.IntFlag, boundary=enum.KEEP):
     """The 16-bit MessageFlag field of the envelope (RFC 3652 section 2.2.1.2).
 
     Other bits are reserved by the RFC; Handle.Net stores a suggested protocol
-    version in them, so they are kept as they are.
+    version in the low ten (``SUGGESTED_VERSION_MASK``; ``Message`` reads them into
+    ``suggested_version``), and other unknown bits are kept as they are.  Handle.Net
+    sets TC on every packet of a request sent as several UDP packets.
     """
 
     CP = 1 << 15  #: the message is compressed
@@ -104,6 +121,14 @@ class DigestAlgorithm(TolerantIntEnum):
     @property
     def hashlib_name(self) -> str | None:
         return _HASHLIB_NAMES.get(self)
+
+
+def digest_algorithm_for(version: tuple[int, int]) -> DigestAlgorithm:
+    """The request digest a message of ``version`` carries, as Handle.Net writes it:
+    MD5 (old format) before 2.1, SHA-1 from 2.1, SHA-256 from 2.7."""
+    if version < (2, 1):
+        return DigestAlgorithm.MD5_OLD_FORMAT
+    return DigestAlgorithm.SHA256 if version >= (2, 7) else DigestAlgorithm.SHA1
 
 
 _DIGEST_SIZES = {DigestAlgorithm.MD5: 16, DigestAlgorithm.SHA1: 20, DigestAlgorithm.SHA256: 32}
@@ -138,8 +163,8 @@ class ProtoLimits:
 
     #: Largest message (header, body and credential) accepted over TCP.
     max_message_bytes: int = 8 * 1024 * 1024
-    #: Largest message reassembled from UDP packets.
-    max_udp_message_bytes: int = 64 * 1024
+    #: Largest message reassembled from UDP packets (a Handle.Net peer sends up to 256 KiB).
+    max_udp_message_bytes: int = MAX_MESSAGE_LENGTH
     #: Messages being reassembled at once, per reassembler.
     max_pending_messages: int = 1024
     #: Octets held by all partial UDP messages together.

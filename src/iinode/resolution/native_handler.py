@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from iinode.codes import ResponseCode
 from iinode.errors import (
     AuthenticationFailed,
+    ConfigurationError,
     HandleError,
     HandleNotFound,
     IinodeError,
@@ -57,6 +58,7 @@ from iinode.identifiers import HandleName, IndexedHandle, Prefix, SiteData
 from iinode.node.auth import KDF_NAME, SECKEY_AUTH, decode_public_key
 from iinode.node.service import HandleService
 from iinode.proto import (
+    DEFAULT_MESSAGE_LIFETIME,
     ChallengeAnswer,
     ChallengeBody,
     CredentialType,
@@ -116,6 +118,8 @@ _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(
 LIST_PAGE = 10_000
 #: Octets of handle names per LIST_HANDLES message (each name costs 4 + its length).
 LIST_CHUNK_BYTES = 256 * 1024
+#: Largest ExpirationTime (a 4-octet field).
+_U32_MAX = 0xFFFF_FFFF
 #: Recursion count from which a recursive node refuses to resolve further.
 MAX_RECURSION = 8
 
@@ -167,6 +171,8 @@ class NativeHandler:
         list_chunk_bytes: int = LIST_CHUNK_BYTES,
         max_recursion: int = MAX_RECURSION,
         trust: ServerTrust | None = None,
+        message_lifetime: int = DEFAULT_MESSAGE_LIFETIME,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.service = service
         self.site = site
@@ -179,6 +185,41 @@ class NativeHandler:
         self.challenge_timeout = challenge_timeout
         self.list_chunk_bytes = list_chunk_bytes
         self.max_recursion = max_recursion
+        if not 0 < message_lifetime <= _U32_MAX:
+            raise ConfigurationError("message_lifetime must be a positive number of seconds")
+        #: Seconds from now each answer's ExpirationTime lies (Handle.Net: 12 hours).
+        self.message_lifetime = message_lifetime
+        self._wall_clock = wall_clock
+
+    def expiration(self) -> int:
+        """ExpirationTime for a message sent now: seconds since the epoch + ``message_lifetime``."""
+        return min(int(self._wall_clock()) + self.message_lifetime, _U32_MAX)
+
+    def stamp(self, message: Message) -> Message:
+        """``message`` with its ExpirationTime set (a Handle.Net client refuses an expired
+        one) and, as the Handle.Net server does, the site's serial number.  Anything that
+        signs an answer must sign the stamped message."""
+        if message.expiration:
+            return message
+        serial = message.site_serial or self.site.serial
+        return replace(message, expiration=self.expiration(), site_serial=serial)
+
+    def _stamped(self, outcome: Outcome) -> Outcome:
+        if outcome.message is None:
+            return outcome
+        more = outcome.more
+        if more is not None:
+            more = self._stamp_stream(more)
+        return replace(outcome, message=self.stamp(outcome.message), more=more)
+
+    async def _stamp_stream(
+        self, messages: AsyncGenerator[Message, None]
+    ) -> AsyncGenerator[Message, None]:
+        try:
+            async for message in messages:
+                yield self.stamp(message)
+        finally:
+            await messages.aclose()
         #: The server key: signs certified answers, published in the site (``native_trust``).
         self.trust = trust if trust is not None else ServerTrust(service.settings.data_dir)
 
@@ -195,7 +236,7 @@ class NativeHandler:
             outcome = await self._dispatch(request, state, identity)
         except Exception as exc:
             outcome = Outcome(self.failure(request, exc, state.address))
-        return self._certified(request, outcome)
+        return self._certified(request, self._stamped(outcome))
 
     def _certified(self, request: Message, outcome: Outcome) -> Outcome:
         """A certified request's answer with its credential (``native_trust``); the

@@ -148,6 +148,7 @@ class NativeServer:
             service, self.own_site(service), resolver=recursive_resolver(settings),
             counters=self.counters, offenders=self.offenders,
             list_chunk_bytes=min(LIST_CHUNK_BYTES, self.limits.max_message_bytes // 4),
+            message_lifetime=settings.message_lifetime,
         )  # fmt: skip
         self.handler = handler
         sock = bind_udp(self.host, self.port, reuse_port=self.reuse_port)
