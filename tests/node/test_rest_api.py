@@ -136,7 +136,12 @@ async def test_bad_writes_are_refused_and_change_nothing(
 
 
 async def test_malformed_json_is_refused(client: httpx.AsyncClient, service: HandleService) -> None:
-    r = await client.put("/api/handles/88.118.8/J", content=b"{not json", auth=ADMIN)  # type: ignore[arg-type]
+    r = await client.put(
+        "/api/handles/88.118.8/J",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+        auth=ADMIN,  # type: ignore[arg-type]
+    )
     assert r.status_code == 400
     assert "not valid JSON" in r.json()["message"]
     assert (

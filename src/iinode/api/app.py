@@ -17,9 +17,13 @@ from iinode.api.extensions import close_extensions, mount_extensions
 from iinode.api.handles import (
     GET_HANDLE_OPENAPI,
     HANDLE_RECORD_SCHEMA,
+    QUOTE_LIMIT,
+    bounded_message,
     build_router,
+    clip,
     json_response,
 )
+from iinode.api.native_http import NativeOverHttp
 from iinode.codes import ResponseCode, http_status
 from iinode.errors import HandleError, StorageError, TransportError
 from iinode.node.changes import COUNTER_FILE, ChangeCounter
@@ -31,12 +35,13 @@ from iinode.storage import open_store
 
 
 def _error_body(exc: HandleError, request: Request) -> dict[str, Any]:
-    body: dict[str, Any] = {"responseCode": int(exc.code), "message": exc.message}
+    # Messages and handles quote a bounded part of what the client sent.
+    body: dict[str, Any] = {"responseCode": int(exc.code), "message": bounded_message(exc.message)}
     handle = exc.handle
     if handle is None and request.url.path.startswith("/api/handles/"):
         handle = request.url.path.removeprefix("/api/handles/")
     if handle is not None:
-        body["handle"] = handle
+        body["handle"] = clip(handle, QUOTE_LIMIT)
     return body
 
 
@@ -55,7 +60,19 @@ def _base_app(lifespan: Any = None) -> FastAPI:
 
     @app.exception_handler(HandleError)
     async def on_handle_error(request: Request, exc: HandleError) -> Response:
-        return json_response(_error_body(exc, request), http_status(exc.code))
+        status = getattr(exc, "http_status", None) or http_status(exc.code)
+        return json_response(_error_body(exc, request), status)
+
+    @app.exception_handler(OverflowError)
+    async def on_overflow(request: Request, exc: OverflowError) -> Response:
+        # A number from the request too large for the store (page=, since=, ...).
+        body = {"responseCode": int(ResponseCode.PROTOCOL_ERROR), "message": "number too large"}
+        return json_response(body, 400)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        body = {"responseCode": int(ResponseCode.ERROR), "message": "internal error"}
+        return json_response(body, 500)
 
     @app.exception_handler(StorageError)
     async def on_storage_error(request: Request, exc: StorageError) -> Response:
@@ -82,6 +99,8 @@ def _base_app(lifespan: Any = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    # Native messages POSTed to this port (the HS_SITE's HTTP interface) bypass the routes.
+    app.add_middleware(NativeOverHttp)
     return app
 
 

@@ -5,18 +5,40 @@ HTTP statuses follow the Handle.Net REST API, so its clients (``pyhandle``)
 work unchanged.  Referrals, which Handle.Net's API does not have, are answered
 with ``307 Temporary Redirect`` to the owning node plus a JSON body carrying
 the response code (302/303), the delegated ``prefix`` and the HS_SITE values.
+
+Input is checked the way Handle.Net's ``HandleJsonRestApiServlet`` checks it:
+
+* the handle is the rest of the *raw* request path, percent-decoded to octets and
+  then decoded as strict UTF-8 (invalid UTF-8 is refused with 400, so different
+  octet strings never alias one handle); ``+`` is kept as ``+``; CR, LF and
+  other control characters reach the handle parser and are refused there;
+* a PUT must carry ``Content-Type: application/json`` (optionally with
+  parameters), else 400 ``Unsupported media type``; its body is a list of
+  values, ``{"values": [...]}`` (whose ``"handle"``, if present, must name the
+  same handle as the path: ``Mismatched handle in PUT request``) or one value;
+  every ``data`` object must say its ``format``;
+* ``index``, ``page`` and ``pageSize`` are 32-bit integers as Java parses them;
+* the body is read only after the caller is authenticated, and only up to
+  ``MAX_BODY_BYTES`` (a larger ``Content-Length`` is refused before reading);
+* a method a route does not serve gets 405 with an ``Allow`` header listing the
+  ones it does, and every error carries the Handle JSON error body
+  (``responseCode``, ``message``, ``handle``); a message quotes at most
+  ``QUOTE_LIMIT`` characters of the input it refuses.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qsl, quote, unquote, unquote_to_bytes
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from iinode.api.answer_cache import AnswerCache
 from iinode.codes import ResponseCode
@@ -26,6 +48,7 @@ from iinode.errors import (
     InvalidCredential,
     InvalidHandle,
     LocalProtocolError,
+    RemoteProtocolError,
     ValueInvalid,
     ValuesNotFound,
 )
@@ -36,6 +59,61 @@ from iinode.resolution import HttpResolver
 
 #: Largest request body accepted by PUT.
 MAX_BODY_BYTES = 4 * 1024 * 1024
+#: Characters of an offending input quoted in an error message, and of a whole message.
+QUOTE_LIMIT = 64
+MESSAGE_LIMIT = 4 * QUOTE_LIMIT
+#: Methods served on ``/api/handles/{handle}`` and on ``/api/handles``.
+HANDLE_METHODS = ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
+LIST_METHODS = ("GET", "HEAD", "OPTIONS")
+
+_API_PATH = b"/api/handles/"
+_JAVA_INT = re.compile(r"[+-]?[0-9]{1,10}\Z")
+_INT32 = 2**31
+_LONG_QUOTE = re.compile(rf"""(['"])([^'"]{{{QUOTE_LIMIT}}})[^'"]+\1""")
+_JSON_TYPE = re.compile(r"application/json\s*(;.*)?\Z", re.DOTALL)
+
+
+class _AnyText(Convertor[str]):
+    """A path parameter that, unlike ``:path``, also matches CR and LF (refused later)."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("handle", _AnyText())
+
+
+class RequestTooLarge(RemoteProtocolError):
+    """A request body over the limit (answered with HTTP 413)."""
+
+    http_status = 413
+
+
+def clip(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """At most ``limit`` characters of ``text``, marked when cut."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def quoted(text: str) -> str:
+    """``text`` as an error message quotes it: bounded, with escapes."""
+    return repr(clip(text))
+
+
+def bounded_message(message: str) -> str:
+    """``message`` with every quoted run cut to ``QUOTE_LIMIT`` characters, and the
+    whole cut to ``MESSAGE_LIMIT`` (for messages from layers that quote in full)."""
+    return clip(_LONG_QUOTE.sub(_cut_quote, message), MESSAGE_LIMIT)
+
+
+def _cut_quote(match: re.Match[str]) -> str:
+    quote_mark = match[1]
+    return f"{quote_mark}{match[2]}...{quote_mark}"
+
 
 _HANDLE_PARAM = {
     "name": "handle",
@@ -60,7 +138,16 @@ def _flag(request: Request, name: str, default: bool) -> bool:
         return True
     if raw.lower() in ("false", "0", "no"):
         return False
-    raise ValueInvalid(f"query parameter {name}={raw!r} must be true or false")
+    raise ValueInvalid(f"query parameter {name}={quoted(raw)} must be true or false")
+
+
+def java_int(name: str, raw: str) -> int:
+    """``raw`` as Java's ``Integer.parseInt`` reads it (a 32-bit integer), else 400."""
+    if _JAVA_INT.match(raw):
+        value = int(raw)
+        if -_INT32 <= value < _INT32:
+            return value
+    raise RemoteProtocolError(f"{name}={quoted(raw)} is not a 32-bit integer")
 
 
 def _indexes(request: Request) -> list[int] | None:
@@ -68,14 +155,99 @@ def _indexes(request: Request) -> list[int] | None:
     raw = request.query_params.getlist("index")
     if "various" in raw:
         return None
+    return [java_int("index", x) for x in raw]
+
+
+def handle_text(request: Request) -> str:
+    """The handle named by the request path, decoded from the raw path as strict UTF-8."""
+    raw = request.scope.get("raw_path")
+    at = raw.find(_API_PATH) if isinstance(raw, bytes) else -1
+    if not isinstance(raw, bytes) or at < 0:
+        text: str = request.path_params["handle"]
+        return text
     try:
-        return [int(x) for x in raw]
-    except ValueError:
-        raise ValueInvalid(f"index parameters {raw} must be integers") from None
+        return unquote_to_bytes(raw[at + len(_API_PATH) :]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidHandle("handle is not valid UTF-8") from None
 
 
-def _handle(path: str) -> HandleName:
-    return HandleName.parse(path)
+def _handle(text: str) -> HandleName:
+    if not text:
+        raise InvalidHandle("Empty handle invalid")
+    try:
+        return HandleName.parse(text)
+    except InvalidHandle as exc:
+        raise InvalidHandle(bounded_message(exc.message), handle=clip(text)) from None
+
+
+def _query_text(request: Request, name: str) -> str | None:
+    """One query parameter decoded as strict UTF-8 (``None`` when absent)."""
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidHandle(f"query parameter {name}= is not valid UTF-8") from None
+    return next((value for key, value in pairs if key == name), None)
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether a Content-Type names JSON, as Handle.Net's REST API accepts it."""
+    return content_type is not None and bool(_JSON_TYPE.match(content_type.strip().lower()))
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused once it would exceed ``limit`` octets.
+
+    A declared ``Content-Length`` over the limit is refused before any of the
+    body is read; a body without one is read only up to the limit.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not (declared.isascii() and declared.isdigit()):
+            raise RemoteProtocolError(f"Content-Length {quoted(declared)} is not a number")
+        if int(declared) > limit:
+            raise RequestTooLarge(f"request body is larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestTooLarge(f"request body is larger than {limit} bytes")
+    return bytes(body)
+
+
+def _same_handle(given: object, path: str) -> bool:
+    """Whether a body's ``"handle"`` names the path's handle (prefix case-insensitive)."""
+    if not isinstance(given, str):
+        return False
+    try:
+        return HandleName.parse(given) == HandleName.parse(path)
+    except InvalidHandle:
+        g_prefix, _, g_suffix = given.partition("/")
+        p_prefix, _, p_suffix = path.partition("/")
+        return g_prefix.upper() == p_prefix.upper() and g_suffix == p_suffix
+
+
+def values_of(doc: Any, path: str) -> list[Any]:
+    """The value list of a PUT body, checked as Handle.Net checks it."""
+    if isinstance(doc, list):
+        items: Any = doc
+    elif isinstance(doc, dict) and "values" in doc:
+        if "handle" in doc and not _same_handle(doc["handle"], path):
+            raise RemoteProtocolError("Mismatched handle in PUT request")
+        items = doc["values"] if doc["values"] is not None else []
+    elif isinstance(doc, dict) and {"index", "type", "data"} <= doc.keys():
+        items = [doc]  # one value
+    else:
+        raise RemoteProtocolError("Invalid JSON in PUT request")
+    if not isinstance(items, list):
+        raise ValueInvalid("'values' must be a list")
+    for item in items:
+        data = item.get("data") if isinstance(item, dict) else None
+        if isinstance(data, dict) and "format" not in data:
+            index = item.get("index")
+            where = f"index {index}" if isinstance(index, int) else "a value"
+            raise RemoteProtocolError(f"data of {where} has no format")
+    return items
 
 
 def _credentials(request: Request) -> Credentials | None:
@@ -84,7 +256,9 @@ def _credentials(request: Request) -> Credentials | None:
         return None
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "basic":
-        raise InvalidCredential(f"authorization scheme {scheme!r} is not supported; use Basic")
+        raise InvalidCredential(
+            f"authorization scheme {quoted(scheme)} is not supported; use Basic"
+        )
     try:
         text = base64.b64decode(token.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
@@ -98,7 +272,9 @@ def _credentials(request: Request) -> Credentials | None:
     try:
         identity = IndexedHandle.parse(unquote(user))
     except InvalidHandle as exc:
-        raise InvalidCredential(f"user name must be index:handle ({exc.message})") from None
+        raise InvalidCredential(
+            f"user name must be index:handle ({bounded_message(exc.message)})"
+        ) from None
     return Credentials(identity, secret)
 
 
@@ -150,7 +326,9 @@ def build_router(
     recursive_node = service.settings.role.value == "recursive"
 
     async def get_handle(request: Request) -> Response:
-        handle: str = request.path_params["handle"]
+        handle = handle_text(request)
+        if not handle and "prefix" in request.query_params:
+            return await list_handles(request)  # GET /api/handles/?prefix=, as Handle.Net
         key = None
         generation = 0
         if cache is not None and not recursive_node and "authorization" not in request.headers:
@@ -198,11 +376,11 @@ def build_router(
     # A plain Starlette route: the hot read path skips FastAPI's parameter
     # injection and validation; its OpenAPI entry is GET_HANDLE_OPENAPI.
     router.routes.append(
-        Route("/api/handles/{handle:path}", get_handle, methods=["GET"], include_in_schema=False)
+        Route("/api/handles/{handle:handle}", get_handle, methods=["GET"], include_in_schema=False)
     )
 
     @router.put(
-        "/api/handles/{handle:path}",
+        "/api/handles/{handle:handle}",
         summary="Create a handle, replace its record, or add/replace values (with index=)",
         openapi_extra={
             "parameters": [
@@ -231,21 +409,28 @@ def build_router(
         },
         status_code=201,
     )
-    async def put_handle(handle: str, request: Request) -> Response:
-        name = service.mint(handle) if _flag(request, "mintNewSuffix", False) else _handle(handle)
+    async def put_handle(request: Request) -> Response:
+        handle = handle_text(request)
+        if _flag(request, "mintNewSuffix", False):
+            try:
+                name = service.mint(handle)
+            except InvalidHandle as exc:
+                raise InvalidHandle(bounded_message(exc.message), handle=clip(handle)) from None
+        else:
+            name = _handle(handle)
         overwrite = _flag(request, "overwrite", True)
         indexes = _indexes(request)
+        content_type = request.headers.get("content-type")
+        if not is_json(content_type):
+            raise RemoteProtocolError(f"Unsupported media type {quoted(content_type or '')}")
         identity = await authenticate(service, request, required=True)
         assert identity is not None
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise ValueInvalid(f"request body is larger than {MAX_BODY_BYTES} bytes")
+        body = await read_body(request)
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise ValueInvalid(f"request body is not valid JSON: {exc}") from None
-        items = doc.get("values") if isinstance(doc, dict) else doc
-        record = record_from_json(items)
+            raise ValueInvalid(f"request body is not valid JSON: {clip(str(exc))}") from None
+        record = record_from_json(values_of(doc, handle))
         if indexes is None or indexes:
             if indexes:
                 stray = sorted({v.index for v in record} - set(indexes))
@@ -259,7 +444,7 @@ def build_router(
         return json_response({"responseCode": 1, "handle": str(name)}, 201 if created else 200)
 
     @router.delete(
-        "/api/handles/{handle:path}",
+        "/api/handles/{handle:handle}",
         summary="Delete a handle, or the values at the given indexes",
         openapi_extra={
             "parameters": [
@@ -271,8 +456,8 @@ def build_router(
             ]
         },
     )
-    async def delete_handle(handle: str, request: Request) -> Response:
-        name = _handle(handle)
+    async def delete_handle(request: Request) -> Response:
+        name = _handle(handle_text(request))
         indexes = _indexes(request)
         identity = await authenticate(service, request, required=True)
         assert identity is not None
@@ -296,15 +481,15 @@ def build_router(
         },
     )
     async def list_handles(request: Request) -> Response:
-        raw_prefix = request.query_params.get("prefix")
+        raw_prefix = _query_text(request, "prefix")
         if not raw_prefix:
             raise ValueInvalid("query parameter prefix= is required")
-        prefix = Prefix(raw_prefix.removeprefix("0.NA/"))
         try:
-            page = int(request.query_params.get("page", "0"))
-            size = int(request.query_params.get("pageSize", "1000"))
-        except ValueError:
-            raise ValueInvalid("page and pageSize must be integers") from None
+            prefix = Prefix(raw_prefix.removeprefix("0.NA/"))
+        except InvalidHandle as exc:
+            raise InvalidHandle(bounded_message(exc.message)) from None
+        page = java_int("page", request.query_params.get("page", "0"))
+        size = java_int("pageSize", request.query_params.get("pageSize", "1000"))
         if page < 0 or not 0 < size <= 10_000:
             raise ValueInvalid("page must be >= 0 and pageSize within 1..10000")
         identity = await authenticate(service, request, required=True)
@@ -321,7 +506,38 @@ def build_router(
             }
         )
 
+    # Every other method, on both paths: 405 with the Allow header of the path
+    # (OPTIONS answers with the header alone).  Routes are tried in order, so
+    # these catch only what the routes above do not serve.
+    router.routes.append(
+        Route("/api/handles/{handle:handle}", NotServed(HANDLE_METHODS), include_in_schema=False)
+    )
+    router.routes.append(Route("/api/handles", NotServed(LIST_METHODS), include_in_schema=False))
     return router
+
+
+class NotServed:
+    """The ASGI app answering the methods a path does not serve (``methods``: the
+    ones it does): 405 with the path's ``Allow`` header and a Handle JSON error
+    body; OPTIONS gets the header alone.  An app rather than a function, so its
+    route matches every method, including ones Starlette does not know.
+    """
+
+    def __init__(self, methods: tuple[str, ...]) -> None:
+        self.allow = ", ".join(methods)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = str(scope.get("method", ""))
+        headers = {"Allow": self.allow}
+        if method == "OPTIONS":
+            response = Response(status_code=200, headers=headers)
+        else:
+            body = {
+                "responseCode": int(ResponseCode.PROTOCOL_ERROR),
+                "message": f"method {quoted(method)} is not allowed here; use {self.allow}",
+            }
+            response = json_response(body, 405, headers)
+        await response(scope, receive, send)
 
 
 #: The OpenAPI operation of the plain GET route (merged into the document by the app).
