@@ -14,7 +14,14 @@ import pytest
 from iinode.codes import ResponseCode
 from iinode.identifiers import HandleValue, UrlData
 from iinode.node.settings import Role
-from iinode.proto import EnvelopeFlag, Message, OpCode, ResolutionRequest, ResolutionResponse
+from iinode.proto import (
+    EnvelopeFlag,
+    Message,
+    OpCode,
+    ResolutionRequest,
+    ResolutionResponse,
+    UdpReassembler,
+)
 from iinode.resolution.native_client import NativeClient, next_request_id
 from iinode.resolution.native_ratelimit import ResponseRateLimit
 from iinode.resolution.native_udp import UdpFastCache, UdpTransport
@@ -49,17 +56,40 @@ def receive_all(sock: socket.socket, quiet: float = 0.3) -> list[bytes]:
             return packets
 
 
-def test_a_large_answer_draws_one_truncated_packet_and_tcp_gets_it_all(node: Node) -> None:
+def test_a_large_answer_comes_in_several_packets_like_the_reference_server(node: Node) -> None:
     request = resolution_request("88.118.8/HUGE", 41)
-    assert len(request) < 100
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.sendto(request, node.address)
         packets = receive_all(s)
-    assert len(packets) == 1  # was up to 16 x 512 octets for an 80-octet request
+    length = int.from_bytes(packets[0][16:20], "big")
+    assert len(packets) == -(-length // 492) > 1
+    assert sorted(int.from_bytes(p[12:16], "big") for p in packets) == list(range(len(packets)))
+    assert all(len(p) <= 512 for p in packets)
+    # As the Handle.Net server sends them: no TC flag, the request's flags otherwise.
+    assert not any(int.from_bytes(p[2:4], "big") & EnvelopeFlag.TC for p in packets)
+    reassembler = UdpReassembler()
+    frames = [reassembler.receive("server", p, 0.0) for p in packets]
+    frame = next(f for f in frames if f is not None)
+    answer = Message.from_frame(frame)
+    assert answer.request_id == 41
+    assert isinstance(answer.body, ResolutionResponse)
+    assert len(answer.body.values) == len(HUGE)
+
+
+def test_an_answer_over_the_udp_limit_draws_one_truncated_packet_and_tcp_gets_it_all(
+    node: Node,
+) -> None:
+    udp(node).max_response_bytes = 1000
+    request = resolution_request("88.118.8/HUGE", 42)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(request, node.address)
+        packets = receive_all(s)
+    assert len(packets) == 1
     answer = Message.from_wire(packets[0])
     assert answer.envelope_flags & EnvelopeFlag.TC
-    assert answer.request_id == 41
-    assert sum(len(p) for p in packets) < 6 * len(request)
+    assert answer.response_code == ResponseCode.ERROR
+    assert answer.request_id == 42
+    assert answer.expiration > time.time()
 
     async def over_the_client() -> tuple[Message, str]:
         client = NativeClient(timeout=1.0)
@@ -74,6 +104,20 @@ def test_a_large_answer_draws_one_truncated_packet_and_tcp_gets_it_all(node: Nod
     assert via == "tcp"
     assert isinstance(response.body, ResolutionResponse)
     assert len(response.body.values) == len(HUGE)
+
+
+def test_a_multi_packet_answer_costs_its_source_one_token_per_packet(node: Node) -> None:
+    transport = udp(node)
+    transport.rate_limit = ResponseRateLimit(rate=0.001, burst=12)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(resolution_request("88.118.8/HUGE", 43), node.address)
+        first = receive_all(s)
+        s.sendto(resolution_request("88.118.8/HUGE", 44), node.address)
+        second = receive_all(s)
+    assert 1 < len(first) <= 12
+    # The bucket holds fewer tokens than the answer has packets: one TC error instead.
+    assert len(second) == 1
+    assert Message.from_wire(second[0]).envelope_flags & EnvelopeFlag.TC
 
 
 def test_the_slow_path_answers_each_source_at_a_bounded_rate(node: Node) -> None:
@@ -135,31 +179,37 @@ class RacingCounter:
         return seen
 
 
+def cacheable(datagram: bytes) -> bytes:
+    key = UdpFastCache.key(datagram, Message.from_wire(datagram))
+    assert key is not None
+    return key
+
+
 def test_an_answer_read_before_a_write_is_never_filed_under_the_new_version() -> None:
     counter = RacingCounter()
     cache = UdpFastCache(counter)  # type: ignore[arg-type]
     request = resolution_request("88.118.8/X", 1)
-    key = UdpFastCache.key(request)
-    assert key is not None
-    response = request[:8] + b"\x00" * 4 + b"stale answer"
+    key = cacheable(request)
+    response = bytes(range(8)) + b"\x00" * 4 + bytes(range(40))
     version = cache.version
     counter.race = cache.refresh
     cache.fill(key, response, version)
     assert cache.version == 2
-    assert cache.answer(request) is None  # the stale answer is not served
-    # Without a race, an answer is filed and served.
+    assert cache.answer(request, b"EXPI") is None  # the stale answer is not served
+    # Without a race, an answer is filed and served, with the new request id and expiration.
     cache.fill(key, response, cache.version)
-    assert cache.answer(b"\x02\x01\x00\x00\x00\x00\x00\x00" + b"\x00\x00\x00\x09" + request[12:])
+    again = request[:8] + b"\x00\x00\x00\x09" + request[12:]
+    assert cache.answer(again, b"EXPI") == (
+        response[:8] + b"\x00\x00\x00\x09" + response[12:36] + b"EXPI" + response[40:]
+    )
 
 
 def test_fill_after_a_refresh_is_dropped() -> None:
     counter = RacingCounter()
     cache = UdpFastCache(counter)  # type: ignore[arg-type]
-    request = resolution_request("88.118.8/X", 1)
-    key = UdpFastCache.key(request)
-    assert key is not None
+    key = cacheable(resolution_request("88.118.8/X", 1))
     old = cache.version
     counter.current += 1
     cache.refresh()
-    cache.fill(key, request, old)
+    cache.fill(key, resolution_request("88.118.8/X", 1), old)
     assert cache.table == {}

@@ -17,7 +17,8 @@ EXPECTED = {
     "RemoveValueRequest", "RequestDigest", "ResolutionRequest", "ResolutionResponse",
     "SessionExchangeKeyRequest", "SessionSetupRequest", "SessionSetupResponse",
     "SiteInfoResponse", "TcpFramer", "UdpReassembler", "ValuesRequest", "VerifyRequest",
-    "VerifyResponse", "body_type", "packet_count", "to_packets",
+    "VerifyResponse", "body_type", "packet_count", "to_packets", "CLIENT_VERSION",
+    "DEFAULT_MESSAGE_LIFETIME", "MAX_MESSAGE_LENGTH", "NODE_VERSION", "digest_algorithm_for",
 }  # fmt: skip
 
 FORBIDDEN = {"socket", "asyncio", "selectors", "ssl"}

@@ -138,7 +138,8 @@ def messages(draw: st.DrawFn) -> Message:
     return Message(
         opcode, body, code, flags, draw(u32), draw(u32), draw(st.integers(0, 65535)),  # type: ignore[arg-type]
         draw(st.integers(0, 255)), draw(u32), digest, draw(st.none() | credentials),
-        (2, draw(st.integers(0, 255))), EnvelopeFlag(draw(st.integers(0, 0x1FFF))),
+        (2, draw(st.integers(0, 255))), EnvelopeFlag(draw(st.integers(0, 0x1FFF)) & ~0x03FF),
+        draw(st.none() | st.tuples(st.integers(1, 3), st.integers(0, 255))),
     )  # fmt: skip
 
 

@@ -117,7 +117,8 @@ MESSAGES = [
             session_id=5, site_serial=65535, recursion_count=255, expiration=2**32 - 1,
             request_digest=RequestDigest(DigestAlgorithm.SHA256, bytes(32)),
             credential=Credential("0.NA/88", 300, "HS_MAC", "HMAC-SHA256", b"m" * 32),
-            version=(2, 10), envelope_flags=EnvelopeFlag.TC | EnvelopeFlag(0x0102)),
+            version=(2, 10), envelope_flags=EnvelopeFlag.TC | EnvelopeFlag(0x0400),
+            suggested_version=(2, 11)),
     Message(OpCode.DELETE_HANDLE, EmptyBody(), OK, OpFlag.RD,
             request_digest=RequestDigest(DigestAlgorithm.MD5_OLD_FORMAT, b"d" * 16)),
 ]  # fmt: skip
@@ -143,8 +144,10 @@ def test_reply_echoes_request_and_digest() -> None:
     decoded = Message.from_wire(req.to_wire())
     answer = decoded.reply(ResolutionResponse("88.1/x", (VALUES[0],)), flags=OpFlag.AT)
     assert (answer.request_id, answer.session_id) == (42, 3)
-    assert answer.flags == OpFlag.AT | OpFlag.RD
-    assert answer.request_digest == RequestDigest.of(req.signed_data())
+    assert answer.flags == OpFlag.AT | OpFlag.REC | OpFlag.RD
+    # a 2.1 request: the answer is written in 2.1, whose request digest is SHA-1
+    assert (answer.version, answer.suggested_version) == ((2, 1), (2, 11))
+    assert answer.request_digest == RequestDigest.of(req.signed_data(), DigestAlgorithm.SHA1)
     err = req.error_reply(ResponseCode.HANDLE_NOT_FOUND, "no such handle")
     assert Message.from_wire(err.to_wire()).body == ErrorBody("no such handle")
 

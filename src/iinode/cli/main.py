@@ -16,10 +16,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+import iinode
 from iinode.cli.common import node_settings, setting_options
 from iinode.cli.equipment import app as equipment_app
 from iinode.cli.keys import app as keys_app
 from iinode.cli.monitor import app as monitor_app
+from iinode.cli.settings_cmd import show_settings
 from iinode.cli.simulate import app as simulate_app
 from iinode.cli.telemetry import app as telemetry_app
 from iinode.errors import HandleError, IinodeError
@@ -49,6 +51,25 @@ app.add_typer(keys_app, name="keys")
 console = Console()
 err = Console(stderr=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"iinode {iinode.__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """iinode: an Industrial Internet node."""
+
+
 DataDir = Annotated[
     Path, typer.Option("--data-dir", help="the node's data directory", envvar="IINODE_DATA_DIR")
 ]
@@ -58,7 +79,7 @@ Secret = Annotated[
 
 
 def fail(message: str) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -471,6 +492,9 @@ def demo(
             console, base_port=base_port, duration=duration, data_dir=data_dir, products=products
         )
     )
+
+
+app.command("settings")(show_settings)
 
 
 def run() -> None:

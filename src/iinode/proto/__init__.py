@@ -36,9 +36,13 @@ from iinode.proto._envelope import Envelope, Header
 from iinode.proto._message import Frame, Message
 from iinode.proto._registry import REQUEST_BODIES, RESPONSE_BODIES, SUCCESS_BODIES, body_type
 from iinode.proto._tables import (
+    CLIENT_VERSION,
+    DEFAULT_MESSAGE_LIFETIME,
     DEFAULT_PORT,
     ENVELOPE_SIZE,
     HEADER_SIZE,
+    MAX_MESSAGE_LENGTH,
+    NODE_VERSION,
     PROTOCOL_VERSION,
     UDP_PACKET_SIZE,
     UDP_PAYLOAD_SIZE,
@@ -49,16 +53,21 @@ from iinode.proto._tables import (
     OpCode,
     OpFlag,
     ProtoLimits,
+    digest_algorithm_for,
 )
 from iinode.proto._tcp import CLOSED, NEED_DATA, TcpFramer
 from iinode.proto._udp import ReassemblyStats, UdpReassembler, packet_count, to_packets
 
 __all__ = [
+    "CLIENT_VERSION",
     "CLOSED",
+    "DEFAULT_MESSAGE_LIFETIME",
     "DEFAULT_PORT",
     "ENVELOPE_SIZE",
     "HEADER_SIZE",
+    "MAX_MESSAGE_LENGTH",
     "NEED_DATA",
+    "NODE_VERSION",
     "PROTOCOL_VERSION",
     "REQUEST_BODIES",
     "RESPONSE_BODIES",
@@ -102,6 +111,7 @@ __all__ = [
     "VerifyRequest",
     "VerifyResponse",
     "body_type",
+    "digest_algorithm_for",
     "packet_count",
     "to_packets",
 ]

@@ -27,6 +27,8 @@ from iinode.proto._tables import (
     NO_ENVELOPE_FLAGS,
     NO_OP_FLAGS,
     PROTOCOL_VERSION,
+    SUGGESTED_MAJOR_MASK,
+    SUGGESTED_MINOR_MASK,
     SUPPORTED_MAJOR_VERSION,
     EnvelopeFlag,
     OpCode,
@@ -64,6 +66,11 @@ class Envelope:
             raise LocalProtocolError("version must be (major, minor)")
         check_uint("major version", self.version[0], 8)
         check_uint("minor version", self.version[1], 8)
+
+    @property
+    def suggested_version(self) -> tuple[int, int] | None:
+        """The version the sender suggests (Handle.Net's MessageFlag bits), if it states one."""
+        return suggested_in(int(self.flags))
 
     def to_wire(self) -> bytes:
         return _ENVELOPE.pack(
@@ -124,6 +131,25 @@ class Header:
         )
         return cls(OpCode(op), ResponseCode(rc), OpFlag(flags), serial, recursion, expiration,
                    body_length)  # fmt: skip
+
+
+def suggested_in(flags: int) -> tuple[int, int] | None:
+    """The suggested version held in a MessageFlag word, or ``None`` when its bits are zero."""
+    major = (flags & SUGGESTED_MAJOR_MASK) >> 8
+    if not major:
+        return None
+    return major, flags & SUGGESTED_MINOR_MASK
+
+
+def suggestion_bits(version: tuple[int, int] | None) -> int:
+    """The MessageFlag bits stating ``version`` as the suggested one (0 for ``None``)."""
+    if version is None:
+        return 0
+    major, minor = version
+    if not (isinstance(major, int) and isinstance(minor, int) and 1 <= major <= 3
+            and 0 <= minor <= 0xFF):  # fmt: skip
+        raise LocalProtocolError(f"suggested version {version!r} does not fit the MessageFlag")
+    return major << 8 | minor
 
 
 def pack_envelope(

@@ -3,8 +3,13 @@
 ``Message.to_wire`` gives the octets of one message with its envelope (what TCP
 carries, and what one UDP packet carries when the message is small);
 ``Message.from_frame`` decodes what a framer (``TcpFramer``, ``UdpReassembler``)
-delivered.  Any malformed input raises ``RemoteProtocolError``; an attempt to
-build or encode something the protocol cannot carry raises ``LocalProtocolError``.
+delivered.  ``Message.reply`` writes an answer the way the Handle.Net 9 server
+does: in the version the request suggests (at most ``NODE_VERSION``),
+suggesting ``NODE_VERSION``, echoing the request's AT, CT, CA, PO and DNRF flags
+with REC set, and with the request digest the answer's version implies.  The
+codec reads no clock: ExpirationTime is whatever the caller passes.  Any
+malformed input raises ``RemoteProtocolError``; an attempt to build or encode
+something the protocol cannot carry raises ``LocalProtocolError``.
 """
 
 from __future__ import annotations
@@ -18,24 +23,37 @@ from iinode.errors import HandleError, LocalProtocolError, RemoteProtocolError
 from iinode.identifiers.wire import WireReader, WireWriter
 from iinode.proto._bodies import Body, ErrorBody
 from iinode.proto._credential import Credential, RequestDigest
-from iinode.proto._envelope import Envelope, Header, check_uint, pack_envelope
+from iinode.proto._envelope import (
+    Envelope,
+    Header,
+    check_uint,
+    pack_envelope,
+    suggested_in,
+    suggestion_bits,
+)
 from iinode.proto._registry import body_type
 from iinode.proto._tables import (
     ENVELOPE_SIZE,
     HEADER_SIZE,
     NO_ENVELOPE_FLAGS,
     NO_OP_FLAGS,
+    NODE_VERSION,
     PROTOCOL_VERSION,
+    SUGGESTED_VERSION_MASK,
     U32_MAX,
     DigestAlgorithm,
     EnvelopeFlag,
     OpCode,
     OpFlag,
+    digest_algorithm_for,
 )
 
 _NO_CREDENTIAL = b"\x00\x00\x00\x00"
 _UNSUPPORTED_ENVELOPE = EnvelopeFlag.CP | EnvelopeFlag.EC
 _HEADER = struct.Struct(">IIIHBBII")
+#: Request flags a Handle.Net server copies into its answer (``takeValuesFrom``); it also
+#: always sets REC.  ENC is not echoed: this node does not encrypt.
+ECHOED_FLAGS = OpFlag.AT | OpFlag.CT | OpFlag.CA | OpFlag.PO | OpFlag.DNRF
 _CODE_FIELDS = (
     ("opcode", OpCode),
     ("response_code", ResponseCode),
@@ -69,6 +87,9 @@ class Message:
     credential: Credential | None = None
     version: tuple[int, int] = PROTOCOL_VERSION
     envelope_flags: EnvelopeFlag = NO_ENVELOPE_FLAGS
+    #: The version the sender suggests for the answer (Handle.Net's use of the MessageFlag's
+    #: reserved bits); ``None``: not stated, which means ``version``.
+    suggested_version: tuple[int, int] | None = None
     #: Header and body octets as received (what a credential signs); empty when built locally.
     received_bytes: bytes = field(default=b"", compare=False, repr=False)
 
@@ -82,6 +103,10 @@ class Message:
             self._explain_range_error()
         if self.envelope_flags & _UNSUPPORTED_ENVELOPE:
             raise LocalProtocolError("compressed or encrypted messages are not supported")
+        if self.envelope_flags & SUGGESTED_VERSION_MASK:
+            raise LocalProtocolError("the suggested version goes in suggested_version, not flags")
+        if self.suggested_version is not None:
+            suggestion_bits(self.suggested_version)
         expected = body_type(self.opcode, self.response_code)
         if type(self.body) is not expected:
             raise LocalProtocolError(
@@ -146,6 +171,16 @@ class Message:
         return self.response_code != ResponseCode.RESERVED
 
     @property
+    def suggests(self) -> tuple[int, int]:
+        """The version an answer to this message should be written in (at most)."""
+        return self.suggested_version or self.version
+
+    @property
+    def flag_word(self) -> int:
+        """The envelope's 16-bit MessageFlag: flags and the suggested version."""
+        return int(self.envelope_flags) | suggestion_bits(self.suggested_version)
+
+    @property
     def header(self) -> Header:
         return Header(self.opcode, self.response_code, self.flags, self.site_serial,
                       self.recursion_count, self.expiration, len(self._body_bytes()))  # fmt: skip
@@ -153,7 +188,7 @@ class Message:
     def envelope(self, sequence: int = 0, length: int | None = None) -> Envelope:
         size = len(self.payload()) if length is None else length
         return Envelope(self.request_id, self.session_id, sequence, size,
-                        self.envelope_flags, self.version)  # fmt: skip
+                        EnvelopeFlag(self.flag_word), self.version)  # fmt: skip
 
     # -- encoding ------------------------------------------------------------------
     def _body_bytes(self) -> bytes:
@@ -184,7 +219,7 @@ class Message:
     def to_wire(self) -> bytes:
         """Envelope and payload, as one TCP message or one UDP packet."""
         payload = self.payload()
-        envelope = pack_envelope(self.version, int(self.envelope_flags), self.session_id,
+        envelope = pack_envelope(self.version, self.flag_word, self.session_id,
                                  self.request_id, 0, len(payload))  # fmt: skip
         return envelope + payload
 
@@ -228,9 +263,11 @@ class Message:
         credential = (
             Credential.read_section(WireReader(payload, end)) if len(payload) > end else None
         )
+        flag_word = int(env.flags)
         return cls(opcode, body, code, op_flags, env.request_id, env.session_id, serial,
-                   recursion, expiration, digest, credential, env.version, env.flags,
-                   payload[:end])  # fmt: skip
+                   recursion, expiration, digest, credential, env.version,
+                   EnvelopeFlag(flag_word & ~SUGGESTED_VERSION_MASK),
+                   suggested_in(flag_word), payload[:end])  # fmt: skip
 
     # -- building answers ----------------------------------------------------------
     def reply(
@@ -242,19 +279,28 @@ class Message:
         site_serial: int = 0,
         expiration: int = 0,
         credential: Credential | None = None,
-        digest_algorithm: DigestAlgorithm = DigestAlgorithm.SHA256,
+        digest_algorithm: DigestAlgorithm | None = None,
     ) -> Message:
-        """A response to this request; carries a request digest if the request asked (RD)."""
+        """A response to this request, written as a Handle.Net 9 server writes it.
+
+        Its version is the one the request suggests, at most ``NODE_VERSION``; it
+        suggests ``NODE_VERSION``; its flags are ``flags`` with REC and the request's
+        ``ECHOED_FLAGS``; it carries a request digest if the request asked (RD), by
+        default with the algorithm its version implies (``digest_algorithm_for``).
+        ``expiration`` is the ExpirationTime (seconds since the epoch; the caller's clock).
+        """
         if self.is_response:
             raise LocalProtocolError("cannot reply to a response")
+        version = min(self.suggests, NODE_VERSION)
         digest = None
-        flags = OpFlag(flags) & ~OpFlag.RD
+        flags = (OpFlag(flags) & ~OpFlag.RD) | OpFlag.REC | (self.flags & ECHOED_FLAGS)
         if self.flags & OpFlag.RD:
-            digest = RequestDigest.of(self.signed_data(), digest_algorithm)
+            algorithm = digest_algorithm or digest_algorithm_for(version)
+            digest = RequestDigest.of(self.signed_data(), algorithm)
             flags |= OpFlag.RD
         return Message(self.opcode, body, code, flags, self.request_id, self.session_id,
                        site_serial, self.recursion_count, expiration, digest, credential,
-                       self.version)  # fmt: skip
+                       version, suggested_version=NODE_VERSION)  # fmt: skip
 
     def error_reply(
         self, code: ResponseCode, message: str = "", indexes: tuple[int, ...] = ()
@@ -263,6 +309,11 @@ class Message:
         return self.reply(ErrorBody(message, indexes), code)
 
     def as_error(self, message: str, code: ResponseCode = ResponseCode.ERROR) -> Message:
-        """This response's header with an error body instead (e.g. an answer too big to send)."""
-        return Message(self.opcode, ErrorBody(message), code, request_id=self.request_id,
-                       session_id=self.session_id, version=self.version)  # fmt: skip
+        """This response's header with an error body instead (e.g. an answer too big to send).
+
+        Keeps its version, suggestion, expiration, flags (but CN) and request digest.
+        """
+        return Message(self.opcode, ErrorBody(message), code, self.flags & ~OpFlag.CN,
+                       self.request_id, self.session_id, self.site_serial, self.recursion_count,
+                       self.expiration, self.request_digest, None, self.version,
+                       suggested_version=self.suggested_version)  # fmt: skip

@@ -3,6 +3,9 @@
 Every packet carries the message envelope.  Its SequenceNumber says which
 fragment it is (0, 1, ...), each fragment but the last holding 492 octets, and
 its MessageLength is the length of the whole message, the same in every packet.
+A request of several packets has the TC flag in each of them: a Handle.Net
+server reassembles only packets so marked.  An answer of several packets does
+not (the Handle.Net server sends its answers with the request's flags).
 
 ``UdpReassembler`` is sans-IO: the caller passes each datagram with its source
 and the current time, and gets a ``Frame`` back when a message is complete.
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from iinode.errors import RemoteProtocolError
 from iinode.proto._envelope import Envelope, pack_envelope
 from iinode.proto._message import Frame, Message
-from iinode.proto._tables import ENVELOPE_SIZE, UDP_PAYLOAD_SIZE, ProtoLimits
+from iinode.proto._tables import ENVELOPE_SIZE, UDP_PAYLOAD_SIZE, EnvelopeFlag, ProtoLimits
 
 
 def packet_count(length: int) -> int:
@@ -30,7 +33,9 @@ def packet_count(length: int) -> int:
 def to_packets(message: Message) -> list[bytes]:
     """The UDP packets of ``message``, each at most 512 octets."""
     payload = message.payload()
-    flags, length = int(message.envelope_flags), len(payload)
+    flags, length = message.flag_word, len(payload)
+    if length > UDP_PAYLOAD_SIZE and not message.is_response:
+        flags |= EnvelopeFlag.TC
     return [
         pack_envelope(message.version, flags, message.session_id, message.request_id, seq, length)
         + payload[seq * UDP_PAYLOAD_SIZE : (seq + 1) * UDP_PAYLOAD_SIZE]

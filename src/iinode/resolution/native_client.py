@@ -2,7 +2,11 @@
 
 ``NativeClient.request`` sends one message to one server: over UDP first (each
 attempt waits ``timeout``, ``retries`` extra attempts), then over TCP when the
-UDP answer is truncated (TC) or UDP timed out, or straight over TCP when asked.
+UDP answer is a truncation error (TC) or UDP timed out, or straight over TCP
+when asked.  An answer of several UDP packets is reassembled (a Handle.Net
+server sends up to 256 KiB that way).  A request without a credential gets an
+ExpirationTime of now + ``message_lifetime`` (a Handle.Net server, like this
+node, answers with one of its own, which the client does not check).
 The client keeps one unconnected UDP socket per address family for its whole
 life (``native_udp_client``) and hands each datagram to the request waiting for
 its request id from its source address; late, duplicate and spoofed answers are
@@ -17,7 +21,11 @@ referral or error) into a ``RemoteAnswer``.  Answers, sites and delegations are
 cached by TTL in the driver's ``ResolutionCache``.  Each resolution request
 carries a fresh random request id, and an answer about another handle than the
 one asked is refused (the server's failure), as is a referral whose prefix
-record name does not parse.
+record name does not parse.  Resolution requests are written as a Handle.Net 9
+client writes them to a site of version 2.10: version 2.10 suggesting
+``NODE_VERSION``, with PO (only public values: a Handle.Net server answers
+AUTHENTICATION_NEEDED to an anonymous request without it when the record holds
+values that are not public).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import itertools
 import os
 import secrets
 import socket
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import replace
@@ -36,8 +45,11 @@ from iinode.codes import ResponseCode
 from iinode.errors import HandleError, LocalProtocolError, RemoteProtocolError, TransportError
 from iinode.identifiers import HandleName, Prefix, Server, SiteData, TransportProtocol
 from iinode.proto import (
+    CLIENT_VERSION,
     CLOSED,
+    DEFAULT_MESSAGE_LIFETIME,
     NEED_DATA,
+    NODE_VERSION,
     EnvelopeFlag,
     ErrorBody,
     Frame,
@@ -101,10 +113,17 @@ class NativeClient:
     """
 
     def __init__(
-        self, *, timeout: float = 2.0, retries: int = 1, limits: ProtoLimits | None = None
+        self,
+        *,
+        timeout: float = 2.0,
+        retries: int = 1,
+        limits: ProtoLimits | None = None,
+        message_lifetime: int = DEFAULT_MESSAGE_LIFETIME,
     ) -> None:
         self.timeout = timeout
         self.retries = retries
+        #: Seconds from now to the ExpirationTime of requests sent without a credential.
+        self.message_lifetime = message_lifetime
         self.limits = limits or ProtoLimits()
         self.stats = UdpClientStats()
         self._endpoints: dict[int, UdpEndpoint] = {}
@@ -119,16 +138,30 @@ class NativeClient:
     async def exchange(
         self, address: Address, message: Message, *, udp: bool = True
     ) -> tuple[Message, str]:
-        """Like ``request``, also saying which transport answered ("udp" or "tcp")."""
+        """Like ``request``, also saying which transport answered ("udp" or "tcp").
+
+        A UDP answer with TC that is not a SUCCESS says "ask over TCP" (a Handle.Net
+        server copies the TC of a request of several packets into a complete answer).
+        """
+        message = self.stamp(message)
         if udp:
             try:
                 response = await self.udp(address, message)
             except TransportError:
                 pass
             else:
-                if not response.envelope_flags & EnvelopeFlag.TC:
+                truncated = response.envelope_flags & EnvelopeFlag.TC
+                if not truncated or response.response_code == ResponseCode.SUCCESS:
                     return response, "udp"
         return await self.tcp(address, message), "tcp"
+
+    def stamp(self, message: Message) -> Message:
+        """``message`` with an ExpirationTime, unless it has one or a credential (which
+        signs the header as it is)."""
+        if message.expiration or message.credential is not None:
+            return message
+        expiration = min(int(time.time()) + self.message_lifetime, 0xFFFF_FFFF)
+        return replace(message, expiration=expiration)
 
     def local_udp_address(self, family: int = socket.AF_INET) -> Address | None:
         """Where the client's UDP socket of ``family`` is bound (None before first use)."""
@@ -181,6 +214,7 @@ class NativeClient:
 
     async def udp(self, address: Address, message: Message) -> Message:
         """One exchange over UDP: ``1 + retries`` attempts of ``timeout`` seconds each."""
+        message = self.stamp(message)
         loop = asyncio.get_running_loop()
         family, peer = await self._peer(address)
         endpoint = self._endpoint(loop, family)
@@ -211,6 +245,7 @@ class NativeClient:
                 del endpoint.waiters[key]
 
     async def tcp(self, address: Address, message: Message) -> Message:
+        message = self.stamp(message)
         try:
             async with asyncio.timeout(self.timeout * (1 + self.retries)):
                 reader, writer = await asyncio.open_connection(*address)
@@ -327,7 +362,8 @@ class NativeResolver:
         request = Message(
             OpCode.RESOLUTION, ResolutionRequest(str(query.handle)),
             request_id=random_request_id(), recursion_count=min(recursion_count, 0xFF),
-            flags=OpFlag.CT if self.certified else OpFlag(0),
+            flags=OpFlag.PO | (OpFlag.CT if self.certified else OpFlag(0)),
+            version=CLIENT_VERSION, suggested_version=NODE_VERSION,
         )  # fmt: skip
         last: Exception | None = None
         for server in select_server(query.site, query.handle):

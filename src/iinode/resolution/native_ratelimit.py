@@ -2,8 +2,10 @@
 
 A UDP source address can be forged, so every answer the slow path sends may
 land on a victim.  ``ResponseRateLimit`` gives each source host a token bucket
-(``rate`` answers per second, bursts of ``burst``); a datagram that finds its
-bucket empty is dropped unanswered.  At most ``max_sources`` buckets are kept;
+(``rate`` packets per second, bursts of ``burst``); a datagram that finds its
+bucket empty is dropped unanswered.  An answer of several packets costs one
+token per packet (``allow`` with ``cost``), so what one source address can draw
+is bounded in packets, whatever the answers' sizes.  At most ``max_sources`` buckets are kept;
 the least recently used is forgotten first (it starts again with a full
 bucket, which is the most a forgotten source could have had anyway).
 """
@@ -23,7 +25,7 @@ class _Bucket:
 
 
 class ResponseRateLimit:
-    """Token buckets by source host: ``allow(host, now)`` spends one token."""
+    """Token buckets by source host: ``allow(host, now, cost)`` spends ``cost`` tokens."""
 
     def __init__(self, rate: float = 500.0, burst: float = 1000.0, max_sources: int = 4096) -> None:
         if rate <= 0 or burst < 1 or max_sources < 1:
@@ -37,8 +39,8 @@ class ResponseRateLimit:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def allow(self, host: str, now: float) -> bool:
-        """True if ``host`` may be answered now (and charge it one answer)."""
+    def allow(self, host: str, now: float, cost: float = 1.0) -> bool:
+        """True if ``host`` may be sent ``cost`` packets now (and charge it for them)."""
         buckets = self._buckets
         bucket = buckets.get(host)
         if bucket is None:
@@ -51,10 +53,10 @@ class ResponseRateLimit:
             if elapsed > 0:
                 bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.rate)
                 bucket.updated = now
-        if bucket.tokens < 1:
+        if bucket.tokens < cost:
             self.limited += 1
             return False
-        bucket.tokens -= 1
+        bucket.tokens -= cost
         return True
 
 

@@ -209,6 +209,7 @@ class TcpTransport:
                     await more.aclose()
 
     async def _write(self, writer: asyncio.StreamWriter, message: Message) -> None:
+        message = self.handler.stamp(message)  # the transport's own answers need one too
         try:
             wire = message.to_wire()
         except LocalProtocolError:

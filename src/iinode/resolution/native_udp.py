@@ -1,10 +1,14 @@
 """The UDP side of a native server process: a blocking fast path and an asyncio slow path.
 
 The receive loop runs in its own thread with a blocking socket.  A plain,
-anonymous, single-packet RESOLUTION request whose exact octets (after the
-request id) were answered before is served from ``UdpFastCache``: the stored
-response datagram gets the request id patched in and goes straight back, with
-no decoding.  Everything else (first requests, other operations, fragments,
+anonymous, single-packet RESOLUTION request whose octets were answered before
+is served from ``UdpFastCache``, with no decoding.  The cache key is the whole
+datagram but its request id and ExpirationTime (``cache_key``): every other
+octet (version, suggested version, flags, serial, recursion count, body) may
+change the answer, and a Handle.Net client writes a new ExpirationTime (now +
+12 hours) into each request.  The stored answer gets the request's id and a
+current ExpirationTime (now + ``message_lifetime``, computed once per batch)
+patched in and goes straight back.  Everything else (first requests, other operations, fragments,
 garbage) is handed to the node's event loop, which reassembles, decodes, calls
 the ``NativeHandler`` and sends the answer, filling the cache when the answer
 may be replayed.  The cache is keyed to the node's ``ChangeCounter``: when any
@@ -16,10 +20,17 @@ before the store read, so an answer computed before a write can never be filed
 under the version after it.  ``handed`` (receive thread) and ``finished`` (loop
 thread) each have one writer; their difference is the slow path's backlog.
 
-Amplification: a forged source address draws at most ``max_response_packets``
-packets per request (larger answers become an error with the TC flag, so a real
-client asks again over TCP), and the slow path answers each source host at most
-``ResponseRateLimit.rate`` times a second.
+Only requests without a session, credential or the CT, ENC and RD flags are
+filed (a signed answer covers its request id, a request digest the request's
+ExpirationTime), so other requests never hit the cache and take the slow path.
+
+Amplification: the fast path sends one packet of at most 512 octets per request.
+The slow path sends an answer in as many packets as it takes, up to
+``max_response_bytes`` (default the 256 KiB a Handle.Net peer accepts, as the
+Handle.Net server does; larger answers become an error with the TC flag, so a
+real client asks again over TCP), and charges each source host one token per
+packet: at most ``ResponseRateLimit.rate`` packets a second, in bursts of
+``burst``, whatever the answers' sizes.
 """
 
 from __future__ import annotations
@@ -36,11 +47,15 @@ from iinode.codes import ResponseCode
 from iinode.errors import LocalProtocolError, RemoteProtocolError
 from iinode.node.changes import ChangeCounter
 from iinode.proto import (
+    ENVELOPE_SIZE,
+    MAX_MESSAGE_LENGTH,
+    NODE_VERSION,
     EnvelopeFlag,
     ErrorBody,
     Frame,
     Message,
     OpCode,
+    OpFlag,
     ProtoLimits,
     UdpReassembler,
     to_packets,
@@ -50,10 +65,12 @@ from iinode.resolution.native_mmsg import SLOT_SIZE, DatagramBatch
 from iinode.resolution.native_ratelimit import ResponseRateLimit
 from iinode.resolution.native_sessions import NativeCounters, OffenderTally, PeerState
 
-#: Envelope start of a request the fast path serves: version 2.1, no flags, no session.
-FAST_HEAD = b"\x02\x01\x00\x00\x00\x00\x00\x00"
-#: Opcode RESOLUTION, response code 0, at the start of the header.
-_RESOLUTION_HEADER = b"\x00\x00\x00\x01\x00\x00\x00\x00"
+#: Where the request id (envelope) and the ExpirationTime (header) lie in a datagram.
+_REQUEST_ID = slice(8, 12)
+_EXPIRATION_AT = ENVELOPE_SIZE + 16
+#: Request flags that keep a request out of the cache (its answer is bound to the request).
+_UNCACHEABLE_FLAGS = OpFlag.CT | OpFlag.ENC | OpFlag.RD
+_U32_MAX = 0xFFFF_FFFF
 _MAX_DATAGRAM = 65_535
 #: The error text of an answer replaced because it needs too many UDP packets.
 _TOO_LARGE = "answer too large for UDP; ask over TCP"
@@ -61,13 +78,27 @@ _TOO_LARGE = "answer too large for UDP; ask over TCP"
 Address = tuple[Any, ...]
 
 
+def cache_key(datagram: bytes) -> bytes:
+    """The octets of a request that decide its answer: all but request id and ExpirationTime."""
+    return datagram[:8] + datagram[12:36] + datagram[40:]
+
+
+def expiration_octets(lifetime: int, now: float) -> bytes:
+    """The ExpirationTime field of an answer sent at ``now``."""
+    return min(int(now) + lifetime, _U32_MAX).to_bytes(4, "big")
+
+
+#: A cached answer: its first 8 octets, and its octets from the sequence number on.
+CachedAnswer = tuple[bytes, bytes]
+
+
 @dataclass(frozen=True, slots=True)
 class CacheGeneration:
     """The cached answers valid for one change-counter value."""
 
     version: int
-    #: request octets from the sequence number on -> response octets after the request id
-    table: dict[bytes, bytes] = field(default_factory=dict)
+    #: ``cache_key`` of a request -> its answer (request id and ExpirationTime to patch in)
+    table: dict[bytes, CachedAnswer] = field(default_factory=dict)
 
 
 class UdpFastCache:
@@ -87,19 +118,22 @@ class UdpFastCache:
         return self.generation.version
 
     @property
-    def table(self) -> dict[bytes, bytes]:
+    def table(self) -> dict[bytes, CachedAnswer]:
         return self.generation.table
 
     @staticmethod
-    def key(datagram: bytes) -> bytes | None:
-        """The cache key of a request the fast path may answer, else ``None``."""
+    def key(datagram: bytes, request: Message) -> bytes | None:
+        """The cache key of ``datagram`` (decoded as ``request``) if its answer may be
+        replayed to anyone sending the same octets, else ``None``."""
         if (
-            len(datagram) <= 512
-            and datagram[:8] == FAST_HEAD
-            and datagram[20:28] == _RESOLUTION_HEADER
-            and datagram[12:16] == b"\x00\x00\x00\x00"
+            request.opcode == OpCode.RESOLUTION
+            and not request.session_id
+            and request.credential is None
+            and not request.flags & _UNCACHEABLE_FLAGS
+            and not request.envelope_flags
+            and len(datagram) == ENVELOPE_SIZE + len(request.payload())
         ):
-            return datagram[12:]
+            return cache_key(datagram)
         return None
 
     def refresh(self) -> CacheGeneration:
@@ -109,13 +143,13 @@ class UdpFastCache:
             self.generation = CacheGeneration(version)
         return self.generation
 
-    def answer(self, datagram: bytes) -> bytes | None:
+    def answer(self, datagram: bytes, expiration: bytes) -> bytes | None:
         """The response to ``datagram`` if it is cached (what the receive loop inlines)."""
-        table = self.refresh().table
-        if datagram[:8] != FAST_HEAD:
+        cached = self.refresh().table.get(cache_key(datagram))
+        if cached is None:
             return None
-        tail = table.get(datagram[12:])
-        return None if tail is None else FAST_HEAD + datagram[8:12] + tail
+        head, tail = cached
+        return head + datagram[_REQUEST_ID] + tail[:24] + expiration + tail[28:]
 
     def fill(self, key: bytes, response: bytes, version: int) -> None:
         """Remember ``response`` if nothing was written since ``version`` was read.
@@ -127,12 +161,10 @@ class UdpFastCache:
         generation = self.generation
         if version != generation.version or version != self.changes.value():
             return
-        if response[:8] != FAST_HEAD:
-            return
         table = generation.table
         if len(table) >= self.max_entries:
             table.clear()
-        table[key] = response[12:]
+        table[key] = (response[:8], response[12:])
 
 
 class UdpTransport:
@@ -146,7 +178,7 @@ class UdpTransport:
         changes: ChangeCounter,
         *,
         limits: ProtoLimits | None = None,
-        max_response_packets: int = 2,
+        max_response_bytes: int = MAX_MESSAGE_LENGTH,
         max_in_flight: int = 256,
         max_peers: int = 4096,
         fast_path: bool = True,
@@ -161,7 +193,9 @@ class UdpTransport:
         self.cache = UdpFastCache(changes)
         self.fast_path = fast_path
         self.reassembler = UdpReassembler(limits)
-        self.max_response_packets = max_response_packets
+        #: Largest answer sent over UDP (in several packets); larger ones get TC.
+        self.max_response_bytes = max_response_bytes
+        self.lifetime = handler.message_lifetime
         self.max_in_flight = max_in_flight
         self.rate_limit = rate_limit if rate_limit is not None else ResponseRateLimit()
         #: Datagrams handed to the slow path (written by the receive thread only).
@@ -185,7 +219,11 @@ class UdpTransport:
             self._run_single()
 
     def _run_batched(self, batch: DatagramBatch) -> None:
-        """The fast path over ``recvmmsg``/``sendmmsg``: answers are written in place."""
+        """The fast path over ``recvmmsg``/``sendmmsg``: answers are written in place.
+
+        A hit's slot keeps the request id (octets 8-12); the cached answer's head goes
+        before it, its tail after it, and the ExpirationTime over the tail.
+        """
         receive, length, reply, send = batch.receive, batch.length, batch.reply, batch.send
         buffer = batch.buffer
         cache = self.cache
@@ -193,7 +231,8 @@ class UdpTransport:
         table = generation.table
         value = cache.changes.value
         counters = self.counters
-        head = FAST_HEAD
+        lifetime = self.lifetime
+        clock = time.time
         slot = SLOT_SIZE
         while True:
             try:
@@ -207,20 +246,23 @@ class UdpTransport:
             if value() != generation.version:
                 generation = cache.refresh()
                 table = generation.table
+            expiration = expiration_octets(lifetime, clock())
             hits = 0
             for i in range(count):
                 at = i * slot
                 size = length(i)
                 data = buffer[at : at + size].tobytes()
-                if data[:8] == head:
-                    tail = table.get(data[12:])
-                    if tail is not None:
-                        end = at + 12 + len(tail)
-                        if end <= at + slot:
-                            buffer[at + 12 : end] = tail
-                            reply(i, 12 + len(tail))
-                            hits += 1
-                            continue
+                cached = table.get(data[:8] + data[12:36] + data[40:])
+                if cached is not None:
+                    head, tail = cached
+                    end = at + 12 + len(tail)
+                    if end <= at + slot:
+                        buffer[at : at + 8] = head
+                        buffer[at + 12 : end] = tail
+                        buffer[at + 36 : at + 40] = expiration
+                        reply(i, end - at)
+                        hits += 1
+                        continue
                 if not data:
                     continue
                 if not self._hand_over(data, batch.peer(i)):
@@ -249,7 +291,8 @@ class UdpTransport:
         table = generation.table
         value = cache.changes.value
         counters = self.counters
-        head = FAST_HEAD
+        lifetime = self.lifetime
+        clock = time.time
         fast = self.fast_path
         while True:
             try:
@@ -265,11 +308,14 @@ class UdpTransport:
             if value() != generation.version:
                 generation = cache.refresh()
                 table = generation.table
-            if fast and data[:8] == head:
-                tail = table.get(data[12:])
-                if tail is not None:
+            if fast:
+                cached = table.get(data[:8] + data[12:36] + data[40:])
+                if cached is not None:
+                    head, tail = cached
+                    expiration = expiration_octets(lifetime, clock())
+                    answer = head + data[8:12] + tail[:24] + expiration + tail[28:]
                     try:  # noqa: SIM105 (no context manager on the hot path)
-                        sendto(head + data[8:12] + tail, addr)
+                        sendto(answer, addr)
                     except OSError:
                         pass
                     counters.fast_hits += 1
@@ -308,24 +354,25 @@ class UdpTransport:
 
     async def _answer(self, data: bytes, addr: Address) -> None:
         counters = self.counters
+        host = addr[0]
         try:
             frame = self.reassembler.receive(addr, data, time.monotonic())
         except RemoteProtocolError:
             counters.protocol_errors += 1
-            self.offenders.note(str(addr[0]), "protocol_errors")
+            self.offenders.note(str(host), "protocol_errors")
             return  # not even a packet: drop rather than answer spoofable garbage
         if frame is None:
             return
-        if not self.rate_limit.allow(addr[0], time.monotonic()):
+        if not self.rate_limit.allow(host, time.monotonic()):
             counters.dropped += 1
-            self.offenders.note(str(addr[0]), "dropped")
+            self.offenders.note(str(host), "dropped")
             return
         try:
             request = Message.from_frame(frame)
         except RemoteProtocolError as exc:
             counters.protocol_errors += 1
-            self.offenders.note(str(addr[0]), "protocol_errors")
-            self._send(protocol_error(frame, exc.message), addr)
+            self.offenders.note(str(host), "protocol_errors")
+            self._send(protocol_error(frame, exc.message, self.handler.expiration()), addr)
             return
         version = self.cache.changes.value()
         outcome = await self.handler.handle(request, self._peer(addr))
@@ -336,27 +383,41 @@ class UdpTransport:
             await outcome.more.aclose()
             message = replace(message.as_error(_TOO_LARGE), envelope_flags=EnvelopeFlag.TC)
         sent = self._send(message, addr)
-        if outcome.cacheable and sent is not None:
-            key = UdpFastCache.key(data)
+        if outcome.cacheable and sent is not None and message.credential is None:
+            key = UdpFastCache.key(data, request)
             if key is not None:
                 self.cache.fill(key, sent, version)
 
-    def _send(self, message: Message, addr: Address) -> bytes | None:
-        """Send ``message``; return the datagram if it was one packet.
-
-        An answer of more than ``max_response_packets`` packets is replaced by an
-        error with the TC flag (the client asks again over TCP); one that cannot
-        be encoded at all by an ERROR answer.
-        """
+    def _packets(self, message: Message) -> list[bytes]:
+        """The packets of ``message``; an error with TC instead if it is too large for UDP,
+        an ERROR answer if it cannot be encoded at all."""
         try:
             packets = to_packets(message)
         except LocalProtocolError:
             self.counters.internal_errors += 1
-            packets = to_packets(message.as_error("the answer cannot be encoded"))
-        if len(packets) > self.max_response_packets:
-            packets = to_packets(
-                replace(message.as_error(_TOO_LARGE), envelope_flags=EnvelopeFlag.TC)
-            )
+            return to_packets(message.as_error("the answer cannot be encoded"))
+        if len(packets) > 1 and len(message.payload()) > self.max_response_bytes:
+            return self._truncated(message)
+        return packets
+
+    @staticmethod
+    def _truncated(message: Message) -> list[bytes]:
+        return to_packets(replace(message.as_error(_TOO_LARGE), envelope_flags=EnvelopeFlag.TC))
+
+    def _send(self, message: Message, addr: Address) -> bytes | None:
+        """Send ``message``; return the datagram if it was one packet.
+
+        An answer of several packets costs its source host one rate-limit token per
+        packet beyond the first (already paid); one the host cannot afford, or one of
+        more than ``max_response_bytes``, is replaced by an error with the TC flag
+        (the client asks again over TCP).
+        """
+        packets = self._packets(message)
+        if len(packets) > 1 and not self.rate_limit.allow(
+            addr[0], time.monotonic(), len(packets) - 1
+        ):
+            self.counters.dropped += 1
+            packets = self._truncated(message)
         for packet in packets:
             try:
                 self.sock.sendto(packet, addr)
@@ -365,18 +426,25 @@ class UdpTransport:
         return packets[0] if len(packets) == 1 else None
 
 
-def protocol_error(frame: Frame, text: str) -> Message:
-    """A PROTOCOL_ERROR answer to a frame that did not decode (its request id is known)."""
+def protocol_error(frame: Frame, text: str, expiration: int = 0) -> Message:
+    """A PROTOCOL_ERROR answer to a frame that did not decode (its request id is known),
+    written in the version it suggests (at most ``NODE_VERSION``)."""
     opcode = OpCode.RESERVED
     payload = frame.payload
     if len(payload) >= 4:
         opcode = OpCode(int.from_bytes(payload[:4], "big"))
+    envelope = frame.envelope
+    asked = envelope.suggested_version or envelope.version
     return Message(
         opcode,
         ErrorBody(text[:200]),
         ResponseCode.PROTOCOL_ERROR,
-        request_id=frame.envelope.request_id,
+        OpFlag.REC,
+        request_id=envelope.request_id,
+        expiration=expiration,
+        version=min(asked, NODE_VERSION),
+        suggested_version=NODE_VERSION,
     )
 
 
-__all__ = ["FAST_HEAD", "UdpFastCache", "UdpTransport", "protocol_error"]
+__all__ = ["UdpFastCache", "UdpTransport", "cache_key", "expiration_octets", "protocol_error"]
