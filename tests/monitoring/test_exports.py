@@ -30,6 +30,7 @@ def test_public_api_is_pinned() -> None:
             "watches",
             "supervise",
             "details",
+            "sqlite",
         }
     )
     assert len(monitoring.__all__) == 48

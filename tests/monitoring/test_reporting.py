@@ -300,6 +300,33 @@ async def test_three_levels_forward_summaries(hierarchy: Hierarchy) -> None:
     assert NATIONAL.text == "88"
 
 
+async def test_the_top_level_node_sees_its_own_security_events(hierarchy: Hierarchy) -> None:
+    """The national node has no parent: its own events go to its own views, not a queue."""
+    h = hierarchy
+    own = h.national.event(EventKind.SECURITY, Severity.HIGH, detail={"what": "bad login"})
+    assert h.national.emit([own]) == 1
+    assert h.national.emit([own]) == 0  # the same event twice is kept once
+    assert h.national.outbox.pending == 0  # nothing waits for a parent that does not exist
+    h.enterprise.emit([event(1)])
+    assert h.enterprise.sender is not None
+    assert h.province.sender is not None
+    await h.enterprise.sender.drain()
+    await h.province.sender.drain()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app_for(h.national)), base_url="http://n"
+    ) as client:
+        listed = (await client.get("/monitoring/events", params={"kind": "security"})).json()
+        assert {(e["origin"], e["id"]) for e in listed["events"]} == {
+            ("88", own.id), ("88.118.8", "ev-1"),
+        }  # fmt: skip
+        one = (await client.get(f"/monitoring/events/88/{own.id}")).json()
+        assert one["detail"] == {"what": "bad login"}  # held here in full
+        view = (await client.get("/monitoring/view", params={"by": "origin"})).json()
+        assert view["counts"] == {"88": 1, "88.118.8": 1}
+        nodes = (await client.get("/monitoring/nodes")).json()
+        assert [n["origin"] for n in nodes["nodes"]] == ["88.118.8"]  # not itself
+
+
 def test_backoff_grows_is_capped_and_resets() -> None:
     b = Backoff(initial=0.1, factor=2.0, maximum=1.0, rng=random.Random(7))
     delays = [b.next_delay() for _ in range(8)]

@@ -99,6 +99,26 @@ def test_native_counters_become_observations_from_the_second_poll_on() -> None:
     assert watch.poll() == []
 
 
+def test_a_burst_split_over_polls_is_rated_by_the_window_total() -> None:
+    """Garbage counted over several polls (workers publish independently) is one burst."""
+    counts = {"protocol_errors": 0}
+    offenders: list[dict[str, dict[str, int]]] = [{}]
+    settings = SourcesSettings(NODE, burst=20, window=60.0)
+    watch = NativeCounterWatch(settings, lambda: dict(counts), lambda: offenders.pop(0))
+    window = ObservationWindow(settings)
+    assert watch.poll() == []
+    for slice_ in (9, 8, 8):  # 25 in all, each poll below the burst of 20
+        counts["protocol_errors"] += slice_
+        offenders.append({"10.0.0.9": {"protocol_errors": slice_}})
+        polled = watch.poll()
+        assert [(o.severity, n) for o, n in polled] == [(Severity.LOW, slice_)]
+        for obs, n in polled:
+            window.add(obs, 1000.0, n)
+    (event,) = window.flush(1001.0, force=True)
+    assert event.severity is Severity.MEDIUM
+    assert observed(parse_bundle(dict(event.detail or {}))).number_observed == 25
+
+
 @dataclass(frozen=True)
 class R:
     equipment: str

@@ -4,6 +4,8 @@
 node has a parent and no children; a provincial node has both and forwards
 what it receives; the national node has children only.  ``emit`` puts the
 node's own events in the outbox; ``router`` is the HTTP side for children;
+A node without a parent records its own events in its own store instead of
+the outbox, so that the top level's views show its own security events.
 ``start``/``stop`` run the sender that drains the outbox to the parent and,
 when intervals are configured, the periodic work: a heartbeat upward every
 ``heartbeat_interval`` and a notice pull from the parent every
@@ -53,6 +55,7 @@ from iinode.monitoring.notices import (
 from iinode.monitoring.outbox import Outbox, OutboxItem, OutboxSettings
 from iinode.monitoring.receiver import ChildCheck, ForwardPolicy, ReceiverSettings, ReportReceiver
 from iinode.monitoring.sender import ReportSender, SenderSettings
+from iinode.monitoring.sqlite import SqliteFile
 from iinode.monitoring.store import EventStore
 from iinode.monitoring.supervise import Backoff, Supervised, sleep_or_stop
 
@@ -115,12 +118,15 @@ class MonitoringNode:
         self.metrics = metrics or NodeMetrics()
         self.authenticate = authenticate
         self.clock = clock
-        self.store = EventStore(s.data_dir / "events.sqlite3")
+        # One file, connection and lock for the event store and the outbox: received
+        # events and their forwarding commit together.
+        self._events_db = SqliteFile(s.data_dir / "events.sqlite3")
+        self.store = EventStore(self._events_db)
         self.board = NoticeBoard(s.data_dir / "notices.sqlite3")
         self.outbox = Outbox(
-            # Same file as the event store: received events and their forwarding commit together.
             OutboxSettings(s.data_dir / "events.sqlite3", s.outbox_max_events, s.outbox_max_bytes),
             self.metrics,
+            db=self._events_db,
         )
         forward = ForwardPolicy(self.outbox) if s.parent is not None else None
         self.receiver = ReportReceiver(
@@ -173,10 +179,17 @@ class MonitoringNode:
         )
 
     def emit(self, events: Iterable[Event]) -> int:
-        """Queue this node's own events for the parent (raises ``OutboxFull``)."""
+        """Queue this node's own events for the parent (raises ``OutboxFull``).
+
+        A node without a parent (the top level) records them in its own event
+        store instead, where its views show them.
+        """
+        if self.sender is None:
+            return self.store.record_own(
+                list(events), node=self.settings.node.text, received_at=self.clock()
+            )
         added = self.outbox.enqueue(events)
-        if self.sender is not None:
-            self.sender.wake()
+        self.sender.wake()
         return added
 
     def heartbeat(self) -> Event:
@@ -322,6 +335,5 @@ class MonitoringNode:
         await self.stop()
         if self._own_client:
             await self.client.aclose()
-        self.outbox.close()
-        self.store.close()
         self.board.close()
+        self._events_db.close()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import enum
 import re
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from iinode.monitoring.cpe import Cpe
 from iinode.monitoring.errors import EventInvalid, ReplyInvalid, ReportRefused
 from iinode.monitoring.events import Event, EventKind, Severity
 from iinode.monitoring.inventory import Asset
+from iinode.monitoring.sqlite import SqliteFile
 from iinode.monitoring.store import EventStore
 
 _ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}\Z")
@@ -146,41 +146,39 @@ class NoticeProgress:
         return {"notice": self.notice.to_json(), "states": self.states, "pending": self.pending}
 
 
+_BOARD_SCHEMA = """
+CREATE TABLE IF NOT EXISTS notices (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS local_states (id TEXT PRIMARY KEY, state TEXT NOT NULL,
+    at REAL NOT NULL, assets TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
 class NoticeBoard:
     """Notices known at this node, in arrival order (``seq``), durable in SQLite."""
 
     def __init__(self, path: Path | str = ":memory:") -> None:
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS notices (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " id TEXT NOT NULL UNIQUE, body TEXT NOT NULL)"
-        )
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS local_states (id TEXT PRIMARY KEY, state TEXT NOT NULL,"
-            " at REAL NOT NULL, assets TEXT NOT NULL)"
-        )
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
-        )
+        self.db = SqliteFile(path, schema=_BOARD_SCHEMA)
 
     def close(self) -> None:
-        self._db.close()
+        self.db.close()
 
     def add(self, notice: Notice) -> bool:
         """Keep a notice; False if it was already on the board."""
-        cur = self._db.execute(
-            "INSERT OR IGNORE INTO notices (id, body) VALUES (?, ?)",
-            (notice.id, orjson.dumps(notice.to_json()).decode()),
+        return (
+            self.db.run(
+                "INSERT OR IGNORE INTO notices (id, body) VALUES (?, ?)",
+                (notice.id, orjson.dumps(notice.to_json()).decode()),
+            )
+            == 1
         )
-        return cur.rowcount == 1
 
     def set_state(
         self, notice_id: str, state: NoticeState, at: float, assets: Sequence[str] = ()
     ) -> None:
         """Record this node's own state for a notice (an enterprise's answer)."""
-        self._db.execute(
+        self.db.run(
             "INSERT INTO local_states VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
             " state = excluded.state, at = excluded.at, assets = excluded.assets",
             (notice_id, state.value, at, orjson.dumps(list(assets)).decode()),
@@ -188,39 +186,35 @@ class NoticeBoard:
 
     def state(self, notice_id: str) -> tuple[NoticeState, float, list[str]] | None:
         """This node's own state for a notice, if it has answered it."""
-        row = self._db.execute(
-            "SELECT state, at, assets FROM local_states WHERE id = ?", (notice_id,)
-        ).fetchone()
+        row = self.db.row("SELECT state, at, assets FROM local_states WHERE id = ?", (notice_id,))
         if row is None:
             return None
         return NoticeState(row[0]), float(row[1]), list(orjson.loads(row[2]))
 
     def unanswered(self) -> list[Notice]:
         """Notices on the board that this node has not answered yet, oldest first."""
-        rows = self._db.execute(
+        rows = self.db.rows(
             "SELECT n.body FROM notices n LEFT JOIN local_states s ON s.id = n.id"
             " WHERE s.id IS NULL ORDER BY n.seq"
-        ).fetchall()
+        )
         return [Notice.from_json(orjson.loads(b)) for (b,) in rows]
 
     def cursor(self, name: str) -> int:
-        row = self._db.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
+        row = self.db.row("SELECT value FROM cursors WHERE name = ?", (name,))
         return 0 if row is None else int(row[0])
 
     def set_cursor(self, name: str, value: int) -> None:
-        self._db.execute(
+        self.db.run(
             "INSERT INTO cursors VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = ?",
             (name, value, value),
         )
 
     def get(self, notice_id: str) -> Notice | None:
-        row = self._db.execute("SELECT body FROM notices WHERE id = ?", (notice_id,)).fetchone()
+        row = self.db.row("SELECT body FROM notices WHERE id = ?", (notice_id,))
         return None if row is None else Notice.from_json(orjson.loads(row[0]))
 
     def since(self, seq: int = 0) -> list[tuple[int, Notice]]:
-        rows = self._db.execute(
-            "SELECT seq, body FROM notices WHERE seq > ? ORDER BY seq", (seq,)
-        ).fetchall()
+        rows = self.db.rows("SELECT seq, body FROM notices WHERE seq > ? ORDER BY seq", (seq,))
         return [(int(s), Notice.from_json(orjson.loads(b))) for s, b in rows]
 
     def for_node(self, province: str, industry: str, since: int = 0) -> list[tuple[int, Notice]]:

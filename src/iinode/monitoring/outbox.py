@@ -17,11 +17,15 @@ with the parent's message (``dead_letter``); they no longer block the queue,
 stay inspectable (``dead_letters``) and can be queued again (``requeue_dead``,
 all of them or some by key), through ``/monitoring/dead-letters`` and
 ``iinode monitor dead-letters``.
+
+All access goes through one ``SqliteFile`` (lock, transactions, errors as
+``StorageError``): the sender acks from the event loop while reports are
+stored and forwarded in worker threads.  The pending counts change under the
+same lock as the rows they count.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +33,7 @@ from pathlib import Path
 from iinode.monitoring.errors import OutboxFull
 from iinode.monitoring.events import Event
 from iinode.monitoring.metrics import NodeMetrics
+from iinode.monitoring.sqlite import SqliteFile
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -79,21 +84,30 @@ class DeadLetter:
 class Outbox:
     """Durable FIFO of encoded events (see the module docstring)."""
 
-    def __init__(self, settings: OutboxSettings, metrics: NodeMetrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: OutboxSettings,
+        metrics: NodeMetrics | None = None,
+        *,
+        db: SqliteFile | None = None,
+    ) -> None:
+        """``db``: an open ``SqliteFile`` of ``settings.path`` to share (the event store's)."""
         self.settings = settings
         self._metrics = metrics
-        self.path = None if str(settings.path) == ":memory:" else Path(settings.path).resolve()
-        self._db = sqlite3.connect(
-            str(settings.path), isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA journal_size_limit=67108864")
-        self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM outbox")
-        count, size = row.fetchone()
-        self._pending = int(count)
-        self._pending_bytes = int(size)
+        if db is None:
+            db = SqliteFile(settings.path, schema=_SCHEMA, pragmas=("journal_size_limit=67108864",))
+            self._own_db = True
+        else:
+            with db.transaction() as conn:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            self._own_db = False
+        self.db = db
+        self.path = db.path
+        self._pending = 0
+        self._pending_bytes = 0
+        self._recount()
         self.alarm = False
         if metrics is not None:
             metrics.add_callback(
@@ -130,22 +144,29 @@ class Outbox:
         return self.enqueue_raw([(f"{e.origin.text}|{e.id}", e.encode()) for e in events])
 
     def reserve(self, count: int, size: int) -> None:
-        """Raise ``OutboxFull`` (and the alarm) unless ``count`` events of ``size`` bytes fit."""
+        """Raise ``OutboxFull`` (and the alarm) unless ``count`` events of ``size`` bytes fit.
+
+        A caller that then writes rows through another connection holds ``db.lock``
+        from here until it has called ``added``.
+        """
         s = self.settings
-        if self._pending + count > s.max_events or self._pending_bytes + size > s.max_bytes:
-            # Another process serving this node may have sent (and acked) events since.
-            self._recount()
-        if self._pending + count > s.max_events or self._pending_bytes + size > s.max_bytes:
+        with self.db.lock:
+            if self._pending + count > s.max_events or self._pending_bytes + size > s.max_bytes:
+                # Another process serving this node may have sent (and acked) events since.
+                self._recount()
+            if self._pending + count <= s.max_events and self._pending_bytes + size <= s.max_bytes:
+                return
             self.alarm = True
-            if self._metrics is not None:
-                self._metrics.outbox_full.inc()
-            raise OutboxFull(
-                f"outbox full: {self._pending} events / {self._pending_bytes} bytes pending, "
-                f"bounds {s.max_events} events / {s.max_bytes} bytes; "
-                f"refusing {count} more",
-                pending=self._pending,
-                pending_bytes=self._pending_bytes,
-            )
+            pending, pending_bytes = self._pending, self._pending_bytes
+        if self._metrics is not None:
+            self._metrics.outbox_full.inc()
+        raise OutboxFull(
+            f"outbox full: {pending} events / {pending_bytes} bytes pending, "
+            f"bounds {s.max_events} events / {s.max_bytes} bytes; "
+            f"refusing {count} more",
+            pending=pending,
+            pending_bytes=pending_bytes,
+        )
 
     def added(self, offered: int, added: int, size: int) -> None:
         """Account for rows another connection to this file committed into the outbox.
@@ -153,11 +174,12 @@ class Outbox:
         ``offered`` rows of ``size`` bytes were inserted with ``INSERT OR IGNORE``
         and ``added`` of them were new (the event store's one-transaction path).
         """
-        if added == offered:
-            self._pending += added
-            self._pending_bytes += size
-        else:
-            self._recount()
+        with self.db.lock:
+            if added == offered:
+                self._pending += added
+                self._pending_bytes += size
+            else:
+                self._recount()
         if self._metrics is not None:
             self._metrics.events_enqueued.inc(added)
 
@@ -166,96 +188,76 @@ class Outbox:
         if not items:
             return 0
         size = sum(len(body) for _, body in items)
-        self.reserve(len(items), size)
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            cur = db.executemany("INSERT OR IGNORE INTO outbox (key, body) VALUES (?, ?)", items)
-            added = cur.rowcount
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        self.added(len(items), added, size)
+        with self.db.lock:
+            self.reserve(len(items), size)
+            with self.db.transaction() as db:
+                cur = db.executemany(
+                    "INSERT OR IGNORE INTO outbox (key, body) VALUES (?, ?)", items
+                )
+                added = cur.rowcount
+            self.added(len(items), added, size)
         return added
 
     def peek(self, limit: int) -> list[OutboxItem]:
         """The oldest ``limit`` items, without removing them."""
-        rows = self._db.execute(
-            "SELECT seq, key, body FROM outbox ORDER BY seq LIMIT ?", (limit,)
-        ).fetchall()
+        rows = self.db.rows("SELECT seq, key, body FROM outbox ORDER BY seq LIMIT ?", (limit,))
         return [OutboxItem(int(seq), key, bytes(body)) for seq, key, body in rows]
 
     def ack(self, items: Sequence[OutboxItem]) -> None:
         """Remove items that the parent has acknowledged.
 
-        The deletion is committed without its own fsync (``synchronous=NORMAL``
-        for this one transaction): if power fails before the next synced commit,
-        the items come back and are sent again, which the parent deduplicates.
-        A crash of the process alone loses nothing either way (WAL).
+        The deletion is committed without its own fsync (``durable=False``:
+        ``synchronous=NORMAL`` for this one transaction, under the lock): if power
+        fails before the next synced commit, the items come back and are sent
+        again, which the parent deduplicates.  A crash of the process alone loses
+        nothing either way (WAL).
         """
         if not items:
             return
-        db = self._db
-        db.execute("PRAGMA synchronous=NORMAL")
-        try:
-            self._delete(items)
-        finally:
-            db.execute("PRAGMA synchronous=FULL")
         s = self.settings
-        if (
-            self.alarm
-            and self._pending <= s.max_events * s.resume_ratio
-            and self._pending_bytes <= s.max_bytes * s.resume_ratio
-        ):
-            self.alarm = False
-
-    def _delete(self, items: Sequence[OutboxItem]) -> None:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if items[-1].seq - items[0].seq + 1 == len(items):
-                cur = db.execute(
-                    "DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (items[0].seq, items[-1].seq)
-                )
+        with self.db.lock:
+            with self.db.transaction(durable=False) as db:
+                if items[-1].seq - items[0].seq + 1 == len(items):
+                    cur = db.execute(
+                        "DELETE FROM outbox WHERE seq BETWEEN ? AND ?",
+                        (items[0].seq, items[-1].seq),
+                    )
+                else:
+                    cur = db.executemany(
+                        "DELETE FROM outbox WHERE seq = ?", [(i.seq,) for i in items]
+                    )
+                removed = cur.rowcount
+            if removed == len(items):
+                self._pending -= removed
+                self._pending_bytes -= sum(len(i.body) for i in items)
             else:
-                cur = db.executemany("DELETE FROM outbox WHERE seq = ?", [(i.seq,) for i in items])
-            removed = cur.rowcount
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        if removed == len(items):
-            self._pending -= removed
-            self._pending_bytes -= sum(len(i.body) for i in items)
-        else:
-            self._recount()
+                self._recount()
+            if (
+                self.alarm
+                and self._pending <= s.max_events * s.resume_ratio
+                and self._pending_bytes <= s.max_bytes * s.resume_ratio
+            ):
+                self.alarm = False
 
     def dead_letter(self, items: Sequence[OutboxItem], reason: str, at: float) -> None:
         """Move ``items`` from the queue to the dead-letter table, in one transaction."""
         if not items:
             return
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany(
-                "INSERT OR REPLACE INTO dead_letters (key, body, reason, at) VALUES (?, ?, ?, ?)",
-                [(i.key, i.body, reason, at) for i in items],
-            )
-            db.executemany("DELETE FROM outbox WHERE seq = ?", [(i.seq,) for i in items])
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        self._recount()
+        with self.db.lock:
+            with self.db.transaction() as db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO dead_letters (key, body, reason, at)"
+                    " VALUES (?, ?, ?, ?)",
+                    [(i.key, i.body, reason, at) for i in items],
+                )
+                db.executemany("DELETE FROM outbox WHERE seq = ?", [(i.seq,) for i in items])
+            self._recount()
 
     def dead_count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
+        return int(self.db.row("SELECT COUNT(*) FROM dead_letters")[0])
 
     def dead_letters(self) -> list[DeadLetter]:
-        rows = self._db.execute(
-            "SELECT key, body, reason, at FROM dead_letters ORDER BY at, key"
-        ).fetchall()
+        rows = self.db.rows("SELECT key, body, reason, at FROM dead_letters ORDER BY at, key")
         return [DeadLetter(k, bytes(b), r, float(a)) for k, b, r, a in rows]
 
     def requeue_dead(self, keys: Collection[str] | None = None) -> int:
@@ -266,25 +268,22 @@ class Outbox:
         and nothing changes; so does a full outbox (``OutboxFull``).  Moving back
         is one transaction.
         """
-        dead = self.dead_letters()
-        if keys is not None:
-            dead = self._pick(dead, keys)
-        if not dead:
-            return 0
-        items = [(d.key, d.body) for d in dead]
-        size = sum(len(body) for _, body in items)
-        self.reserve(len(items), size)
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            cur = db.executemany("INSERT OR IGNORE INTO outbox (key, body) VALUES (?, ?)", items)
-            added = cur.rowcount
-            db.executemany("DELETE FROM dead_letters WHERE key = ?", [(d.key,) for d in dead])
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        self.added(len(items), added, size)
+        with self.db.lock:
+            dead = self.dead_letters()
+            if keys is not None:
+                dead = self._pick(dead, keys)
+            if not dead:
+                return 0
+            items = [(d.key, d.body) for d in dead]
+            size = sum(len(body) for _, body in items)
+            self.reserve(len(items), size)
+            with self.db.transaction() as db:
+                cur = db.executemany(
+                    "INSERT OR IGNORE INTO outbox (key, body) VALUES (?, ?)", items
+                )
+                added = cur.rowcount
+                db.executemany("DELETE FROM dead_letters WHERE key = ?", [(d.key,) for d in dead])
+            self.added(len(items), added, size)
         return added
 
     @staticmethod
@@ -298,10 +297,10 @@ class Outbox:
         return picked
 
     def _recount(self) -> None:
-        count, size = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM outbox"
-        ).fetchone()
-        self._pending, self._pending_bytes = int(count), int(size)
+        with self.db.lock:
+            count, size = self.db.row("SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM outbox")
+            self._pending, self._pending_bytes = int(count), int(size)
 
     def close(self) -> None:
-        self._db.close()
+        if self._own_db:
+            self.db.close()

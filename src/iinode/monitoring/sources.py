@@ -87,6 +87,8 @@ class Observation:
     asset: HandleName | None = None
     asset_kind: str = ""
     source_ip: str | None = None
+    #: Rated by how many arrive in one window (``burst_severity``), not one by one.
+    by_count: bool = False
 
 
 @dataclass(slots=True)
@@ -120,16 +122,17 @@ class ObservationWindow:
             obs = Observation(
                 obs.kind, obs.severity, OVERFLOW_SOURCE,
                 f"{obs.kind.value} from further sources (more than "
-                f"{self.settings.max_sources} in one window)",
+                f"{self.settings.max_sources} in one window)", by_count=obs.by_count,
             )  # fmt: skip
             key = (obs.kind.value, OVERFLOW_SOURCE)
             tally = self._tallies.get(key)
         if tally is None:
-            self._tallies[key] = _Tally(obs, count, now, now, obs.severity)
-            return
+            tally = self._tallies[key] = _Tally(obs, 0, now, now, obs.severity)
         tally.count += count
         tally.last_at = max(tally.last_at, now)
         tally.severity = max(tally.severity, obs.severity)
+        if obs.by_count:  # the window's total decides, however the polls sliced it
+            tally.severity = max(tally.severity, burst_severity(tally.count, self.settings.burst))
 
     def __len__(self) -> int:
         return len(self._tallies)
@@ -259,7 +262,7 @@ class NativeCounterWatch:
                     SecurityEventKind.PROTOCOL_ERROR, burst_severity(bad, self.settings.burst),
                     f"native:{address}",
                     f"malformed or dropped traffic on the native protocol ports from {address}",
-                    source_ip=ip,
+                    source_ip=ip, by_count=True,
                 ), bad))  # fmt: skip
             if failed:
                 out.append((Observation(
@@ -272,7 +275,7 @@ class NativeCounterWatch:
             sev = burst_severity(bad, self.settings.burst)
             out.append((Observation(
                 SecurityEventKind.PROTOCOL_ERROR, sev, "native",
-                "malformed or dropped traffic on the native protocol ports",
+                "malformed or dropped traffic on the native protocol ports", by_count=True,
             ), bad))  # fmt: skip
         if failed := self._remainder("auth"):
             obs = auth_failure("native", "", None)

@@ -11,12 +11,17 @@ batches of one window.  ``nodes`` keeps, per reporting origin, when it
 was last heard from, its province and industry (from its heartbeats) and the
 last clock skew measured on the child that delivered it.
 
-Every method that touches the connection holds ``self._lock`` (an ``RLock``):
-reports are stored in worker threads inside ``BEGIN IMMEDIATE`` transactions,
-and an unlocked statement from another thread would run inside that
-transaction (and be rolled back with it, or read its uncommitted rows).  The
-replay check is made inside the storing transaction, so two simultaneous
-reports with one batch id store it once and refuse the other (``ReportReplayed``).
+Every use of the connection goes through one ``SqliteFile`` (its lock,
+transactions and ``StorageError``): reports are stored in worker threads inside
+``BEGIN IMMEDIATE`` transactions, and an unlocked statement from another thread
+would run inside that transaction (and be rolled back with it, or read its
+uncommitted rows).  The outbox may share the ``SqliteFile`` (one file, one
+connection, one lock).  The replay check is made inside the storing
+transaction, so two simultaneous reports with one batch id store it once and
+refuse the other (``ReportReplayed``).
+
+A node without a parent records its own events here too (``record_own``): they
+have nowhere else to go, and its views must show them.
 
 Details on demand: a summary names where its detail is held; this node asks
 the child that delivered the summary (``request_detail``), the child picks the
@@ -27,7 +32,6 @@ with the full event, which ``fill_detail`` stores in place of the summary.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +42,7 @@ import orjson
 from iinode.monitoring.errors import ReportReplayed
 from iinode.monitoring.events import Event, EventKind, Severity
 from iinode.monitoring.outbox import Outbox
+from iinode.monitoring.sqlite import SqliteFile
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -81,6 +86,8 @@ CREATE TABLE IF NOT EXISTS nodes (
 """
 
 _INSERT_EVENT = "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+#: Event keys looked up per statement (two bound parameters each).
+_PROBE_CHUNK = 400
 
 #: Columns an aggregate may be grouped by.
 GROUPS = ("province", "industry", "severity", "kind", "asset_kind", "origin")
@@ -113,48 +120,47 @@ class NodeStatus:
 class EventStore:
     """Events received from children, with the queries behind the per-level views."""
 
-    def __init__(self, path: Path | str = ":memory:") -> None:
-        self.path = None if str(path) == ":memory:" else Path(path).resolve()
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        #: Serialises write transactions on the connection (reports are stored in threads).
-        self._lock = threading.RLock()
+    def __init__(self, path: Path | str | SqliteFile = ":memory:") -> None:
+        """``path``: a file (``":memory:"`` for tests) or an open ``SqliteFile`` to share."""
+        if isinstance(path, SqliteFile):
+            self.db = path
+            with self.db.transaction() as db:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+        else:
+            self.db = SqliteFile(path, schema=_SCHEMA)
+        self.path = self.db.path
+        #: The lock of every use of the connection (the ``SqliteFile``'s).
+        self._lock = self.db.lock
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
 
     def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         """Rows of one statement, run under the lock (never inside another's transaction)."""
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        return self.db.rows(sql, args)
 
     # -- writes ---------------------------------------------------------------------------
 
     def seen_batch(self, batch_id: str) -> bool:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM batches WHERE batch_id = ?", (batch_id,)
-            ).fetchone()
-        return row is not None
+        return self.db.row("SELECT 1 FROM batches WHERE batch_id = ?", (batch_id,)) is not None
 
     def new_events(self, events: Sequence[Event]) -> list[Event]:
         """The events whose key is not stored yet (first occurrence within ``events``)."""
         if not events:
             return []
-        db = self._db
-        with self._lock:
-            db.execute("CREATE TEMP TABLE IF NOT EXISTS probe (origin TEXT, id TEXT)")
-            db.execute("DELETE FROM probe")
-            db.executemany("INSERT INTO probe VALUES (?, ?)", [e.key for e in events])
-            known = set(
-                db.execute(
-                    "SELECT e.origin, e.id FROM probe p JOIN events e "
-                    "ON e.origin = p.origin AND e.id = p.id"
-                ).fetchall()
-            )
+        keys = list(dict.fromkeys(e.key for e in events))
+        known: set[tuple[str, str]] = set()
+        with self._lock:  # one snapshot for all chunks
+            for at in range(0, len(keys), _PROBE_CHUNK):
+                chunk = keys[at : at + _PROBE_CHUNK]
+                pairs = ", ".join(["(?, ?)"] * len(chunk))
+                rows = self.db.rows(
+                    f"SELECT origin, id FROM events WHERE (origin, id) IN (VALUES {pairs})",
+                    [part for key in chunk for part in key],
+                )
+                known.update((str(o), str(i)) for o, i in rows)
         out: list[Event] = []
         for e in events:
             if e.key not in known:
@@ -220,24 +226,7 @@ class EventStore:
                     first.append(item)
             forward.enqueue_raw(first)
             forward = None
-        rows = [
-            (
-                e.origin.text,
-                e.id,
-                e.kind.value,
-                int(e.severity),
-                e.observed_at,
-                received_at,
-                e.province,
-                e.industry,
-                None if e.asset is None else str(e.asset),
-                e.asset_kind,
-                via,
-                None if e.detail is None else orjson.dumps(e.detail).decode(),
-                None if e.detail_at is None else e.detail_at.text,
-            )
-            for e in events
-        ]
+        rows = [_row(e, received_at, via) for e in events]
         latest: dict[str, list[Any]] = {}
         for e in events:
             entry = latest.setdefault(e.origin.text, [e.observed_at, "", ""])
@@ -260,57 +249,72 @@ class EventStore:
         forward: Outbox | None,
         upward: Sequence[tuple[str, bytes]],
     ) -> tuple[int, int]:
-        db = self._db
         added = size = 0
         items: Sequence[tuple[str, bytes]] = ()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            kept_from = received_at if sent_at is None else max(received_at, sent_at)
-            try:
-                db.execute("INSERT INTO batches VALUES (?, ?, ?)", (batch_id, via, kept_from))
-            except sqlite3.IntegrityError:  # stored by another connection to the file
-                raise ReportReplayed(f"batch {batch_id} was already received") from None
-            if forward is None:
-                cur = db.executemany(_INSERT_EVENT, rows)
-                accepted = cur.rowcount
-            else:
-                accepted, items = self._insert_forwarding(rows, upward)
-                size = sum(len(body) for _, body in items)
-                forward.reserve(len(items), size)
-                cur = db.executemany(
-                    "INSERT OR IGNORE INTO outbox (key, body) VALUES (?, ?)", items
-                )
-                added = cur.rowcount
-            db.executemany(
-                "INSERT INTO nodes (origin, via, province, industry, last_seen, last_observed,"
-                " clock_skew) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (origin) DO UPDATE SET"
-                " via = excluded.via, last_seen = excluded.last_seen,"
-                " last_observed = MAX(last_observed, excluded.last_observed),"
-                " province = CASE WHEN excluded.province != '' THEN excluded.province"
-                " ELSE province END,"
-                " industry = CASE WHEN excluded.industry != '' THEN excluded.industry"
-                " ELSE industry END,"
-                " clock_skew = excluded.clock_skew",
-                [
-                    (origin, via, prov, ind, received_at, observed, clock_skew)
-                    for origin, (observed, prov, ind) in latest.items()
-                ],
-            )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        if forward is not None:
-            forward.added(len(items), added, size)
+        # The outbox's counts change with its rows: its lock (maybe this one) is held too.
+        with self.db.lock, forward.db.lock if forward is not None else self.db.lock:
+            with self.db.transaction() as db:
+                accepted, added, size, items = self._insert_rows(
+                    db, rows, latest, via, batch_id, received_at, clock_skew, sent_at,
+                    forward, upward,
+                )  # fmt: skip
+            if forward is not None:
+                forward.added(len(items), added, size)
         return accepted, len(rows) - accepted
 
+    def _insert_rows(
+        self,
+        db: sqlite3.Connection,
+        rows: list[tuple[Any, ...]],
+        latest: dict[str, list[Any]],
+        via: str,
+        batch_id: str,
+        received_at: float,
+        clock_skew: float | None,
+        sent_at: float | None,
+        forward: Outbox | None,
+        upward: Sequence[tuple[str, bytes]],
+    ) -> tuple[int, int, int, Sequence[tuple[str, bytes]]]:
+        """The statements of ``_insert``, inside its transaction."""
+        added = size = 0
+        items: Sequence[tuple[str, bytes]] = ()
+        kept_from = received_at if sent_at is None else max(received_at, sent_at)
+        try:
+            db.execute("INSERT INTO batches VALUES (?, ?, ?)", (batch_id, via, kept_from))
+        except sqlite3.IntegrityError:  # stored by another connection to the file
+            raise ReportReplayed(f"batch {batch_id} was already received") from None
+        if forward is None:
+            accepted = db.executemany(_INSERT_EVENT, rows).rowcount
+        else:
+            accepted, items = self._insert_forwarding(db, rows, upward)
+            size = sum(len(body) for _, body in items)
+            forward.reserve(len(items), size)
+            cur = db.executemany("INSERT OR IGNORE INTO outbox (key, body) VALUES (?, ?)", items)
+            added = cur.rowcount
+        db.executemany(
+            "INSERT INTO nodes (origin, via, province, industry, last_seen, last_observed,"
+            " clock_skew) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (origin) DO UPDATE SET"
+            " via = excluded.via, last_seen = excluded.last_seen,"
+            " last_observed = MAX(last_observed, excluded.last_observed),"
+            " province = CASE WHEN excluded.province != '' THEN excluded.province"
+            " ELSE province END,"
+            " industry = CASE WHEN excluded.industry != '' THEN excluded.industry"
+            " ELSE industry END,"
+            " clock_skew = excluded.clock_skew",
+            [
+                (origin, via, prov, ind, received_at, observed, clock_skew)
+                for origin, (observed, prov, ind) in latest.items()
+            ],
+        )
+        return accepted, added, size, items
+
+    @staticmethod
     def _insert_forwarding(
-        self, rows: list[tuple[Any, ...]], upward: Sequence[tuple[str, bytes]]
+        db: sqlite3.Connection, rows: list[tuple[Any, ...]], upward: Sequence[tuple[str, bytes]]
     ) -> tuple[int, Sequence[tuple[str, bytes]]]:
         """Insert event rows (inside the caller's transaction); the upward items of new ones."""
         if len(upward) != len(rows):
             raise ValueError("one upward item per event is needed")
-        db = self._db
         db.execute("SAVEPOINT bulk")
         accepted = db.executemany(_INSERT_EVENT, rows).rowcount
         if accepted == len(rows):  # the usual case: nothing seen before
@@ -324,6 +328,19 @@ class EventStore:
                 items.append(item)
         return len(items), items
 
+    def record_own(self, events: Sequence[Event], *, node: str, received_at: float) -> int:
+        """Store this node's own events (a node without a parent); returns how many were new.
+
+        They are held here in full (``via`` is the node itself), count in this
+        node's views, and change no reporting-node status.
+        """
+        if not events:
+            return 0
+        with self.db.transaction() as db:
+            return int(
+                db.executemany(_INSERT_EVENT, [_row(e, received_at, node) for e in events]).rowcount
+            )
+
     # -- details on demand ----------------------------------------------------------------
 
     def holder(self, origin: str, event_id: str) -> tuple[bool, str] | None:
@@ -336,11 +353,10 @@ class EventStore:
 
     def request_detail(self, origin: str, event_id: str, holder: str, at: float) -> None:
         """Ask ``holder`` (a child) for the detail of a summary stored here."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO detail_requests VALUES (?, ?, ?, ?)",
-                (origin, event_id, holder, at),
-            )
+        self.db.run(
+            "INSERT OR IGNORE INTO detail_requests VALUES (?, ?, ?, ?)",
+            (origin, event_id, holder, at),
+        )
 
     def detail_requests(self, holder: str, limit: int = 100) -> list[tuple[str, str]]:
         """Keys of the details this node waits for from ``holder``, oldest first."""
@@ -358,48 +374,35 @@ class EventStore:
         if event.detail is None:
             return False
         origin, event_id = event.key
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                asked = db.execute(
-                    "SELECT 1 FROM detail_requests WHERE origin = ? AND id = ? AND holder = ?",
-                    (origin, event_id, holder),
-                ).fetchone()
-                cur = db.execute(
-                    "UPDATE events SET detail = ?, detail_at = NULL WHERE origin = ? AND id = ?"
-                    " AND detail IS NULL AND via = ? AND kind = ? AND severity = ?"
-                    " AND observed_at = ?",
-                    (
-                        orjson.dumps(event.detail).decode(), origin, event_id, holder,
-                        event.kind.value, int(event.severity), event.observed_at,
-                    ),
-                ) if asked else None  # fmt: skip
-                filled = cur is not None and cur.rowcount == 1
-                if filled:
-                    db.execute(
-                        "DELETE FROM detail_requests WHERE origin = ? AND id = ?",
-                        (origin, event_id),
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self.db.transaction() as db:
+            asked = db.execute(
+                "SELECT 1 FROM detail_requests WHERE origin = ? AND id = ? AND holder = ?",
+                (origin, event_id, holder),
+            ).fetchone()
+            cur = db.execute(
+                "UPDATE events SET detail = ?, detail_at = NULL WHERE origin = ? AND id = ?"
+                " AND detail IS NULL AND via = ? AND kind = ? AND severity = ?"
+                " AND observed_at = ?",
+                (
+                    orjson.dumps(event.detail).decode(), origin, event_id, holder,
+                    event.kind.value, int(event.severity), event.observed_at,
+                ),
+            ) if asked else None  # fmt: skip
+            filled = cur is not None and cur.rowcount == 1
+            if filled:
+                db.execute(
+                    "DELETE FROM detail_requests WHERE origin = ? AND id = ?",
+                    (origin, event_id),
+                )
         return filled
 
     def prune_batches(self, older_than: float) -> int:
         """Forget batch ids kept from before ``older_than``; returns how many."""
-        with self._lock:
-            cur = self._db.execute("DELETE FROM batches WHERE received_at < ?", (older_than,))
-        return cur.rowcount
+        return self.db.run("DELETE FROM batches WHERE received_at < ?", (older_than,))
 
     def prune_detail_requests(self, older_than: float) -> int:
         """Drop detail requests no child answered since ``older_than``."""
-        with self._lock:
-            cur = self._db.execute(
-                "DELETE FROM detail_requests WHERE requested_at < ?", (older_than,)
-            )
-        return cur.rowcount
+        return self.db.run("DELETE FROM detail_requests WHERE requested_at < ?", (older_than,))
 
     def batch_count(self) -> int:
         return int(self._all("SELECT COUNT(*) FROM batches")[0][0])
@@ -525,6 +528,25 @@ class EventStore:
             body = orjson.loads(detail)
             out[origin] = (str(body.get("state")), float(observed), list(body.get("assets", [])))
         return out
+
+
+def _row(e: Event, received_at: float, via: str) -> tuple[Any, ...]:
+    """The ``events`` table row of ``e``."""
+    return (
+        e.origin.text,
+        e.id,
+        e.kind.value,
+        int(e.severity),
+        e.observed_at,
+        received_at,
+        e.province,
+        e.industry,
+        None if e.asset is None else str(e.asset),
+        e.asset_kind,
+        via,
+        None if e.detail is None else orjson.dumps(e.detail).decode(),
+        None if e.detail_at is None else e.detail_at.text,
+    )
 
 
 def _filters(
