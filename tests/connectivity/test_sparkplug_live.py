@@ -1,8 +1,10 @@
-"""A Sparkplug device or edge node that dies right after its birth shows bad quality in /live.
+"""Sparkplug through a real broker, the MQTT connector, ingest, the store and the HTTP router.
 
-The birth's readings travel through the bus and ingest, so they reach the live
-state after the death was received: the death must still win.  A real broker
-(embedded amqtt or Mosquitto), the MQTT connector, ingest and the HTTP router.
+A device or edge node that dies right after its birth shows bad quality in
+/live: the birth's readings travel through the bus and ingest, so they reach the
+live state after the death was received, and the death must still win.  Int32,
+Int64 and UInt64 metrics come back from history as exact integers, booleans as
+booleans, strings as strings.  Brokers: embedded amqtt and Mosquitto.
 """
 
 from __future__ import annotations
@@ -12,23 +14,40 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import aiomqtt
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 
 from iinode.api.telemetry import TelemetryApp, telemetry_router
 from iinode.connectivity.mqtt import MqttConnector, MqttSettings
 from iinode.connectivity.sparkplug import EdgeNode
+from iinode.connectivity.sparkplug.codec import encode_payload
+from iinode.connectivity.sparkplug.model import DataType as SpDataType
+from iinode.connectivity.sparkplug.model import MessageType, Metric, Payload, Topic
+from iinode.connectivity.sparkplug.session import Outgoing
 from iinode.telemetry.bus import MemoryBus
 from iinode.telemetry.ingest import IngestWorker
-from iinode.telemetry.model import DataType, Equipment, Tag
+from iinode.telemetry.model import DataType, Equipment, Tag, to_us
 from iinode.telemetry.registry import MemoryRegistry
 from iinode.telemetry.store import ParquetStore
 from iinode.telemetry.twin import LiveState
 from iinode.telemetry.validation import ReadingValidator
+
+#: tag -> (tag type, Sparkplug type, value)
+TYPED: dict[str, tuple[DataType, SpDataType, object]] = {
+    "i32": (DataType.INT, SpDataType.INT32, -(2**31)),
+    "i64": (DataType.INT, SpDataType.INT64, 2**53 + 1),
+    "i64min": (DataType.INT, SpDataType.INT64, -(2**63)),
+    "u64": (DataType.INT, SpDataType.UINT64, 2**64 - 1),
+    "flag": (DataType.BOOL, SpDataType.BOOLEAN, True),
+    "mode": (DataType.STRING, SpDataType.STRING, "auto"),
+    "level": (DataType.FLOAT, SpDataType.DOUBLE, 0.1),
+}
 
 
 @dataclass
@@ -62,7 +81,9 @@ class Plant:
 async def plant(broker: tuple[str, int], tmp_path: Path) -> AsyncIterator[Plant]:
     prefix = f"88.{uuid.uuid4().int % 10**9}"
     registry = MemoryRegistry([
-        Equipment(f"{prefix}/EDGE-1", tags=(Tag("uptime", DataType.INT),)),
+        Equipment(f"{prefix}/EDGE-1", tags=(
+            Tag("uptime", DataType.INT), *(Tag(name, kind) for name, (kind, _, _) in TYPED.items())
+        )),
         Equipment(f"{prefix}/PRESS-1", tags=(Tag("temp"), Tag("running", DataType.BOOL))),
     ])  # fmt: skip
     validator = ReadingValidator(registry, max_future_us=10**15)
@@ -89,6 +110,10 @@ async def plant(broker: tuple[str, int], tmp_path: Path) -> AsyncIterator[Plant]
         worker.stop()
         await asyncio.gather(*tasks)
     assert validator.rejects.total == 0
+
+
+def at(text: str) -> int:
+    return to_us(datetime.fromisoformat(text))
 
 
 async def publish(plant: Plant, *messages: object) -> None:
@@ -122,3 +147,29 @@ async def test_edge_node_death_right_after_birth(plant: Plant) -> None:
     await plant.settled(3)
     assert await plant.live(plant.device) == {"temp": (21.5, 0), "running": (True, 0)}
     assert await plant.live(plant.node) == {"uptime": (5, 0)}
+
+
+async def test_integers_booleans_and_strings_keep_their_type(plant: Plant) -> None:
+    now = int(time.time() * 1000)
+    metrics = [Metric("bdSeq", 0, SpDataType.INT64, timestamp=now)]
+    metrics += [Metric(name, value, kind, alias=i + 1, timestamp=now)
+                for i, (name, (_, kind, value)) in enumerate(TYPED.items())]  # fmt: skip
+    topic = str(Topic(MessageType.NBIRTH, plant.prefix, "EDGE-1"))
+    birth = Outgoing(topic, encode_payload(Payload(now, tuple(metrics), 0)), qos=1)
+    # the same values again by alias in NDATA (the connector's fast path)
+    data_metrics = tuple(Metric(None, value, kind, alias=i + 1, timestamp=now + 1)
+                         for i, (_, kind, value) in enumerate(TYPED.values()))  # fmt: skip
+    topic = str(Topic(MessageType.NDATA, plant.prefix, "EDGE-1"))
+    data = Outgoing(topic, encode_payload(Payload(now + 1, data_metrics, 1)), qos=1)
+    await publish(plant, birth, data)
+    await plant.settled(2 * len(TYPED))
+    r = await plant.http.get(f"/telemetry/equipment/{plant.node}/history")
+    rows = orjson.loads(r.content)["readings"]
+    for when in (now, now + 1):  # the birth (full conversion) and the data (fast path)
+        got = {x["tag"]: x["value"] for x in rows if at(x["time"]) == when * 1000}
+        assert got == {name: value for name, (_, _, value) in TYPED.items()}
+        assert {name: type(v) for name, v in got.items()} == {
+            name: type(value) for name, (_, _, value) in TYPED.items()
+        }
+    assert b"18446744073709551615" in r.content
+    assert b"9007199254740993" in r.content

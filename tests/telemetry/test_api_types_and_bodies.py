@@ -74,7 +74,8 @@ async def test_history_keeps_types(client: tuple[httpx.AsyncClient, TelemetryApp
     r = await c.get(f"/telemetry/equipment/{EQ.id}/history")
     assert r.status_code == 200
     body = r.content
-    assert b'"value":9007199254740993' in body and b'"value":18446744073709551615' in body
+    assert b'"value":9007199254740993' in body
+    assert b'"value":18446744073709551615' in body
     got = [(x["tag"], x["value"], x["quality"]) for x in plain(body)["readings"]]  # type: ignore[index]
     assert got == [
         ("count", BIG, 192), ("serial", U64, 192), ("on", True, 192), ("state", "running", 192),
@@ -106,7 +107,8 @@ async def test_live_keeps_the_last_value_when_a_bad_reading_has_none(
     c, app = client
     app.live.update(READINGS)
     live = (await c.get(f"/telemetry/equipment/{EQ.id}/live")).json()["tags"]
-    assert live["temp"]["value"] == 20.0 and live["temp"]["quality"] == 0
+    assert live["temp"]["value"] == 20.0
+    assert live["temp"]["quality"] == 0
     assert live["serial"]["value"] == U64
 
 

@@ -57,7 +57,6 @@ from iinode.telemetry.store import ParquetStore
 from iinode.telemetry.twin import LiveState
 from iinode.telemetry.validation import RejectLog
 
-
 #: Default bound of a request body: an equipment record with thousands of tags fits.
 MAX_BODY = 1 << 20
 
