@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import sys
 from collections.abc import Iterator, Mapping
@@ -36,7 +35,7 @@ from iinode.identifiers import (
     UrlData,
     data_class_for,
 )
-from iinode.node.settings import FIXED_AT_INIT, NODE_FILE, RESOLVED_VARIABLE, Role
+from iinode.node.settings import FIXED_AT_INIT, NODE_FILE
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="iinode: an Industrial Internet node."
@@ -160,39 +159,13 @@ def serve(
 ) -> None:
     """Serve the node's HTTP API, and the native protocol (UDP+TCP) if a handle port is set.
 
+    SIGTERM, SIGINT and SIGHUP stop the whole node gracefully (see iinode.cli.serve).
     Settings: options > IINODE_* variables > <data-dir>/node.toml > defaults.
     """
-    import uvicorn
-
-    from iinode.api.app import app_for_settings
-    from iinode.resolution.native_server import NativeWorkers, start_native_workers
+    from iinode.cli.serve import run_node
 
     settings = node_settings(data_dir, setting_values)
-    if settings.role is Role.ENTERPRISE and settings.telemetry and settings.mqtt_url == "embedded":
-        from iinode.api.extensions import check_embedded_broker
-
-        check_embedded_broker(settings)  # one clear line now rather than a failed start-up
-    console.print(f"{settings.role.value} node {settings.prefix or ''} on {settings.http_url}")
-    native: NativeWorkers | None = None
-    if settings.handle_port:
-        native = start_native_workers(settings, native_workers)
-        console.print(
-            f"native Handle protocol on {native.host}:{native.port} (UDP+TCP), "
-            f"{len(native.processes)} worker processes"
-        )
-    try:
-        if workers > 1:
-            os.environ[RESOLVED_VARIABLE] = settings.to_json()  # workers take these as they are
-            uvicorn.run(
-                "iinode.api.app:app_from_env", factory=True, host=settings.http_host,
-                port=settings.http_port, workers=workers, log_level="warning",
-            )  # fmt: skip
-        else:
-            uvicorn.run(app_for_settings(settings), host=settings.http_host,
-                        port=settings.http_port, log_level="warning")  # fmt: skip
-    finally:
-        if native is not None:
-            native.stop()
+    run_node(settings, workers=workers, native_workers=native_workers, console=console)
 
 
 @prefix_app.command("delegate")

@@ -19,16 +19,18 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
-import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from iinode.errors import ConfigurationError
 from iinode.identifiers import SiteData, site_for
 from iinode.node.changes import COUNTER_FILE, ChangeCounter
+from iinode.node.lifecycle import StopSignals, die_with_parent
 from iinode.node.service import HandleService, site_from_url
 from iinode.node.settings import NodeSettings, Role
 from iinode.proto import DEFAULT_PORT, ProtoLimits
@@ -205,28 +207,36 @@ class NativeServer:
         return site_for(self.settings.public_host, handle_port=self.port)
 
     def serve_until_signalled(self) -> None:
-        """Run until SIGTERM or SIGINT (the body of a worker process)."""
+        """Run until SIGTERM, SIGINT or SIGHUP (the body of a worker process)."""
         done = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: done.set())
+        with StopSignals(lambda _: done.set()):
+            done.wait()
+            self.stop()
+
+
+def _worker_main(
+    settings: NodeSettings, host: str | None, port: int, ready: Connection, death_signal: bool
+) -> None:
+    """Body of one native worker process: serve until signalled or orphaned."""
+    die_with_parent(death_signal=death_signal)
+    done = threading.Event()
+    with StopSignals(lambda _: done.set()):  # a stop during start-up is kept for after it
+        server = NativeServer(settings, host=host, port=port)
+        try:
+            server.start()
+        except Exception as exc:
+            ready.send(f"{type(exc).__name__}: {exc}")
+            server.stop()
+            return
+        ready.send("ok")
+        ready.close()
         done.wait()
-        self.stop()
-
-
-def _worker_main(settings: NodeSettings, host: str | None, port: int, ready: Any) -> None:
-    server = NativeServer(settings, host=host, port=port)
-    try:
-        server.start()
-    except Exception as exc:
-        ready.put(f"{type(exc).__name__}: {exc}")
-        return
-    ready.put("ok")
-    server.serve_until_signalled()
+        server.stop()
 
 
 @dataclass
 class NativeWorkers:
-    """Running worker processes; ``stop`` ends them."""
+    """Running worker processes; ``stop`` ends them (SIGTERM, then SIGKILL after ``timeout``)."""
 
     host: str
     port: int
@@ -236,8 +246,10 @@ class NativeWorkers:
         for process in self.processes:
             if process.is_alive():
                 process.terminate()
+        deadline = time.monotonic() + timeout
         for process in self.processes:
-            process.join(timeout)
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in self.processes:
             if process.is_alive():
                 process.kill()
                 process.join(timeout)
@@ -257,7 +269,12 @@ def start_native_workers(
     port: int | None = None,
     timeout: float = 60.0,
 ) -> NativeWorkers:
-    """Start ``workers`` server processes (default: CPU count) sharing one port."""
+    """Start ``workers`` server processes (default: CPU count) sharing one port.
+
+    The workers end with this process however it ends (``die_with_parent``); the
+    parent-death signal is set only when called from the main thread, as Linux
+    sends it when the starting thread ends.
+    """
     count = workers if workers is not None else (os.cpu_count() or 1)
     if count < 1:
         raise ConfigurationError("at least one native worker is needed")
@@ -269,21 +286,38 @@ def start_native_workers(
             "several native workers need a shared store (SQLite or PostgreSQL)"
         )
     context = multiprocessing.get_context("spawn")
-    ready = context.Queue()
+    death_signal = threading.current_thread() is threading.main_thread()
     result = NativeWorkers(host or settings.http_host, port)
-    for n in range(count):
-        process = context.Process(
-            target=_worker_main, args=(settings, host, port, ready), name=f"iinode-native-{n}",
-            daemon=True,
-        )  # fmt: skip
-        process.start()
-        result.processes.append(process)
+    waiting: dict[Any, BaseProcess] = {}
     try:
-        for _ in range(count):
-            status = ready.get(timeout=timeout)
-            if status != "ok":
-                raise ConfigurationError(f"a native worker failed to start: {status}")
+        for n in range(count):
+            reader, writer = context.Pipe(duplex=False)
+            process = context.Process(
+                target=_worker_main, args=(settings, host, port, writer, death_signal),
+                name=f"iinode-native-{n}", daemon=True,
+            )  # fmt: skip
+            process.start()
+            writer.close()
+            result.processes.append(process)
+            waiting[reader] = process
+        deadline = time.monotonic() + timeout
+        while waiting:
+            left = deadline - time.monotonic()
+            ready = wait([*waiting, *(p.sentinel for p in waiting.values())], max(0.0, left))
+            if not ready:
+                raise ConfigurationError(f"native workers did not start within {timeout:g} s")
+            for reader in [r for r in waiting if r in ready or waiting[r].sentinel in ready]:
+                try:
+                    status = reader.recv() if reader.poll() else "exited while starting"
+                except EOFError:
+                    status = "exited while starting"
+                reader.close()
+                waiting.pop(reader)
+                if status != "ok":
+                    raise ConfigurationError(f"a native worker failed to start: {status}")
     except BaseException:
+        for reader in waiting:
+            reader.close()
         result.stop()
         raise
     return result
