@@ -32,7 +32,7 @@ class BulkRegistrar:
     Ownership and syntax are checked per row; authorisation is the operator's
     access to the data directory.  Each new handle gets an HS_ADMIN naming the
     prefix's administrators (``200:0.NA/<prefix>``) unless it has one.  An
-    HS_SECKEY is stored as on every other path: as a verifier, never public.
+    HS_SECKEY is stored as on every other path: sealed with the node key, never public.
     """
 
     def __init__(self, service: HandleService, *, overwrite: bool = False) -> None:
@@ -74,7 +74,10 @@ class BulkRegistrar:
             elif isinstance(v.data, SecKeyData):
                 secret = True
         if secret:
-            values = [protect_seckey(v) if isinstance(v.data, SecKeyData) else v for v in values]
+            secrets = self.service.secrets
+            values = [
+                protect_seckey(v, secrets) if isinstance(v.data, SecKeyData) else v for v in values
+            ]
         admin_wire = b""
         admin_index = 100
         if not has_admin:

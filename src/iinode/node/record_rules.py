@@ -30,7 +30,7 @@ def check_indexes(
 
 
 def keep_secrets(handle: HandleName, old: Record, new: Sequence[HandleValue]) -> list[HandleValue]:
-    """``new`` with each data-less HS_SECKEY given the verifier ``old`` holds at its index,
+    """``new`` with each data-less HS_SECKEY given the sealed secret ``old`` holds at its index,
     so a record read back and written unchanged keeps its secrets."""
     out = []
     for v in new:

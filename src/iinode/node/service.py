@@ -47,11 +47,12 @@ from iinode.identifiers import (
     encode_record,
     site_for,
 )
-from iinode.node.auth import Authorizer, hash_secret
+from iinode.node.auth import Authorizer
 from iinode.node.bulk import DEFAULT_ADMIN_PERMISSIONS, BulkRegistrar
 from iinode.node.changes import ChangeCounter
 from iinode.node.record_rules import admins_of, check_indexes, keep_secrets, same_value
 from iinode.node.root_records import is_root_handle, root_record
+from iinode.node.secret_box import NodeSecrets
 from iinode.node.server_keys import load_server_key
 from iinode.node.settings import NodeSettings, Role
 from iinode.node.sites import site_from_url
@@ -105,7 +106,9 @@ class HandleService:
             if settings.admin_identity
             else frozenset()
         )
-        self.auth = Authorizer(self.lookup, admins)
+        #: Seals HS_SECKEY secrets at rest with the node key (``<data dir>/node.key``).
+        self.secrets = NodeSecrets(settings.data_dir)
+        self.auth = Authorizer(self.lookup, admins, secrets=self.secrets)
         self._parent_site: tuple[SiteData, float] | None = None
 
     def now(self) -> int:
@@ -254,14 +257,15 @@ class HandleService:
         raise ServerBusy(f"handle {handle} is being changed concurrently; try again", handle=key)
 
     async def _prepare(self, values: Iterable[HandleValue]) -> list[HandleValue]:
-        """Stamp values with the server time; store each HS_SECKEY as a verifier, never
-        publicly readable (derived in a worker thread).  An HS_SECKEY without data (as
-        it is read back) is left for ``keep_secrets`` to resolve against the old record."""
+        """Stamp values with the server time; store each HS_SECKEY sealed with the node
+        key, never publicly readable (in a worker thread: the first may read the key file).
+        An HS_SECKEY without data (as it is read back) is left for ``keep_secrets`` to
+        resolve against the old record."""
         now = self.now()
         out = []
         for v in values:
             if isinstance(v.data, SecKeyData) and v.data.raw:
-                v = await asyncio.to_thread(protect_seckey, v)
+                v = await asyncio.to_thread(protect_seckey, v, self.secrets)
             out.append(replace(v, timestamp=now))
         return out
 
@@ -447,7 +451,8 @@ class HandleService:
         na = owned.na_handle
         now = self.now()
         site = self._own_site(owned)
-        verifier = await asyncio.to_thread(hash_secret, secret)
+        self.secrets.ensure()  # the node key is created with the node
+        sealed = await asyncio.to_thread(self.secrets.seal, secret.encode("utf-8"))
         record = check_record(
             [
                 HandleValue(1, "HS_SITE", site, timestamp=now),
@@ -461,7 +466,7 @@ class HandleService:
                 HandleValue(
                     300,
                     "HS_SECKEY",
-                    SecKeyData(verifier),
+                    SecKeyData(sealed),
                     timestamp=now,
                     permissions=Permissions.ADMIN_READ | Permissions.ADMIN_WRITE,
                 ),

@@ -1,26 +1,22 @@
-"""How an HS_SECKEY secret is stored: a SCRAM verifier, never the secret or its hash.
+"""How an HS_SECKEY secret is stored, and the legacy SCRAM verifiers HTTP Basic still accepts.
 
-The scheme is SCRAM's (RFC 5802, with SHA-256 as in RFC 7677)::
+Every path that writes an HS_SECKEY (REST, native, ``iinode init``,
+``bulk-load``, a delegation's ``--child-secret``) goes through
+``protect_seckey``: the secret is sealed with the node key
+(``node.secret_box``), never stored in clear and never publicly readable, since
+Handle.Net's challenge answers (``node.seckey_answers``) need the secret itself.
+
+Nodes of earlier versions stored a SCRAM verifier instead (RFC 5802 with
+SHA-256, RFC 7677)::
 
     SaltedPassword = PBKDF2-HMAC-SHA256(secret, salt, iterations)
-    ClientKey      = HMAC(SaltedPassword, "Client Key")
-    StoredKey      = SHA-256(ClientKey)
+    StoredKey      = SHA-256(HMAC(SaltedPassword, "Client Key"))
     ServerKey      = HMAC(SaltedPassword, "Server Key")
 
-The HS_SECKEY value holds ``SCRAM-SHA-256$<iterations>$<salt>$<StoredKey>$<ServerKey>``
-(base64 fields).  Whoever reads it learns neither the secret nor ``ClientKey``,
-and both ways of proving an identity need one of them:
-
-* HTTP Basic sends the secret; the node derives ``ClientKey`` and compares
-  ``SHA-256(ClientKey)`` with ``StoredKey`` (``SecretVerifier.check_secret``).
-* The native challenge is answered with the proof
-  ``ClientKey XOR HMAC(StoredKey, AuthMessage)``, ``AuthMessage`` being the
-  challenge nonce followed by the request digest; the node recovers
-  ``ClientKey`` from it and compares its hash with ``StoredKey``
-  (``SecretVerifier.check_proof``).
-
-As in SCRAM, someone holding both a verifier and a recorded exchange can
-recover ``ClientKey``; reading the verifier alone is not enough.
+as ``SCRAM-SHA-256$<iterations>$<salt>$<StoredKey>$<ServerKey>`` (base64
+fields).  Such a value still authenticates HTTP Basic (``check_secret``) and may
+still be written (it is kept as it is), but it cannot answer a native challenge:
+write the secret again to use it there.
 """
 
 from __future__ import annotations
@@ -35,6 +31,7 @@ from typing import Self
 
 from iinode.errors import ValueInvalid
 from iinode.identifiers import HandleValue, Permissions, SecKeyData
+from iinode.node.secret_box import NodeSecrets, SecretBox
 
 #: Name of the scheme: the verifier's first field and the ``kdf`` a challenge announces.
 SCHEME = "SCRAM-SHA-256"
@@ -55,13 +52,9 @@ def _hmac(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
-def _xor(a: bytes, b: bytes) -> bytes:
-    return bytes(x ^ y for x, y in zip(a, b, strict=True))
-
-
 @dataclass(frozen=True, slots=True)
 class ClientKeys:
-    """What a client derives from its secret to answer challenges."""
+    """What a secret derives to under a verifier's salt and iterations."""
 
     client_key: bytes
     stored_key: bytes
@@ -70,10 +63,6 @@ class ClientKeys:
     def derive(cls, secret: str, salt: bytes, iterations: int) -> Self:
         client_key = _hmac(salted_password(secret, salt, iterations), b"Client Key")
         return cls(client_key, hashlib.sha256(client_key).digest())
-
-    def proof(self, auth_message: bytes) -> bytes:
-        """``ClientKey XOR HMAC(StoredKey, AuthMessage)``."""
-        return _xor(self.client_key, _hmac(self.stored_key, auth_message))
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,35 +133,44 @@ class SecretVerifier:
         keys = ClientKeys.derive(secret, self.salt, self.iterations)
         return hmac.compare_digest(keys.stored_key, self.stored_key)
 
-    def check_proof(self, auth_message: bytes, proof: bytes) -> bool:
-        """Native challenge: does ``proof`` carry the ClientKey behind StoredKey?  (Fast.)"""
-        if len(proof) != _KEY_BYTES:
-            return False
-        client_key = _xor(proof, _hmac(self.stored_key, auth_message))
-        return hmac.compare_digest(hashlib.sha256(client_key).digest(), self.stored_key)
 
+def protect_seckey(value: HandleValue, secrets: NodeSecrets) -> HandleValue:
+    """An HS_SECKEY value as it is stored: its secret sealed, not publicly readable.
 
-def protect_seckey(value: HandleValue) -> HandleValue:
-    """An HS_SECKEY value as it is stored: its secret replaced by the verifier, not public.
-
-    Data that already is a verifier is kept (so a secret can be set without
-    sending it); a malformed verifier, an empty or non-UTF-8 secret is refused.
-    One PBKDF2 derivation per secret: call it off the event loop.
+    Data already sealed with this node's key is kept (a record read from the
+    store and written back); data sealed with another key is refused, as is an
+    empty secret or a malformed SCRAM verifier.  A well-formed verifier is kept.
     """
     assert isinstance(value.data, SecKeyData)
     raw = value.data.raw
+    if not raw:
+        raise ValueInvalid(f"the HS_SECKEY at index {value.index} has no secret")
     if SecretVerifier.looks_like(raw):
         SecretVerifier.parse(raw)
         data = value.data
+    elif SecretBox.is_sealed(raw):
+        secrets.open(raw)
+        data = value.data
     else:
-        try:
-            secret = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueInvalid(
-                f"the HS_SECKEY secret at index {value.index} is not UTF-8"
-            ) from None
-        data = SecKeyData(SecretVerifier.create(secret).to_bytes())
+        data = SecKeyData(secrets.seal(raw))
     return replace(value, data=data, permissions=value.permissions & ~Permissions.PUBLIC_READ)
+
+
+def stored_secret(raw: bytes, secrets: NodeSecrets) -> bytes | None:
+    """The secret of stored HS_SECKEY data, if it holds one this node can open.
+
+    ``None`` for a SCRAM verifier (not a secret) or data sealed with another key.
+    Data neither sealed nor a verifier (written to the store by other means) is
+    the secret itself, as Handle.Net stores it.
+    """
+    if SecretVerifier.looks_like(raw):
+        return None
+    if SecretBox.is_sealed(raw):
+        try:
+            return secrets.open(raw)
+        except ValueInvalid:
+            return None
+    return raw or None
 
 
 __all__ = [
@@ -182,4 +180,5 @@ __all__ = [
     "SecretVerifier",
     "protect_seckey",
     "salted_password",
+    "stored_secret",
 ]

@@ -8,6 +8,7 @@ from typing import Self
 from iinode.errors import RemoteProtocolError
 from iinode.identifiers.wire import WireReader, WireWriter
 from iinode.proto._bodies import Body, check_bytes, check_text
+from iinode.proto._credential import RequestDigest
 from iinode.proto._envelope import check_uint
 from iinode.proto._tables import KeyExchangeMode
 
@@ -16,36 +17,30 @@ from iinode.proto._tables import KeyExchangeMode
 class ChallengeBody(Body):
     """AUTHENTICATION_NEEDED (s3.5.1): the nonce the client must sign.
 
-    iinode extension: when the server knows which HS_SECKEY the client will use
-    (stored as a SCRAM-SHA-256 verifier), the nonce is followed by the key
-    derivation parameters (``kdf`` name, iterations, salt) so the client can
-    derive its SCRAM client key from its secret.  Without them the body is the
-    RFC's.
+    From version 2.1 the request digest travels before the body (the RD flag,
+    always set on a challenge) and the body is the nonce alone.  Before 2.1
+    (Handle.Net ``Encoder.encodeChallenge``) the body is the nonce followed by
+    the MD5 request digest, both as byte strings: ``old_digest``.
     """
 
     nonce: bytes
-    kdf: str = ""
-    iterations: int = 0
-    salt: bytes = b""
+    old_digest: bytes = b""
 
     def __post_init__(self) -> None:
         check_bytes("nonce", self.nonce)
-        check_text("key derivation function", self.kdf)
-        check_uint("key derivation iterations", self.iterations, 32)
-        check_bytes("key derivation salt", self.salt)
+        check_bytes("old-format request digest", self.old_digest)
 
     def write(self, w: WireWriter) -> None:
         w.byte_string(self.nonce)
-        if self.kdf:
-            w.utf8(self.kdf).u32(self.iterations).byte_string(self.salt)
+        if self.old_digest:
+            w.byte_string(self.old_digest)
 
     @classmethod
     def read(cls, r: WireReader) -> Self:
         nonce = r.byte_string("nonce")
         if not r.remaining:
             return cls(nonce)
-        kdf, iterations = r.utf8("key derivation function"), r.u32("key derivation iterations")
-        return cls(nonce, kdf, iterations, r.byte_string("key derivation salt"))
+        return cls(nonce, r.byte_string("old-format request digest"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +70,10 @@ class ChallengeAnswer(Body):
 
 @dataclass(frozen=True, slots=True)
 class VerifyRequest(Body):
-    """VERIFY_RESPONSE request (s3.5.3): ask a key's home server to check an HS_SECKEY answer."""
+    """VERIFY_RESPONSE request (s3.5.3): ask a key's home server to check an HS_SECKEY answer.
+
+    Key index 0 asks about every HS_SECKEY of the key handle (as Handle.Net does).
+    """
 
     key_handle: str
     key_index: int
@@ -96,7 +94,9 @@ class VerifyRequest(Body):
     @classmethod
     def read(cls, r: WireReader) -> Self:
         handle, index, nonce = r.utf8("key handle"), r.u32("key index"), r.byte_string("nonce")
-        digest = r.byte_string("request digest")
+        # Written as a byte string (a zero first octet); Handle.Net also reads a type octet
+        # followed by a digest of that type's size, as in a response's request digest.
+        digest = RequestDigest.read(r).digest
         return cls(handle, index, nonce, digest, r.byte_string("challenge response"))
 
 

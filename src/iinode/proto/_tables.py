@@ -112,6 +112,10 @@ class DigestAlgorithm(TolerantIntEnum):
     MD5 = 1
     SHA1 = 2
     SHA256 = 3
+    #: Keyed types of an HS_SECKEY challenge answer (Handle.Net ``Common.HASH_CODE_*``).
+    HMAC_SHA1 = 0x12
+    HMAC_SHA256 = 0x13
+    PBKDF2_HMAC_SHA1 = 0x22
 
     @property
     def digest_size(self) -> int | None:

@@ -1,11 +1,19 @@
-"""Administrative client of the native protocol: authenticated writes over one TCP connection.
+"""Administrative client of the native protocol: authenticated writes over TCP.
 
 ``NativeAdminClient`` keeps one connection open (every request has KA set) and
-answers the server's challenges with an HS_SECKEY secret (``SecretKeyAuth``: the
-SCRAM client proof of ``node.verifier``, derived from the secret with the salt and
-iterations the challenge announces; the secret itself is never sent) or an
-HS_PUBKEY private key (``PublicKeyAuth``).  ``open_session`` sets up a
-session (key exchange CIPHER_CLIENT: a fresh RSA key receives the session key)
+answers the server's challenges as a Handle.Net 9 client does, so it works
+against a stock Handle.Net server as against iinode: it checks that the
+challenge's request digest is the digest of the request it sent (refusing to
+sign anything else), answers with CHALLENGE_RESPONSE naming the challenge's
+session id, in the challenge's version, and, if the server closed the
+connection after the challenge, on a new connection (``answer_on_new_connection``
+always does so, as the reference client does).  With an HS_SECKEY secret
+(``SecretKeyAuth``) the answer is of the type the version implies (PBKDF2-HMAC-SHA1
+from 2.7, SHA-1 from 2.1, MD5 before: ``node.seckey_answers``) unless one is
+chosen; ``hashed=True`` uses the lower-case hex SHA-1 of the secret, as
+Handle.Net's "hashed password" mode.  With an HS_PUBKEY private key
+(``PublicKeyAuth``) the answer is a SHA-256 signature.  ``open_session`` sets up
+a session (key exchange CIPHER_CLIENT: a fresh RSA key receives the session key)
 so that later requests are MAC'd with the session key instead of challenged.
 Sessions live in the server process that set them up, which is the one holding
 this connection.
@@ -14,7 +22,6 @@ this connection.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -26,23 +33,21 @@ from iinode.codes import ResponseCode
 from iinode.errors import HandleError, TransportError
 from iinode.identifiers import HandleName, HandleValue, IndexedHandle
 from iinode.node.auth import (
-    KDF_NAME,
     PUBKEY_AUTH,
     SECKEY_AUTH,
-    KeyDerivation,
     PrivateKey,
-    derive_keys,
     encode_public_key,
     pubkey_answer,
-    seckey_answer,
 )
-from iinode.node.verifier import ClientKeys
+from iinode.node.seckey_answers import answer_type_for, hashed_secret, seckey_answer
 from iinode.proto import (
+    CLIENT_VERSION,
     Body,
     ChallengeAnswer,
     ChallengeBody,
     Credential,
     CredentialType,
+    DigestAlgorithm,
     HandleBody,
     KeyExchangeMode,
     ListHandlesResponse,
@@ -51,6 +56,7 @@ from iinode.proto import (
     OpFlag,
     OptionalHandleBody,
     RemoveValueRequest,
+    RequestDigest,
     SessionSetupRequest,
     SessionSetupResponse,
     TcpFramer,
@@ -65,8 +71,22 @@ _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(
 
 @dataclass(frozen=True, slots=True)
 class SecretKeyAuth:
+    """An HS_SECKEY identity and its secret.
+
+    ``answer_type``: the digest type of every answer (``None``: the one the
+    challenge's version implies, as Handle.Net clients choose).  ``hashed``: use
+    the hex SHA-1 of ``secret`` as the key (Handle.Net's "hashed password").
+    """
+
     identity: IndexedHandle
-    secret: str
+    secret: str | bytes
+    answer_type: DigestAlgorithm | None = None
+    hashed: bool = False
+
+    @property
+    def key(self) -> bytes:
+        raw = self.secret.encode("utf-8") if isinstance(self.secret, str) else self.secret
+        return hashed_secret(raw) if self.hashed else raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,20 +100,26 @@ Authentication = SecretKeyAuth | PublicKeyAuth
 
 class NativeAdminClient:
     def __init__(
-        self, host: str, port: int, auth: Authentication, *, timeout: float = 10.0
+        self,
+        host: str,
+        port: int,
+        auth: Authentication,
+        *,
+        timeout: float = 10.0,
+        version: tuple[int, int] = CLIENT_VERSION,
+        answer_on_new_connection: bool = False,
     ) -> None:
         self.address = (host, port)
         self.auth = auth
         self.timeout = timeout
+        #: The protocol version of our requests (a Handle.Net 9 client sends 2.10).
+        self.version = version
+        self.answer_on_new_connection = answer_on_new_connection
         self.session_id = 0
         self._session_key = b""
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._framer = TcpFramer()
-        self._derived: dict[tuple[bytes, int], ClientKeys] = {}
-        #: Key parameters of our HS_SECKEY learnt from an earlier challenge: later
-        #: challenges are answered at once, saving the round trip that asks for them.
-        self._derivation: KeyDerivation | None = None
 
     async def __aenter__(self) -> NativeAdminClient:
         await self.connect()
@@ -169,78 +195,76 @@ class NativeAdminClient:
         self, opcode: OpCode, body: Body, flags: OpFlag = _NO_FLAGS, *, session: bool = True
     ) -> Message:
         """Send a request, answer challenges, return the success response or raise."""
-        reused = self._derivation is not None
-        try:
-            return await self._call(opcode, body, flags, session=session)
-        except HandleError as exc:
-            if not (reused and exc.code == ResponseCode.AUTHENTICATION_FAILED):
-                raise
-        # The remembered key parameters may be stale (the secret was changed): ask again.
-        self._derivation = None
-        return await self._call(opcode, body, flags, session=session)
-
-    async def _call(self, opcode: OpCode, body: Body, flags: OpFlag, *, session: bool) -> Message:
-        request = Message(opcode, body, flags=flags | OpFlag.KA, request_id=next_request_id())
+        request = Message(
+            opcode, body, flags=flags | OpFlag.KA, request_id=next_request_id(),
+            version=self.version,
+        )  # fmt: skip
         if session and self.session_id:
             request = self._sign(request)
         response = await self._exchange(request)
-        derivation = self._derivation
-        rounds = 0
-        while response.response_code == ResponseCode.AUTHENTICATION_NEEDED and rounds < 3:
-            rounds += 1
-            challenge = response.body
-            assert isinstance(challenge, ChallengeBody)
-            digest = hashlib.sha256(request.signed_data()).digest()
-            if challenge.kdf:
-                derivation = KeyDerivation(challenge.salt, challenge.iterations)
-                if isinstance(self.auth, SecretKeyAuth):
-                    self._derivation = derivation
-            answer = self._answer(challenge, digest, derivation, first=rounds == 1)
-            reply = Message(
-                OpCode.CHALLENGE_RESPONSE, answer, flags=OpFlag.KA, request_id=request.request_id
-            )
-            response = await self._exchange(reply)
+        # Handle.Net clients answer at most twice (a server may challenge again to
+        # lower the version for a third server that verifies the answer).
+        for _ in range(2):
+            if response.response_code != ResponseCode.AUTHENTICATION_NEEDED:
+                break
+            response = await self._answer(request, response)
         if response.response_code != ResponseCode.SUCCESS:
             message = getattr(response.body, "message", "") or response.response_code.to_text()
             raise HandleError.for_code(response.response_code, message)
         return response
 
-    def _answer(
-        self,
-        challenge: ChallengeBody,
-        digest: bytes,
-        derivation: KeyDerivation | None,
-        *,
-        first: bool,
-    ) -> ChallengeAnswer:
+    async def _answer(self, request: Message, challenge: Message) -> Message:
+        """Send CHALLENGE_RESPONSE to ``challenge``; the response to it (the request's)."""
+        body = challenge.body
+        assert isinstance(body, ChallengeBody)
+        digest = self._challenge_digest(request, challenge)
+        version = min(challenge.version, self.version)
+        answer = Message(
+            OpCode.CHALLENGE_RESPONSE, self._signed(body.nonce, digest, challenge),
+            flags=OpFlag.KA, request_id=next_request_id(), session_id=challenge.session_id,
+            version=version,
+        )  # fmt: skip
+        if self.answer_on_new_connection:
+            await self.close()
+            return await self._exchange(answer)
+        try:
+            return await self._exchange(answer)
+        except TransportError:
+            # The server closed the connection after its challenge (the reference
+            # server may): the challenge stays open, so answer on a new connection.
+            return await self._exchange(answer)
+
+    @staticmethod
+    def _challenge_digest(request: Message, challenge: Message) -> bytes:
+        """The challenge's request digest, checked against our own request."""
+        body = challenge.body
+        assert isinstance(body, ChallengeBody)
+        if challenge.request_digest is not None:
+            algorithm, digest = challenge.request_digest.algorithm, challenge.request_digest.digest
+        elif body.old_digest:
+            algorithm, digest = DigestAlgorithm.MD5_OLD_FORMAT, body.old_digest
+        else:
+            raise HandleError.for_code(
+                ResponseCode.AUTHENTICATION_ERROR, "the challenge carries no request digest"
+            )
+        if RequestDigest.of(request.signed_data(), algorithm).digest != digest:
+            raise HandleError.for_code(
+                ResponseCode.AUTHENTICATION_ERROR, "asked to sign a request we did not send"
+            )
+        return digest
+
+    def _signed(self, nonce: bytes, digest: bytes, challenge: Message) -> ChallengeAnswer:
         auth = self.auth
         handle, index = str(auth.identity.handle), auth.identity.index
         if isinstance(auth, PublicKeyAuth):
-            signed = pubkey_answer(auth.key, challenge.nonce, digest)
-            return ChallengeAnswer(PUBKEY_AUTH, handle, index, signed)
-        if first and not challenge.kdf and derivation is None:
-            # Ask for the key derivation parameters of our HS_SECKEY.
-            return ChallengeAnswer(SECKEY_AUTH, handle, index, b"")
-        if challenge.kdf and challenge.kdf != KDF_NAME:
-            raise HandleError.for_code(
-                ResponseCode.AUTHENTICATION_ERROR, f"unknown key derivation {challenge.kdf}"
+            return ChallengeAnswer(
+                PUBKEY_AUTH, handle, index, pubkey_answer(auth.key, nonce, digest)
             )
-        if derivation is None:
-            raise HandleError.for_code(
-                ResponseCode.AUTHENTICATION_ERROR,
-                f"the server announced no {KDF_NAME} parameters for {auth.identity}",
-            )
-        keys = self._keys(auth.secret, derivation)
+        # The type by the lower of the challenge's version and the one it suggests.
+        kind = auth.answer_type or answer_type_for(min(challenge.version, challenge.suggests))
         return ChallengeAnswer(
-            SECKEY_AUTH, handle, index, seckey_answer(keys, challenge.nonce, digest)
+            SECKEY_AUTH, handle, index, seckey_answer(auth.key, nonce, digest, kind)
         )
-
-    def _keys(self, secret: str, derivation: KeyDerivation) -> ClientKeys:
-        cache_key = (derivation.salt, derivation.iterations)
-        keys = self._derived.get(cache_key)
-        if keys is None:
-            keys = self._derived[cache_key] = derive_keys(secret, derivation)
-        return keys
 
     def _sign(self, request: Message) -> Message:
         request = replace(request, session_id=self.session_id)

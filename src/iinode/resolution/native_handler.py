@@ -5,16 +5,21 @@ pass it with the peer's ``PeerState``, and send back what ``handle`` returns.
 Every operation goes through ``HandleService`` and its ``Authorizer``, exactly
 as the REST API does, so both front ends answer and refuse alike.
 
-Authentication (RFC 3652 s3.5): an administrative request without an
-authenticated session gets AUTHENTICATION_NEEDED with a nonce; the client sends
-CHALLENGE_RESPONSE (same request id) with its identity and answer; the server
-checks it against the identity's HS_SECKEY or HS_PUBKEY and then performs the
-original request.  Failed answers are charged to the client's address
+Authentication (RFC 3652 s3.5), as the Handle.Net 9 server does it: an
+administrative request without an authenticated session gets
+AUTHENTICATION_NEEDED with a 16-octet nonce, the request digest (always, in the
+algorithm the answer's version implies: MD5 in the body before 2.1, SHA-1 from
+2.1, SHA-256 from 2.7) and a non-zero session id naming the challenge.  The
+client sends CHALLENGE_RESPONSE with that session id (any request id, on any
+connection, over UDP or TCP, to any worker process: open challenges live in the
+node's shared ``ChallengeTable``, each taken once); the answer to it is the
+original request's, with the answer's request id.  The answer is checked against
+the identity's HS_SECKEY (any Handle.Net digest type, ``node.seckey_answers``;
+on the node that holds it, through VERIFY_RESPONSE, when that is another node:
+``native_verify``) or HS_PUBKEY.  VERIFY_RESPONSE requests are answered for the
+secrets held here.  Failed answers are charged to the client's address
 (``PeerState.address``, the ``Authorizer``'s per-address limit, as for REST): an
-address out of attempts is refused before its answer is checked.  For an
-HS_SECKEY (a SCRAM verifier) the challenge carries the
-salt and iterations (when the identity is known: a SESSION_SETUP names it, otherwise
-the client sends an empty answer first and is challenged again with them).
+address out of attempts is refused before its answer is checked.
 SESSION_SETUP (key exchange CIPHER_CLIENT: the session key encrypted with the
 client's RSA key) opens a session; later requests carrying its session id and
 an HS_MAC credential act as the session's identity without a challenge.  An
@@ -31,7 +36,6 @@ RECUR_LIMIT_EXCEEDED a request whose recursion count reached
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import time
@@ -55,13 +59,15 @@ from iinode.errors import (
     TransportError,
 )
 from iinode.identifiers import HandleName, IndexedHandle, Prefix, SiteData
-from iinode.node.auth import KDF_NAME, SECKEY_AUTH, decode_public_key
+from iinode.node.auth import decode_public_key
+from iinode.node.challenges import ChallengeTable, challenge_table_for
 from iinode.node.service import HandleService
 from iinode.proto import (
     DEFAULT_MESSAGE_LIFETIME,
     ChallengeAnswer,
     ChallengeBody,
     CredentialType,
+    DigestAlgorithm,
     EmptyBody,
     HandleBody,
     KeyExchangeMode,
@@ -72,12 +78,16 @@ from iinode.proto import (
     OptionalHandleBody,
     ReferralResponse,
     RemoveValueRequest,
+    RequestDigest,
     ResolutionRequest,
     ResolutionResponse,
     SessionSetupRequest,
     SessionSetupResponse,
     SiteInfoResponse,
     ValuesRequest,
+    VerifyRequest,
+    VerifyResponse,
+    digest_algorithm_for,
 )
 from iinode.resolution.driver import Resolved
 from iinode.resolution.native_sessions import (
@@ -90,6 +100,8 @@ from iinode.resolution.native_sessions import (
 )
 from iinode.resolution.native_signing import is_reference_mac, verify_mac
 from iinode.resolution.native_trust import ServerTrust
+from iinode.resolution.native_verify import RemoteSeckeyVerifier
+from iinode.resolution.shared_sessions import session_table_for
 
 ADMIN_OPS = frozenset(
     {
@@ -152,6 +164,14 @@ class Outcome:
     more: AsyncGenerator[Message, None] | None = None
 
 
+#: Octets of a challenge nonce (Handle.Net ``Common.CHALLENGE_NONCE_SIZE``).
+NONCE_BYTES = 16
+
+
+def new_nonce() -> bytes:
+    return os.urandom(NONCE_BYTES)
+
+
 def _error(code: ResponseCode, message: str) -> HandleError:
     return HandleError.for_code(code, message)
 
@@ -173,6 +193,7 @@ class NativeHandler:
         trust: ServerTrust | None = None,
         message_lifetime: int = DEFAULT_MESSAGE_LIFETIME,
         wall_clock: Callable[[], float] = time.time,
+        challenges: ChallengeTable | None = None,
     ) -> None:
         self.service = service
         self.site = site
@@ -180,11 +201,19 @@ class NativeHandler:
         self.counters = counters if counters is not None else NativeCounters()
         #: Offences per source address (what the transports count, by peer).
         self.offenders = offenders if offenders is not None else OffenderTally()
-        self.sessions = sessions if sessions is not None else SessionTable()
+        #: Open sessions, shared by the node's processes (``shared_sessions``).
+        self.sessions = sessions if sessions is not None else self._session_table(service)
         self._clock = clock
         self.challenge_timeout = challenge_timeout
+        #: Open challenges, shared by the node's processes (``node.challenges``).
+        self.challenges = challenges if challenges is not None else self._challenge_table()
+        if service.auth.remote_verifier is None:
+            # Answers for identities held by other nodes are checked there.
+            service.auth.remote_verifier = RemoteSeckeyVerifier(service)
         self.list_chunk_bytes = list_chunk_bytes
         self.max_recursion = max_recursion
+        #: The server key: signs certified answers, published in the site (``native_trust``).
+        self.trust = trust if trust is not None else ServerTrust(service.settings.data_dir)
         if not 0 < message_lifetime <= _U32_MAX:
             raise ConfigurationError("message_lifetime must be a positive number of seconds")
         #: Seconds from now each answer's ExpirationTime lies (Handle.Net: 12 hours).
@@ -220,8 +249,6 @@ class NativeHandler:
                 yield self.stamp(message)
         finally:
             await messages.aclose()
-        #: The server key: signs certified answers, published in the site (``native_trust``).
-        self.trust = trust if trust is not None else ServerTrust(service.settings.data_dir)
 
     async def handle(self, request: Message, state: PeerState) -> Outcome:
         """Answer one decoded message.  Never raises for anything a peer sends."""
@@ -249,8 +276,9 @@ class NativeHandler:
         trust = self.trust
         more = outcome.more
         if more is not None:
-            more = trust.finish_stream(request, more, session)
-        return Outcome(trust.finish(request, outcome.message, session), False, more)
+            more = trust.finish_stream(request, more, session, self.sessions)
+        message = trust.finish(request, outcome.message, session, self.sessions)
+        return Outcome(message, False, more)
 
     def failure(self, request: Message, exc: Exception, address: str | None = None) -> Message:
         """The error answer to ``request`` for ``exc`` (counted, by ``address`` if known)."""
@@ -271,10 +299,15 @@ class NativeHandler:
         counters.internal_errors += 1
         return request.error_reply(ResponseCode.ERROR, "internal error")
 
+    def _challenge_table(self) -> ChallengeTable:
+        settings = self.service.settings
+        shared = settings.store_url not in ("memory:", "memory://")
+        return challenge_table_for(settings.data_dir, shared=shared)
+
     # -- sessions -----------------------------------------------------------------
     def _session_identity(self, request: Message) -> IndexedHandle | None:
-        if not request.session_id:
-            return None
+        if not request.session_id or request.opcode == OpCode.CHALLENGE_RESPONSE:
+            return None  # a challenge answer's session id names the challenge
         session = self.sessions.get(request.session_id, self._clock())
         if session is None:
             raise _error(ResponseCode.SESSION_TIMEOUT, "session expired or unknown; set up again")
@@ -290,7 +323,7 @@ class NativeHandler:
             # Handle.Net's MAC layout; its replay guard is the session counter.
             if not verify_mac(request, session.key):
                 raise _error(ResponseCode.INVALID_CREDENTIAL, "session MAC does not match")
-            if not session.first_use(cred.signer_index):
+            if not self.sessions.first_use(session, cred.signer_index):
                 raise _error(ResponseCode.INVALID_CREDENTIAL, "session counter replayed")
             return session.identity
         if not hmac.compare_digest(session.mac(request.signed_data()), cred.signed_data):
@@ -314,6 +347,8 @@ class NativeHandler:
             return await self._admin(request, identity)
         if op == OpCode.CHALLENGE_RESPONSE:
             return await self._challenge_answer(request, state)
+        if op == OpCode.VERIFY_RESPONSE:
+            return await self._verify(request, state)
         if op == OpCode.SESSION_SETUP:
             body = request.body
             assert isinstance(body, SessionSetupRequest)
@@ -383,41 +418,40 @@ class NativeHandler:
     async def _challenge(
         self, request: Message, state: PeerState, claimed: IndexedHandle | None
     ) -> Message:
-        nonce = os.urandom(16)
-        digest = hashlib.sha256(request.signed_data()).digest()
-        expires = self._clock() + self.challenge_timeout
-        state.add(request.request_id, PendingChallenge(request, nonce, digest, expires, claimed))
-        body = ChallengeBody(nonce)
-        if claimed is not None:
-            body = await self._with_parameters(body, claimed)
-        return request.reply(body, ResponseCode.AUTHENTICATION_NEEDED)
+        """AUTHENTICATION_NEEDED for ``request``, its state stored in the shared table.
 
-    async def _with_parameters(self, body: ChallengeBody, identity: IndexedHandle) -> ChallengeBody:
-        derivation = await self.service.auth.key_derivation(identity)
-        if derivation is None:
-            return body
-        return ChallengeBody(body.nonce, KDF_NAME, derivation.iterations, derivation.salt)
+        Like Handle.Net's ``ChallengeResponse``: the request digest is always there,
+        in the algorithm of the answer's version; the session id names the challenge
+        (the request's own session id when it came in a session).
+        """
+        nonce = new_nonce()
+        reply = request.reply(ChallengeBody(nonce), ResponseCode.AUTHENTICATION_NEEDED)
+        digest = RequestDigest.of(request.signed_data(), digest_algorithm_for(reply.version))
+        if digest.algorithm == DigestAlgorithm.MD5_OLD_FORMAT:
+            body = ChallengeBody(nonce, digest.digest)
+            reply = replace(reply, body=body, flags=reply.flags & ~OpFlag.RD, request_digest=None)
+        else:
+            reply = replace(reply, flags=reply.flags | OpFlag.RD, request_digest=digest)
+        pending = PendingChallenge(request, nonce, digest.digest, claimed)
+        challenge_id = await self.challenges.put(
+            pending.to_bytes(), self.challenge_timeout, source=state.address,
+            challenge_id=request.session_id,
+        )  # fmt: skip
+        return replace(reply, session_id=challenge_id)
 
     async def _challenge_answer(self, request: Message, state: PeerState) -> Outcome:
         body = request.body
         assert isinstance(body, ChallengeAnswer)
-        pending = state.pending.pop(request.request_id, None)
-        if pending is None:
-            raise _error(ResponseCode.AUTHENTICATION_ERROR, "no challenge is open for this request")
-        if pending.expires <= self._clock():
-            raise _error(ResponseCode.AUTHENTICATION_TIMEOUT, "the challenge has expired")
+        payload = await self.challenges.take(request.session_id) if request.session_id else None
+        if payload is None:
+            raise _error(
+                ResponseCode.AUTHENTICATION_TIMEOUT,
+                "no challenge is open with this session id (expired or already answered)",
+            )
+        pending = PendingChallenge.from_bytes(payload)
         identity = IndexedHandle(body.key_index, HandleName.parse(body.key_handle))
         if pending.claimed is not None and identity != pending.claimed:
             raise AuthenticationFailed(f"answer is for {identity}, not {pending.claimed}")
-        original = pending.request
-        if body.auth_type == SECKEY_AUTH and not body.signed_response:
-            if pending.parameters_sent:
-                raise AuthenticationFailed("empty challenge answer")
-            pending.parameters_sent = True
-            pending.claimed = identity
-            state.add(request.request_id, pending)
-            challenge = await self._with_parameters(ChallengeBody(pending.nonce), identity)
-            return Outcome(original.reply(challenge, ResponseCode.AUTHENTICATION_NEEDED))
         verified = await self.service.auth.verify_answer(
             identity,
             body.auth_type,
@@ -425,11 +459,32 @@ class NativeHandler:
             pending.digest,
             body.signed_response,
             peer=state.address,
+            old_format=request.suggests < (2, 1),
         )
+        # Answered as the original request, under the answer's request id (Handle.Net).
+        original = replace(pending.request, request_id=request.request_id)
         self._bind_session(original, verified)
         if original.opcode == OpCode.SESSION_SETUP:
             return Outcome(self._open_session(original, verified))
         return await self._admin(original, verified)
+
+    async def _verify(self, request: Message, state: PeerState) -> Outcome:
+        """VERIFY_RESPONSE: is this HS_SECKEY answer right?  Asked by another node (or a
+        client checking its own secret) of the node that holds the secret."""
+        body = request.body
+        assert isinstance(body, VerifyRequest)
+        identity = IndexedHandle(body.key_index, HandleName.parse(body.key_handle))
+        elsewhere = await self.service.route(identity.handle)
+        if elsewhere is not None:
+            delegated = elsewhere.delegated_prefix
+            handle = str(delegated.na_handle) if delegated is not None else ""
+            referral = ReferralResponse(handle, elsewhere.values)
+            return Outcome(request.reply(referral, elsewhere.code))
+        valid = await self.service.auth.verify_request(
+            identity, body.nonce, body.request_digest, body.signed_response,
+            old_format=request.version < (2, 1), peer=state.address,
+        )  # fmt: skip
+        return Outcome(request.reply(VerifyResponse(valid)))
 
     def _bind_session(self, original: Message, identity: IndexedHandle) -> None:
         """A challenge answered for a request in a session not yet bound to anyone (a
@@ -439,8 +494,13 @@ class NativeHandler:
         session = self.sessions.get(original.session_id, self._clock())
         if session is None or session.identity is not None:
             return
-        if not session.authenticate(identity):
+        if not self.sessions.bind(session, identity):
             raise AuthenticationFailed(f"the session was set up for {session.claimed}")
+
+    @staticmethod
+    def _session_table(service: HandleService) -> SessionTable:
+        shared = service.settings.store_url not in ("memory:", "memory://")
+        return session_table_for(service.settings.data_dir, shared=shared)
 
     def _open_dh_session(self, request: Message) -> Message:
         reply = self.trust.open_dh_session(request, self.sessions, self._clock())

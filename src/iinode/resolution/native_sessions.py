@@ -1,10 +1,13 @@
 """What the native server remembers between messages: challenges, sessions, counters.
 
+Open challenges live in the node's shared ``node.challenges`` table, as
+``PendingChallenge.to_bytes``, so that an answer reaching any process is accepted.
+
 ``OffenderTally`` keeps, per source address, the protocol errors,
 authentication failures and drops since it was last taken; it is written only
 where those are counted (never on the UDP fast path) and is bounded.
 
-All of it is plain in-memory state of one server process, bounded in size and
+Everything else is plain in-memory state of one server process, bounded in size and
 driven by the caller's clock; nothing here does I/O.
 """
 
@@ -17,11 +20,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from iinode.identifiers import IndexedHandle
+from iinode.identifiers import HandleName, IndexedHandle
+from iinode.identifiers.wire import WireReader, WireWriter
 from iinode.proto import Message
 
-#: Challenges a peer may have open at once (oldest dropped first).
-MAX_PENDING_CHALLENGES = 16
 #: How far behind the highest request id of a session a late request may be.
 REPLAY_WINDOW = 4096
 
@@ -83,31 +85,44 @@ class OffenderTally:
         return {address: tuple(values) for address, values in ranked}
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class PendingChallenge:
-    """An administrative request waiting for the client's challenge answer."""
+    """An administrative request waiting for its challenge answer.
+
+    Kept in the node's shared ``ChallengeTable`` (any worker process may get
+    the answer) as ``to_bytes``: the request as received (envelope, header,
+    body, credential), the nonce, the request digest, and the identity a
+    SESSION_SETUP named (empty: any).
+    """
 
     request: Message
     nonce: bytes
     digest: bytes
-    expires: float
     claimed: IndexedHandle | None = None
-    parameters_sent: bool = False
+
+    def to_bytes(self) -> bytes:
+        claimed = self.claimed
+        w = WireWriter().byte_string(self.request.to_wire())
+        w.byte_string(self.nonce).byte_string(self.digest)
+        w.utf8("" if claimed is None else str(claimed.handle))
+        return w.u32(0 if claimed is None else claimed.index).getvalue()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> PendingChallenge:
+        r = WireReader(raw)
+        request = Message.from_wire(r.byte_string("request"))
+        nonce, digest = r.byte_string("nonce"), r.byte_string("digest")
+        handle, index = r.utf8("claimed handle"), r.u32("claimed index")
+        claimed = IndexedHandle(index, HandleName.parse(handle)) if handle else None
+        return cls(request, nonce, digest, claimed)
 
 
 @dataclass(slots=True)
 class PeerState:
     """Per-client state: one TCP connection, or one UDP source address."""
 
-    pending: OrderedDict[int, PendingChallenge] = field(default_factory=OrderedDict)
     #: The client's address (failed authentications are counted per address).
     address: str | None = None
-
-    def add(self, request_id: int, challenge: PendingChallenge) -> None:
-        self.pending[request_id] = challenge
-        self.pending.move_to_end(request_id)
-        while len(self.pending) > MAX_PENDING_CHALLENGES:
-            self.pending.popitem(last=False)
 
 
 @dataclass(slots=True)
@@ -235,3 +250,16 @@ class SessionTable:
 
     def close(self, session_id: int) -> bool:
         return self._sessions.pop(session_id, None) is not None
+
+    # What a table shared by several processes (``shared_sessions``) keeps in step.
+    def first_use(self, session: Session, number: int) -> bool:
+        """False for a replayed request id or session counter (``Session.first_use``)."""
+        return session.first_use(number)
+
+    def bind(self, session: Session, identity: IndexedHandle) -> bool:
+        """Bind an unbound session to ``identity`` (``Session.authenticate``)."""
+        return session.authenticate(identity)
+
+    def next_counter(self, session: Session) -> int:
+        """The session counter of the next answer MAC'd with the session key."""
+        return session.next_counter()

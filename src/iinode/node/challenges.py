@@ -1,0 +1,212 @@
+"""Open authentication challenges, shared by all server processes of a node.
+
+A Handle.Net client answers a challenge with CHALLENGE_RESPONSE naming the
+challenge's session id, often on a new TCP connection, and the kernel may hand
+that connection (or a UDP answer) to another worker process.  So what a
+challenge must remember (the original request, nonce and request digest: an
+opaque ``payload`` here) is kept in a small table every process of the node
+reads: ``SQLiteChallengeTable`` in ``<data dir>/challenges.sqlite3`` (WAL, one
+short connection per operation, run in a worker thread), or
+``MemoryChallengeTable`` for a single process (a memory store).
+
+Each entry is taken at most once (``take`` deletes it: an answer cannot be
+replayed), expires after ``ttl`` seconds, and the table is bounded: at most
+``max_entries`` open challenges, at most ``max_per_source`` per source address
+(oldest dropped first).  Ids are random, positive and below 2**31 (Handle.Net
+keeps session ids in a signed 32-bit integer).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import secrets
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+#: File of the shared table inside the node's data directory.
+CHALLENGES_FILE = "challenges.sqlite3"
+MAX_ENTRIES = 10_000
+MAX_PER_SOURCE = 64
+
+
+def new_challenge_id() -> int:
+    return secrets.randbelow(2**31 - 1) + 1
+
+
+class ChallengeTable(abc.ABC):
+    """Open challenges by id; ``put`` stores, ``take`` removes and returns."""
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = MAX_ENTRIES,
+        max_per_source: int = MAX_PER_SOURCE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_per_source = max_per_source
+        self._clock = clock
+
+    @abc.abstractmethod
+    async def put(
+        self, payload: bytes, ttl: float, *, source: str | None = None, challenge_id: int = 0
+    ) -> int:
+        """Store ``payload`` for ``ttl`` seconds under ``challenge_id`` (0: a new id)."""
+
+    @abc.abstractmethod
+    async def take(self, challenge_id: int) -> bytes | None:
+        """The payload of an open, unexpired challenge, removed; ``None`` if there is none."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+
+class MemoryChallengeTable(ChallengeTable):
+    """The table of one process."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._entries: OrderedDict[int, tuple[float, str, bytes]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _purge(self, now: float, source: str) -> None:
+        entries = self._entries
+        for key in [k for k, (expires, _, _) in entries.items() if expires <= now]:
+            del entries[key]
+        mine = [k for k, (_, src, _) in entries.items() if src == source]
+        for key in mine[: max(0, len(mine) - self.max_per_source + 1)]:
+            del entries[key]
+        while len(entries) >= self.max_entries:
+            entries.popitem(last=False)
+
+    async def put(
+        self, payload: bytes, ttl: float, *, source: str | None = None, challenge_id: int = 0
+    ) -> int:
+        now = self._clock()
+        self._purge(now, source or "")
+        while not challenge_id or challenge_id in self._entries:
+            challenge_id = new_challenge_id()
+        self._entries[challenge_id] = (now + ttl, source or "", payload)
+        return challenge_id
+
+    async def take(self, challenge_id: int) -> bytes | None:
+        entry = self._entries.pop(challenge_id, None)
+        if entry is None or entry[0] <= self._clock():
+            return None
+        return entry[2]
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS challenges (
+    id INTEGER PRIMARY KEY,
+    expires REAL NOT NULL,
+    source TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS challenges_source ON challenges (source, expires);
+CREATE INDEX IF NOT EXISTS challenges_expires ON challenges (expires);
+"""
+
+
+class SQLiteChallengeTable(ChallengeTable):
+    """The table in a SQLite file every process of the node opens."""
+
+    def __init__(self, path: Path, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.path = path
+        self._ready = False
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        if not self._ready:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+            self._ready = True
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    def _put(self, payload: bytes, ttl: float, source: str, challenge_id: int) -> int:
+        now = self._clock()
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM challenges WHERE expires <= ?", (now,))
+            db.execute(
+                "DELETE FROM challenges WHERE id IN (SELECT id FROM challenges WHERE source = ? "
+                "ORDER BY expires DESC LIMIT -1 OFFSET ?)",
+                (source, self.max_per_source - 1),
+            )
+            db.execute(
+                "DELETE FROM challenges WHERE id IN (SELECT id FROM challenges "
+                "ORDER BY expires DESC LIMIT -1 OFFSET ?)",
+                (self.max_entries - 1,),
+            )
+            if challenge_id:
+                db.execute("DELETE FROM challenges WHERE id = ?", (challenge_id,))
+            while True:
+                key = challenge_id or new_challenge_id()
+                try:
+                    db.execute(
+                        "INSERT INTO challenges (id, expires, source, payload) VALUES (?, ?, ?, ?)",
+                        (key, now + ttl, source, payload),
+                    )
+                    break
+                except sqlite3.IntegrityError:
+                    continue  # a random id already taken: draw another
+            db.execute("COMMIT")
+            return key
+        finally:
+            db.close()
+
+    def _take(self, challenge_id: int) -> bytes | None:
+        db = self._connect()
+        try:
+            row = db.execute(
+                "DELETE FROM challenges WHERE id = ? AND expires > ? RETURNING payload",
+                (challenge_id, self._clock()),
+            ).fetchone()
+        finally:
+            db.close()
+        return None if row is None else bytes(row[0])
+
+    async def put(
+        self, payload: bytes, ttl: float, *, source: str | None = None, challenge_id: int = 0
+    ) -> int:
+        return await asyncio.to_thread(self._put, payload, ttl, source or "", challenge_id)
+
+    async def take(self, challenge_id: int) -> bytes | None:
+        return await asyncio.to_thread(self._take, challenge_id)
+
+    def __len__(self) -> int:
+        db = self._connect()
+        try:
+            (count,) = db.execute(
+                "SELECT count(*) FROM challenges WHERE expires > ?", (self._clock(),)
+            ).fetchone()
+        finally:
+            db.close()
+        return int(count)
+
+
+def challenge_table_for(data_dir: Path | None, *, shared: bool) -> ChallengeTable:
+    """The node's table: in ``data_dir`` when its processes share a store, else in memory."""
+    if shared and data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return SQLiteChallengeTable(data_dir / CHALLENGES_FILE)
+    return MemoryChallengeTable()
+
+
+__all__ = [
+    "CHALLENGES_FILE",
+    "ChallengeTable",
+    "MemoryChallengeTable",
+    "SQLiteChallengeTable",
+    "challenge_table_for",
+    "new_challenge_id",
+]

@@ -1,0 +1,125 @@
+"""Checking an HS_SECKEY answer on the node that holds the secret (VERIFY_RESPONSE).
+
+A node's administrators are often identities of its parent (``300:0.NA/88.118``
+administers the enterprise node 88.118.8): the secret lives on the parent,
+never here.  As a Handle.Net server does, the node then sends the challenge's
+nonce, request digest and the client's answer to the node holding the identity's
+handle in a VERIFY_RESPONSE request and takes its verdict.
+
+``RemoteSeckeyVerifier`` finds that node through the handle service's routing
+(``HandleService.route``): the parent's HS_SITE for a handle above this node, a
+delegation's HS_SITE for one below it.  It asks over TCP, follows referrals for
+at most ``max_hops`` sites, and tries every server of a site in the RFC 3652
+hash order.  Any failure to get a verdict is a refusal.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from iinode.codes import ResponseCode
+from iinode.errors import HandleError, HandleNotFound, IinodeError
+from iinode.identifiers import IndexedHandle, SiteData, TransportProtocol
+from iinode.node.service import HandleService
+from iinode.proto import (
+    CLIENT_VERSION,
+    Message,
+    OpCode,
+    ReferralResponse,
+    VerifyRequest,
+    VerifyResponse,
+)
+from iinode.resolution.driver import select_server
+from iinode.resolution.native_client import NativeClient, random_request_id, server_address
+
+log = logging.getLogger(__name__)
+
+#: Sites asked at most for one verification (referrals followed).
+MAX_HOPS = 4
+_REFERRALS = (ResponseCode.SERVICE_REFERRAL, ResponseCode.PREFIX_REFERRAL)
+
+
+class RemoteSeckeyVerifier:
+    """The ``Authorizer.remote_verifier`` of a native front end."""
+
+    def __init__(
+        self,
+        service: HandleService,
+        *,
+        client: NativeClient | None = None,
+        timeout: float = 5.0,
+        max_hops: int = MAX_HOPS,
+    ) -> None:
+        self.service = service
+        self.client = client or NativeClient(timeout=timeout)
+        self.max_hops = max_hops
+
+    async def __call__(
+        self,
+        identity: IndexedHandle,
+        nonce: bytes,
+        request_digest: bytes,
+        answer: bytes,
+        old_format: bool,
+    ) -> bool | None:
+        """The remote verdict, or ``None`` when ``identity`` is held by this node."""
+        try:
+            route = await self.service.route(identity.handle)
+        except HandleNotFound:
+            return None  # nowhere else to ask: checked (and refused) here
+        if route is None:
+            return None
+        body = VerifyRequest(str(identity.handle), identity.index, nonce, request_digest, answer)
+        # Before 2.1 the answer is a bare MD5 digest: the version tells the verifier so.
+        version = (2, 0) if old_format else CLIENT_VERSION
+        sites = route.sites()
+        for _ in range(self.max_hops):
+            verdict, sites = await self._ask(identity, body, version, sites)
+            if verdict is not None:
+                return verdict
+            if not sites:
+                break
+        log.warning("no node gave a verdict on an answer for %s", identity)
+        return False
+
+    async def _ask(
+        self,
+        identity: IndexedHandle,
+        body: VerifyRequest,
+        version: tuple[int, int],
+        sites: list[SiteData],
+    ) -> tuple[bool | None, list[SiteData]]:
+        """Ask each server of ``sites``: a verdict, or the sites a referral names."""
+        for site in sites:
+            for server in select_server(site, identity.handle):
+                address = server_address(server, TransportProtocol.TCP) or server_address(
+                    server, TransportProtocol.UDP
+                )
+                if address is None:
+                    continue
+                request = Message(
+                    OpCode.VERIFY_RESPONSE, body, request_id=random_request_id(), version=version
+                )
+                try:
+                    response = await self.client.tcp(address, request)
+                except (IinodeError, HandleError, OSError) as exc:
+                    log.info("VERIFY_RESPONSE to %s:%s failed: %s", *address, exc)
+                    continue
+                if isinstance(response.body, VerifyResponse):
+                    return response.body.valid, []
+                if response.response_code in _REFERRALS and isinstance(
+                    response.body, ReferralResponse
+                ):
+                    referred = [
+                        v.data for v in response.body.values if isinstance(v.data, SiteData)
+                    ]
+                    return None, referred
+                log.info(
+                    "VERIFY_RESPONSE to %s:%s answered %s",
+                    *address,
+                    response.response_code.to_text(),
+                )
+        return None, []
+
+
+__all__ = ["MAX_HOPS", "RemoteSeckeyVerifier"]
