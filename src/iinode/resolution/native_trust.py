@@ -71,8 +71,15 @@ class ServerTrust:
         return with_public_key(site, public)
 
     # -- answers ----------------------------------------------------------------------
-    def finish(self, request: Message, response: Message, session: Session | None) -> Message:
-        """``response`` with the credential a certified ``request`` asks for."""
+    def finish(
+        self,
+        request: Message,
+        response: Message,
+        session: Session | None,
+        sessions: SessionTable | None = None,
+    ) -> Message:
+        """``response`` with the credential a certified ``request`` asks for (``sessions``:
+        the table that numbers a session's MAC'd answers)."""
         if not request.flags & OpFlag.CT or not response.is_response:
             return response
         if (
@@ -81,16 +88,21 @@ class ServerTrust:
             and session.handle_net
             and request.opcode != OpCode.SESSION_SETUP
         ):
-            return mac_message(response, session.key, session.next_counter())
+            counter = sessions.next_counter(session) if sessions else session.next_counter()
+            return mac_message(response, session.key, counter)
         return sign_message(response, self.key().private)
 
     async def finish_stream(
-        self, request: Message, messages: AsyncGenerator[Message, None], session: Session | None
+        self,
+        request: Message,
+        messages: AsyncGenerator[Message, None],
+        session: Session | None,
+        sessions: SessionTable | None = None,
     ) -> AsyncGenerator[Message, None]:
         """The continued messages of a streamed answer, each finished like the first."""
         try:
             async for message in messages:
-                yield self.finish(request, message, session)
+                yield self.finish(request, message, session, sessions)
         finally:
             await messages.aclose()
 
