@@ -90,9 +90,11 @@ class NativeHttpEndpoint:
         max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.service = service
+        settings = service.settings
         self.handler = handler or NativeHandler(
-            service, own_site(service), resolver=recursive_resolver(service.settings)
-        )
+            service, own_site(service), resolver=recursive_resolver(settings),
+            message_lifetime=settings.message_lifetime,
+        )  # fmt: skip
         self.limits = limits or ProtoLimits()
         self.max_peers = max_peers
         self.max_answer_bytes = max_answer_bytes
