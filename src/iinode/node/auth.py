@@ -1,27 +1,30 @@
 """Authentication and authorisation, shared by every front end.
 
 Identities are ``index:handle`` references (``300:0.NA/88.118.8``).  An
-identity authenticates with the secret whose SCRAM verifier (``node.verifier``)
-is stored in the HS_SECKEY value at that index, or with the private key of the
-HS_PUBKEY there.  An operation on a handle is allowed when an HS_ADMIN value of
-the handle (or, to create one, of the prefix record ``0.NA/<prefix>``) grants
-the needed bit to the identity, directly or through an HS_VLIST group, or when
-the identity is an administrator of the node.
+identity authenticates with the secret of the HS_SECKEY value at that index
+(sealed at rest with the node key: ``node.secret_box``, ``node.verifier``), or
+with the private key of the HS_PUBKEY there.  An operation on a handle is
+allowed when an HS_ADMIN value of the handle (or, to create one, of the prefix
+record ``0.NA/<prefix>``) grants the needed bit to the identity, directly or
+through an HS_VLIST group, or when the identity is an administrator of the node.
 
 Two ways to prove an identity, one per front end:
 
-* REST: HTTP Basic with the secret itself (``Authorizer.authenticate``).  The
-  PBKDF2 derivation runs in a worker thread, never on the event loop.
-* Native protocol: challenge-response (``Authorizer.verify_answer``).  For an
-  HS_SECKEY the answer is the SCRAM proof ``ClientKey XOR HMAC(StoredKey,
-  nonce || request digest)``; the client derives ``ClientKey`` from its secret
-  with the salt and iterations the challenge announces (``kdf``
-  ``SCRAM-SHA-256``).  For an HS_PUBKEY the answer is a signature (RSA PKCS#1
-  v1.5 or DSA, SHA-256) over ``nonce || request digest``, checked against the
-  key in the RFC 3651 encoding.
+* REST: HTTP Basic with the secret itself (``Authorizer.authenticate``),
+  compared in constant time with the opened secret.  A legacy SCRAM verifier
+  (``node.verifier``) is checked by its PBKDF2 derivation in a worker thread.
+* Native protocol: challenge-response (``Authorizer.verify_answer``), as
+  Handle.Net 9 does it.  For an HS_SECKEY the answer is a keyed digest of
+  ``nonce || request digest`` of any type Handle.Net clients use
+  (``node.seckey_answers``); an identity index 0 means any HS_SECKEY of the
+  handle.  An identity whose handle lives on another node is checked there
+  (``remote_verifier``: VERIFY_RESPONSE, set by the native front end).  For an
+  HS_PUBKEY the answer is a signature (RSA PKCS#1 v1.5 or DSA, SHA-256) over
+  ``nonce || request digest``, checked against the key in the RFC 3651 encoding.
 
-Every failure says the same thing whether the identity exists or not, an
-unknown identity costs the same derivation as a known one (a decoy verifier),
+``check_seckey_answer`` is what a VERIFY_RESPONSE request asks of the node that
+holds the secret.  Every failure says the same thing whether the identity exists
+or not, an unknown identity costs about what a known one does (a decoy secret),
 and failures are counted per source address, and per address and identity
 (``node.ratelimit``): a source out of attempts is refused before any secret is
 checked.
@@ -56,23 +59,16 @@ from iinode.identifiers import (
 from iinode.identifiers.wire import WireReader, WireWriter
 from iinode.node import dsa_keys as dsa
 from iinode.node.ratelimit import FailureLimiter, FailureLimits, retry_text
-from iinode.node.verifier import (
-    ITERATIONS,
-    MAX_ITERATIONS,
-    MIN_ITERATIONS,
-    SCHEME,
-    ClientKeys,
-    SecretVerifier,
-)
+from iinode.node.seckey_answers import answer_type, check_answer
+from iinode.node.secret_box import NodeSecrets
+from iinode.node.verifier import SecretVerifier, stored_secret
+from iinode.proto import DigestAlgorithm
 
-HASH_ITERATIONS = ITERATIONS
 _MAX_GROUP_DEPTH = 4
 
 #: Authentication types of a challenge answer (RFC 3652 s3.5.2).
 SECKEY_AUTH = "HS_SECKEY"
 PUBKEY_AUTH = "HS_PUBKEY"
-#: Name of the key derivation announced in a challenge.
-KDF_NAME = SCHEME
 #: Names of the public-key encodings of RFC 3651 (HS_PUBKEY data).
 RSA_KEY_TYPE = "RSA_PUB_KEY"
 DSA_KEY_TYPE = "DSA_PUB_KEY"
@@ -83,36 +79,13 @@ PrivateKey = rsa.RSAPrivateKey | dsa.DSAPrivateKey
 
 #: Fetches a record (or None) by handle: the authoriser's only view of the store.
 RecordLookup = Callable[[HandleName], Awaitable[Record | None]]
-#: Successful (identity, secret) checks remembered, so a client repeating its
-#: HTTP Basic credentials does not pay a derivation per request.
+#: Asks the node holding ``identity``'s HS_SECKEY to check an answer (VERIFY_RESPONSE):
+#: ``(identity, nonce, request digest, answer, old_format)``; ``None`` when the
+#: identity's handle lives on this node (check it here), else the remote verdict.
+RemoteVerify = Callable[[IndexedHandle, bytes, bytes, bytes, bool], Awaitable[bool | None]]
+#: Successful (identity, secret) checks of legacy SCRAM verifiers remembered, so a
+#: client repeating its HTTP Basic credentials does not pay a derivation per request.
 _VERIFIED_CACHE = 10_000
-
-
-def hash_secret(
-    secret: str, *, iterations: int = HASH_ITERATIONS, salt: bytes | None = None
-) -> bytes:
-    """The stored form of an HS_SECKEY secret: its SCRAM verifier."""
-    return SecretVerifier.create(secret, iterations=iterations, salt=salt).to_bytes()
-
-
-@dataclass(frozen=True, slots=True)
-class KeyDerivation:
-    """How a client turns its secret into the keys behind an HS_SECKEY verifier."""
-
-    salt: bytes
-    iterations: int
-
-
-def derive_keys(secret: str, derivation: KeyDerivation) -> ClientKeys:
-    """The client keys of ``secret`` under the derivation a challenge announced."""
-    if not MIN_ITERATIONS <= derivation.iterations <= MAX_ITERATIONS:
-        raise AuthenticationFailed(f"refusing {derivation.iterations} PBKDF2 iterations")
-    return ClientKeys.derive(secret, derivation.salt, derivation.iterations)
-
-
-def seckey_answer(keys: ClientKeys, nonce: bytes, request_digest: bytes) -> bytes:
-    """The answer to a challenge with an HS_SECKEY: the SCRAM client proof."""
-    return keys.proof(nonce + request_digest)
 
 
 def _int_bytes(n: int) -> bytes:
@@ -206,37 +179,54 @@ class Authorizer:
         lookup: RecordLookup,
         node_admins: frozenset[IndexedHandle],
         *,
+        secrets: NodeSecrets | None = None,
         limits: FailureLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lookup = lookup
         self._node_admins = node_admins
+        self.secrets = secrets if secrets is not None else NodeSecrets(None)
         #: Observers of failed authentications (monitoring); they must not raise.
         self.failure_observers: list[AuthFailureObserver] = []
         #: Failed authentications per source address.
         self.limiter = FailureLimiter(limits, clock)
+        #: Checks answers for identities held by other nodes (None: refuse them).
+        self.remote_verifier: RemoteVerify | None = None
         self._verified: set[bytes] = set()
         self._decoy = os.urandom(32)
+        self._decoy_box: bytes | None = None
 
-    async def _key_value(self, identity: IndexedHandle) -> HandleValue | None:
+    async def _values(self, identity: IndexedHandle) -> list[HandleValue]:
+        """The values at ``identity`` (index 0: every value of the handle)."""
         try:
             record = await self._lookup(identity.handle)
         except InvalidHandle:
-            return None
+            return []
         if record is None:
-            return None
-        return next((v for v in record if v.index == identity.index), None)
+            return []
+        return [v for v in record if identity.index in (0, v.index)]
 
-    async def _verifier(self, identity: IndexedHandle) -> SecretVerifier | None:
-        value = await self._key_value(identity)
-        if value is None or not isinstance(value.data, SecKeyData):
-            return None
-        return SecretVerifier.parse_or_none(value.data.raw)
+    async def _key_value(self, identity: IndexedHandle) -> HandleValue | None:
+        return next((v for v in await self._values(identity) if v.index == identity.index), None)
 
-    def _decoy_verifier(self, identity: IndexedHandle) -> SecretVerifier:
-        """A verifier no secret matches, stable per identity, as costly as a real one."""
-        seed = hmac.new(self._decoy, str(identity).encode(), hashlib.sha256).digest()
-        return SecretVerifier(HASH_ITERATIONS, seed[:16], seed, seed)
+    async def _secrets_of(self, identity: IndexedHandle) -> list[bytes]:
+        """The opened HS_SECKEY secrets at ``identity`` (index 0: all of the handle)."""
+        out = []
+        for value in await self._values(identity):
+            if isinstance(value.data, SecKeyData):
+                secret = stored_secret(value.data.raw, self.secrets)
+                if secret is not None:
+                    out.append(secret)
+        return out
+
+    def _decoy_sealed(self, identity: IndexedHandle) -> bytes:
+        if self._decoy_box is None:
+            self._decoy_box = self.secrets.seal(self._decoy_secret(identity))
+        return self._decoy_box
+
+    def _decoy_secret(self, identity: IndexedHandle) -> bytes:
+        """A secret nobody knows, stable per identity: unknown identities cost the same."""
+        return hmac.new(self._decoy, str(identity).encode(), hashlib.sha256).hexdigest().encode()
 
     @staticmethod
     def _limit_key(identity: IndexedHandle, peer: str | None) -> tuple[str, str] | None:
@@ -262,15 +252,60 @@ class Authorizer:
         self.limiter.failed(self._limit_key(identity, peer))
         return AuthenticationFailed(f"authentication as {identity} failed")
 
-    async def key_derivation(self, identity: IndexedHandle) -> KeyDerivation | None:
-        """Parameters a challenge announces for ``identity``'s HS_SECKEY.
+    async def check_seckey_answer(
+        self,
+        identity: IndexedHandle,
+        nonce: bytes,
+        request_digest: bytes,
+        answer: bytes,
+        *,
+        old_format: bool = False,
+    ) -> bool:
+        """Whether ``answer`` was made with an HS_SECKEY held here at ``identity``.
 
-        An identity without a usable HS_SECKEY gets stable made-up parameters, so
-        the challenge does not tell who exists.  (Never ``None`` any more; the
-        type stays for callers written against the plain-secret scheme.)
+        What VERIFY_RESPONSE asks; no limit or count here (callers do that).
+        PBKDF2 answers are checked in a worker thread.
         """
-        verifier = await self._verifier(identity) or self._decoy_verifier(identity)
-        return KeyDerivation(verifier.salt, verifier.iterations)
+        found = await self._secrets_of(identity)
+        candidates = found or [self._decoy_secret(identity)]
+        kind = answer_type(answer, old_format=old_format)
+        if kind is None:
+            return False
+
+        def check() -> bool:
+            # Every candidate is tried, so the time taken does not say which one matched.
+            results = [
+                check_answer(s, nonce, request_digest, answer, old_format=old_format)
+                for s in candidates
+            ]
+            return any(results)
+
+        if kind == DigestAlgorithm.PBKDF2_HMAC_SHA1:
+            ok = await asyncio.to_thread(check)
+        else:
+            ok = check()
+        return ok and bool(found)
+
+    async def verify_request(
+        self,
+        identity: IndexedHandle,
+        nonce: bytes,
+        request_digest: bytes,
+        answer: bytes,
+        *,
+        old_format: bool = False,
+        peer: str | None = None,
+    ) -> bool:
+        """Answer a VERIFY_RESPONSE request: ``check_seckey_answer`` with the failure
+        limit of ``peer`` (a source out of attempts gets ``False`` unchecked)."""
+        if self.retry_after(identity, peer) > 0:
+            return False
+        ok = await self.check_seckey_answer(
+            identity, nonce, request_digest, answer, old_format=old_format
+        )
+        if not ok:
+            self.limiter.failed(self._limit_key(identity, peer))
+        return ok
 
     async def verify_answer(
         self,
@@ -281,12 +316,24 @@ class Authorizer:
         answer: bytes,
         *,
         peer: str | None = None,
+        old_format: bool = False,
     ) -> IndexedHandle:
-        """Check a challenge answer (HS_SECKEY or HS_PUBKEY); return the identity or raise."""
+        """Check a challenge answer (HS_SECKEY or HS_PUBKEY); return the identity or raise.
+
+        ``old_format``: the peer speaks a version below 2.1, whose HS_SECKEY answer
+        is a bare MD5 digest.
+        """
         self._check_limit(identity, peer)
         if auth_type == SECKEY_AUTH:
-            verifier = await self._verifier(identity)
-            if verifier is None or not verifier.check_proof(nonce + request_digest, answer):
+            verdict = None
+            remote = self.remote_verifier
+            if remote is not None:
+                verdict = await remote(identity, nonce, request_digest, answer, old_format)
+            if verdict is None:
+                verdict = await self.check_seckey_answer(
+                    identity, nonce, request_digest, answer, old_format=old_format
+                )
+            if not verdict:
                 raise self._refuse(identity, peer)
             return identity
         if auth_type == PUBKEY_AUTH:
@@ -307,28 +354,35 @@ class Authorizer:
         """Return the identity if the secret matches its HS_SECKEY; else raise.
 
         ``peer`` (the source address) is charged for a failure; a source out of
-        attempts is refused before anything is derived, unless these very credentials
-        were verified before.
+        attempts is refused before anything is checked, unless these very
+        credentials were verified before against a legacy SCRAM verifier.
         """
         identity = creds.identity
-        verifier = await self._verifier(identity)
-        real = verifier is not None
-        if verifier is None:
-            verifier = self._decoy_verifier(identity)
-        seen = hmac.new(
-            self._decoy,
-            b"\0".join([str(identity).encode(), creds.secret.encode(), verifier.to_bytes()]),
-            hashlib.sha256,
-        ).digest()
-        if seen in self._verified:
+        given = creds.secret.encode("utf-8")
+        value = await self._key_value(identity) if identity.index else None
+        raw = value.data.raw if value is not None and isinstance(value.data, SecKeyData) else b""
+        verifier = SecretVerifier.parse_or_none(raw) if SecretVerifier.looks_like(raw) else None
+        if verifier is not None:
+            seen = hmac.new(
+                self._decoy, b"\0".join([str(identity).encode(), given, raw]), hashlib.sha256
+            ).digest()
+            if seen in self._verified:
+                return identity
+            self._check_limit(identity, peer)
+            if not await asyncio.to_thread(verifier.check_secret, creds.secret):
+                raise self._refuse(identity, peer)
+            if len(self._verified) >= _VERIFIED_CACHE:
+                self._verified.clear()
+            self._verified.add(seen)
             return identity
         self._check_limit(identity, peer)
-        ok = await asyncio.to_thread(verifier.check_secret, creds.secret)
-        if not (ok and real):
+        secret = stored_secret(raw, self.secrets) if raw else None
+        if secret is None:
+            # As costly as opening a real secret, so a miss does not tell who exists.
+            self.secrets.open(self._decoy_sealed(identity))
+        expected = secret if secret is not None else self._decoy_secret(identity)
+        if not (hmac.compare_digest(expected, given) and secret is not None):
             raise self._refuse(identity, peer)
-        if len(self._verified) >= _VERIFIED_CACHE:
-            self._verified.clear()
-        self._verified.add(seen)
         return identity
 
     def failed(self, channel: str, identity: str, peer: str | None) -> None:
