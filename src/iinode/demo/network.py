@@ -21,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -250,7 +252,7 @@ class DemoNetwork:
         config = uvicorn.Config(
             app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
         )
-        server = uvicorn.Server(config)
+        server = _NodeServer(config)
         task = asyncio.create_task(server.serve())
         node = RunningNode(spec, settings, service, server, task, extensions, native)
         self.nodes[spec.prefix] = node
@@ -408,6 +410,18 @@ class DemoNetwork:
         self._stack.close()
 
 
+class _NodeServer(uvicorn.Server):
+    """A node's uvicorn server in the demo process: signals are ``run_demo``'s.
+
+    uvicorn's own handlers, one set per server, would each take a stop signal and
+    re-raise it once their server is down, ending the process before clean-up.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def run_demo(
     console: Console,
     *,
@@ -416,14 +430,49 @@ async def run_demo(
     data_dir: Path | None = None,
     products: int = 2000,
 ) -> None:
-    async with DemoNetwork(console, base_port, data_dir, products) as network:
-        await _resolve_examples(network.nodes, console)
-        _print_howto(network.nodes, console)
-        if duration is None:
-            console.print("serving; press Ctrl-C to stop")
-            await asyncio.Event().wait()
-        else:
-            await asyncio.sleep(duration)
+    """Run the network until ``duration`` is over or SIGTERM, SIGINT or SIGHUP arrives.
+
+    A signal during start-up cancels it; either way the network stops cleanly and
+    its temporary directory is removed.
+    """
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    stop = asyncio.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        if not stop.is_set() and main is not None and not booted:
+            main.cancel()  # interrupt the start-up; the network cleans up after itself
+        stop.set()
+
+    booted = False
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+            continue  # started under nohup
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, on_signal, sig)
+            installed.append(sig)
+    try:
+        async with DemoNetwork(console, base_port, data_dir, products) as network:
+            await _resolve_examples(network.nodes, console)
+            _print_howto(network.nodes, console)
+            booted = True
+            if duration is None:
+                console.print("serving; press Ctrl-C to stop")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), duration)
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        if main is not None:
+            main.uncancel()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    if received:
+        console.print(f"demo stopped ({signal.Signals(received[0]).name})")
 
 
 async def _resolve_examples(nodes: dict[str, RunningNode], console: Console) -> None:
