@@ -4,13 +4,16 @@ batch ids pruned after the replay window."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
+from fastapi import FastAPI
 
+from iinode.api.monitoring import MonitoringApp, monitoring_router
 from iinode.monitoring.receiver import NodeLabels, ReportReceiver
 from monitoring.hierarchy_support import Hierarchy, app_for, build_hierarchy
 from monitoring.test_reporting import ENT_AUTH, body, event
@@ -63,6 +66,51 @@ async def test_a_body_over_the_cap_is_refused_as_soon_as_it_exceeds_it(
         assert declared.status_code == 413
     assert hierarchy.province.store.count() == 0
     assert receiver.refused == {"too_large": 2}
+
+
+async def test_every_monitoring_body_is_authenticated_first_and_bounded(
+    hierarchy: Hierarchy,
+) -> None:
+    """Notices, answers, requeue requests and details: credentials before the body, and
+    a streamed bound (the province's administrator is ``admin``/``pw`` here)."""
+    node = hierarchy.province
+    node.receiver.settings = replace(node.receiver.settings, max_bytes=1 << 20)
+
+    async def is_admin(user: str, password: str, /, *, peer: str | None = None) -> bool | None:
+        return None if password != "pw" else user == "admin"
+
+    app = FastAPI()
+    app.include_router(
+        monitoring_router(
+            MonitoringApp(
+                node.receiver, node.authenticate, node.board, node.clock,
+                authorize_admin=is_admin, answer=node.answer_notice, outbox=node.outbox,
+                max_body_bytes=100_000,
+            )
+        )
+    )  # fmt: skip
+    admin = {"authorization": "Basic " + base64.b64encode(b"admin:pw").decode()}
+    posts = ["/monitoring/notices", "/monitoring/notices/N-1/answer",
+             "/monitoring/dead-letters/requeue", "/monitoring/details"]  # fmt: skip
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://p") as c:
+        for path in posts:
+            consumed: list[int] = []
+            r = await c.post(path, content=chunks(consumed, size=1024))
+            assert r.status_code == 401, path
+            assert consumed == [], path  # not one byte read without credentials
+        for path in posts[:3]:
+            consumed = []
+            r = await c.post(path, content=chunks(consumed, size=1024), headers=admin)
+            assert r.status_code == 413, path
+            assert r.json()["error"] == "too_large"
+            assert len(consumed) <= 98, path  # stopped at about 100 kB of the 100 offered
+            declared = await c.post(path, content=b"{" + b" " * 100_000 + b"}", headers=admin)
+            assert declared.status_code == 413, path
+        consumed = []
+        r = await c.post("/monitoring/details", content=chunks(consumed), headers=ENT_AUTH)
+        assert r.status_code == 413
+        assert len(consumed) <= 18  # 1 MiB in 64 KiB chunks
+    assert node.board.since(0) == []
 
 
 async def test_reports_are_stored_in_worker_threads_one_transaction_at_a_time(

@@ -16,9 +16,12 @@ credentials of a node administrator (401 without valid credentials, 403 for
 someone else).  ``GET /notices`` answers a child with the notices meant for it
 and the node's administrator with every notice on the board and its own state.
 
-``POST /reports`` authenticates from the headers before reading the body, then
-reads it as a stream and answers 413 as soon as it exceeds the receiver's
-``max_bytes``; checking and storing (SQLite commits with ``synchronous=FULL``)
+Every request with a body is authenticated from its headers before a body
+byte is read (notices and answers only with ``authorize_admin`` set; without
+it they are open, as the views are), and every body is read as a stream up to a bound, answered 413
+as soon as it exceeds it: the receiver's ``max_bytes`` for reports and
+details, ``max_body_bytes`` for notices, answers and requeue requests.  For
+``POST /reports`` checking and storing (SQLite commits with ``synchronous=FULL``)
 runs in a worker thread, not on the event loop.  A child's province and
 industry come from ``MonitoringApp.labels`` (this node's delegation record)
 when it has them, not from the child's own events.
@@ -86,6 +89,8 @@ class MonitoringApp:
     max_detail_waiters: int = 64
     #: The node's outbox, whose dead letters ``/dead-letters`` lists and requeues.
     outbox: Outbox | None = None
+    #: Largest body of a notice, an answer or a requeue request, in bytes (413 beyond).
+    max_body_bytes: int = 256 * 1024
 
 
 def _json_response(
@@ -222,7 +227,9 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
         if refusal is not None:
             return refusal
         try:
-            notice = Notice.from_json(await _json(request))
+            notice = Notice.from_json(await _json(request, app.max_body_bytes))
+        except BodyTooLarge as exc:
+            return _too_large(exc)
         except EventInvalid as exc:
             return _json_response({"error": "malformed", "detail": str(exc)}, status_code=400)
         if notice.issuer != receiver.settings.node:
@@ -255,11 +262,13 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
         if app.answer is None:
             raise HTTPException(404, "this node does not answer notices")
         try:
-            body = await _json(request)
+            body = await _json(request, app.max_body_bytes)
             if not isinstance(body, dict):
                 raise EventInvalid('body must be an object {"state": ...}')
             state = NoticeState(body.get("state", NoticeState.ACKNOWLEDGED.value))
             event = app.answer(notice_id, state)
+        except BodyTooLarge as exc:
+            return _too_large(exc)
         except ValueError:
             return _json_response(
                 {"error": "malformed", "detail": "state must be acknowledged or completed"}, 400
@@ -421,9 +430,12 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
             return refusal
         outbox = outbox_or_404()
         ids: list[str] | None = None
-        if await request.body():
+        raw_body = await _bounded_body(request, app.max_body_bytes)
+        if raw_body is None:
+            return _too_large(BodyTooLarge(app.max_body_bytes))
+        if raw_body:
             try:
-                body = await _json(request)
+                body = _parse_json(raw_body)
             except EventInvalid as exc:
                 return _json_response({"error": "malformed", "detail": str(exc)}, 400)
             raw = body.get("ids") if isinstance(body, dict) else ()
@@ -541,11 +553,30 @@ def receiver_refusal(
     return counted(exc, receiver)
 
 
-async def _json(request: Request) -> object:
+class BodyTooLarge(EventInvalid):
+    """A request body beyond the endpoint's bound (answered 413, not read further)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body is larger than the {limit} bytes accepted here")
+
+
+def _too_large(exc: BodyTooLarge) -> Response:
+    return _json_response({"error": "too_large", "detail": str(exc)}, 413)
+
+
+def _parse_json(raw: bytes) -> object:
     try:
-        return orjson.loads(await request.body())
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise EventInvalid(f"body is not JSON: {exc}") from None
+
+
+async def _json(request: Request, limit: int) -> object:
+    """The body parsed as JSON, read up to ``limit`` bytes (``BodyTooLarge`` beyond)."""
+    raw = await _bounded_body(request, limit)
+    if raw is None:
+        raise BodyTooLarge(limit)
+    return _parse_json(raw)
 
 
 def metrics_router(
