@@ -261,7 +261,9 @@ class NativeAdminClient:
                 PUBKEY_AUTH, handle, index, pubkey_answer(auth.key, nonce, digest)
             )
         # The type by the lower of the challenge's version and the one it suggests.
-        kind = auth.answer_type or answer_type_for(min(challenge.version, challenge.suggests))
+        kind = auth.answer_type
+        if kind is None:
+            kind = answer_type_for(min(challenge.version, challenge.suggests))
         return ChallengeAnswer(
             SECKEY_AUTH, handle, index, seckey_answer(auth.key, nonce, digest, kind)
         )
