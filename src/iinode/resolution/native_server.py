@@ -206,13 +206,6 @@ class NativeServer:
             return service._own_site(owned)
         return site_for(self.settings.public_host, handle_port=self.port)
 
-    def serve_until_signalled(self) -> None:
-        """Run until SIGTERM, SIGINT or SIGHUP (the body of a worker process)."""
-        done = threading.Event()
-        with StopSignals(lambda _: done.set()):
-            done.wait()
-            self.stop()
-
 
 def _worker_main(
     settings: NodeSettings, host: str | None, port: int, ready: Connection, death_signal: bool
