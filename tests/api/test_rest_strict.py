@@ -22,6 +22,7 @@ import httpx
 import orjson
 import pytest
 
+from api.node_support import auth_for, running_node
 from iinode.api.app import create_app
 from iinode.api.handles import MAX_BODY_BYTES, QUOTE_LIMIT
 from iinode.identifiers import HandleName
@@ -362,3 +363,12 @@ async def test_an_unexpected_failure_is_a_json_500(service: HandleService) -> No
         r = await c.get("/api/handles/88.118.8/X")
     assert error(r, 500, 2)["message"] == "internal error"
     assert "boom" not in r.text
+
+
+async def test_since_too_large_for_the_store_is_400_not_500(tmp_path: Path) -> None:
+    async with running_node(tmp_path, Role.SECONDARY, "88.118", telemetry=False) as node:
+        auth = auth_for("88.118")
+        r = await node.http.get("/monitoring/notices", params={"since": "1"}, auth=auth)
+        assert r.status_code == 200, r.text
+        r = await node.http.get("/monitoring/notices", params={"since": str(10**23)}, auth=auth)
+        error(r, 400, 4)
