@@ -10,8 +10,10 @@ import typer
 
 from iinode.cli.common import console, fail, run
 from iinode.errors import IinodeError
+from iinode.identifiers import Prefix
 from iinode.node.server_keys import KEY_BITS, key_path, load_server_key, rotate_server_key
 from iinode.node.settings import NodeSettings
+from iinode.node.sites import site_key
 
 app = typer.Typer(no_args_is_help=True, help="The node's server key pair.")
 
@@ -76,3 +78,25 @@ def rotate(data_dir: DataDir) -> None:
     console.print(f"fingerprint (SHA-256 of HS_PUBKEY): {_fingerprint(key.public_bytes)}")
     if published:
         console.print(f"HS_SITE of 0.NA/{settings.prefix} now carries the new key")
+
+
+async def child_key(url: str, prefix: Prefix) -> tuple[bytes, str]:
+    """The server key a child node publishes in its own ``0.NA/<prefix>`` HS_SITE, so a
+    delegation record carries it (clients check the child's signed answers and set up
+    sessions against it); empty with the reason when the child does not say."""
+    from iinode.client import NodeClient
+
+    try:
+        async with NodeClient(url, timeout=3.0) as client:
+            record = await client.get(prefix.na_handle)
+    except IinodeError as exc:
+        return b"", f"{url} did not give its server key ({exc})"
+    key = site_key(record.get("values", []))
+    if not key:
+        return b"", f"{url} publishes no server key in {prefix.na_handle}"
+    return key, ""
+
+
+def fingerprint(public_bytes: bytes) -> str:
+    """SHA-256 of a key's HS_PUBKEY encoding, as ``keys show`` prints it."""
+    return _fingerprint(public_bytes)

@@ -220,7 +220,10 @@ def delegate(
     note = ""
     if handle_port is None:
         handle_port, note = asyncio.run(_child_handle_port(to, prefix))
-    site = site_from_url(to, handle_port)
+    from iinode.cli.keys import child_key, fingerprint
+
+    key, key_note = asyncio.run(child_key(to, prefix))
+    site = site_from_url(to, handle_port, key)
     values = [HandleValue(1, "HS_SITE", site)]
     if province or industry:  # monitoring labels the child by these, not by its own word
         from iinode.api.delegations import node_value
@@ -247,6 +250,10 @@ def delegate(
         console.print(f"native Handle protocol (UDP+TCP) at {host}:{handle_port}")
     elif note:
         console.print(f"HTTP only: {note}", highlight=False)
+    if key:
+        console.print(f"the child's server key (SHA-256 {fingerprint(key)}) is in the record")
+    else:
+        console.print(f"no server key in the record: {key_note}", highlight=False)
     if child_secret:
         console.print(
             f"the child authenticates as 300:{prefix.na_handle}; set its report_secret to match"
