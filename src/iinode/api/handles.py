@@ -569,6 +569,7 @@ HANDLE_RECORD_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["values"],
     "properties": {
+        "handle": {"type": "string", "description": "if present, the handle of the path"},
         "values": {
             "type": "array",
             "items": {
@@ -582,7 +583,7 @@ HANDLE_RECORD_SCHEMA: dict[str, Any] = {
                             {"type": "string"},
                             {
                                 "type": "object",
-                                "required": ["value"],
+                                "required": ["format", "value"],
                                 "properties": {
                                     "format": {
                                         "type": "string",
@@ -605,6 +606,6 @@ HANDLE_RECORD_SCHEMA: dict[str, Any] = {
                     "timestamp": {"type": "string"},
                 },
             },
-        }
+        },
     },
 }
