@@ -7,9 +7,11 @@
 (prefix 88.118.8) with ``records`` handles ``88.118.8/OBJ-<n>`` (one URL value
 each) into SQLite under ``data_dir`` and starts ``workers`` native worker
 processes on ``port``.  ``request_datagram(n, request_id)`` builds the RFC 3652
-resolution request for record ``n``.  ``--measure`` runs a simple blocking
-Python client (one socket, one request in flight) against the node for that
-many seconds and prints requests/s; that figure is bounded by the client.
+resolution request for record ``n`` (version 2.1, no flags: iinode's plainest
+form); ``stock_request_datagram`` the one a Handle.Net 9 client sends.
+``--measure`` runs a simple blocking Python client (one socket, one request in
+flight) against the node for that many seconds and prints requests/s; that
+figure is bounded by the client.
 """
 
 from __future__ import annotations
@@ -38,6 +40,19 @@ def request_datagram(n: int, request_id: int) -> bytes:
     header = struct.pack(">IIIHBBII", 1, 0, 0, 0, 0, 0, 0, len(body))
     payload = header + body + b"\x00\x00\x00\x00"
     return struct.pack(">BBHIIII", 2, 1, 0, 0, request_id, 0, len(payload)) + payload
+
+
+def stock_request_datagram(n: int, request_id: int, expiration: int | None = None) -> bytes:
+    """The resolution request a Handle.Net 9 ``HandleResolver`` sends for record ``n`` to a
+    site of version 2.10 and serial 1: version 2.10 suggesting 2.11 (MessageFlag 0x020B),
+    REC|CA|PO, ExpirationTime now + 12 hours, no credential."""
+    if expiration is None:
+        expiration = int(time.time()) + 43_200
+    raw = f"{PREFIX}/OBJ-{n}".encode()
+    body = struct.pack(">I", len(raw)) + raw + b"\x00" * 8
+    header = struct.pack(">IIIHBBII", 1, 0, 0x19000000, 1, 0, 0, expiration, len(body))
+    payload = header + body + b"\x00\x00\x00\x00"
+    return struct.pack(">BBHIIII", 2, 10, 0x020B, 0, request_id, 0, len(payload)) + payload
 
 
 def start_bench_node(data_dir: Path, records: int, port: int, workers: int = 2) -> NativeWorkers:
