@@ -226,13 +226,9 @@ class NativeAdminClient:
         )  # fmt: skip
         if self.answer_on_new_connection:
             await self.close()
-            return await self._exchange(answer)
-        try:
-            return await self._exchange(answer)
-        except TransportError:
-            # The server closed the connection after its challenge (the reference
-            # server may): the challenge stays open, so answer on a new connection.
-            return await self._exchange(answer)
+        # A server that closed the connection after its challenge (the reference server
+        # does) gets the answer on a new one: the challenge stays open (``_exchange``).
+        return await self._exchange(answer)
 
     @staticmethod
     def _challenge_digest(request: Message, challenge: Message) -> bytes:
@@ -278,8 +274,26 @@ class NativeAdminClient:
         return replace(request, credential=credential)
 
     async def _exchange(self, request: Message) -> Message:
-        if self._writer is None or self._reader is None:
+        """Send ``request`` on the open connection (or a new one) and read its answer.
+
+        A Handle.Net server closes the connection after each answer: when the kept
+        connection turns out closed before answering, the request goes once more on
+        a new connection (it was never read; a timeout is not retried).
+        """
+        reader = self._reader
+        reused = self._writer is not None and reader is not None and not reader.at_eof()
+        if not reused:
+            await self.close()
             await self.connect()
+        try:
+            return await self._send(request)
+        except _ConnectionClosed:
+            if not reused:
+                raise
+        await self.connect()
+        return await self._send(request)
+
+    async def _send(self, request: Message) -> Message:
         assert self._writer is not None
         assert self._reader is not None
         try:
@@ -288,9 +302,16 @@ class NativeAdminClient:
             return await asyncio.wait_for(
                 read_response(self._reader, self._framer, request.request_id), self.timeout
             )
+        except (TransportError, ConnectionError) as exc:
+            await self.close()
+            raise _ConnectionClosed(f"{self.address} closed the connection: {exc}") from exc
         except (OSError, TimeoutError) as exc:
             await self.close()
             raise TransportError(f"native exchange with {self.address} failed: {exc}") from exc
+
+
+class _ConnectionClosed(TransportError):
+    """The server closed the connection without answering."""
 
 
 __all__ = ["Authentication", "NativeAdminClient", "PublicKeyAuth", "SecretKeyAuth"]
