@@ -372,3 +372,14 @@ async def test_since_too_large_for_the_store_is_400_not_500(tmp_path: Path) -> N
         assert r.status_code == 200, r.text
         r = await node.http.get("/monitoring/notices", params={"since": str(10**23)}, auth=auth)
         error(r, 400, 4)
+
+
+async def test_unknown_api_endpoints_get_the_json_error_body(client: httpx.AsyncClient) -> None:
+    r = await client.get("/api/handlesX/1")
+    assert error(r, 404, 4)["message"] == "Unknown HTTP API endpoint GET /api/handlesX/1"
+    r = await client.post("/api/node")
+    error(r, 405, 4)
+    assert "GET" in r.headers["allow"]
+    # Outside /api/ the framework's own error body is kept.
+    r = await client.get("/no/such/page")
+    assert (r.status_code, r.json()) == (404, {"detail": "Not Found"})

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import iinode
 from iinode.api.answer_cache import AnswerCache
@@ -62,6 +64,16 @@ def _base_app(lifespan: Any = None) -> FastAPI:
     async def on_handle_error(request: Request, exc: HandleError) -> Response:
         status = getattr(exc, "http_status", None) or http_status(exc.code)
         return json_response(_error_body(exc, request), status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # Under /api/ every error carries the Handle JSON body (Handle.Net's UnknownApiServlet).
+        if not request.url.path.startswith("/api/"):
+            return await http_exception_handler(request, exc)
+        what = "Unknown HTTP API endpoint" if exc.status_code == 404 else str(exc.detail)
+        message = f"{what} {clip(request.method)} {clip(request.url.path)}"
+        body = {"responseCode": int(ResponseCode.PROTOCOL_ERROR), "message": message}
+        return json_response(body, exc.status_code, dict(exc.headers or {}))
 
     @app.exception_handler(OverflowError)
     async def on_overflow(request: Request, exc: OverflowError) -> Response:
