@@ -26,9 +26,10 @@ import httpx
 import orjson
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from iinode.api.app import create_app
-from iinode.api.native_http import HDL_MIME_TYPE
+from iinode.api.native_http import HDL_MIME_TYPE, MAX_ANSWER_BYTES, NativeHttpEndpoint, own_site
 from iinode.codes import ResponseCode
 from iinode.errors import HandleError
 from iinode.identifiers import HandleName, HandleValue, IndexedHandle, TransportProtocol, UrlData
@@ -37,14 +38,17 @@ from iinode.node.settings import NodeSettings, Role
 from iinode.proto import (
     ENVELOPE_SIZE,
     ErrorBody,
+    ListHandlesResponse,
     Message,
     OpCode,
+    OpFlag,
     ResolutionRequest,
     ResolutionResponse,
     SiteInfoResponse,
     body_type,
 )
 from iinode.resolution.native_admin import NativeAdminClient, SecretKeyAuth
+from iinode.resolution.native_handler import NativeHandler
 from iinode.storage import MemoryStore, SQLiteStore
 from support import free_port
 
@@ -107,8 +111,13 @@ async def service(tmp_path: Path) -> HandleService:
 
 
 @pytest.fixture
-async def client(service: HandleService) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(service), client=("192.0.2.7", 40000))
+def app(service: HandleService) -> FastAPI:
+    return create_app(service)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("192.0.2.7", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as c:
         r = await c.put(f"/api/handles/{HANDLE}", json={"values": [URL]}, auth=ADMIN)
         assert r.status_code == 201
@@ -170,13 +179,14 @@ class HttpAdminClient(NativeAdminClient):
         super().__init__("127.0.0.1", 8000, auth)
         self.http = http
         self.posts = 0
+        self.last: list[Message] = []
 
     async def _exchange(self, request: Message) -> Message:
         self.posts += 1
         headers = {"content-type": HDL_MIME_TYPE, "accept": HDL_MIME_TYPE}
         r = await self.http.post("/88.118.8%2FADM", content=request.to_wire(), headers=headers)
-        [answer] = messages(r.content)
-        return answer
+        self.last = messages(r.content)  # a streamed answer: several, all but the last CN
+        return self.last[0]
 
     async def close(self) -> None:
         return None
@@ -197,6 +207,34 @@ async def test_administration_with_a_challenge_over_http(client: httpx.AsyncClie
         await wrong.create(name, [HandleValue(1, "URL", UrlData("http://a.cn/adm"))])
     assert refused.value.code == ResponseCode.AUTHENTICATION_FAILED
     assert (await client.get("/api/handles/88.118.8/ADM")).status_code == 404
+
+
+@pytest.mark.parametrize("limit", [MAX_ANSWER_BYTES, 600])
+async def test_a_streamed_listing_is_gathered_into_one_http_answer(
+    service: HandleService, app: FastAPI, client: httpx.AsyncClient, limit: int
+) -> None:
+    names = [f"88.118.8/L{n:03}" for n in range(40)]
+    for name in names:
+        r = await client.put(f"/api/handles/{name}", json={"values": [URL]}, auth=ADMIN)
+        assert r.status_code == 201
+    # Small parts, so the listing is several messages; the app picks this endpoint up.
+    handler = NativeHandler(service, own_site(service), list_chunk_bytes=128)
+    app.state.native_http = NativeHttpEndpoint(service, handler=handler, max_answer_bytes=limit)
+    admin = HttpAdminClient(client, SecretKeyAuth(IndexedHandle.parse("300:0.NA/88.118.8"), SECRET))
+    await admin.list_handles(HandleName.parse("0.NA/88.118.8"))
+    parts = admin.last
+    assert len(parts) > 3
+    assert all(p.flags & OpFlag.CN for p in parts[:-1])
+    assert all(p.request_id == parts[0].request_id for p in parts)
+    listed = {h for p in parts if isinstance(p.body, ListHandlesResponse) for h in p.body.handles}
+    if limit == MAX_ANSWER_BYTES:
+        assert not parts[-1].flags & OpFlag.CN
+        assert set(names) | {HANDLE} <= listed
+    else:  # cut short: the last message says so instead of leaving the client waiting
+        assert sum(len(p.to_wire()) for p in parts[:-1]) <= limit
+        assert parts[-1].response_code == ResponseCode.ERROR
+        assert "TCP" in getattr(parts[-1].body, "message", "")
+        assert listed < set(names) | {HANDLE}
 
 
 async def test_a_stray_newline_before_the_envelope_is_skipped(client: httpx.AsyncClient) -> None:
