@@ -24,7 +24,7 @@ def test_child_delegated_from_the_cli_reports_upward(tmp_path: Path) -> None:
             "--secret", "top-pw", "--child-secret", "child-report",
         ).stdout  # fmt: skip
         assert "delegated 88.7" in out
-        # the secret is stored as a verifier and hidden from anonymous readers
+        # the secret is stored sealed and hidden from anonymous readers
         anonymous = httpx.get(f"{top_url}/api/handles/0.NA/88.7").json()
         assert "HS_SECKEY" not in [v["type"] for v in anonymous["values"]]
         seen = httpx.get(f"{top_url}/api/handles/0.NA/88.7", auth=auth("88", "top-pw")).json()

@@ -181,8 +181,8 @@ def delegate(
         str | None,
         typer.Option(
             "--child-secret",
-            help="the child's secret (HS_SECKEY at index 300, stored as a SCRAM verifier): it "
-            "authenticates the child's monitoring reports; give the child the same as its "
+            help="the child's secret (HS_SECKEY at index 300, sealed by the parent's node key): "
+            "it authenticates the child's monitoring reports; give the child the same as its "
             "report_secret",
             envvar="IINODE_CHILD_SECRET",
         ),
@@ -233,7 +233,7 @@ def delegate(
         except ValueError as exc:
             fail(str(exc))
     if child_secret:
-        # Plain text here; the node stores every HS_SECKEY as a SCRAM verifier.
+        # Plain text here; the node stores every HS_SECKEY sealed with its node key.
         hidden = Permissions.ADMIN_READ | Permissions.ADMIN_WRITE
         values.append(
             HandleValue(300, "HS_SECKEY", SecKeyData(child_secret.encode()), permissions=hidden)
