@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from iinode.monitoring.inventory import (
 )
 from iinode.monitoring.security import (
     SecurityEventKind,
+    iinode_properties,
     observation_event,
     parse_bundle,
     scan_inventory,
@@ -153,7 +155,7 @@ def test_findings_are_stix_bundles_with_severity_and_asset() -> None:
     assert isinstance(bundle, stix2.v21.Bundle)
     by_type = {o.type: o for o in bundle.objects}
     assert by_type["vulnerability"].name == "CVE-2021-22731"
-    assert by_type["vulnerability"].x_iinode_severity == "critical"
+    assert iinode_properties(by_type["vulnerability"])["severity"] == "critical"
     assert by_type["relationship"].relationship_type == "has"
     assert by_type["relationship"].source_ref == by_type["infrastructure"].id
     assert by_type["infrastructure"].name == "88.118.8/SW-1"
@@ -178,9 +180,84 @@ def test_observations_are_valid_stix(kind: SecurityEventKind) -> None:
     bundle = parse_bundle(dict(ev.detail))
     observed = next(o for o in bundle.objects if o.type == "observed-data")
     assert observed.spec_version == "2.1"
-    assert observed.x_iinode_kind == kind.value
-    assert observed.x_iinode_severity == "medium"
+    assert iinode_properties(observed)["kind"] == kind.value
+    assert iinode_properties(observed)["severity"] == "medium"
     assert observed.number_observed == 3
     ips = [o for o in bundle.objects if o.type == "ipv4-addr"]
     assert ips[0].value == "192.0.2.7"
     assert ips[0].id in observed.object_refs
+
+
+#: STIX 2.1 types whose ids should be UUIDv4 (domain, relationship and meta objects).
+_V4_TYPES = {"identity", "infrastructure", "observed-data", "vulnerability", "relationship",
+             "extension-definition", "bundle"}  # fmt: skip
+
+
+def _objects(detail: object) -> list[dict[str, object]]:
+    assert isinstance(detail, dict)
+    return list(detail["objects"])
+
+
+def test_bundles_parse_without_custom_properties_and_ids_are_v4() -> None:
+    """``stix2.parse(..., allow_custom=False)``: iinode's fields live in its extension."""
+    feed = CveFeed.sample()
+    plc = describe_asset(h("PLC-1"), AssetKind.PLC, "Siemens", "SIMATIC S7-1200", "4.4")
+    findings = scan_inventory(NODE, [plc], feed, 1_700_000_000.0)
+    seen = observation_event(
+        "sec-1", NODE, SecurityEventKind.PROTOCOL_ERROR, Severity.LOW, 1_700_000_000.0,
+        "garbage", source_ip="2001:db8::7",
+    )  # fmt: skip
+    for event in [*findings, seen]:
+        raw = json.dumps(event.detail)
+        assert "x_iinode" not in raw
+        bundle = stix2.parse(raw, allow_custom=False, version="2.1")
+        objects = {o.type: o for o in bundle.objects}
+        definition = objects["extension-definition"]
+        assert definition.extension_types == ["property-extension"]
+        for obj in [bundle, *bundle.objects]:
+            version = uuid.UUID(obj.id.partition("--")[2]).version
+            assert version == (4 if obj.type in _V4_TYPES else 5), obj.id
+    observed = next(o for o in stix2.parse(json.dumps(seen.detail)).objects
+                    if o.type == "observed-data")  # fmt: skip
+    assert iinode_properties(observed) == {
+        "kind": "protocol_error", "severity": "low", "description": "garbage",
+    }  # fmt: skip
+    # the same bundle with a custom property is refused when custom properties are not allowed
+    tampered = dict(seen.detail or {})
+    tampered["objects"] = [dict(o, x_iinode_kind="x") for o in _objects(seen.detail)]
+    with pytest.raises(stix2.exceptions.STIXError):
+        stix2.parse(json.dumps(tampered), allow_custom=False, version="2.1")
+
+
+def test_an_id_keeps_its_created_across_rebuilds_and_events() -> None:
+    """Objects named by stable things (node, asset, CVE, relationship) are dated the same
+    however often and whenever they are rebuilt; ``modified`` never precedes ``created``."""
+    feed = CveFeed.sample()
+    plc = describe_asset(h("PLC-1"), AssetKind.PLC, "Siemens", "SIMATIC S7-1200", "4.4")
+    builds = [
+        *scan_inventory(NODE, [plc], feed, 1_700_000_000.0),
+        *scan_inventory(NODE, [plc], feed, 1_800_000_000.0),
+        observation_event("sec-a", NODE, SecurityEventKind.ANOMALY, Severity.LOW,
+                          1_750_000_000.0, "odd", asset=h("PLC-1")),
+        observation_event("sec-b", NODE, SecurityEventKind.ANOMALY, Severity.LOW,
+                          1_760_000_000.0, "odd again", asset=h("PLC-1")),
+    ]  # fmt: skip
+    dated: dict[str, set[tuple[object, object]]] = {}
+    for event in builds:
+        for obj in _objects(event.detail):
+            if "created" in obj:
+                dated.setdefault(str(obj["id"]), set()).add((obj["created"], obj["modified"]))
+                assert str(obj["modified"]) >= str(obj["created"])
+    assert all(len(v) == 1 for v in dated.values()), dated
+    assert sum(1 for i in dated if i.startswith("identity--")) == 1
+    assert sum(1 for i in dated if i.startswith("infrastructure--")) == 1
+    # a vulnerability is dated by the feed: published, last modified
+    vulns = {
+        str(o["name"]): (o["created"], o["modified"])
+        for o in _objects(builds[0].detail) + _objects(builds[1].detail)
+        if o["type"] == "vulnerability"
+    }
+    assert vulns == {
+        "CVE-2020-15782": ("2021-06-09T13:15:00.000Z", "2024-11-21T00:00:00.000Z"),
+        "CVE-2020-28397": ("2021-08-10T11:15:00.000Z", "2024-11-21T00:00:00.000Z"),
+    }

@@ -12,7 +12,7 @@ import stix2
 from iinode.identifiers import HandleName, Prefix
 from iinode.monitoring.events import EventKind, Severity
 from iinode.monitoring.inventory import AssetKind, AssetSource, describe_asset
-from iinode.monitoring.security import SecurityEventKind, parse_bundle
+from iinode.monitoring.security import SecurityEventKind, iinode_properties, parse_bundle
 from iinode.monitoring.sources import (
     OVERFLOW_SOURCE,
     NativeCounterWatch,
@@ -51,11 +51,11 @@ def test_a_flood_from_one_source_is_one_event_per_window_with_its_count() -> Non
     bundle = parse_bundle(dict(first.detail or {}))  # validated by stix2
     data = observed(bundle)
     assert data.number_observed == 5000
-    assert data.x_iinode_kind == "auth_failure"
+    assert iinode_properties(data)["kind"] == "auth_failure"
     assert data.first_observed < data.last_observed
     ips = [o for o in bundle.objects if o.type == "ipv4-addr"]
     assert [ip.value for ip in ips] == ["10.0.0.7"]
-    assert "5000 times" in data.x_iinode_description
+    assert "5000 times" in iinode_properties(data)["description"]
     assert window.flush(200.0) == []  # nothing new: nothing to say
     # Event ids are stable per (node, kind, source, window): re-building gives the same id.
     again = ObservationWindow(SETTINGS)

@@ -24,7 +24,7 @@ from iinode.errors import HandleError
 from iinode.identifiers import HandleName, HandleValue, IndexedHandle, UrlData
 from iinode.monitoring.events import Event, EventKind
 from iinode.monitoring.node_sources import sources_of
-from iinode.monitoring.security import parse_bundle
+from iinode.monitoring.security import iinode_properties, parse_bundle
 from iinode.node.settings import Role
 from iinode.resolution.native_admin import NativeAdminClient, SecretKeyAuth
 from iinode.resolution.native_server import NativeServer
@@ -63,7 +63,10 @@ def security(events: list[Event], kind: str, source: str = "") -> list[Any]:
     for e in events:
         if e.kind is EventKind.SECURITY:
             data = observed(e)
-            if data.x_iinode_kind == kind and source in data.x_iinode_description:
+            if (
+                iinode_properties(data)["kind"] == kind
+                and source in iinode_properties(data)["description"]
+            ):
                 out.append(data)
     return out
 
@@ -147,24 +150,26 @@ async def test_node_security_events_reach_the_parent(tmp_path: Path) -> None:
             await wait_for(parent, complete)
             events = at_parent(parent)
             [rest] = security(events, "auth_failure", "rest")
-            assert "300:0.NA/88.118.8" in rest.x_iinode_description
+            assert "300:0.NA/88.118.8" in iinode_properties(rest)["description"]
             # one event per window, with the count (on a loaded machine the datagrams may
             # straddle two 0.3 s windows), each naming the offending address; only datagrams
             # the receive thread dropped while the slow path was full stay unattributed
             fuzz = security(events, "protocol_error", "native")
             assert sum(f.number_observed for f in fuzz) == DATAGRAMS
-            named = [f for f in fuzz if "from 127.0.0.1" in f.x_iinode_description]
+            named = [f for f in fuzz if "from 127.0.0.1" in iinode_properties(f)["description"]]
             assert named, fuzz
             assert all(
-                "dropped traffic" in f.x_iinode_description for f in fuzz if f not in named
+                "dropped traffic" in iinode_properties(f)["description"]
+                for f in fuzz
+                if f not in named
             ), fuzz
             worst = max(fuzz, key=lambda f: f.number_observed)
-            assert worst.x_iinode_severity == (
-                "high" if len(fuzz) == 1 else worst.x_iinode_severity
+            assert iinode_properties(worst)["severity"] == (
+                "high" if len(fuzz) == 1 else iinode_properties(worst)["severity"]
             )
-            assert worst.x_iinode_severity in ("medium", "high")
+            assert iinode_properties(worst)["severity"] in ("medium", "high")
             rogue_events = security(events, "unknown_device", "ROGUE")
-            assert any("Sparkplug edge node 88.118.8/ROGUE" in d.x_iinode_description
+            assert any("Sparkplug edge node 88.118.8/ROGUE" in iinode_properties(d)["description"]
                        for d in rogue_events)  # fmt: skip
             finding = next(e for e in events if e.kind is EventKind.FINDING)
             assert finding.asset == HandleName.parse(f"{ENT}/EDGE-1")

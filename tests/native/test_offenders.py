@@ -13,6 +13,7 @@ from stix2 import parse as parse_stix
 
 from iinode.identifiers import Prefix
 from iinode.monitoring.events import Event
+from iinode.monitoring.security import iinode_properties
 from iinode.monitoring.sources import NativeCounterWatch, ObservationWindow, SourcesSettings
 from iinode.node.settings import NodeSettings, Role
 from iinode.resolution.native_counters import (
@@ -90,12 +91,12 @@ def test_unattributed_growth_is_reported_once_under_native() -> None:
 
 
 def _observed(event: Event) -> tuple[str, int, str]:
-    bundle: Any = parse_stix(dict(event.detail or {}), allow_custom=True)
+    bundle: Any = parse_stix(dict(event.detail or {}), allow_custom=False)
     data = next(o for o in bundle.objects if o.type == "observed-data")
     ips = [o for o in bundle.objects if o.type in ("ipv4-addr", "ipv6-addr")]
     assert len(ips) == 1
     assert ips[0].id in data.object_refs
-    return str(ips[0].value), int(data.number_observed), str(data.x_iinode_kind)
+    return str(ips[0].value), int(data.number_observed), str(iinode_properties(data)["kind"])
 
 
 def _native_port() -> int:

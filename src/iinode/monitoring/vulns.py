@@ -108,6 +108,8 @@ class CveEntry:
     configurations: tuple[tuple[str, tuple[ConfigNode, ...]], ...]
     #: CVSS version the score was computed with ("3.1", "3.0", "4.0", "2.0"; "" if none).
     cvss_version: str = ""
+    #: When the feed last changed the entry (NVD ``lastModified``; "" if not given).
+    last_modified: str = ""
 
     def affected(self, names: Sequence[Cpe]) -> list[Cpe]:
         """The names this entry marks vulnerable (empty if none)."""
@@ -225,4 +227,5 @@ def _entry(cve: dict[str, Any]) -> CveEntry:
         cwes=cwes,
         configurations=configurations,
         cvss_version=version,
+        last_modified=str(cve.get("lastModified", "")),
     )
