@@ -244,3 +244,44 @@ def test_a_port_held_by_another_program_is_refused(tmp_path: Path, held: str) ->
     assert f"IINODE_{setting.upper()}" in line
     for p, transports in node.expected():  # nothing of the node is left holding a port
         assert "+".join(bindable(p, transports)) == transports, (p, transports)
+
+
+def _workers(pid: int) -> list[int]:
+    """The worker processes of ``pid`` in start order (not the resource tracker)."""
+    found = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    with running(node, "--workers", "2") as (proc, log):
+        ports = listening(proc, log)
+        before = _workers(proc.pid)
+        assert len(before) == 4, before  # two native workers first, then two HTTP workers
+        native, http = before[0], before[-1]
+        os.kill(native, signal.SIGKILL)
+        os.kill(http, signal.SIGKILL)
+        reports = [
+            f"native worker process {native} exited with code -9; started another",
+            f"HTTP worker process {http} exited with code -9; started another",
+        ]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            after = _workers(proc.pid)
+            replaced = len(after) == 4 and native not in after and http not in after
+            if replaced and all(line in log.read_text() for line in reports):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"not replaced: {before} -> {after}\n{log.read_text()}")
+        for _ in range(10):  # fresh connections reach either HTTP worker
+            assert httpx.get(f"http://127.0.0.1:{node.http}/healthz").text == "ok"
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=40) == 0
+        assert_gone(proc.pid, ports)

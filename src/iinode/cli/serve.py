@@ -196,7 +196,7 @@ class HttpWorkers:
                 continue
             process.join(0)
             report(f"HTTP worker process {process.pid} exited with code {process.exitcode}; "
-                   "starting another")  # fmt: skip
+                   "started another")  # fmt: skip
             new, reader = self._spawn()
             self.processes[n] = new
             self.restarts += 1
@@ -236,6 +236,7 @@ class NodeRunner:
     _server: NodeHttpServer | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _starting: bool = True
+    _failure: str | None = None
 
     def _on_signal(self, signum: int) -> None:
         first = not self.signals
@@ -275,24 +276,50 @@ class NodeRunner:
                 if s.handle_port:
                     native = start_native_workers(s, self.native_workers)
                 if self.workers == 1:
+                    watch = threading.Thread(
+                        target=self._supervise, args=(native, None), name="supervise", daemon=True
+                    )
+                    watch.start()
                     self._serve_here(native)
                 else:
                     http = HttpWorkers(s, self.workers, _bind_http(s))
                     http.start()
                     self._starting = False
                     self._announce(native, self.workers)
-                    while not self._stop.wait(0.5):
-                        http.replace_dead(lambda line: self.console.print(line, soft_wrap=True))
+                    self._supervise(native, http)
             except _Stopping:
                 pass
             finally:
                 self._starting = False
+                self._stop.set()
                 if http is not None:
                     http.stop()
                 if native is not None:
                     native.stop()
+        if self._failure is not None:
+            raise ConfigurationError(self._failure)
         if self.signals:
             self.console.print(f"node stopped ({signal_name(self.signals[0])})", soft_wrap=True)
+
+    def _supervise(self, native: Any, http: HttpWorkers | None) -> None:
+        """Replace worker processes that die while the node runs, until it stops."""
+
+        def say(line: str) -> None:
+            self.console.print(line, highlight=False, soft_wrap=True)
+
+        while not self._stop.wait(0.5):
+            try:
+                if http is not None:
+                    http.replace_dead(say)
+                if native is not None:
+                    for pid, code in native.replace_dead():
+                        say(f"native worker process {pid} exited with code {code}; "
+                            "started another")  # fmt: skip
+            except ConfigurationError as exc:
+                self._failure = str(exc)
+                self._stop.set()
+                if self._server is not None:
+                    self._server.request_stop()
 
     def _announce(self, native: Any, http_processes: int) -> None:
         for line in self.listening(native, http_processes):
@@ -305,7 +332,7 @@ class NodeRunner:
 
         server = NodeHttpServer(_config(self.settings), on_started=started)
         self._server = server
-        if self.signals:  # a signal came between the native start and now
+        if self._stop.is_set():  # a signal came between the native start and now
             server.request_stop()
         server.run()
 

@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import Any
 
 from iinode.errors import ConfigurationError
 from iinode.identifiers import SiteData, site_for
@@ -218,10 +217,12 @@ def _worker_main(
         try:
             server.start()
         except Exception as exc:
-            ready.send(f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(OSError):  # the parent may have given up already
+                ready.send(f"{type(exc).__name__}: {exc}")
             server.stop()
             return
-        ready.send("ok")
+        with contextlib.suppress(OSError):
+            ready.send("ok")
         ready.close()
         done.wait()
         server.stop()
@@ -229,13 +230,77 @@ def _worker_main(
 
 @dataclass
 class NativeWorkers:
-    """Running worker processes; ``stop`` ends them (SIGTERM, then SIGKILL after ``timeout``)."""
+    """Running worker processes; ``stop`` ends them (SIGTERM, then SIGKILL after ``timeout``).
+
+    ``replace_dead`` starts a new worker for each one that has exited (the parent's
+    supervision); ``stop`` is final, after it nothing is replaced.
+    """
 
     host: str
     port: int
     processes: list[BaseProcess] = field(default_factory=list)
+    settings: NodeSettings | None = None
+    bind_host: str | None = None
+    timeout: float = 60.0
+    restarts: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stopped: bool = False
+
+    def _spawn(self, n: int) -> tuple[Connection, BaseProcess]:
+        assert self.settings is not None
+        context = multiprocessing.get_context("spawn")
+        death_signal = threading.current_thread() is threading.main_thread()
+        reader, writer = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_worker_main,
+            args=(self.settings, self.bind_host, self.port, writer, death_signal),
+            name=f"iinode-native-{n}", daemon=True,
+        )  # fmt: skip
+        process.start()
+        writer.close()
+        return reader, process
+
+    def _await_ready(self, waiting: dict[Connection, BaseProcess]) -> None:
+        deadline = time.monotonic() + self.timeout
+        try:
+            while waiting:
+                left = deadline - time.monotonic()
+                ready = wait([*waiting, *(p.sentinel for p in waiting.values())], max(0.0, left))
+                if not ready:
+                    raise ConfigurationError(
+                        f"native workers did not start within {self.timeout:g} s"
+                    )
+                for reader in [r for r in waiting if r in ready or waiting[r].sentinel in ready]:
+                    try:
+                        status = reader.recv() if reader.poll() else "exited while starting"
+                    except EOFError:
+                        status = "exited while starting"
+                    reader.close()
+                    waiting.pop(reader)
+                    if status != "ok":
+                        raise ConfigurationError(f"a native worker failed to start: {status}")
+        finally:
+            for reader in waiting:
+                reader.close()
+
+    def replace_dead(self) -> list[tuple[int | None, int | None]]:
+        """Start a new worker for each one that has exited; their (pid, exit code)."""
+        dead = []
+        with self._lock:
+            for n, process in enumerate(self.processes):
+                if self._stopped or process.is_alive():
+                    continue
+                process.join(0)
+                dead.append((process.pid, process.exitcode))
+                reader, new = self._spawn(n)
+                self.processes[n] = new
+                self.restarts += 1
+                self._await_ready({reader: new})
+        return dead
 
     def stop(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            self._stopped = True
         for process in self.processes:
             if process.is_alive():
                 process.terminate()
@@ -278,39 +343,17 @@ def start_native_workers(
         raise ConfigurationError(
             "several native workers need a shared store (SQLite or PostgreSQL)"
         )
-    context = multiprocessing.get_context("spawn")
-    death_signal = threading.current_thread() is threading.main_thread()
-    result = NativeWorkers(host or settings.http_host, port)
-    waiting: dict[Any, BaseProcess] = {}
+    result = NativeWorkers(
+        host or settings.http_host, port, settings=settings, bind_host=host, timeout=timeout
+    )
     try:
+        waiting = {}
         for n in range(count):
-            reader, writer = context.Pipe(duplex=False)
-            process = context.Process(
-                target=_worker_main, args=(settings, host, port, writer, death_signal),
-                name=f"iinode-native-{n}", daemon=True,
-            )  # fmt: skip
-            process.start()
-            writer.close()
+            reader, process = result._spawn(n)
             result.processes.append(process)
             waiting[reader] = process
-        deadline = time.monotonic() + timeout
-        while waiting:
-            left = deadline - time.monotonic()
-            ready = wait([*waiting, *(p.sentinel for p in waiting.values())], max(0.0, left))
-            if not ready:
-                raise ConfigurationError(f"native workers did not start within {timeout:g} s")
-            for reader in [r for r in waiting if r in ready or waiting[r].sentinel in ready]:
-                try:
-                    status = reader.recv() if reader.poll() else "exited while starting"
-                except EOFError:
-                    status = "exited while starting"
-                reader.close()
-                waiting.pop(reader)
-                if status != "ok":
-                    raise ConfigurationError(f"a native worker failed to start: {status}")
+        result._await_ready(waiting)
     except BaseException:
-        for reader in waiting:
-            reader.close()
         result.stop()
         raise
     return result
