@@ -8,11 +8,12 @@ octet (version, suggested version, flags, serial, recursion count, body) may
 change the answer, and a Handle.Net client writes a new ExpirationTime (now +
 12 hours) into each request.  The stored answer gets the request's id and a
 current ExpirationTime (now + ``message_lifetime``, computed once per batch)
-patched in and goes straight back.  Everything else (first requests, other operations, fragments,
-garbage) is handed to the node's event loop, which reassembles, decodes, calls
-the ``NativeHandler`` and sends the answer, filling the cache when the answer
-may be replayed.  The cache is keyed to the node's ``ChangeCounter``: when any
-process commits a write the counter moves and the cache starts a new generation.
+patched in and goes straight back.  Everything else (first requests, other
+operations, fragments, garbage) is handed to the node's event loop, which
+reassembles, decodes, calls the ``NativeHandler`` and sends the answer, filling
+the cache when the answer may be replayed.  The cache is keyed to the node's
+``ChangeCounter``: when any process commits a write the counter moves and the
+cache starts a new generation.
 
 Threads: the receive thread only reads the cache's current generation and
 replaces it; the loop thread only adds to the generation of the version it read
@@ -65,9 +66,8 @@ from iinode.resolution.native_mmsg import SLOT_SIZE, DatagramBatch
 from iinode.resolution.native_ratelimit import ResponseRateLimit
 from iinode.resolution.native_sessions import NativeCounters, OffenderTally, PeerState
 
-#: Where the request id (envelope) and the ExpirationTime (header) lie in a datagram.
+#: Where the request id lies in a datagram (the ExpirationTime is at octets 36-40).
 _REQUEST_ID = slice(8, 12)
-_EXPIRATION_AT = ENVELOPE_SIZE + 16
 #: Request flags that keep a request out of the cache (its answer is bound to the request).
 _UNCACHEABLE_FLAGS = OpFlag.CT | OpFlag.ENC | OpFlag.RD
 _U32_MAX = 0xFFFF_FFFF
