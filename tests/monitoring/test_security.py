@@ -134,7 +134,7 @@ def test_feed_errors_are_clear(tmp_path: Path) -> None:
     }
     path = tmp_path / "feed.json"
     path.write_text(json.dumps(bad))
-    with pytest.raises(FeedInvalid, match="entry is invalid"):
+    with pytest.raises(FeedInvalid, match="entry CVE-1 is invalid"):
         CveFeed.load(path)
 
 

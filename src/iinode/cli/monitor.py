@@ -1,19 +1,36 @@
 """``iinode monitor status|events|recent|event|notices|issue|ack|dead-letters``: one level's
-monitoring."""
+monitoring; ``iinode monitor cve load``: the CVE feed a node matches its assets against."""
 
 from __future__ import annotations
 
 import json
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from iinode.cli.common import Admin, NodeUrl, Secret, admin_client, console, fail, run
+from iinode.monitoring.errors import FeedInvalid
+from iinode.monitoring.vulns import feed_path, install_feed
 
 app = typer.Typer(no_args_is_help=True, help="Three-level security monitoring.")
+cve_app = typer.Typer(no_args_is_help=True, help="The CVE feed this node matches its assets to.")
+app.add_typer(cve_app, name="cve")
+
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", help="the node's data directory", envvar="IINODE_DATA_DIR")
+]
 
 
 def _when(epoch: float | None) -> str:
@@ -264,3 +281,49 @@ def dead_letters(
     for d in dead:
         table.add_row(_when(d["at"]), d["origin"], d["id"], str(d["kind"]), d["reason"])
     console.print(table)
+
+
+@cve_app.command("load")
+def cve_load(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="NVD CVE JSON 2.0 feed files (.json or .json.gz), merged",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ],
+    data_dir: DataDir,
+) -> None:
+    """Check NVD CVE JSON 2.0 feeds and install them as this node's CVE feed.
+
+    A running node matches its assets against the new feed within a second.
+    """
+    if not (data_dir / "node.toml").exists():
+        fail(f"{data_dir} is not a node's data directory (no node.toml; run iinode init)")
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+    )
+    verbs = {"read": "reading", "check": "checking", "write": "installing"}
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks: dict[tuple[str, str], TaskID] = {}
+
+        def report(stage: str, name: str, done: int, total: int) -> None:
+            key = (stage, name)
+            if key not in tasks:
+                tasks[key] = progress.add_task(f"{verbs[stage]} {name}", total=total)
+            progress.update(tasks[key], completed=done, total=total)
+
+        try:
+            feed, skipped = install_feed(files, data_dir, report)
+        except FeedInvalid as exc:
+            fail(f"{exc}; the node's feed is unchanged")
+    console.print(
+        f"{len(feed.entries)} CVEs installed in {feed_path(data_dir)}"
+        + (f" ({skipped} without configurations left out)" if skipped else ""),
+        highlight=False,
+    )

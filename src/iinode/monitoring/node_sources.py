@@ -13,6 +13,11 @@ outbox).  :func:`run_node_sources` attaches the hooks of a running node:
   rejects (``RejectLog.observers``), stored readings (``IngestWorker.observers``),
   Sparkplug births (``MqttConnector.birth_observers``) and the equipment registry (assets).
 
+Assets are matched against the CVE feed installed with ``iinode monitor cve
+load`` (``vulns.feed_path``), else the shipped sample; the process holding the
+lease notices a newly installed feed (its modification time and size) at the
+next tick, parses it in a worker thread and matches the whole inventory again.
+
 OPC UA and Modbus connectors report what their peer says it is through
 :meth:`NodeSources.opcua_hook` and :meth:`NodeSources.modbus_hook`.
 """
@@ -32,7 +37,7 @@ from typing import Any, Protocol
 from iinode.errors import InvalidHandle
 from iinode.identifiers import HandleName, Prefix
 from iinode.monitoring.cpe import Cpe
-from iinode.monitoring.errors import OutboxFull
+from iinode.monitoring.errors import FeedInvalid, OutboxFull
 from iinode.monitoring.events import Event
 from iinode.monitoring.inventory import (
     Asset,
@@ -54,7 +59,7 @@ from iinode.monitoring.sources import (
     reject_observation,
     unknown_edge_node,
 )
-from iinode.monitoring.vulns import CveFeed
+from iinode.monitoring.vulns import CveFeed, feed_path
 from iinode.monitoring.watches import InventoryWatch, TrafficWatch
 
 log = logging.getLogger(__name__)
@@ -125,6 +130,10 @@ class NodeSources:
 
     def discovered(self, asset: Asset) -> None:
         self._held.extend(self.inventory.add(asset, self.clock()))
+
+    def use_feed(self, feed: CveFeed) -> None:
+        """Match the inventory against a new CVE feed from now on (findings at the next tick)."""
+        self._held.extend(self.inventory.use_feed(feed, self.clock()))
 
     def opcua_hook(self, equipment: str, kind: AssetKind = AssetKind.PLC) -> Callable[[Any], None]:
         """For ``OpcUaConnector(on_build_info=...)``: the server is the asset ``equipment``."""
@@ -232,6 +241,26 @@ class NodeParts(Protocol):
     def primary(self) -> bool: ...
 
 
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """What tells a rewritten file apart: its modification time and size (``None``: none)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+async def _load_feed(path: Path) -> CveFeed | None:
+    """The installed CVE feed, parsed off the event loop (``None``, logged, if invalid)."""
+    try:
+        feed = await asyncio.to_thread(CveFeed.load, path)
+    except FeedInvalid as exc:
+        log.error("CVE feed %s not used: %s", path, exc)
+        return None
+    log.info("CVE feed %s: %d entries", path, len(feed.entries))
+    return feed
+
+
 def _attach(sources: NodeSources, telemetry: _Telemetry) -> Callable[[], None]:
     """Hook into a started telemetry service; returns the function that unhooks."""
     hooks: list[tuple[list[Any], Any]] = [(telemetry.rejects.observers, sources.rejected)]
@@ -319,6 +348,11 @@ async def run_node_sources(
     from iinode.resolution.native_counters import OffenderReader, read_native_counters
 
     monitoring = parts.monitoring
+    data_dir: Path = parts.settings.data_dir
+    installed = feed_path(data_dir)
+    feed_seen = _stamp(installed) if feed is None else None
+    if feed is None and feed_seen is not None:
+        feed = await _load_feed(installed)
     sources = NodeSources(
         node_sources_settings(parts.settings),
         monitoring.emit,
@@ -328,7 +362,6 @@ async def run_node_sources(
     _RUNNING[parts] = sources
     auth = parts.service.auth
     auth.failure_observers.append(sources.auth_failed)
-    data_dir: Path = parts.settings.data_dir
     read = read_native or read_native_counters
     attached: Any = None
     detach: Callable[[], None] | None = None
@@ -355,6 +388,12 @@ async def run_node_sources(
                     if time.monotonic() >= next_registry:
                         next_registry = time.monotonic() + registry_interval
                         await sources.sync_registry(await registry.list())
+                stamp = _stamp(installed)
+                if stamp is not None and stamp != feed_seen:  # `iinode monitor cve load` ran
+                    feed_seen = stamp
+                    loaded = await _load_feed(installed)
+                    if loaded is not None:
+                        sources.use_feed(loaded)
             try:
                 await sources.tick()
             except Exception:  # keep watching: one bad tick must not end monitoring

@@ -135,6 +135,17 @@ class InventoryWatch:
                     events.append(finding)
         return events
 
+    def use_feed(self, feed: CveFeed, now: float) -> list[Event]:
+        """Match every known asset against a new feed; finding events for what is new."""
+        self.feed = feed
+        s = self.settings
+        found = scan_inventory(
+            s.node, list(self.inventory), feed, now, province=s.province, industry=s.industry
+        )
+        fresh = [f for f in found if f.id not in self._found]
+        self._found.update(f.id for f in fresh)
+        return fresh
+
     def _asset_event(self, asset: Asset, now: float) -> Event:
         s = self.settings
         name = f"{asset.handle}|{asset.source.value}|{asset.vendor}|{asset.product}|{asset.version}"
