@@ -18,7 +18,8 @@ requests (``native_signing.mac_message``).
 Plain integer arithmetic: the ``cryptography`` package marks finite-field DH
 deprecated, and a Handle client picks its own group, so the group is checked
 here (an odd prime-sized modulus of 1024 to 4096 bits, a generator and public
-values strictly between 1 and p - 1) and a 512-bit secret exponent is used.
+values strictly between 1 and p - 1).  The secret exponent has twice the bits of the
+group's strength (NIST SP 800-56A): 256 up to 2048-bit groups, 384 above.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ ENCRYPT_ALG_AES = 3
 SESSION_KEY_BYTES = 32
 MIN_GROUP_BITS = 1024
 MAX_GROUP_BITS = 4096
-EXPONENT_BITS = 512
+EXPONENT_BITS = 256
+LARGE_GROUP_EXPONENT_BITS = 384
 #: RFC 3526 group 14 (2048-bit MODP), what iinode's own client proposes.
 GROUP14_P = int(
     "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A0879"
@@ -115,7 +117,8 @@ class DhKeyPair:
 
     @classmethod
     def generate(cls, p: int = GROUP14_P, g: int = GROUP14_G) -> DhKeyPair:
-        x = secrets.randbits(EXPONENT_BITS) | (1 << (EXPONENT_BITS - 1))
+        bits = EXPONENT_BITS if p.bit_length() <= 2048 else LARGE_GROUP_EXPONENT_BITS
+        x = secrets.randbits(bits) | (1 << (bits - 1))
         return cls(x, DhPublic(pow(g, x, p), p, g))
 
     def shared_key(self, peer: DhPublic) -> bytes:
