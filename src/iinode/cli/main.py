@@ -12,6 +12,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -490,16 +491,17 @@ def run() -> None:
         sys.exit(130)
     except HandleError as exc:
         err.print(
-            f"[red]error:[/red] {exc.message} "
+            f"[red]error:[/red] {escape(exc.message)} "
             f"(Handle response code {int(exc.code)} {exc.code.to_text()})",
             highlight=False,
+            soft_wrap=True,
         )
         sys.exit(1)
     except IinodeError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except OSError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except Exception as exc:
         if isinstance(exc, _usage_errors()):
