@@ -46,7 +46,7 @@ from types import FrameType
 from iinode.errors import ConfigurationError
 
 #: Seconds a worker whose parent has gone gets to stop before it ends itself.
-ORPHAN_GRACE = 10.0
+ORPHAN_GRACE = 30.0
 _PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
