@@ -14,6 +14,7 @@ import httpx
 from fastapi import FastAPI
 
 from iinode.api.monitoring import MonitoringApp, monitoring_router
+from iinode.errors import StorageError
 from iinode.monitoring.receiver import NodeLabels, ReportReceiver
 from monitoring.hierarchy_support import Hierarchy, app_for, build_hierarchy
 from monitoring.test_reporting import ENT_AUTH, body, event
@@ -204,3 +205,24 @@ async def test_a_batch_from_a_clock_ahead_is_kept_until_its_sent_at_leaves_the_w
             assert "already received" in replay.json()["detail"]
     finally:
         await h.close()
+
+
+async def test_a_store_failure_is_503_and_the_report_is_sent_again_later(
+    hierarchy: Hierarchy,
+) -> None:
+    store = hierarchy.province.store
+    real = store.insert
+
+    def locked(*args: object, **kwargs: object) -> tuple[int, int]:
+        raise StorageError("events.sqlite3: database is locked")
+
+    store.insert = locked  # type: ignore[method-assign]
+    async with client_for(hierarchy) as c:
+        r = await c.post("/monitoring/reports", content=body([event(1)]), headers=ENT_AUTH)
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "5"
+        assert r.json() == {"error": "storage", "detail": "events.sqlite3: database is locked"}
+        store.insert = real  # type: ignore[method-assign]
+        again = await c.post("/monitoring/reports", content=body([event(1)]), headers=ENT_AUTH)
+        assert again.status_code == 200
+    assert store.count() == 1

@@ -5,7 +5,7 @@
 serves the Prometheus exposition.  Refusals map one-to-one to status codes::
 
     400 malformed   401 unauthenticated   403 forbidden prefix
-    409 replayed    413 too large         503 outbox full (retry later)
+    409 replayed    413 too large         503 outbox full or storage failed (retry later)
 
 Every refusal answers ``{"error": <reason>, "detail": <message>}`` and is
 counted in ``iinode_monitoring_reports_refused_total{reason}``.
@@ -53,6 +53,7 @@ from dataclasses import dataclass
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from iinode.errors import StorageError
 from iinode.identifiers import Prefix
 from iinode.monitoring.auth import AdminCheck, Authenticator, parse_basic
 from iinode.monitoring.errors import EventInvalid, OutboxFull, ReportRefused, ReportTooLarge
@@ -189,6 +190,12 @@ def monitoring_router(app: MonitoringApp, *, prefix: str = "/monitoring") -> API
         except OutboxFull as exc:
             return _json_response(
                 {"error": "outbox_full", "detail": str(exc)},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        except StorageError as exc:  # e.g. the file stayed locked by another process
+            return _json_response(
+                {"error": "storage", "detail": str(exc)},
                 status_code=503,
                 headers={"Retry-After": "5"},
             )
