@@ -383,3 +383,11 @@ async def test_unknown_api_endpoints_get_the_json_error_body(client: httpx.Async
     # Outside /api/ the framework's own error body is kept.
     r = await client.get("/no/such/page")
     assert (r.status_code, r.json()) == (404, {"detail": "Not Found"})
+
+
+async def test_user_name_that_is_not_utf8_is_an_invalid_credential(
+    client: httpx.AsyncClient,
+) -> None:
+    header = "Basic " + base64.b64encode(b"300%3A0.NA/88.118.%FF:" + SECRET.encode()).decode()
+    r = await client.get("/api/handles/0.NA/88.118.8", headers={"authorization": header})
+    assert "UTF-8" in error(r, 401, 404)["message"]

@@ -270,7 +270,9 @@ def _credentials(request: Request) -> Credentials | None:
         handle, _, secret = secret.partition(":")
         user = f"{user}:{handle}"
     try:
-        identity = IndexedHandle.parse(unquote(user))
+        identity = IndexedHandle.parse(unquote(user, errors="strict"))
+    except UnicodeDecodeError:
+        raise InvalidCredential("user name is not valid UTF-8 once percent-decoded") from None
     except InvalidHandle as exc:
         raise InvalidCredential(
             f"user name must be index:handle ({bounded_message(exc.message)})"
