@@ -19,6 +19,7 @@ from iinode.telemetry.model import DataType, Equipment, Quality, Reading, Tag
 from iinode.telemetry.registry import MemoryRegistry
 from iinode.telemetry.store import ParquetStore
 from iinode.telemetry.twin import LiveState
+from telemetry.test_store_types import write_first_layout
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 EQ = Equipment(
@@ -153,3 +154,20 @@ def test_the_default_limit_is_a_mebibyte(tmp_path: Path) -> None:
     app = app_for(tmp_path)
     assert app.max_body == 1 << 20
     assert replace(app, max_body=10).max_body == 10
+
+
+async def test_history_reads_partitions_of_the_first_layout(
+    client: tuple[httpx.AsyncClient, TelemetryApp],
+) -> None:
+    c, app = client
+    old = Equipment(id="88.118.8/PRESS-01", tags=(Tag("temp"), Tag("state", DataType.STRING)))
+    await app.registry.put(old)
+    write_first_layout(app.store, [("temp", T0 - 2, 20.0, None), ("state", T0 - 1, None, "idle")])
+    r = await c.get(f"/telemetry/equipment/{old.id}/history")
+    assert [(x["tag"], x["value"]) for x in r.json()["readings"]] == [
+        ("temp", 20.0),
+        ("state", "idle"),
+    ]
+    # the new rows of the same partition keep their types next to the old ones
+    r = await c.get(f"/telemetry/equipment/{EQ.id}/history", params={"tag": "serial"})
+    assert plain(r.content)["readings"][0]["value"] == U64  # type: ignore[index]

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from iinode.errors import ValueInvalid
-from iinode.telemetry.model import Quality, Reading, to_us
+from iinode.telemetry.model import Quality, Reading, from_us, to_us
 from iinode.telemetry.store import ParquetStore
 
 T0 = to_us(datetime(2026, 3, 1, 8, 0, tzinfo=UTC))
@@ -91,7 +91,7 @@ def write_first_layout(
     store: ParquetStore, rows: list[tuple[str, int, float | None, str | None]]
 ) -> Path:
     """A file as the store wrote it before the typed columns existed."""
-    directory = store.root / "prefix=88.118.8" / "day=2026-03-01"
+    directory = store.root / "prefix=88.118.8" / f"day={from_us(rows[0][1]).date().isoformat()}"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"part-{rows[0][1]:016d}-0000abcd.parquet"
     table = pa.table(
