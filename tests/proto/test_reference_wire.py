@@ -78,7 +78,9 @@ URL_HV = HandleValue(
     1, "URL", UrlData("http://x.cn/"), 86400, timestamp=1600000000, permissions=Permissions(0x0E)
 )
 
-#: The node's answer to STOCK_REQUEST (the stamp sets ExpirationTime and the site serial).
+#: The node's answer to STOCK_REQUEST (the node's stamp sets ExpirationTime and the site serial).
+#: The reference server's ``sendResponse`` also sets AT when its site is primary; the node does
+#: not (no client reads AT in an answer).
 STOCK_ANSWER = h(
     "02 0b",  # written in 2.11, what the request suggested
     "02 0b",  # suggesting 2.11
@@ -88,7 +90,7 @@ STOCK_ANSWER = h(
     "00000057",  # 24 + 59 + 4
     "00000001",  # RESOLUTION
     "00000001",  # SUCCESS
-    "19000000",  # REC | CA | PO: REC always, CA and PO echoed
+    "19000000",  # REC | CA | PO: REC always, CA and PO echoed (the reference adds AT, below)
     "0001",  # the site's serial number
     "00 00",
     "69f0c3a5",  # the server's ExpirationTime
