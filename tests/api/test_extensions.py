@@ -345,7 +345,12 @@ async def test_the_national_level_fetches_an_enterprise_events_detail_on_demand(
                 tmp_path, Role.ENTERPRISE, ENT, parent_app=prov.app, telemetry=False,
                 province="JS", industry="automobiles", **FAST,
             ) as ent:  # fmt: skip
-                # a wrong password at the enterprise becomes a security event with a STIX bundle
+                # a wrong password at the enterprise becomes a security event with a STIX bundle,
+                # once the node's security sources watch its logins (they start in the background)
+                async def watching() -> bool:
+                    return bool(ent.service.auth.failure_observers)
+
+                await eventually(watching)
                 r = await ent.http.put(
                     f"/api/handles/{ENT}/X", json={"values": []}, auth=auth_for(ENT, "wrong")
                 )
