@@ -51,6 +51,7 @@ from iinode.proto import (
     Message,
     OpCode,
     OpFlag,
+    OptionalHandleBody,
     ResolutionRequest,
     SessionSetupRequest,
     SessionSetupResponse,
@@ -330,3 +331,61 @@ async def test_a_dh_session_over_tcp(enterprise: Node) -> None:
     challenge = await _send(enterprise, _create(f"{PREFIX}/T1", setup.session_id, key, 1))
     assert challenge.response_code == ResponseCode.AUTHENTICATION_NEEDED
     assert challenge.session_id == setup.session_id
+
+
+async def test_a_malformed_dh_key_fails_the_setup_and_opens_nothing(tmp_path: Path) -> None:
+    handler = _handler(_service(tmp_path))
+    for key in (b"", b"\x00\x00\x00\x0aDH_PUB_KEY", DhPublic(5, 23, 2).to_wire()):
+        request = Message(
+            OpCode.SESSION_SETUP,
+            SessionSetupRequest(KeyExchangeMode.DIFFIE_HELLMAN, 0, "", 0, key),
+            request_id=next_request_id(), version=VERSION,
+        )  # fmt: skip
+        reply = (await handler.handle(request, PeerState())).message
+        assert reply is not None
+        assert reply.response_code == ResponseCode.SESSION_FAILED, reply.body
+    assert len(handler.sessions) == 0
+
+
+async def test_a_bound_dh_session_ends_on_a_maced_terminate(tmp_path: Path) -> None:
+    handler = _handler(_service(tmp_path))
+    pair = DhKeyPair.generate()
+    setup = (await handler.handle(_setup(pair), PeerState())).message
+    assert setup is not None
+    assert isinstance(setup.body, SessionSetupResponse)
+    key, sid = client_finish(pair, setup.body.data), setup.session_id
+    session = handler.sessions.get(sid, handler._clock())
+    assert session is not None
+    assert handler.sessions.bind(session, ADMIN)
+    terminate = Message(
+        OpCode.SESSION_TERMINATE, OptionalHandleBody(), request_id=next_request_id(),
+        session_id=sid, version=VERSION,
+    )  # fmt: skip
+    forged = (await handler.handle(mac_message(terminate, b"y" * 32, 1), PeerState())).message
+    assert forged is not None
+    assert forged.response_code == ResponseCode.INVALID_CREDENTIAL
+    assert handler.sessions.get(sid, handler._clock()) is not None
+    ended = (await handler.handle(mac_message(terminate, key, 2), PeerState())).message
+    assert ended is not None
+    assert ended.response_code == ResponseCode.SUCCESS
+    assert handler.sessions.get(sid, handler._clock()) is None
+
+
+async def test_an_unbound_dh_session_ends_on_its_mac_alone(tmp_path: Path) -> None:
+    handler = _handler(_service(tmp_path))
+    pair = DhKeyPair.generate()
+    setup = (await handler.handle(_setup(pair), PeerState())).message
+    assert setup is not None
+    assert isinstance(setup.body, SessionSetupResponse)
+    key, sid = client_finish(pair, setup.body.data), setup.session_id
+    terminate = Message(
+        OpCode.SESSION_TERMINATE, OptionalHandleBody(), request_id=next_request_id(),
+        session_id=sid, version=VERSION,
+    )  # fmt: skip
+    bare = (await handler.handle(terminate, PeerState())).message
+    assert bare is not None
+    assert bare.response_code == ResponseCode.INVALID_CREDENTIAL
+    ended = (await handler.handle(mac_message(terminate, key, 1), PeerState())).message
+    assert ended is not None
+    assert ended.response_code == ResponseCode.SUCCESS
+    assert handler.sessions.get(sid, handler._clock()) is None

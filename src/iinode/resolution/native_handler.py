@@ -364,7 +364,9 @@ class NativeHandler:
             claimed = IndexedHandle(body.identity_index, HandleName.parse(body.identity_handle))
             return Outcome(await self._challenge(request, state, claimed))
         if op == OpCode.SESSION_TERMINATE:
-            if identity is None:
+            # A Diffie-Hellman session may end before anyone authenticated in it: its
+            # MAC (checked in _session_identity) is what proves the sender holds the key.
+            if identity is None and not self._maced_in_unbound_session(request):
                 raise _error(
                     ResponseCode.INVALID_CREDENTIAL,
                     "SESSION_TERMINATE must name a session and carry its MAC",
@@ -501,6 +503,12 @@ class NativeHandler:
     def _session_table(service: HandleService) -> SessionTable:
         shared = service.settings.store_url not in ("memory:", "memory://")
         return session_table_for(service.settings.data_dir, shared=shared)
+
+    def _maced_in_unbound_session(self, request: Message) -> bool:
+        if not request.session_id or not is_reference_mac(request):
+            return False
+        session = self.sessions.get(request.session_id, self._clock())
+        return session is not None and session.handle_net and session.identity is None
 
     def _open_dh_session(self, request: Message) -> Message:
         reply = self.trust.open_dh_session(request, self.sessions, self._clock())
