@@ -8,7 +8,7 @@ from iinode.connectivity import json_scheme
 from iinode.errors import StorageError
 from iinode.telemetry.bus import MemoryBus, ReadingBus
 from iinode.telemetry.ingest import IngestWorker
-from iinode.telemetry.model import Equipment, Reading, Tag, now_us
+from iinode.telemetry.model import DataType, Equipment, Quality, Reading, Tag, now_us
 from iinode.telemetry.registry import MemoryRegistry
 from iinode.telemetry.store import ParquetStore
 from iinode.telemetry.twin import LiveState
@@ -165,3 +165,40 @@ async def test_worker_batches_small_deliveries_into_one_write(tmp_path: Path) ->
     assert await worker.step(sub) == 300  # 8 fetches of 4 batches, one write
     assert len(store.files()) == 1
     assert worker.stats.writes == 1
+
+
+async def test_typed_values_through_the_bus_store_and_live(
+    make_bus: Callable[..., Awaitable[ReadingBus]], tmp_path: Path
+) -> None:
+    """Through both buses (the NATS one carries the batch as JSON): 64-bit integers exact,
+    booleans, a reading without a value; a JSON device's too-big integer is a float."""
+    bus = await make_bus()
+    store = ParquetStore(tmp_path / "ts")
+    live = LiveState()
+    item = Equipment(id="88.118.8/M2", tags=(Tag("n", DataType.INT), Tag("t"),
+                                              Tag("on", DataType.BOOL)))  # fmt: skip
+    validator = ReadingValidator(MemoryRegistry([item]))
+    worker = IngestWorker(bus, validator, store, live, retry_delay=0, linger=0)
+    t = now_us()
+    device = json_scheme.decode(
+        json_scheme.topic_for(item.id), b'{"values": {"n": 18446744073709551616, "t": 2}}', t
+    )
+    await bus.publish([
+        Reading(item.id, "n", t, 2**64 - 1), Reading(item.id, "n", t + 1, -(2**63)),
+        Reading(item.id, "on", t + 2, False), Reading(item.id, "t", t + 3, 1.5),
+        Reading(item.id, "t", t + 4, None, Quality.BAD),
+    ])  # fmt: skip
+    await bus.publish(device)
+    sub = await bus.subscribe()
+    try:
+        assert await worker.step(sub) == 6
+    finally:
+        await sub.close()
+    assert validator.rejects.counts == {RejectReason.WRONG_TYPE: 1}  # 2^64 as a float
+    assert [(r.tag, r.value, r.quality) for r in store.history(item.id)] == [
+        ("n", 2**64 - 1, Quality.GOOD), ("t", 2, Quality.GOOD), ("n", -(2**63), Quality.GOOD),
+        ("on", False, Quality.GOOD), ("t", 1.5, Quality.GOOD), ("t", None, Quality.BAD),
+    ]  # fmt: skip
+    assert [type(r.value) for r in store.history(item.id, "on")] == [bool]
+    now = live.get(item.id)
+    assert (now["n"].value, now["t"].value, now["t"].quality) == (-(2**63), 1.5, Quality.BAD)

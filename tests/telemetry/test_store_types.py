@@ -76,10 +76,11 @@ def test_aggregates_of_integers_and_booleans_keep_their_type(store: ParquetStore
 
 
 @pytest.mark.parametrize("value", [U64 + 1, I64 - 1])
-def test_integers_beyond_64_bits_are_refused(store: ParquetStore, value: int) -> None:
+def test_integers_beyond_64_bits_are_no_reading(value: int) -> None:
+    """No source gives them (JSON devices' big numbers parse as floats); a bus or the
+    store could not carry them."""
     with pytest.raises(ValueInvalid, match="2\\^64"):
-        store.append([Reading(M1, "n", T0, 1), Reading(M1, "n", T0 + 1, value)])
-    assert store.count() == 0
+        Reading(M1, "n", T0, value)
 
 
 def test_a_reading_without_a_value_cannot_be_good() -> None:

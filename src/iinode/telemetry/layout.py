@@ -26,8 +26,6 @@ DAY_US = 86_400_000_000
 
 #: Exact integers: every Int8 .. Int64 and UInt8 .. UInt64 value fits in 20 decimal digits.
 INTEGER = pa.decimal128(20, 0)
-INT_MIN = -(1 << 63)
-INT_MAX = (1 << 64) - 1
 
 SCHEMA = pa.schema(
     [

@@ -22,6 +22,10 @@ from iinode.identifiers import HandleName
 #: The Python types a reading's value may have.
 Value = bool | int | float | str
 
+#: The integers a reading may hold: every Int8 .. Int64 and UInt8 .. UInt64 value.
+INT_MIN = -(1 << 63)
+INT_MAX = (1 << 64) - 1
+
 
 def now_us() -> int:
     """The current time in microseconds since the epoch."""
@@ -116,6 +120,8 @@ class Reading:
             raise ValueInvalid(f"time_us must be an int, not {type(self.time_us).__name__}")
         if type(self.quality) is not Quality:
             object.__setattr__(self, "quality", Quality(self.quality))
+        if type(self.value) is int and not INT_MIN <= self.value <= INT_MAX:
+            raise ValueInvalid(f"value of {self.tag!r} is outside -2^63 .. 2^64-1")
         if not isinstance(self.value, bool | int | float | str):
             if self.value is not None:
                 raise ValueInvalid(f"value of {self.tag!r} has unsupported type {type(self.value)}")

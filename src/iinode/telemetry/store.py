@@ -43,7 +43,7 @@ from iinode.errors import InvalidHandle, StorageError, ValueInvalid
 from iinode.identifiers import Prefix
 from iinode.telemetry import compaction
 from iinode.telemetry.compaction import JOURNAL, SharedLock
-from iinode.telemetry.layout import ADDED, DAY_US, INT_MAX, INT_MIN, INTEGER, SCHEMA
+from iinode.telemetry.layout import ADDED, DAY_US, INTEGER, SCHEMA
 from iinode.telemetry.layout import fsync as _fsync
 from iinode.telemetry.model import Quality, Reading, Value
 from iinode.telemetry.validation import END_OF_TIME_US
@@ -445,20 +445,13 @@ _TYPED_EMPTY = (
 
 
 def _columns(values: list[Value | None]) -> list[pa.Array]:
-    """The typed value columns (``value``, ``text``, ``int_value``, ``bool_value``).
-
-    Raises ``ValueInvalid`` for an integer outside -2^63 .. 2^64-1.
-    """
+    """The typed value columns (``value``, ``text``, ``int_value``, ``bool_value``)."""
     n = len(values)
     kinds = set(map(type, values))
     if kinds == {float}:  # the common case: measurements
         return [pa.array(values, pa.float64()), pa.nulls(n, pa.string()),
                 pa.nulls(n, INTEGER), pa.nulls(n, pa.bool_())]  # fmt: skip
-    ints: list[int | None] | None = None
-    if int in kinds:
-        ints = [v if type(v) is int else None for v in values]
-        if any(v is not None and not INT_MIN <= v <= INT_MAX for v in ints):
-            raise ValueInvalid("integers outside -2^63 .. 2^64-1 cannot be stored")
+    ints = [v if type(v) is int else None for v in values] if int in kinds else None
     return [
         pa.array(
             [float(v) if v is not None and type(v) is not str else None for v in values],
