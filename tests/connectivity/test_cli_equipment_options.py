@@ -14,6 +14,14 @@ from iinode.errors import ValueInvalid
 from iinode.telemetry.model import DataType
 
 
+def test_other_protocols_keep_address_only() -> None:
+    connection, types = build_connection("sparkplug", "88.1/EDGE/PRESS-1")
+    assert (connection.protocol, connection.address, dict(connection.details)) == (
+        "sparkplug", "88.1/EDGE/PRESS-1", {},
+    )  # fmt: skip
+    assert types == {}
+
+
 def test_opcua_tags() -> None:
     assert parse_opcua_tag("temp=ns=2;i=5") == ("temp", "ns=2;i=5")
     assert parse_opcua_tag("t=ns=3;s=Line 1/Press=A") == ("t", "ns=3;s=Line 1/Press=A")
@@ -61,6 +69,7 @@ def test_modbus_registers(text: str, item: dict[str, object]) -> None:
         (lambda: build_connection("none", "", opcua_tags=["a=i=1"]), "needs --address opc.tcp"),
         (lambda: build_connection("none", "nohost", modbus_registers=["a=0"]), "HOST:PORT"),
         (lambda: build_connection("none", "", unit=3), "takes no OPC UA or Modbus options"),
+        (lambda: build_connection("sparkplug", "g/e/d", interval=1.0), "takes no OPC UA"),
     ],
 )  # fmt: skip
 def test_refusals(call: object, message: str) -> None:

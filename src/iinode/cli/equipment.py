@@ -178,7 +178,7 @@ def build_connection(
             details["interval"] = interval
         types = {str(r.get("tag")): _register_type(r) for r in registers if isinstance(r, dict)}
         address = address or f"{details['host']}:{details.get('port', 502)}"
-    elif opcua_tags or modbus_registers or publishing_ms is not None or unit is not None:
+    elif details or (publishing_ms, unit, interval) != (None, None, None):
         raise ValueInvalid(f"--protocol {protocol} takes no OPC UA or Modbus options")
     return Connection(protocol, address, details=details), types
 
