@@ -298,7 +298,7 @@ def cve_load(
 ) -> None:
     """Check NVD CVE JSON 2.0 feeds and install them as this node's CVE feed.
 
-    A running node matches its assets against the new feed within a second.
+    A running node picks the new feed up by itself and matches its assets against it again.
     """
     if not (data_dir / "node.toml").exists():
         fail(f"{data_dir} is not a node's data directory (no node.toml; run iinode init)")
