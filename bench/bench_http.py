@@ -5,8 +5,9 @@
 Both apps are FastAPI on uvicorn (httptools, uvloop) with the same number of
 worker processes (``--workers``, default 1), loaded by wrk (Debian package) with
 32 connections from one thread; the runs alternate between the two servers and
-the medians are reported.  The node is started through ``app_from_env``, the
-entry point ``iinode serve`` uses, on a SQLite store of 10,000 handles.
+the medians are reported.  The node is started through ``app_from_env``
+(``app_for_settings``, what each ``iinode serve`` worker runs, with the settings
+handed over as data), on a SQLite store of 10,000 handles.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ else:
         await store.close()
 
     asyncio.run(setup())
-    os.environ["IINODE_DATA_DIR"] = str(data)
-    # The production entry point, exactly as `iinode serve --workers N` runs it.
+    os.environ["IINODE_RESOLVED_SETTINGS"] = settings.to_json()
+    # The node's app factory, with the settings handed over as data.
     uvicorn.run("iinode.api.app:app_from_env", factory=True, **common)
 """
 
