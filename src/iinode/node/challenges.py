@@ -68,8 +68,14 @@ class ChallengeTable(abc.ABC):
 class MemoryChallengeTable(ChallengeTable):
     """The table of one process."""
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        *,
+        max_entries: int = MAX_ENTRIES,
+        max_per_source: int = MAX_PER_SOURCE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(max_entries=max_entries, max_per_source=max_per_source, clock=clock)
         self._entries: OrderedDict[int, tuple[float, str, bytes]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -89,6 +95,7 @@ class MemoryChallengeTable(ChallengeTable):
         self, payload: bytes, ttl: float, *, source: str | None = None, challenge_id: int = 0
     ) -> int:
         now = self._clock()
+        self._entries.pop(challenge_id, None)  # a given id replaces what it named
         self._purge(now, source or "")
         while not challenge_id or challenge_id in self._entries:
             challenge_id = new_challenge_id()
@@ -117,8 +124,15 @@ CREATE INDEX IF NOT EXISTS challenges_expires ON challenges (expires);
 class SQLiteChallengeTable(ChallengeTable):
     """The table in a SQLite file every process of the node opens."""
 
-    def __init__(self, path: Path, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_entries: int = MAX_ENTRIES,
+        max_per_source: int = MAX_PER_SOURCE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(max_entries=max_entries, max_per_source=max_per_source, clock=clock)
         self.path = path
         self._ready = False
 

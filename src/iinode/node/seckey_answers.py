@@ -53,7 +53,7 @@ PBKDF2_KEY_BITS = 160
 MAX_PBKDF2_ITERATIONS = 100_000
 MAX_PBKDF2_KEY_BITS = 512
 
-#: Answer types, in the order a server tries nothing: each answer names its own.
+#: Every answer type (from 2.1 each answer names its own in its first octet).
 ANSWER_TYPES: tuple[DigestAlgorithm, ...] = (
     DigestAlgorithm.MD5_OLD_FORMAT,
     DigestAlgorithm.MD5,
@@ -95,7 +95,7 @@ def _pbkdf2_mac(secret: bytes, message: bytes, salt: bytes, iterations: int, bit
 
 
 def keyed_digest(kind: DigestAlgorithm, secret: bytes, message: bytes) -> bytes:
-    """The digest of every type but PBKDF2 (which needs parameters: ``pbkdf2_answer``)."""
+    """The digest of every type but PBKDF2 (which needs parameters: ``pbkdf2_body``)."""
     if kind in _ENCLOSED:
         return hashlib.new(_ENCLOSED[kind], secret + message + secret).digest()
     if kind in _HMAC:

@@ -33,7 +33,7 @@ from iinode.errors import ValueInvalid
 from iinode.identifiers import HandleValue, Permissions, SecKeyData
 from iinode.node.secret_box import NodeSecrets, SecretBox
 
-#: Name of the scheme: the verifier's first field and the ``kdf`` a challenge announces.
+#: Name of the (legacy) scheme: a verifier's first field.
 SCHEME = "SCRAM-SHA-256"
 ITERATIONS = 50_000
 #: Bounds on the iterations a verifier may ask for (RFC 7677 asks for at least 4096; the
