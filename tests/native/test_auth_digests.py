@@ -15,10 +15,14 @@ import struct
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from iinode.codes import ResponseCode
 from iinode.identifiers import HandleName, HandleValue, UrlData, encode_record
 from iinode.node import challenges
+from iinode.node import dsa_keys as dsa
+from iinode.node.auth import verify_pubkey_answer
 from iinode.node.challenges import MemoryChallengeTable
 from iinode.node.seckey_answers import (
     answer_type_for,
@@ -245,3 +249,28 @@ async def test_the_golden_answer_on_the_wire_is_accepted_once(
     again = await handler.handle(message, PeerState("192.0.2.9"))
     assert again.message is not None
     assert again.message.response_code == ResponseCode.AUTHENTICATION_TIMEOUT
+
+
+# -- public-key answers as Handle.Net clients sign them --------------------------------------
+@pytest.mark.parametrize("kind", ["rsa", "dsa"])
+@pytest.mark.parametrize(("name", "algorithm"), [("SHA-256", "sha256"), ("SHA256", "sha256"),
+                                                 ("SHA1", "sha1"), ("SHA-1", "sha1")])  # fmt: skip
+def test_pubkey_answers_signed_as_the_reference_client_signs(
+    kind: str, name: str, algorithm: str
+) -> None:
+    """``PublicKeyAuthenticationInfo``: byte string hash id, byte string signature over
+    ``nonce || digest`` (SHA-1 below 2.7, and for DSA below 2.11)."""
+    chosen = hashes.SHA256() if algorithm == "sha256" else hashes.SHA1()
+    if kind == "rsa":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        signature = key.sign(MESSAGE, padding.PKCS1v15(), chosen)
+    else:
+        key = dsa.generate_private_key(key_size=2048)  # type: ignore[assignment]
+        signature = key.sign(MESSAGE, chosen)  # type: ignore[call-arg]
+    answer = struct.pack(">I", len(name)) + name.encode() + struct.pack(">I", len(signature))
+    answer += signature
+    public = key.public_key()
+    assert verify_pubkey_answer(public, NONCE, DIGEST, answer)
+    assert not verify_pubkey_answer(public, NONCE, DIGEST[::-1], answer)
+    wrong_name = struct.pack(">I", 3) + b"MD5" + answer[4 + len(name) :]
+    assert not verify_pubkey_answer(public, NONCE, DIGEST, wrong_name)

@@ -148,17 +148,26 @@ def verify_pubkey_answer(
         r.expect_end("signature")
     except HandleError:
         return False
-    if algorithm.upper().replace("-", "") != "SHA256":
+    digest = _SIGNATURE_HASHES.get(algorithm.upper().replace("-", ""))
+    if digest is None:
         return False
     data = nonce + request_digest
     try:
         if isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+            key.verify(signature, data, padding.PKCS1v15(), digest())
         else:
-            key.verify(signature, data, hashes.SHA256())
+            key.verify(signature, data, digest())
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+#: Hashes of HS_PUBKEY answers: SHA-256, and SHA-1 as Handle.Net clients sign below 2.7
+#: (and with DSA below 2.11: ``Util.getDefaultSigId``), named ``SHA1`` or ``SHA-1``.
+_SIGNATURE_HASHES: dict[str, type[hashes.SHA256] | type[hashes.SHA1]] = {
+    "SHA256": hashes.SHA256,
+    "SHA1": hashes.SHA1,
+}
 
 
 @dataclass(frozen=True, slots=True)
