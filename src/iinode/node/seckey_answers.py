@@ -49,8 +49,9 @@ from iinode.proto import DigestAlgorithm
 PBKDF2_SALT_BYTES = 16
 PBKDF2_ITERATIONS = 10_000
 PBKDF2_KEY_BITS = 160
-#: The most PBKDF2 iterations and key bits an answer may ask the server to compute.
-MAX_PBKDF2_ITERATIONS = 100_000
+#: The most PBKDF2 iterations and key bits an answer may ask the server to compute (twice
+#: what Handle.Net clients send: each answer costs the server one derivation).
+MAX_PBKDF2_ITERATIONS = 20_000
 MAX_PBKDF2_KEY_BITS = 512
 
 #: Every answer type (from 2.1 each answer names its own in its first octet).
