@@ -21,19 +21,26 @@ from iinode.identifiers import (
     SecKeyData,
 )
 from iinode.node.seckey_answers import ANSWER_TYPES, hashed_secret, seckey_answer
+from iinode.node.service import HandleService
 from iinode.node.settings import NodeSettings, Role
 from iinode.proto import (
+    NEED_DATA,
     ChallengeAnswer,
     DigestAlgorithm,
+    Frame,
     HandleBody,
     Message,
     OpCode,
+    TcpFramer,
     VerifyRequest,
     VerifyResponse,
 )
 from iinode.resolution.native_admin import NativeAdminClient, SecretKeyAuth
 from iinode.resolution.native_client import NativeClient, next_request_id
+from iinode.resolution.native_handler import NativeHandler
 from iinode.resolution.native_server import NativeServer, start_native_workers
+from iinode.resolution.native_sessions import PeerState
+from iinode.storage import MemoryStore
 from native.nodes import SECRET, Node, seed, start_node, url
 from support import free_port
 
@@ -235,3 +242,42 @@ async def test_verify_response_answers_and_refers(parent_and_child: tuple[Node, 
         assert referred.response_code == ResponseCode.SERVICE_REFERRAL
     finally:
         await client.aclose()
+
+
+# -- a server that closes the connection after every answer, as the reference server does -----
+async def test_admin_client_against_a_server_closing_after_each_answer(tmp_path: Path) -> None:
+    settings = NodeSettings(role=Role.ENTERPRISE, data_dir=tmp_path, prefix="88.118.8")
+    service = HandleService(settings, MemoryStore())
+    await service.initialise(SECRET)
+    assert service.owned is not None
+    handler = NativeHandler(service, service._own_site(service.owned))
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        framer = TcpFramer()
+        try:
+            while (event := framer.next_event()) is NEED_DATA:
+                framer.receive_data(await reader.read(65_536))
+            if isinstance(event, Frame):
+                outcome = await handler.handle(Message.from_frame(event), PeerState("127.0.0.1"))
+                assert outcome.message is not None
+                writer.write(outcome.message.to_wire())
+                await writer.drain()
+        finally:
+            writer.close()  # one answer per connection, a challenge included
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        handle = HandleName.parse("88.118.8/CLOSING")
+        async with NativeAdminClient("127.0.0.1", port, SecretKeyAuth(ADMIN, SECRET)) as admin:
+            await admin.create(handle, [url(1, "http://c/")])
+            await admin.modify_values(handle, [url(1, "http://d/")])
+            await admin.delete(handle)
+        assert connections == 6  # each request and each answer on a connection of its own
+        assert await service.lookup(handle) is None
+    finally:
+        server.close()
+        await server.wait_closed()
