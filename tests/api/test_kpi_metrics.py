@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,9 +9,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.node_support import running_node
-from iinode.kpi import compute
+from iinode.kpi import batch_elements, compute, machine_total
 from iinode.node.settings import Role
-from iinode.telemetry.kpi_window import FAMILIES, KpiWindowSettings, kpi_metrics, window_period
+from iinode.telemetry.kpi_window import FAMILIES, KpiWindowSettings, kpi_metrics
 from iinode.telemetry.model import Reading, from_us, now_us
 from iinode.telemetry.simulator import Factory, ShiftCalendar
 from support import free_port
@@ -44,18 +43,24 @@ async def test_kpis_of_simulated_machines_are_scraped(tmp_path: Path) -> None:
         families = {f.name: f for f in text_string_to_metric_families(text)}
         start_us = end_us - WINDOW_S * 1_000_000
         for machine in factory.machines:
-            by_tag: dict[str, list[Reading]] = defaultdict(list)
-            for r in readings:
-                if r.equipment == machine.spec.id and start_us <= r.time_us < end_us:
-                    by_tag[r.tag].append(r)
-            period = window_period(by_tag, end_us, settings.max_hold_s)
-            assert period is not None
-            assert period.quantities.produced > 0
-            expected = compute(period)
+            samples = [
+                (r.time_us, r.tag, r.value, r.quality.is_good)
+                for r in readings
+                if r.equipment == machine.spec.id
+            ]
+            tracker = settings.tracker(machine.spec.id)
+            atoms = batch_elements(samples, settings.grid, start_us, end_us, tracker)
+            assert machine_total(machine.spec.id, atoms).pq > 0
+            expected = compute(machine_total(machine.spec.id, atoms))
             for name, attr, _ in FAMILIES:
                 assert families[name].type == "gauge"
-                samples = {s.labels["equipment"]: s.value for s in families[name].samples}
-                assert samples[machine.spec.id] == pytest.approx(getattr(expected, attr)), name
+                samples_of = {s.labels["equipment"]: s.value for s in families[name].samples}
+                value = getattr(expected, attr)
+                if value is None:
+                    assert machine.spec.id not in samples_of, name
+                    continue
+                scale = 3.6e6 if name.endswith("_joules") else 1.0
+                assert samples_of[machine.spec.id] == pytest.approx(float(value) * scale), name
             assert expected.oee is not None
             assert 0 < expected.oee <= 1
 
@@ -66,7 +71,7 @@ async def test_kpis_of_simulated_machines_are_scraped(tmp_path: Path) -> None:
         again = {f.name: f for f in text_string_to_metric_families(
             (await node.http.get("/metrics")).text
         )}  # fmt: skip
-        assert again["iinode_kpi_oee"].samples == families["iinode_kpi_oee"].samples
+        assert again["iinode_kpi_oee_ratio"].samples == families["iinode_kpi_oee_ratio"].samples
 
 
 async def test_nodes_without_telemetry_have_no_kpis(tmp_path: Path) -> None:

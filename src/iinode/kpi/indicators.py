@@ -1,143 +1,248 @@
-"""ISO 22400-2 KPIs of one work unit over one period (pure).
+"""ISO 22400-2 KPIs computed from :class:`~iinode.kpi.elements.Elements` (pure).
 
-* Availability = APT / PBT
-* Effectiveness = PRI x PQ / APT (PRI: planned runtime per item, the ideal cycle time)
-* Quality ratio = GQ / PQ
-* OEE index = Availability x Effectiveness x Quality ratio
-* Scrap ratio = SQ / PQ, energy per good unit = energy / GQ
+Formulas, by their ISO 22400-2 names (element symbols in :mod:`iinode.kpi.elements`
+and :mod:`iinode.kpi.time_model`):
 
-A zero denominator (no planned time, nothing produced) or a missing input
-gives ``None``; invalid inputs raise ``ValueInvalid``.
+=========================== ======================================= ==========
+KPI                         formula                                 unit
+=========================== ======================================= ==========
+Availability                APT / PBT                               ratio
+Effectiveness               PRI x PQ / APT                          ratio
+Quality ratio               GQ / PQ                                 ratio
+OEE index                   Availability x Effectiveness x QR       ratio
+Utilisation efficiency      APT / AUBT                              ratio
+NEE index                   AUPT / PBT x Effectiveness x QR         ratio
+Throughput rate             PQ / AOET                               1/s
+Production process ratio    APT / AOET                              ratio
+Scrap ratio                 SQ / PQ                                 ratio
+Rework ratio                RQ / PQ                                 ratio
+First pass yield            GP / IP = (PQ - SQ - RQ) / PQ           ratio
+Allocation ratio            AUBT / AOET                             ratio
+Allocation efficiency       AUBT / PBT                              ratio
+Equipment load ratio        PQ / EPC, EPC = PBT / PRI               ratio
+Setup rate                  ASUT / AUPT                             ratio
+Technical efficiency        APT / (APT + ADET)                      ratio
+Finished goods ratio        GQ / CM                                 ratio
+Energy per good unit        energy / GQ                             kWh
+MTBF                        (APT + ASUT) / FE                       s
+MTTR                        TTR / FE                                s
+=========================== ======================================= ==========
+
+Documented interpretations: NEE follows the published formula AUPT / PBT x E x QR
+(setup is not a loss); first pass yield counts every produced part as inspected
+and GQ as the parts good at their first pass, so it equals the quality ratio
+unless a plant counts reworked parts into GQ; equipment load ratio takes the
+equipment production capacity as what PRI allows in the planned busy time;
+MTBF uses the operating time (production and setup, no delays) of the period
+per failure event, and MTTR the time spent ``down`` per failure event.
+
+A ratio whose denominator is zero (no planned time, nothing produced, no
+failure) is ``None``, never an error; so is one whose input is unknown (no PRI,
+no energy meter, no consumed-material counter).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-from iinode.errors import ValueInvalid
-from iinode.kpi.time_model import TimeModel
+from iinode.kpi.elements import US, Elements
 
 
-def _count(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueInvalid(f"{name} must be an integer, not {type(value).__name__}")
-    if value < 0:
-        raise ValueInvalid(f"{name} must not be negative: {value}")
-    return value
+def _ratio(numerator: float | None, denominator: float) -> float | None:
+    return None if numerator is None or denominator == 0 else numerator / denominator
 
 
-def _ratio(numerator: float, denominator: float) -> float | None:
-    return None if denominator == 0 else numerator / denominator
+def availability(e: Elements) -> float | None:
+    """APT / PBT."""
+    return _ratio(e.apt_us, e.pbt_us)
 
 
-@dataclass(frozen=True, slots=True)
-class Quantities:
-    """Produced (PQ), good (GQ) and scrap (SQ) quantities; rework is PQ - GQ - SQ."""
-
-    produced: int
-    good: int
-    scrap: int = 0
-
-    def __post_init__(self) -> None:
-        _count("produced quantity", self.produced)
-        _count("good quantity", self.good)
-        _count("scrap quantity", self.scrap)
-        if self.good + self.scrap > self.produced:
-            raise ValueInvalid(
-                f"good ({self.good}) and scrap ({self.scrap}) quantities exceed "
-                f"the produced quantity ({self.produced})"
-            )
-
-    @classmethod
-    def of(cls, good: int, scrap: int) -> Quantities:
-        """Quantities with no rework: PQ = GQ + SQ."""
-        return cls(_count("good quantity", good) + _count("scrap quantity", scrap), good, scrap)
+def effectiveness(e: Elements) -> float | None:
+    """PRI x PQ / APT (the sum of PRI x PQ over the parts of ``e``)."""
+    return _ratio(e.ideal_s, e.apt_us / US)
 
 
-@dataclass(frozen=True, slots=True)
-class WorkUnitPeriod:
-    """What the KPIs of one work unit over one period are computed from."""
+def quality_ratio(e: Elements) -> float | None:
+    """GQ / PQ."""
+    return _ratio(e.gq, e.pq)
 
-    time: TimeModel
-    quantities: Quantities
-    planned_runtime_per_item_s: float | None = None  # PRI
-    energy_kwh: float | None = None
 
-    def __post_init__(self) -> None:
-        pri = self.planned_runtime_per_item_s
-        if pri is not None and (isinstance(pri, bool) or not math.isfinite(pri) or pri <= 0):
-            raise ValueInvalid(f"planned runtime per item must be positive seconds: {pri!r}")
-        e = self.energy_kwh
-        if e is not None and (isinstance(e, bool) or not math.isfinite(e) or e < 0):
-            raise ValueInvalid(f"energy must be a finite, non-negative kWh: {e!r}")
+def _product(*factors: float | None) -> float | None:
+    out = 1.0
+    for f in factors:
+        if f is None:
+            return None
+        out *= f
+    return out
+
+
+def oee_index(e: Elements) -> float | None:
+    """Availability x Effectiveness x Quality ratio."""
+    return _product(availability(e), effectiveness(e), quality_ratio(e))
+
+
+def utilisation_efficiency(e: Elements) -> float | None:
+    """APT / AUBT."""
+    return _ratio(e.apt_us, e.aubt_us)
+
+
+def nee_index(e: Elements) -> float | None:
+    """AUPT / PBT x Effectiveness x Quality ratio."""
+    return _product(_ratio(e.aupt_us, e.pbt_us), effectiveness(e), quality_ratio(e))
+
+
+def throughput_rate(e: Elements) -> float | None:
+    """PQ / AOET, parts per second."""
+    return _ratio(e.pq, e.aoet_us / US)
+
+
+def production_process_ratio(e: Elements) -> float | None:
+    """APT / AOET."""
+    return _ratio(e.apt_us, e.aoet_us)
+
+
+def scrap_ratio(e: Elements) -> float | None:
+    """SQ / PQ."""
+    return _ratio(e.sq, e.pq)
+
+
+def rework_ratio(e: Elements) -> float | None:
+    """RQ / PQ."""
+    return _ratio(e.rq, e.pq)
+
+
+def first_pass_yield(e: Elements) -> float | None:
+    """GP / IP = (PQ - SQ - RQ) / PQ."""
+    return _ratio(e.pq - e.sq - e.rq, e.pq)
+
+
+def allocation_ratio(e: Elements) -> float | None:
+    """AUBT / AOET."""
+    return _ratio(e.aubt_us, e.aoet_us)
+
+
+def allocation_efficiency(e: Elements) -> float | None:
+    """AUBT / PBT."""
+    return _ratio(e.aubt_us, e.pbt_us)
+
+
+def equipment_load_ratio(e: Elements) -> float | None:
+    """PQ / EPC with EPC = PBT / PRI, i.e. PRI x PQ / PBT."""
+    return _ratio(e.ideal_s, e.pbt_us / US)
+
+
+def setup_rate(e: Elements) -> float | None:
+    """ASUT / AUPT."""
+    return _ratio(e.asut_us, e.aupt_us)
+
+
+def technical_efficiency(e: Elements) -> float | None:
+    """APT / (APT + ADET)."""
+    return _ratio(e.apt_us, e.apt_us + e.adet_us)
+
+
+def finished_goods_ratio(e: Elements) -> float | None:
+    """GQ / CM."""
+    return None if e.cm is None else _ratio(e.gq, e.cm)
+
+
+def energy_per_good_unit(e: Elements) -> float | None:
+    """Energy / GQ, kWh per good part."""
+    return _ratio(e.energy_kwh, e.gq)
+
+
+def mtbf_s(e: Elements) -> float | None:
+    """(APT + ASUT) / FE, seconds of operation per failure."""
+    return _ratio(e.aupt_us / US, e.failures)
+
+
+def mttr_s(e: Elements) -> float | None:
+    """TTR / FE, seconds down per failure."""
+    return _ratio(e.ttr_us / US, e.failures)
 
 
 @dataclass(frozen=True, slots=True)
 class Kpis:
+    """Every KPI of one set of elements; ``complete`` and ``issues`` come from them."""
+
     availability: float | None
     effectiveness: float | None
     quality_ratio: float | None
     oee: float | None
+    utilisation_efficiency: float | None
+    nee: float | None
+    throughput_rate: float | None
+    production_process_ratio: float | None
     scrap_ratio: float | None
+    rework_ratio: float | None
+    first_pass_yield: float | None
+    allocation_ratio: float | None
+    allocation_efficiency: float | None
+    equipment_load_ratio: float | None
+    setup_rate: float | None
+    technical_efficiency: float | None
+    finished_goods_ratio: float | None
     energy_per_good_kwh: float | None
+    mtbf_s: float | None
+    mttr_s: float | None
+    complete: bool
+    issues: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        out = asdict(self)
+        out["issues"] = list(self.issues)
+        return out
 
 
-def availability(time: TimeModel) -> float | None:
-    """APT / PBT."""
-    return _ratio(time.production_s, time.planned_busy_s)
-
-
-def effectiveness(time: TimeModel, produced: int, pri_s: float | None) -> float | None:
-    """PRI x PQ / APT."""
-    return None if pri_s is None else _ratio(pri_s * produced, time.production_s)
-
-
-def quality_ratio(quantities: Quantities) -> float | None:
-    """GQ / PQ."""
-    return _ratio(quantities.good, quantities.produced)
-
-
-def scrap_ratio(quantities: Quantities) -> float | None:
-    """SQ / PQ."""
-    return _ratio(quantities.scrap, quantities.produced)
-
-
-def energy_per_good_unit(energy_kwh: float | None, good: int) -> float | None:
-    """Energy / GQ, in kWh per good unit."""
-    return None if energy_kwh is None else _ratio(energy_kwh, good)
-
-
-def oee_index(a: float | None, e: float | None, q: float | None) -> float | None:
-    """Availability x Effectiveness x Quality ratio (``None`` if any is)."""
-    return None if a is None or e is None or q is None else a * e * q
-
-
-def compute(period: WorkUnitPeriod) -> Kpis:
-    """Every KPI of one work unit over one period."""
-    q = period.quantities
-    a = availability(period.time)
-    e = effectiveness(period.time, q.produced, period.planned_runtime_per_item_s)
-    qr = quality_ratio(q)
+def compute(e: Elements) -> Kpis:
+    """Every KPI of ``e``."""
     return Kpis(
-        a,
-        e,
-        qr,
-        oee_index(a, e, qr),
-        scrap_ratio(q),
-        energy_per_good_unit(period.energy_kwh, q.good),
+        availability(e),
+        effectiveness(e),
+        quality_ratio(e),
+        oee_index(e),
+        utilisation_efficiency(e),
+        nee_index(e),
+        throughput_rate(e),
+        production_process_ratio(e),
+        scrap_ratio(e),
+        rework_ratio(e),
+        first_pass_yield(e),
+        allocation_ratio(e),
+        allocation_efficiency(e),
+        equipment_load_ratio(e),
+        setup_rate(e),
+        technical_efficiency(e),
+        finished_goods_ratio(e),
+        energy_per_good_unit(e),
+        mtbf_s(e),
+        mttr_s(e),
+        e.complete,
+        e.issues,
     )
 
 
 __all__ = [
     "Kpis",
-    "Quantities",
-    "WorkUnitPeriod",
+    "allocation_efficiency",
+    "allocation_ratio",
     "availability",
     "compute",
     "effectiveness",
     "energy_per_good_unit",
+    "equipment_load_ratio",
+    "finished_goods_ratio",
+    "first_pass_yield",
+    "mtbf_s",
+    "mttr_s",
+    "nee_index",
     "oee_index",
+    "production_process_ratio",
     "quality_ratio",
+    "rework_ratio",
     "scrap_ratio",
+    "setup_rate",
+    "technical_efficiency",
+    "throughput_rate",
+    "utilisation_efficiency",
 ]

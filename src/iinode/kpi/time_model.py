@@ -1,28 +1,43 @@
-"""The ISO 22400-2 time model of a work unit, built from state samples (pure).
+"""The ISO 22400-2 time model: which machine state books time to which element (pure).
 
-A work unit reports its state (``running``, ``idle``, ``setup``, ``down``) as
-samples; each sample's state holds until the next sample, at most
-``max_hold_s`` (a longer silence is unknown time and counts nowhere), and the
-last one until the end of the period.  The time elements are:
+A work unit reports its state as samples; each sample's state holds until the
+next one, at most ``max_hold`` (a longer silence is *unknown* time, which
+marks the KPIs incomplete).  The states and the ISO 22400-2 time element each
+one books to:
 
-* APT, actual production time: time ``running``;
-* AUST, actual unit setup time: time in ``setup``;
-* ADOT, actual unit down time (delays and failures): time ``down``;
-* PBT, planned busy time: APT + AUST + ADOT.  ``idle`` is time the unit is not
-  planned to work (outside the shift calendar), so it is not part of PBT.
+=============== ======================================================= =========
+state           meaning                                                 element
+=============== ======================================================= =========
+``running``     producing (value-adding)                                APT
+``setup``       preparing an order                                      ASUT
+``down``        failure or other unplanned interruption of an order     ADET
+``waiting``     available but no order to run (starved, blocked)        ADOT
+``maintenance`` planned downtime (preventive maintenance)               PDOT
+``idle``        outside the shift calendar: not planned to work         (none)
+=============== ======================================================= =========
+
+Derived elements (ISO 22400-2 names):
+
+* PBT, planned busy time = APT + ASUT + ADET + ADOT (POT - PDOT);
+* POT, planned operation time = PBT + PDOT;
+* AUPT, actual unit processing time = APT + ASUT;
+* AUBT, actual unit busy time = AUPT + ADET;
+* AOET, actual order execution time = AUBT + ADOT = PBT.
+
+Interpretations (the standard leaves the mapping from machine signals to
+elements to the implementer; OPC 40001-1 annex C.2 proposes a similar one):
+a failure interrupts the order being run, so ``down`` is unit delay time
+(ADET: "malfunction-caused interrupts, minor stoppages"), while ADOT is time
+the unit is available without an order.  Orders are taken to follow each other
+through the planned busy time, so AOET (start to end of the orders, including
+their queuing and transport time) is PBT.
 """
 
 from __future__ import annotations
 
 import enum
-import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from iinode.errors import ValueInvalid
-
-#: Relative slack allowed when checking that the parts of PBT fit in it.
-_SLACK = 1e-9
 
 
 class UnitState(enum.StrEnum):
@@ -30,71 +45,39 @@ class UnitState(enum.StrEnum):
     IDLE = "idle"
     SETUP = "setup"
     DOWN = "down"
+    WAITING = "waiting"
+    MAINTENANCE = "maintenance"
 
 
-def _seconds(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueInvalid(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueInvalid(f"{name} must be a finite, non-negative number of seconds: {value!r}")
-    return float(value)
+class TimeElement(enum.StrEnum):
+    """The measured ISO 22400-2 time elements (the fields of ``Elements``)."""
+
+    APT = "apt"
+    ASUT = "asut"
+    ADET = "adet"
+    ADOT = "adot"
+    PDOT = "pdot"
 
 
-@dataclass(frozen=True, slots=True)
-class TimeModel:
-    """Time elements of one work unit over one period, in seconds."""
-
-    planned_busy_s: float  # PBT
-    production_s: float  # APT
-    setup_s: float = 0.0  # AUST
-    down_s: float = 0.0  # ADOT
-
-    def __post_init__(self) -> None:
-        for name in ("planned_busy_s", "production_s", "setup_s", "down_s"):
-            object.__setattr__(self, name, _seconds(name, getattr(self, name)))
-        used = self.production_s + self.setup_s + self.down_s
-        if used > self.planned_busy_s * (1 + _SLACK) + _SLACK:
-            raise ValueInvalid(
-                f"production, setup and down time ({used:g} s) exceed "
-                f"the planned busy time ({self.planned_busy_s:g} s)"
-            )
+#: The element each state books its time to (``idle`` books none).
+STATE_ELEMENT: dict[UnitState, TimeElement | None] = {
+    UnitState.RUNNING: TimeElement.APT,
+    UnitState.SETUP: TimeElement.ASUT,
+    UnitState.DOWN: TimeElement.ADET,
+    UnitState.WAITING: TimeElement.ADOT,
+    UnitState.MAINTENANCE: TimeElement.PDOT,
+    UnitState.IDLE: None,
+}
 
 
-def state_durations(
-    samples: Iterable[tuple[float, str]], end_s: float, max_hold_s: float = math.inf
-) -> dict[UnitState, float]:
-    """Seconds spent in each state from ``(time_s, state)`` samples, in time order, to ``end_s``.
-
-    Raises ``ValueInvalid`` for an unknown state, samples out of order or after
-    ``end_s``, or a negative ``max_hold_s``.
-    """
-    if not max_hold_s >= 0:
-        raise ValueInvalid(f"max_hold_s must not be negative: {max_hold_s!r}")
-    out = dict.fromkeys(UnitState, 0.0)
-    previous: tuple[float, UnitState] | None = None
-    for time_s, text in samples:
-        try:
-            state = UnitState(text)
-        except ValueError:
-            raise ValueInvalid(f"unknown work unit state {text!r}") from None
-        if previous is not None:
-            if time_s < previous[0]:
-                raise ValueInvalid(f"state samples out of order at {time_s!r}")
-            out[previous[1]] += min(time_s - previous[0], max_hold_s)
-        previous = (time_s, state)
-    if previous is not None:
-        if end_s < previous[0]:
-            raise ValueInvalid(f"the period ends ({end_s!r}) before its last sample")
-        out[previous[1]] += min(end_s - previous[0], max_hold_s)
-    return out
+def unit_state(text: object) -> UnitState:
+    """The state named by ``text``; ``ValueInvalid`` for anything else."""
+    if not isinstance(text, str):
+        raise ValueInvalid(f"a work unit state is text, not {type(text).__name__}")
+    try:
+        return UnitState(text)
+    except ValueError:
+        raise ValueInvalid(f"unknown work unit state {text!r}") from None
 
 
-def time_model(durations: Mapping[UnitState, float]) -> TimeModel:
-    """The time model of per-state durations (``idle`` is outside planned busy time)."""
-    running = _seconds("running time", durations.get(UnitState.RUNNING, 0.0))
-    setup = _seconds("setup time", durations.get(UnitState.SETUP, 0.0))
-    down = _seconds("down time", durations.get(UnitState.DOWN, 0.0))
-    return TimeModel(running + setup + down, running, setup, down)
-
-
-__all__ = ["TimeModel", "UnitState", "state_durations", "time_model"]
+__all__ = ["STATE_ELEMENT", "TimeElement", "UnitState", "unit_state"]

@@ -1,32 +1,31 @@
-"""Per-machine ISO 22400 KPIs over a recent window of stored telemetry, as Prometheus gauges.
+"""ISO 22400 KPIs from stored and arriving telemetry: batch, live, and Prometheus gauges.
 
-The KPIs (:mod:`iinode.kpi`) are computed from the tags the factory simulator
-(and any machine modelled like it) publishes:
+The KPI code itself is pure (:mod:`iinode.kpi`); this module connects it to
+the telemetry store and the ingest pipeline.  It reads the tags the factory
+simulator (and any machine modelled like it) publishes: ``state``, the
+cumulative counters ``good_count``, ``scrap_count``, ``rework_count``,
+``consumed_count`` and ``energy`` (kWh), and ``cycle_time`` (s).
 
-* ``state`` (``running``/``idle``/``setup``/``down``): the time model;
-* ``good_count`` and ``scrap_count`` (cumulative): GQ, SQ, PQ = GQ + SQ;
-* ``cycle_time`` (s): PRI, the shortest cycle reported in the window, unless
-  the settings name an ideal cycle time for the machine;
-* ``energy`` (cumulative kWh): energy per good unit.
-
-Cumulative counters count their increase over the window; a counter that goes
-down restarted from zero.  Only readings of good quality are used.  Equipment
-with no ``state`` reading in the window has no KPIs.
-
-:class:`KpiMetrics` is a collector: ``refresh`` (awaited before a scrape)
-recomputes at most once per ``cache_s`` in a worker thread, ``collect`` only
-reads the last result, so scrapes stay cheap.
+* Batch: :func:`machine_atoms` reads one machine's KPI tags of a period (and
+  the look-back before it) from the store and feeds them to a fresh tracker.
+* Live: :class:`LiveKpis` is an ingest observer (``IngestWorker.observers``)
+  feeding a :class:`~iinode.kpi.KpiStream`; shift windows fill as data arrives.
+  Both use the same tracker, so a closed shift has the same elements either way.
+* Gauges: :class:`KpiMetrics` publishes each machine's KPIs over the last
+  ``window_s`` in base units (``_ratio`` for ratios, ``_seconds``, ``_joules``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import math
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import time as wall_time
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -34,43 +33,72 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from iinode.errors import IinodeError, ValueInvalid
-from iinode.kpi import Kpis, Quantities, UnitState, WorkUnitPeriod, compute, state_durations
-from iinode.kpi import time_model as to_time_model
+from iinode.kpi import (
+    KPI_TAGS,
+    Elements,
+    Kpis,
+    KpiStream,
+    PeriodGrid,
+    Sample,
+    TrackerSettings,
+    batch_elements,
+    compute,
+    machine_total,
+    reading_key,
+)
 from iinode.monitoring.metrics import NodeMetrics
-from iinode.telemetry.model import Reading, now_us
+from iinode.telemetry.model import Equipment, Reading, now_us
 from iinode.telemetry.registry_handles import HandleRegistry
 from iinode.telemetry.store import ParquetStore
 
 log = logging.getLogger(__name__)
 
-STATE, GOOD, SCRAP, CYCLE, ENERGY = "state", "good_count", "scrap_count", "cycle_time", "energy"
-#: The tags KPIs are computed from.
-KPI_TAGS = (STATE, GOOD, SCRAP, CYCLE, ENERGY)
+STATE = "state"
+#: The most readings of one tag read back for one period.
+MAX_READINGS = 50_000_000
 
-#: Gauge name, ``Kpis`` field, help text.
+#: Gauge name, ``Kpis`` field, help text; all in base units.
 FAMILIES = (
-    ("iinode_kpi_oee", "oee", "ISO 22400 OEE index (availability x effectiveness x quality)."),
-    ("iinode_kpi_availability", "availability", "ISO 22400 availability (APT / PBT)."),
-    ("iinode_kpi_effectiveness", "effectiveness", "ISO 22400 effectiveness (PRI x PQ / APT)."),
-    ("iinode_kpi_quality", "quality_ratio", "ISO 22400 quality ratio (GQ / PQ)."),
+    ("iinode_kpi_oee_ratio", "oee", "ISO 22400 OEE index (availability x effectiveness x QR)."),
+    ("iinode_kpi_availability_ratio", "availability", "ISO 22400 availability (APT / PBT)."),
+    ("iinode_kpi_effectiveness_ratio", "effectiveness",
+     "ISO 22400 effectiveness (PRI x PQ / APT)."),
+    ("iinode_kpi_quality_ratio", "quality_ratio", "ISO 22400 quality ratio (GQ / PQ)."),
+    ("iinode_kpi_nee_ratio", "nee", "ISO 22400 NEE index (AUPT / PBT x effectiveness x QR)."),
     ("iinode_kpi_scrap_ratio", "scrap_ratio", "ISO 22400 scrap ratio (SQ / PQ)."),
-    ("iinode_kpi_energy_per_good_kwh", "energy_per_good_kwh", "Energy per good unit (kWh)."),
-)
+    ("iinode_kpi_rework_ratio", "rework_ratio", "ISO 22400 rework ratio (RQ / PQ)."),
+    ("iinode_kpi_setup_ratio", "setup_rate", "ISO 22400 setup rate (ASUT / AUPT)."),
+    ("iinode_kpi_technical_efficiency_ratio", "technical_efficiency",
+     "ISO 22400 technical efficiency (APT / (APT + ADET))."),
+    ("iinode_kpi_throughput_rate_per_second", "throughput_rate",
+     "ISO 22400 throughput rate (PQ / AOET), parts per second."),
+    ("iinode_kpi_energy_per_good_unit_joules", "energy_per_good_kwh",
+     "Energy per good unit (energy / GQ), joules."),
+    ("iinode_kpi_mtbf_seconds", "mtbf_s", "Mean operating time between failures."),
+    ("iinode_kpi_mttr_seconds", "mttr_s", "Mean time to restoration."),
+    ("iinode_kpi_complete", "complete", "1 if the window's data was complete, else 0."),
+)  # fmt: skip
+_SCALE = {"energy_per_good_kwh": 3.6e6}  # kWh to joules
 
 
 @dataclass(frozen=True, slots=True)
 class KpiWindowSettings:
-    """``window_s``: the period the KPIs cover, ending now; ``cache_s``: how long a
+    """``window_s``: the period the gauges cover, ending now; ``cache_s``: how long a
     computation is reused; ``max_hold_s``: the longest a state sample holds;
-    ``ideal_cycle_s``: PRI per equipment identifier (else the shortest cycle seen)."""
+    ``max_gap_s``: the longest a counter may be silent and still count;
+    ``ideal_cycle_s``: PRI per equipment identifier (else the shortest cycle seen);
+    ``tz`` and ``shift_starts``: the plant's shift calendar."""
 
     window_s: float = 3600.0
     cache_s: float = 15.0
     max_hold_s: float = 300.0
+    max_gap_s: float = 900.0
     ideal_cycle_s: Mapping[str, float] = field(default_factory=dict)
+    tz: str = "UTC"
+    shift_starts: tuple[wall_time, ...] = (wall_time(6), wall_time(14), wall_time(22))
 
     def __post_init__(self) -> None:
-        for name in ("window_s", "max_hold_s"):
+        for name in ("window_s", "max_hold_s", "max_gap_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueInvalid(f"{name} must be a positive number of seconds: {value!r}")
@@ -80,68 +108,88 @@ class KpiWindowSettings:
             if not (math.isfinite(pri) and pri > 0):
                 raise ValueInvalid(f"ideal cycle time of {equipment} must be positive: {pri!r}")
 
+    @property
+    def grid(self) -> PeriodGrid:
+        return PeriodGrid(self.tz, self.shift_starts)
 
-def increase(values: Iterable[float]) -> float:
-    """How much a cumulative counter grew; a drop means it restarted from zero."""
-    total, last = 0.0, None
-    for v in values:
-        if last is not None:
-            total += v - last if v >= last else v
-        last = v
-    return total
+    def tracker(self, equipment: str, item: Equipment | None = None) -> TrackerSettings:
+        """A machine's tracker settings; its meters are the counters its record declares."""
+        base = TrackerSettings()
+        meters = base.meters
+        if item is not None:
+            meters = frozenset(t.name for t in item.tags) & frozenset(KPI_TAGS)
+        return TrackerSettings(
+            int(self.max_hold_s * 1e6),
+            int(self.max_gap_s * 1e6),
+            self.ideal_cycle_s.get(equipment),
+            meters,
+        )
 
 
-def _numbers(readings: Iterable[Reading]) -> list[float]:
-    return [
-        float(r.value)
-        for r in readings
-        if r.quality.is_good
-        and isinstance(r.value, int | float)
-        and not isinstance(r.value, bool)
-        and math.isfinite(r.value)
+def stored_samples(store: ParquetStore, equipment: str, start_us: int, end_us: int) -> list[Sample]:
+    """One machine's KPI readings in ``[start_us, end_us)``, in feeding order."""
+    per_tag = [
+        [
+            (r.time_us, r.tag, r.value, r.quality.is_good)
+            for r in store.history(equipment, tag, start_us, end_us, MAX_READINGS)
+        ]
+        for tag in KPI_TAGS
     ]
+    for rows in per_tag:
+        rows.sort(key=lambda s: reading_key(*s[:3]))
+    return list(heapq.merge(*per_tag, key=lambda s: reading_key(*s[:3])))
 
 
-def window_period(
-    by_tag: Mapping[str, Sequence[Reading]],
+def machine_atoms(
+    store: ParquetStore,
+    equipment: str,
+    start_us: int,
     end_us: int,
-    max_hold_s: float,
-    ideal_cycle_s: float | None = None,
-) -> WorkUnitPeriod | None:
-    """The KPI inputs of one machine from its readings (each tag's in time order) up to ``end_us``.
-
-    ``None`` if there is no usable ``state`` reading.
-    """
-    states = {s.value for s in UnitState}
-    samples = [
-        (r.time_us / 1e6, r.value)
-        for r in by_tag.get(STATE, ())
-        if r.quality.is_good and isinstance(r.value, str) and r.value in states
-    ]
-    if not samples:
-        return None
-    durations = state_durations(samples, end_us / 1e6, max_hold_s)
-    good = round(increase(_numbers(by_tag.get(GOOD, ()))))
-    scrap = round(increase(_numbers(by_tag.get(SCRAP, ()))))
-    energy_values = _numbers(by_tag.get(ENERGY, ()))
-    energy = increase(energy_values) if energy_values else None
-    pri = ideal_cycle_s
-    if pri is None:
-        cycles = [c for c in _numbers(by_tag.get(CYCLE, ())) if c > 0]
-        pri = min(cycles) if cycles else None
-    return WorkUnitPeriod(to_time_model(durations), Quantities.of(good, scrap), pri, energy)
+    settings: KpiWindowSettings,
+    item: Equipment | None = None,
+) -> dict[int, Elements]:
+    """Batch: one machine's elements per atom of ``[start_us, end_us)`` (blocking)."""
+    tracker = settings.tracker(equipment, item)
+    samples = stored_samples(store, equipment, start_us - tracker.lookback_us, end_us)
+    return batch_elements(samples, settings.grid, start_us, end_us, tracker)
 
 
 def window_kpis(
-    store: ParquetStore, equipment: str, end_us: int, settings: KpiWindowSettings
+    store: ParquetStore,
+    equipment: str,
+    end_us: int,
+    settings: KpiWindowSettings,
+    item: Equipment | None = None,
 ) -> Kpis | None:
-    """One machine's KPIs over ``settings.window_s`` up to ``end_us`` (``None``: no state)."""
+    """One machine's KPIs over ``settings.window_s`` up to ``end_us`` (``None``: no data)."""
     start_us = end_us - int(settings.window_s * 1e6)
-    by_tag = {tag: store.history(equipment, tag, start_us, end_us) for tag in KPI_TAGS}
-    period = window_period(
-        by_tag, end_us, settings.max_hold_s, settings.ideal_cycle_s.get(equipment)
-    )
-    return None if period is None else compute(period)
+    atoms = machine_atoms(store, equipment, start_us, end_us, settings, item)
+    return compute(machine_total(equipment, atoms)) if atoms else None
+
+
+class LiveKpis:
+    """Live shift windows: an ingest observer feeding a :class:`KpiStream`."""
+
+    def __init__(
+        self,
+        settings: KpiWindowSettings | None = None,
+        equipment: Callable[[str], Equipment | None] | None = None,
+        *,
+        lateness_s: float = 5.0,
+    ) -> None:
+        self.settings = settings or KpiWindowSettings()
+        self._equipment = equipment or (lambda _id: None)
+        s = self.settings
+        self.stream = KpiStream(
+            s.grid, lambda e: s.tracker(e, self._equipment(e)), lateness_us=int(lateness_s * 1e6)
+        )
+
+    def observe(self, readings: Iterable[Reading]) -> None:
+        """Feed stored readings (only the KPI tags are used)."""
+        tags = frozenset(KPI_TAGS)
+        for r in readings:
+            if r.tag in tags:
+                self.stream.add(r.equipment, r.time_us, r.tag, r.value, r.quality.is_good)
 
 
 class KpiMetrics(Collector):
@@ -164,7 +212,7 @@ class KpiMetrics(Collector):
         self.snapshot: dict[str, Kpis] = {}
 
     def compute(self, store: ParquetStore, equipment: Iterable[str]) -> dict[str, Kpis]:
-        """KPIs of every machine in ``equipment`` that reported a state (blocking)."""
+        """KPIs of every machine in ``equipment`` that has data in the window (blocking)."""
         end_us = self._clock()
         out: dict[str, Kpis] = {}
         for equipment_id in equipment:
@@ -215,7 +263,7 @@ class KpiMetrics(Collector):
             for equipment_id in sorted(snapshot):
                 value = getattr(snapshot[equipment_id], attr)
                 if value is not None:
-                    family.add_metric([equipment_id], value)
+                    family.add_metric([equipment_id], float(value) * _SCALE.get(attr, 1.0))
             yield family
 
     def describe(self) -> Iterable[Metric]:
@@ -257,12 +305,12 @@ async def refresh_kpis(
 
 __all__ = [
     "FAMILIES",
-    "KPI_TAGS",
     "KpiMetrics",
     "KpiWindowSettings",
-    "increase",
+    "LiveKpis",
     "kpi_metrics",
+    "machine_atoms",
     "refresh_kpis",
+    "stored_samples",
     "window_kpis",
-    "window_period",
 ]
