@@ -592,12 +592,22 @@ def test_http_workers_run_with_the_resolved_settings(tmp_path: Path) -> None:
     node.proc = proc
     try:
         _wait_up(node)
-        seen = set()
-        for _ in range(30):  # fresh connections, spread over both workers by the kernel
-            with httpx.Client() as client:
-                info = client.get(f"{node.url}/api/node").json()
-            seen.add((info["handlePort"], info["name"], info["httpUrl"]))
-        assert seen == {(base + 1, "two workers", f"http://127.0.0.1:{base}")}, seen
+        seen: set[tuple[str, int, str, str]] = set()
+
+        def both_workers_seen() -> bool:
+            for _ in range(20):  # fresh connections, spread over both workers by the kernel
+                with httpx.Client() as client:  # one connection: one worker answers both
+                    metrics = client.get(f"{node.url}/metrics").text
+                    info = client.get(f"{node.url}/api/node").json()
+                primary = next(
+                    ln for ln in metrics.splitlines() if ln.startswith("iinode_extensions_primary")
+                )
+                seen.add((primary, info["handlePort"], info["name"], info["httpUrl"]))
+            return len({primary for primary, *_ in seen}) == 2
+
+        assert eventually(both_workers_seen), seen
+        expected = (base + 1, "two workers", f"http://127.0.0.1:{base}")
+        assert {tuple(rest) for _, *rest in seen} == {expected}, seen
         record = httpx.get(f"{node.url}/api/handles/0.NA/88.30").json()
         site = json.dumps(next(x for x in record["values"] if x["type"] == "HS_SITE")["data"])
         assert str(base + 1) in site, site

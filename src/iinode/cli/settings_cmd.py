@@ -15,8 +15,8 @@ from iinode.cli.common import command_variables, console, fail, setting_options
 from iinode.errors import ConfigurationError
 from iinode.node.settings import (
     FIXED_AT_INIT,
+    NODE_FILE,
     SECRET_SETTINGS,
-    SETTINGS,
     resolve_with_sources,
     setting_names,
 )
@@ -35,8 +35,8 @@ def show_settings(
 ) -> None:
     """Show the settings 'iinode serve' would use with the same options and environment.
 
-    Each comes from the first of: option, IINODE_* variable, node.toml, default.
-    Secrets are shown as ***.
+    Each comes from the first of: option (shown as "command line"), IINODE_*
+    variable, node.toml, default. Secrets are shown as ***.
     """
     try:
         settings, sources = resolve_with_sources(
@@ -55,8 +55,12 @@ def show_settings(
     if as_json:
         print(json.dumps({name: {"value": v, "source": s} for name, v, s in rows}))
         return
-    table = Table("setting", "value", "from", "variable")
+    table = Table()
+    for column in ("setting", "value", "from"):
+        table.add_column(column, overflow="fold")  # whole values, also when piped
     for name, value, source in rows:
         shown = "" if value is None else str(value).lower() if isinstance(value, bool) else value
-        table.add_row(name, escape(str(shown)), escape(source), SETTINGS[name][0])
+        if source.endswith(NODE_FILE):
+            source = NODE_FILE
+        table.add_row(name, escape(str(shown)), escape(source))
     console.print(table)
