@@ -152,7 +152,7 @@ class EventStore:
             return []
         keys = list(dict.fromkeys(e.key for e in events))
         known: set[tuple[str, str]] = set()
-        with self._lock:  # one snapshot for all chunks
+        with self._lock:  # no transaction of this connection between the chunks
             for at in range(0, len(keys), _PROBE_CHUNK):
                 chunk = keys[at : at + _PROBE_CHUNK]
                 pairs = ", ".join(["(?, ?)"] * len(chunk))
