@@ -235,6 +235,7 @@ BAD = [
     ([], {}, ["--cache-url", "memcached://h"], ["cache_url", "redis://"]),
     ([], {}, ["--mqtt-host", "0.0.0.0"], ["mqtt_password", "IINODE_MQTT_PASSWORD"]),
     ([], {}, ["--http-port", "70000"], ["http_port 70000 is out of range"]),
+    ([], {"IINODE_MESSAGE_LIFETIME": "0"}, [], ["message_lifetime must be 1 to"]),
     ([], {}, ["--store-url", "mysql://h/db"], ["store_url", "postgresql://"]),
     (
         [],

@@ -134,6 +134,8 @@ class NodeSettings:
         for name in ("cache_size", "negative_ttl", "max_referrals"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must not be negative")
+        if not 0 < self.message_lifetime <= 0xFFFF_FFFF:
+            raise ConfigurationError("message_lifetime must be 1 to 4294967295 seconds")
         self._check_addresses()
         self._check_extensions()
 
