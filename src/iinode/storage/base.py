@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from iinode.errors import ValueInvalid
+from iinode.storage.search import SearchQuery
 
 #: A change applied atomically by ``HandleStore.modify``: old record bytes (or
 #: ``None`` when the handle does not exist) -> new bytes (``None`` deletes).
@@ -78,6 +79,11 @@ class HandleStore(Protocol):
         deep into the prefix it starts.  Handles sort by code point (the byte
         order of their UTF-8 text) on every backend.
         """
+        ...
+
+    async def search(self, query: SearchQuery) -> list[str]:
+        """Handles whose search terms match ``query`` (``storage.search``), sorted by
+        code point, strictly after ``query.after``: keyset paging over the term index."""
         ...
 
     async def count(self) -> int: ...

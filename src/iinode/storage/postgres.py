@@ -7,6 +7,9 @@ them with one ``INSERT … ON CONFLICT``; a handle given twice in one load keeps
 its last row when overwriting and its first otherwise, as SQLite does.  Every
 driver error (and a pool timeout) leaves as ``StorageError``.
 
+The search index (``storage.search``) is the table ``<table>_terms``, written in the
+same transaction as each record (and, for bulk loads, from the rows the merge wrote).
+
 Listings sort handles ``COLLATE "C"`` (byte order, as SQLite and the memory
 store do, whatever the database's collation) over an index in that order, so a
 keyset page (``list_after``) is one index range scan.
@@ -17,12 +20,14 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from iinode.errors import StorageError
 from iinode.storage.base import BulkResult, HandlePage, Mutation, check_limit, page_total
+from iinode.storage.search import SearchQuery, UniqueValueTaken, record_terms, search_sql
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 
@@ -33,6 +38,44 @@ async def _converted(what: str) -> AsyncIterator[None]:
         yield
     except (psycopg.Error, TimeoutError) as exc:
         raise StorageError(f"PostgreSQL {what} failed: {exc}") from exc
+
+
+async def _open_terms(conn: psycopg.AsyncConnection[Any], table: str) -> None:
+    """Create the search index of ``table`` (``storage.search``); records stored before it
+    existed are indexed once, here."""
+    cur = await conn.execute("SELECT to_regclass(%s)", (f"{table}_terms",))
+    row = await cur.fetchone()
+    existed = row is not None and row[0] is not None
+    await conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {table}_terms ("
+        ' field TEXT COLLATE "C" NOT NULL, value TEXT COLLATE "C" NOT NULL,'
+        ' handle TEXT COLLATE "C" NOT NULL, prefix TEXT NOT NULL,'
+        " public BOOLEAN NOT NULL, uniq BOOLEAN NOT NULL, PRIMARY KEY (field, value, handle))"
+    )
+    await conn.execute(
+        f"CREATE INDEX IF NOT EXISTS {table}_terms_by_handle ON {table}_terms (handle)"
+    )
+    await conn.execute(
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_terms_unique "
+        f"ON {table}_terms (prefix, field, value) WHERE uniq"
+    )
+    if existed:
+        return
+    async with conn.cursor(name="iinode_terms_backfill") as records:
+        await records.execute(f"SELECT handle, prefix, data FROM {table}")
+        async with conn.cursor() as out:
+            while batch := await records.fetchmany(5000):
+                rows = [
+                    (f, v, h, p, pub, u)
+                    for h, p, d in batch
+                    for f, v, pub, u in record_terms(bytes(d))
+                ]
+                if rows:
+                    await out.executemany(
+                        f"INSERT INTO {table}_terms (field, value, handle, prefix, public, uniq) "
+                        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        rows,
+                    )
 
 
 class PostgresStore:
@@ -58,6 +101,7 @@ class PostgresStore:
                 )
                 # The index of earlier versions (database collation) serves no listing now.
                 await conn.execute(f"DROP INDEX IF EXISTS {table}_by_prefix")
+                await _open_terms(conn, table)
         except (psycopg.Error, TimeoutError) as exc:
             await pool.close()
             raise StorageError(f"cannot open PostgreSQL store: {exc}") from exc
@@ -97,7 +141,31 @@ class PostgresStore:
                     "ON CONFLICT (handle) DO UPDATE SET data = excluded.data",
                     (handle, handle.partition("/")[0], new),
                 )
+            await self._reindex(conn, handle, new)
         return new
+
+    async def _reindex(
+        self, conn: psycopg.AsyncConnection[Any], handle: str, new: bytes | None
+    ) -> None:
+        """Replace the search terms of ``handle`` (``storage.search``) in its write's
+        transaction."""
+        await conn.execute(f"DELETE FROM {self._t}_terms WHERE handle = %s", (handle,))
+        terms = record_terms(new) if new is not None else []
+        if not terms:
+            return
+        prefix = handle.partition("/")[0]
+        try:
+            async with conn.transaction(), conn.cursor() as cur:
+                await cur.executemany(
+                    f"INSERT INTO {self._t}_terms (field, value, handle, prefix, public, uniq) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    [(f, v, handle, prefix, p, u) for f, v, p, u in terms],
+                )
+        except psycopg.errors.UniqueViolation:
+            raise UniqueValueTaken(
+                f"a unique attribute value of {handle} is already held by another identifier "
+                f"under {prefix}"
+            ) from None
 
     async def bulk_put(
         self, rows: Iterable[tuple[str, str, bytes]], *, overwrite: bool = False
@@ -119,6 +187,15 @@ class PostgresStore:
                 "CREATE TEMP TABLE IF NOT EXISTS iinode_bulk_rows "
                 "(handle TEXT, prefix TEXT, data BYTEA, seq BIGINT) ON COMMIT DELETE ROWS"
             )
+            await conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS iinode_bulk_terms (seq BIGINT, field TEXT, "
+                "value TEXT, public BOOLEAN, uniq BOOLEAN) ON COMMIT DELETE ROWS"
+            )
+            await conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS iinode_bulk_written "
+                "(handle TEXT, prefix TEXT, seq BIGINT) ON COMMIT DELETE ROWS"
+            )
+            terms: list[tuple[int, str, str, bool, bool]] = []
             async with conn.cursor() as cur:
                 async with cur.copy(
                     "COPY iinode_bulk_rows (handle, prefix, data, seq) FROM STDIN (FORMAT BINARY)"
@@ -126,13 +203,45 @@ class PostgresStore:
                     copy.set_types(["text", "text", "bytea", "int8"])
                     for handle, prefix, data in rows:
                         await copy.write_row((handle, prefix, data, total))
+                        terms.extend((total, f, v, p, u) for f, v, p, u in record_terms(data))
                         total += 1
+                if terms:
+                    async with cur.copy(
+                        "COPY iinode_bulk_terms (seq, field, value, public, uniq) "
+                        "FROM STDIN (FORMAT BINARY)"
+                    ) as copy:
+                        copy.set_types(["int8", "text", "text", "bool", "bool"])
+                        for term in terms:
+                            await copy.write_row(term)
                 await cur.execute(
-                    f"INSERT INTO {self._t} (handle, prefix, data) "
-                    "SELECT DISTINCT ON (handle) handle, prefix, data "
-                    f"FROM iinode_bulk_rows ORDER BY handle, seq {order} {conflict}"
+                    "WITH chosen AS (SELECT DISTINCT ON (handle) handle, prefix, data, seq "
+                    f"FROM iinode_bulk_rows ORDER BY handle, seq {order}), "
+                    f"written AS (INSERT INTO {self._t} (handle, prefix, data) "
+                    f"SELECT handle, prefix, data FROM chosen {conflict} RETURNING handle) "
+                    "INSERT INTO iinode_bulk_written (handle, prefix, seq) "
+                    "SELECT c.handle, c.prefix, c.seq FROM chosen AS c JOIN written USING (handle)"
                 )
                 written = cur.rowcount
+                if overwrite:
+                    await cur.execute(
+                        f"DELETE FROM {self._t}_terms WHERE handle IN "
+                        "(SELECT handle FROM iinode_bulk_written)"
+                    )
+                if terms:
+                    try:
+                        async with conn.transaction():
+                            await cur.execute(
+                                f"INSERT INTO {self._t}_terms "
+                                "(field, value, handle, prefix, public, uniq) "
+                                "SELECT b.field, b.value, w.handle, w.prefix, b.public, b.uniq "
+                                "FROM iinode_bulk_terms AS b JOIN iinode_bulk_written AS w "
+                                "USING (seq)"
+                            )
+                    except psycopg.errors.UniqueViolation:
+                        raise UniqueValueTaken(
+                            "a unique attribute value in this batch is already held by another "
+                            "identifier under its prefix (nothing of the batch was written)"
+                        ) from None
         return BulkResult(written, total - written)
 
     async def list_handles(
@@ -168,6 +277,15 @@ class PostgresStore:
             )
             return [r[0] for r in await cur.fetchall()]
 
+    async def search(self, query: SearchQuery) -> list[str]:
+        if not query.terms:
+            assert query.prefix is not None  # a query has terms or a prefix
+            return await self.list_after(query.prefix, query.after, limit=query.limit)
+        sql, args = search_sql(query, f"{self._t}_terms", "%s")
+        async with _converted("search"), self._pool.connection() as conn:
+            cur = await conn.execute(sql, args)
+            return [r[0] for r in await cur.fetchall()]
+
     async def count(self) -> int:
         async with _converted("count"), self._pool.connection() as conn:
             cur = await conn.execute(f"SELECT count(*) FROM {self._t}")
@@ -178,6 +296,7 @@ class PostgresStore:
         """Remove the table (tests and benchmarks)."""
         async with self._pool.connection() as conn:
             await conn.execute(f"DROP TABLE IF EXISTS {self._t}")
+            await conn.execute(f"DROP TABLE IF EXISTS {self._t}_terms")
 
     async def close(self) -> None:
         await self._pool.close()

@@ -9,8 +9,11 @@ Nothing here waits for a lock on the event loop:
 * Writes (``modify``, ``bulk_put``) run in one dedicated writer thread with its
   own connection: waiting there for another process's transaction (a bulk load
   holds the write lock for seconds) leaves the loop serving.
-* Reads that scan (``get_many``, ``list_handles``, ``list_after``, ``count``) run in one reader
-  thread with its own connection.
+* Reads that scan (``get_many``, ``list_handles``, ``list_after``, ``count``, ``search``) run
+  in one reader thread with its own connection.
+* The search index (``handle_terms``, see ``storage.search``) is kept by TEMP triggers of
+  the writer connection (calling its ``iinode_terms`` function), in each write's
+  transaction; a program writing the file by other means leaves the index behind.
 
 Several processes may open the same file (WAL allows concurrent readers, and
 ``BEGIN IMMEDIATE`` serialises writers).  A ``modify`` mutation runs in the
@@ -30,6 +33,7 @@ from typing import TypeVar
 
 from iinode.errors import StorageError
 from iinode.storage.base import BulkResult, HandlePage, Mutation, check_limit, page_total
+from iinode.storage.search import SearchQuery, UniqueValueTaken, search_sql, terms_json
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS handles (
@@ -38,6 +42,46 @@ CREATE TABLE IF NOT EXISTS handles (
     data   BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS handles_by_prefix ON handles (prefix, handle);
+"""
+
+#: The search index (``storage.search``): terms kept by the writer connection's TEMP
+#: triggers in the record's transaction (the file itself needs no iinode function).
+_TERMS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS handle_terms (
+    field  TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    handle TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    public INTEGER NOT NULL,
+    uniq   INTEGER NOT NULL,
+    PRIMARY KEY (field, value, handle)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS handle_terms_by_handle ON handle_terms (handle);
+CREATE UNIQUE INDEX IF NOT EXISTS handle_terms_unique
+    ON handle_terms (prefix, field, value) WHERE uniq = 1;
+CREATE TEMP TRIGGER IF NOT EXISTS handles_terms_insert AFTER INSERT ON main.handles BEGIN
+    DELETE FROM handle_terms WHERE handle = new.handle;
+    INSERT INTO handle_terms (field, value, handle, prefix, public, uniq)
+        SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), new.handle,
+               new.prefix, json_extract(t.value, '$[2]'), json_extract(t.value, '$[3]')
+        FROM json_each(iinode_terms(new.data)) AS t;
+END;
+CREATE TEMP TRIGGER IF NOT EXISTS handles_terms_update AFTER UPDATE ON main.handles BEGIN
+    DELETE FROM handle_terms WHERE handle = old.handle;
+    INSERT INTO handle_terms (field, value, handle, prefix, public, uniq)
+        SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), new.handle,
+               new.prefix, json_extract(t.value, '$[2]'), json_extract(t.value, '$[3]')
+        FROM json_each(iinode_terms(new.data)) AS t;
+END;
+CREATE TEMP TRIGGER IF NOT EXISTS handles_terms_delete AFTER DELETE ON main.handles BEGIN
+    DELETE FROM handle_terms WHERE handle = old.handle;
+END;
+"""
+_TERMS_BACKFILL = """
+INSERT OR IGNORE INTO handle_terms (field, value, handle, prefix, public, uniq)
+    SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), h.handle, h.prefix,
+           json_extract(t.value, '$[2]'), json_extract(t.value, '$[3]')
+    FROM handles AS h, json_each(iinode_terms(h.data)) AS t
 """
 
 #: Handles per ``IN (...)`` query of ``get_many`` (below SQLite's bound-parameter limit).
@@ -61,6 +105,7 @@ class SQLiteStore:
             writer = self._connect(synchronous, busy_timeout)
             writer.execute("PRAGMA journal_mode=WAL")
             writer.executescript(_SCHEMA)
+            _open_terms(writer)
             self._writer = writer
             # The loop's connection never waits for a lock: BUSY is retried by yielding.
             self._db = self._connect(synchronous, 0.0)
@@ -85,6 +130,13 @@ class SQLiteStore:
             raise StorageError(f"the SQLite store {self.path} is closed")
         try:
             return await asyncio.get_running_loop().run_in_executor(thread, call)
+        except sqlite3.IntegrityError as exc:
+            if "handle_terms" in str(exc):
+                raise UniqueValueTaken(
+                    "a unique attribute value is already held by another identifier under "
+                    "this prefix"
+                ) from exc
+            raise StorageError(f"SQLite {what} failed: {exc}") from exc
         except sqlite3.Error as exc:
             raise StorageError(f"SQLite {what} failed: {exc}") from exc
 
@@ -169,6 +221,18 @@ class SQLiteStore:
 
         return await self._in(self._scan_thread, read, "count")
 
+    async def search(self, query: SearchQuery) -> list[str]:
+        """Handles matching ``query`` (``storage.search``), from the term index."""
+        if not query.terms:
+            assert query.prefix is not None  # a query has terms or a prefix
+            return await self.list_after(query.prefix, query.after, limit=query.limit)
+        sql, args = search_sql(query, "handle_terms", "?")
+
+        def read() -> list[str]:
+            return [r[0] for r in self._scanner.execute(sql, args)]
+
+        return await self._in(self._scan_thread, read, "search")
+
     # -- writes, in the writer thread ---------------------------------------------------------
     async def modify(self, handle: str, mutation: Mutation) -> bytes | None:
         def write() -> bytes | None:
@@ -225,6 +289,24 @@ class SQLiteStore:
             await loop.run_in_executor(thread, db.close)
             thread.shutdown(wait=False)
         self._db.close()
+
+
+def _open_terms(db: sqlite3.Connection) -> None:
+    """Register the term function the index triggers call and create the index; a store
+    made before the index existed has its records indexed once, here."""
+    db.create_function("iinode_terms", 1, terms_json, deterministic=True)
+    existed = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'handle_terms'"
+    ).fetchone()
+    db.executescript(_TERMS_SCHEMA)
+    if existed is None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(_TERMS_BACKFILL)
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
 
 
 def _rollback(db: sqlite3.Connection) -> None:

@@ -1,0 +1,217 @@
+"""Search terms of records, and the query every store answers (``HandleStore.search``).
+
+Each store keeps, beside the record bytes, the *terms* :func:`record_terms` draws
+from them, in the same transaction as the record (SQLite: triggers on the handle
+table; PostgreSQL and memory: the write itself), so the index never disagrees
+with the records whatever path wrote them (REST, native, bulk-load):
+
+* ``url``: the text of every ``URL`` value (reverse lookup);
+* ``template``: the template handle a record is registered against (its
+  ``II_TEMPLATE`` value at index 1001);
+* ``attr:<name>``: each template attribute value (index 2000 and up, type = the
+  attribute's name) of a record that has a template link;
+* ``oid``: the text of every ``II_OID`` value (an OID bound to a record or, in a
+  prefix record ``0.NA/<prefix>``, an OID arc mapped to the prefix).
+
+A term is *public* when its value carries PUBLIC_READ; searches by anonymous
+callers see public terms only, so a restricted attribute is not found by value.
+A term of an attribute the link names as unique is marked so, and each store
+refuses a second record under the same prefix with the same unique
+``(field, value)``: :class:`UniqueValueTaken`.  Values longer than
+:data:`MAX_TERM_CHARS` are not indexed.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+
+from iinode.errors import ValueInvalid
+
+#: Index of the template link on an identifier, and of the first attribute.
+TEMPLATE_LINK_INDEX = 1001
+FIRST_ATTRIBUTE_INDEX = 2000
+#: Value types: the template link on an identifier, and an OID bound to a record.
+TEMPLATE_LINK_TYPE = "II_TEMPLATE"
+OID_TYPE = "II_OID"
+#: Longest value text that is indexed (longer values are stored, not searchable).
+MAX_TERM_CHARS = 512
+#: Most handles one search page returns.
+MAX_SEARCH_LIMIT = 1000
+
+_HEAD = struct.Struct(">IIBiBI")  # index, timestamp, TTL type, TTL, permissions, type length
+_U32 = struct.Struct(">I")
+_PUBLIC_READ = 0x02
+
+#: A term: (field, value, public, unique).
+Term = tuple[str, str, bool, bool]
+
+
+class UniqueValueTaken(ValueInvalid):
+    """A record would repeat a unique attribute value already held under its prefix."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """Handles whose terms include every ``(field, value)`` of ``terms``, sorted by
+    handle, strictly after ``after``; optionally only handles of ``prefix``.
+
+    With no terms, ``prefix`` is required and the query lists the prefix.
+    ``public_only`` limits matching to public terms.
+    """
+
+    terms: tuple[tuple[str, str], ...] = ()
+    prefix: str | None = None
+    after: str | None = None
+    limit: int = 100
+    public_only: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.terms and not self.prefix:
+            raise ValueInvalid("a search needs at least one term or a prefix")
+        if not 1 <= self.limit <= MAX_SEARCH_LIMIT:
+            raise ValueInvalid(f"a search limit must be within 1..{MAX_SEARCH_LIMIT}")
+        for name, value in self.terms:
+            if not name or len(value) > MAX_TERM_CHARS:
+                raise ValueInvalid(f"search term {name!r} is empty or too long")
+
+
+def link_target(data: bytes) -> tuple[str, tuple[str, ...]] | None:
+    """The template handle and the unique attribute names of a link value's data.
+
+    The data is UTF-8 JSON ``{"template": "<handle>", "unique": [names]}`` (as the
+    node stores it) or the template handle alone (as a client may send it).
+    """
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+    if not text.startswith("{"):
+        return (text, ()) if text else None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("template"), str):
+        return None
+    unique = doc.get("unique") or []
+    names = tuple(u for u in unique if isinstance(u, str)) if isinstance(unique, list) else ()
+    return doc["template"], names
+
+
+def record_terms(data: bytes) -> list[Term]:
+    """The search terms of one stored record (RFC 3651 record bytes); ``[]`` when
+    the bytes do not parse (an index is never a reason to refuse a stored record)."""
+    try:
+        return _terms(data)
+    except (struct.error, IndexError, UnicodeDecodeError):
+        return []
+
+
+def _terms(data: bytes) -> list[Term]:
+    (count,) = _U32.unpack_from(data, 0)
+    at = 4
+    urls: list[tuple[str, bool]] = []
+    oids: list[tuple[str, bool]] = []
+    attrs: list[tuple[str, str, bool]] = []
+    link: tuple[str, tuple[str, ...]] | None = None
+    link_public = False
+    for _ in range(count):
+        index, _ts, _ttl_type, _ttl, perms, tlen = _HEAD.unpack_from(data, at)
+        at += _HEAD.size
+        vtype = data[at : at + tlen]
+        at += tlen
+        (dlen,) = _U32.unpack_from(data, at)
+        at += 4
+        body = data[at : at + dlen]
+        at += dlen
+        (refs,) = _U32.unpack_from(data, at)
+        at += 4
+        for _r in range(refs):
+            (rlen,) = _U32.unpack_from(data, at)
+            at += 4 + rlen + 4
+        public = bool(perms & _PUBLIC_READ)
+        if vtype == b"URL":
+            urls.append((body.decode("utf-8"), public))
+        elif index == TEMPLATE_LINK_INDEX and vtype == b"II_TEMPLATE":
+            link = link_target(body)
+            link_public = public
+        elif index >= FIRST_ATTRIBUTE_INDEX:
+            attrs.append((vtype.decode("utf-8"), body.decode("utf-8"), public))
+        elif vtype == b"II_OID":
+            oids.append((body.decode("utf-8"), public))
+    out: dict[tuple[str, str], Term] = {}
+    for url, public in urls:
+        _add(out, "url", url, public, False)
+    for oid, public in oids:
+        _add(out, "oid", oid, public, False)
+    if link is not None:
+        template, unique = link
+        _add(out, "template", template, link_public, False)
+        for name, value, public in attrs:
+            _add(out, f"attr:{name}", value, public, name in unique)
+    return list(out.values())
+
+
+def _add(out: dict[tuple[str, str], Term], name: str, value: str, public: bool, uniq: bool) -> None:
+    if not value or len(value) > MAX_TERM_CHARS:
+        return
+    key = (name, value)
+    before = out.get(key)
+    if before is None:
+        out[key] = (name, value, public, uniq)
+    else:  # the same text twice: public if either is, unique if either is
+        out[key] = (name, value, public or before[2], uniq or before[3])
+
+
+def search_sql(query: SearchQuery, table: str, mark: str) -> tuple[str, tuple[str | int, ...]]:
+    """The SQL of a query with terms over a term table (``field, value, handle, prefix,
+    public``; ``mark`` is the driver's placeholder).  The first term drives an index
+    range on ``(field, value, handle)`` in handle order (no sort); the others are
+    primary-key probes."""
+    (field, value), *others = query.terms
+    public = " AND t0.public" if query.public_only else ""
+    sql = f"SELECT t0.handle FROM {table} AS t0 WHERE t0.field = {mark} AND t0.value = {mark}"
+    sql += public
+    args: tuple[str | int, ...] = (field, value)
+    if query.after is not None:
+        sql += f" AND t0.handle > {mark}"
+        args += (query.after,)
+    if query.prefix is not None:
+        sql += f" AND t0.prefix = {mark}"
+        args += (query.prefix,)
+    for n, (f, v) in enumerate(others, start=1):
+        also = f" AND t{n}.public" if query.public_only else ""
+        sql += (
+            f" AND EXISTS (SELECT 1 FROM {table} AS t{n} WHERE t{n}.field = {mark}"
+            f" AND t{n}.value = {mark} AND t{n}.handle = t0.handle{also})"
+        )
+        args += (f, v)
+    return f"{sql} ORDER BY t0.handle LIMIT {mark}", (*args, query.limit)
+
+
+def terms_json(data: bytes) -> str | None:
+    """:func:`record_terms` as JSON ``[[field, value, public, unique], ...]`` (for SQLite's
+    ``json_each`` in the index triggers); ``None`` when there is none."""
+    terms = record_terms(data)
+    if not terms:
+        return None
+    return json.dumps([[f, v, int(p), int(u)] for f, v, p, u in terms], ensure_ascii=False)
+
+
+__all__ = [
+    "FIRST_ATTRIBUTE_INDEX",
+    "MAX_SEARCH_LIMIT",
+    "MAX_TERM_CHARS",
+    "OID_TYPE",
+    "TEMPLATE_LINK_INDEX",
+    "TEMPLATE_LINK_TYPE",
+    "SearchQuery",
+    "Term",
+    "UniqueValueTaken",
+    "link_target",
+    "record_terms",
+    "search_sql",
+    "terms_json",
+]
