@@ -67,6 +67,10 @@ def reading_key(time_us: int, tag: str, value: Value) -> tuple[int, str, int, st
     return (time_us, tag, 2, value)
 
 
+def _num(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def _positive(value: Value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
@@ -239,7 +243,7 @@ class MachineTracker:
             if v != 0:
                 self._issue(
                     t, f"{tag}: no earlier reading within {self.settings.max_gap_us / 1e6:g} s "
-                    f"of {iso(t)}; its increase up to {v:g} is not counted",
+                    f"of {iso(t)}; its increase up to {_num(v)} is not counted",
                 )  # fmt: skip
             return
         last = previous[1]
@@ -252,7 +256,7 @@ class MachineTracker:
             else:
                 increase = v
                 self._issue(
-                    t, f"{tag}: dropped from {last:g} to {v:g} at {iso(t)} (a reset); "
+                    t, f"{tag}: dropped from {_num(last)} to {_num(v)} at {iso(t)} (a reset); "
                     "the increase before it is not counted",
                 )  # fmt: skip
         atom = self._atom(t, self.atoms)
