@@ -63,29 +63,39 @@ def test_compute_gathers_every_kpi() -> None:
     kpis = compute(SHIFT)
     assert kpis.oee == pytest.approx(0.5625)
     assert kpis.nee == pytest.approx(0.609375)
-    assert kpis.complete and kpis.issues == ()
+    assert kpis.complete
+    assert kpis.issues == ()
     assert kpis.to_json()["mttr_s"] == pytest.approx(1800.0)
 
 
 def test_zero_planned_time() -> None:
     kpis = compute(Elements(pdot_us=H))  # only planned maintenance
-    assert kpis.availability is None and kpis.oee is None and kpis.nee is None
-    assert kpis.throughput_rate is None and kpis.technical_efficiency is None
-    assert kpis.setup_rate is None and kpis.mtbf_s is None and kpis.mttr_s is None
+    assert kpis.availability is None
+    assert kpis.oee is None
+    assert kpis.nee is None
+    assert kpis.throughput_rate is None
+    assert kpis.technical_efficiency is None
+    assert kpis.setup_rate is None
+    assert kpis.mtbf_s is None
+    assert kpis.mttr_s is None
 
 
 def test_no_production() -> None:
     kpis = compute(Elements(apt_us=H, adet_us=H, energy_kwh=3.0, energy_running_kwh=2.0))
     assert kpis.availability == 0.5
     assert kpis.effectiveness == 0.0  # ran an hour, made nothing
-    assert kpis.quality_ratio is None and kpis.oee is None
-    assert kpis.scrap_ratio is None and kpis.energy_per_good_kwh is None
+    assert kpis.quality_ratio is None
+    assert kpis.oee is None
+    assert kpis.scrap_ratio is None
+    assert kpis.energy_per_good_kwh is None
     assert kpis.throughput_rate == 0.0
 
 
 def test_all_scrap() -> None:
     kpis = compute(Elements(apt_us=H, sq=100, ideal_s=3000.0, energy_kwh=10.0))
-    assert kpis.quality_ratio == 0.0 and kpis.oee == 0.0 and kpis.first_pass_yield == 0.0
+    assert kpis.quality_ratio == 0.0
+    assert kpis.oee == 0.0
+    assert kpis.first_pass_yield == 0.0
     assert kpis.scrap_ratio == 1.0
     assert kpis.energy_per_good_kwh is None  # no good unit to divide by
     assert kpis.effectiveness == pytest.approx(3000 / 3600)
@@ -94,8 +104,11 @@ def test_all_scrap() -> None:
 def test_unknown_inputs_give_none() -> None:
     e = Elements(apt_us=H, gq=10, ideal_s=None, energy_kwh=None)
     kpis = compute(e)
-    assert kpis.effectiveness is None and kpis.oee is None and kpis.equipment_load_ratio is None
-    assert kpis.energy_per_good_kwh is None and kpis.finished_goods_ratio is None
+    assert kpis.effectiveness is None
+    assert kpis.oee is None
+    assert kpis.equipment_load_ratio is None
+    assert kpis.energy_per_good_kwh is None
+    assert kpis.finished_goods_ratio is None
     assert kpis.quality_ratio == 1.0
 
 

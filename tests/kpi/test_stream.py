@@ -48,7 +48,8 @@ def test_stream_equals_batch_from_the_store(tmp_path: Path) -> None:
                                   settings)  # fmt: skip
         (elements,) = afternoon.values()
         assert elements.complete, elements.issues
-        assert elements.gq > 0 and elements.apt_us > 0
+        assert elements.gq > 0
+        assert elements.apt_us > 0
     assert compared >= 6
     assert live.stream.late == 0
 

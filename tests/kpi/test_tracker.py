@@ -36,8 +36,8 @@ def shift() -> list[Sample]:
     plan = [(0, "running"), (600, "setup"), (900, "running"), (1500, "down"), (2100, "running"),
             (2400, "idle")]  # fmt: skip
     out += [(at(t), "state", s, True) for t, s in plan]
-    counts = [(-60, 100, 3, 50.0), (0, 100, 3, 50.0), (600, 118, 4, 52.5), (1500, 138, 4, 55.5), (2100, 138, 4, 55.8),
-              (2400, 150, 5, 56.0)]  # fmt: skip
+    counts = [(-60, 100, 3, 50.0), (0, 100, 3, 50.0), (600, 118, 4, 52.5), (1500, 138, 4, 55.5),
+              (2100, 138, 4, 55.8), (2400, 150, 5, 56.0)]  # fmt: skip
     for t, good, scrap, energy in counts:
         out += [(at(t), "good_count", good, True), (at(t), "scrap_count", scrap, True),
                 (at(t), "energy", energy, True)]  # fmt: skip
@@ -54,7 +54,9 @@ def test_worked_shift() -> None:
     e = one(shift(), 2460)
     assert e.apt_us == (600 + 600 + 300) * S
     assert e.asut_us == 300 * S
-    assert e.adet_us == 600 * S and e.ttr_us == 600 * S and e.failures == 1
+    assert e.adet_us == 600 * S
+    assert e.ttr_us == 600 * S
+    assert e.failures == 1
     assert (e.adot_us, e.pdot_us, e.unknown_us) == (0, 0, 0)
     assert (e.gq, e.sq, e.rq, e.pq) == (50, 2, 0, 52)
     assert e.energy_kwh == pytest.approx(6.0)
@@ -66,7 +68,8 @@ def test_worked_shift() -> None:
     assert k.availability == pytest.approx(1500 / 2400)
     assert k.effectiveness == pytest.approx(1560 / 1500)
     assert k.quality_ratio == pytest.approx(50 / 52)
-    assert k.mtbf_s == pytest.approx(1800.0) and k.mttr_s == pytest.approx(600.0)
+    assert k.mtbf_s == pytest.approx(1800.0)
+    assert k.mttr_s == pytest.approx(600.0)
 
 
 def test_planned_runtime_from_settings() -> None:
@@ -77,14 +80,16 @@ def test_planned_runtime_from_settings() -> None:
 def test_states_hold_at_most_max_hold() -> None:
     e = one([(at(0), "state", "running", True), (at(1000), "state", "idle", True)], 1000,
             TrackerSettings(max_hold_us=300 * S))  # fmt: skip
-    assert e.apt_us == 300 * S and e.unknown_us == 700 * S
+    assert e.apt_us == 300 * S
+    assert e.unknown_us == 700 * S
     assert not e.complete
     assert any("no state known from 2026-01-05T06:05:00Z" in i for i in e.issues)
 
 
 def test_time_before_the_first_state_is_unknown() -> None:
     e = one([(at(120), "state", "running", True)], 600)
-    assert e.unknown_us == 120 * S and e.apt_us == 480 * S
+    assert e.unknown_us == 120 * S
+    assert e.apt_us == 480 * S
 
 
 @pytest.mark.parametrize("bad", [("warp-drive", True), ("running", False), (7, True)])
@@ -93,7 +98,8 @@ def test_bad_or_invalid_state_is_unknown_time(bad: tuple[object, bool]) -> None:
     samples = [(at(0), "state", "running", True), (at(100), "state", value, good),
                (at(400), "state", "running", True)]  # fmt: skip
     e = one(samples, 600)
-    assert e.apt_us == 300 * S and e.unknown_us == 300 * S
+    assert e.apt_us == 300 * S
+    assert e.unknown_us == 300 * S
     assert not e.complete
 
 
@@ -120,12 +126,14 @@ def test_float_counter_drop_is_a_reset_not_a_rollover() -> None:
     samples = [(at(0), "state", "running", True), (at(0), "energy", 65530.0, True),
                (at(60), "energy", 2.0, True)]  # fmt: skip
     e = one(samples, 600)
-    assert e.energy_kwh == 2.0 and not e.complete
+    assert e.energy_kwh == 2.0
+    assert not e.complete
 
 
 def test_identical_duplicates_are_dropped_conflicts_marked() -> None:
     e = one(counter((0, 0), (60, 10), (60, 10), (120, 20)), 600)
-    assert e.gq == 20 and e.complete
+    assert e.gq == 20
+    assert e.complete
     e = one(counter((0, 0), (60, 10), (60, 12), (120, 20)), 600)
     assert e.gq == 20
     assert any("conflicting readings" in i for i in e.issues)
@@ -135,14 +143,16 @@ def test_first_counter_reading_without_history() -> None:
     assert one(counter((0, 0), (60, 10)), 600).complete  # a counter starting at zero
     e = one([(at(0), "state", "running", True), (at(60), "good_count", 500, True),
              (at(120), "good_count", 510, True)], 600)  # fmt: skip
-    assert e.gq == 10 and not e.complete
+    assert e.gq == 10
+    assert not e.complete
     assert any("its increase up to 500 is not counted" in i for i in e.issues)
 
 
 def test_counter_gap_longer_than_max_gap() -> None:
     gap = TrackerSettings(max_hold_us=3600 * S, max_gap_us=600 * S)
     e = one(counter((0, 0), (60, 10), (1000, 90)), 1200, gap)
-    assert e.gq == 10 and not e.complete
+    assert e.gq == 10
+    assert not e.complete
 
 
 def test_invalid_counter_values_are_marked() -> None:
@@ -159,9 +169,11 @@ def test_counts_book_to_the_atom_of_their_reading() -> None:
     shifts = by_period(atoms, GRID, PeriodKind.SHIFT)
     assert [p.label for p in shifts] == ["2026-01-05/06:00", "2026-01-05/14:00"]
     first, second = shifts.values()
-    assert first.gq == 0 and second.gq == 10
+    assert first.gq == 0
+    assert second.gq == 10
     assert first.apt_us == 3540 * S  # the sample before the period held into it
-    assert second.apt_us == 0 and second.unknown_us > 0  # the hold ran out
+    assert second.apt_us == 0
+    assert second.unknown_us > 0
 
 
 def test_clock_change_across_a_shift_boundary() -> None:
@@ -190,7 +202,8 @@ def test_clock_change_across_a_shift_boundary() -> None:
         stream.add("88.118.8/M1", t - step_back, tag, value, good)
     stream.flush(end + 3600 * S)
     streamed = total(stream.elements("88.118.8/M1", start, end).values())
-    assert stream.late > 0 and not streamed.complete
+    assert stream.late > 0
+    assert not streamed.complete
     assert any("arrived too late" in i for i in streamed.issues)
 
 
