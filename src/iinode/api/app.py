@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import iinode
 from iinode.api.answer_cache import AnswerCache
 from iinode.api.extensions import close_extensions, mount_extensions
+from iinode.api.gs1 import gs1_routes
 from iinode.api.handles import (
     GET_HANDLE_OPENAPI,
     HANDLE_RECORD_SCHEMA,
@@ -141,6 +142,7 @@ def _install(app: FastAPI, service: HandleService, resolver: HttpResolver | None
     async def health() -> str:
         return "ok"
 
+    app.router.routes.extend(gs1_routes(service, resolver))  # GS1 Digital Link resolver
     # Further routers (telemetry, monitoring, metrics) are included here.
 
 

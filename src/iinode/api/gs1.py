@@ -1,0 +1,430 @@
+"""GS1 Digital Link resolver (GS1-Conformant Resolver 1.2) over the node's identifier records.
+
+Each GS1 key maps to a handle under the node's prefix, named by the canonical
+Digital Link path: ``/01/09506000134352/10/ABC`` is ``<prefix>/gs1/01/09506000134352/10/ABC``.
+Its links are ``GS1_LINK`` values at indexes 500-999 (JSON text, see
+:class:`iinode.gs1.Link`); any other value of the record (product data, an
+HS_ALIAS to the product's industrial identifier) stays the record's own.  A
+record holding an HS_ALIAS and no links is followed to the alias, through the
+node's referral logic (a child node's record is fetched from the child).
+
+Routes (every node that owns a prefix):
+
+* ``GET|HEAD|OPTIONS /{primary AI}/{key}[/{qualifier AI}/{value}...]`` and the
+  compressed forms ``/{c}`` and ``/{ai}/{key}/{c}``: 307 to the chosen link,
+  300 with the linkset when several links match and the request does not tell
+  them apart, 200 with the RFC 9264 linkset for ``linkType=linkset`` (or ``all``)
+  or ``Accept: application/linkset+json``, 404 when the key has no link, 400 with
+  the reason when the URI is not a valid Digital Link.
+* ``GET /.well-known/gs1resolver``: the resolver description file.
+* ``GET|POST|DELETE /api/gs1/links/{digital link path}``: the links of one key,
+  written with the same authorisation as handle writes (HTTP Basic ``index:handle``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.routing import BaseRoute, Match, NoMatchFound
+from starlette.types import Receive, Scope, Send
+
+from iinode.api.handles import authenticate, json_response, read_body
+from iinode.errors import HandleNotFound, ValueInvalid, ValuesNotFound
+from iinode.gs1 import (
+    LINKSET_CONTEXT,
+    LINKSET_MEDIA_TYPE,
+    PRIMARY_KEYS,
+    DigitalLink,
+    DigitalLinkError,
+    Link,
+    choose,
+    decompress_path,
+    linkset,
+    looks_compressed,
+    normalise_link_type,
+    parse_path,
+    parse_weighted,
+)
+from iinode.gs1 import Request as LinkRequest
+from iinode.identifiers import AliasData, HandleName, HandleValue, Record, StringData
+from iinode.node.service import HandleService
+from iinode.resolution import HttpResolver
+
+log = logging.getLogger(__name__)
+
+#: The value type of a link in a GS1 key's record.
+LINK_TYPE = "GS1_LINK"
+#: Indexes of link values in a GS1 key's record.
+LINK_INDEXES = range(500, 1000)
+#: Handle suffix stem of GS1 keys: ``<prefix>/gs1/<canonical path>``.
+SUFFIX_STEM = "gs1"
+MAX_ALIAS_HOPS = 3
+ALLOWED = "GET, HEAD, OPTIONS"
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": ALLOWED,
+    "Access-Control-Allow-Headers": "Accept, Accept-Language",
+    "Access-Control-Expose-Headers": "Link, Location, Content-Type",
+}
+
+
+def handle_for(prefix: str, link: DigitalLink) -> HandleName:
+    """The identifier record of a GS1 key (qualifiers included, attributes not)."""
+    return HandleName(prefix, SUFFIX_STEM + link.path)
+
+
+def links_in(values: Sequence[HandleValue]) -> list[Link]:
+    out = []
+    for v in values:
+        if v.type == LINK_TYPE and isinstance(v.data, StringData):
+            try:
+                out.append(Link.from_value_text(v.data.text, v.index))
+            except ValueInvalid as exc:
+                log.warning("GS1 link at index %d is not valid: %s", v.index, exc.message)
+    return sorted(out, key=lambda link: link.index or 0)
+
+
+def _root(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _link_header(parts: list[tuple[str, str, str | None]]) -> str:
+    return ", ".join(
+        f'<{url}>; rel="{rel}"' + (f'; type="{kind}"' if kind else "") for url, rel, kind in parts
+    )
+
+
+def _problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None
+) -> Response:
+    body = orjson.dumps({"status": status, "title": title, "detail": detail})
+    return Response(body, status, {**CORS, **(headers or {})}, media_type="application/json")
+
+
+class DigitalLinkResolver:
+    """Answers Digital Link requests from the records of ``service``."""
+
+    def __init__(
+        self,
+        service: HandleService,
+        resolver: HttpResolver | None = None,
+        *,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        assert service.owned is not None
+        self.service = service
+        self.prefix = service.owned.text
+        self.resolver = resolver
+        self._client = client  # for referrals; None: one client per referral
+
+    # -- reading records -------------------------------------------------------------
+    async def record(self, handle: HandleName, hops: int = 0) -> Record | None:
+        """The public values of ``handle`` wherever it lives; ``None`` if absent."""
+        try:
+            answer = await self.service.answer(handle)
+        except HandleNotFound:
+            return None
+        values: Record
+        if answer.is_referral:
+            if self.resolver is None:
+                return None
+            delegated = HttpResolver(
+                answer.sites(),
+                cache=self.resolver.cache,
+                client=self._client,
+                max_referrals=self.resolver.max_referrals,
+            )
+            try:
+                values = (await delegated.resolve(handle)).values
+            except HandleNotFound:
+                return None
+            finally:
+                await delegated.aclose()
+        else:
+            values = answer.values
+        if hops < MAX_ALIAS_HOPS and not any(v.type == LINK_TYPE for v in values):
+            alias = next((v.data for v in values if isinstance(v.data, AliasData)), None)
+            if alias is not None:
+                followed = await self.record(HandleName.parse(alias.text), hops + 1)
+                if followed is not None:
+                    return followed
+        return values
+
+    async def levels(
+        self, link: DigitalLink
+    ) -> list[tuple[DigitalLink, HandleName, Record | None]]:
+        out = []
+        for level in link.levels():
+            handle = handle_for(self.prefix, level)
+            out.append((level, handle, await self.record(handle)))
+        return out
+
+    # -- answering ---------------------------------------------------------------------
+    def parse(self, request: Request) -> tuple[DigitalLink, bool]:
+        """The Digital Link of the request and whether it came compressed."""
+        raw = request.scope.get("raw_path", b"").decode("latin-1").split("?")[0]
+        raw = raw or request.url.path
+        parts = raw.strip("/").split("/")
+        query = list(request.query_params.multi_items())
+        if len(parts) == 1 or (len(parts) == 3 and looks_compressed(parts[2])):
+            link, _other = decompress_path(raw)
+            attributes = [(k, v) for k, v in query if k.isdigit()]
+            if attributes:
+                link = parse_path(link.path, [*link.attributes, *attributes])
+            return link, True
+        return parse_path(raw, query), False
+
+    async def resolve(self, request: Request) -> Response:
+        method = request.method
+        if method == "OPTIONS":
+            return Response(status_code=204, headers={**CORS, "Allow": ALLOWED})
+        if method not in ("GET", "HEAD"):
+            return _problem(
+                405, "Method Not Allowed", f"{method} is not served", {"Allow": ALLOWED}
+            )
+        try:
+            link, compressed = self.parse(request)
+            wanted = request.query_params.get("linkType")
+            wants_linkset = wanted in ("linkset", "all")
+            link_type = None if wanted is None or wants_linkset else normalise_link_type(wanted)
+        except DigitalLinkError as exc:
+            return _problem(400, "Bad Request", exc.message)
+        accept = parse_weighted(request.headers.get("accept"))
+        if wanted is None and accept and accept[0] in (LINKSET_MEDIA_TYPE, "application/json"):
+            wants_linkset = True
+        root = _root(request)
+        levels = await self.levels(link)
+        per_level = [(lvl, handle, links_in(rec or ())) for lvl, handle, rec in levels]
+        present = [(lvl, handle) for lvl, handle, rec in levels if rec is not None]
+        if present and not any(links for _, _, links in per_level):
+            # A record with no links: its identifier data is the default target.
+            _, handle = present[0]
+            data = Link(
+                "gs1:masterData",
+                f"{root}/api/handles/{quote(str(handle), safe='/')}",
+                f"Identifier record {handle}",
+                media_type="application/json",
+                default=True,
+            )
+            per_level = [(lv, h, [data] if h == handle else []) for lv, h, _ in per_level]
+        headers = dict(CORS)
+        headers["Vary"] = "Accept, Accept-Language"
+        links_header: list[tuple[str, str, str | None]] = [
+            (f"{root}{link.path}?linkType=linkset", "linkset", LINKSET_MEDIA_TYPE)
+        ]
+        if compressed or request.url.path.rstrip("/") != link.path:
+            links_header.append((link.uri(root), "owl:sameAs", None))
+        if present:
+            record_url = f"{root}/api/handles/{quote(str(present[0][1]), safe='/')}"
+            links_header.append((record_url, "describedby", "application/json"))
+        headers["Link"] = _link_header(links_header)
+        choice = choose([links for _, _, links in per_level], LinkRequest(
+            link_type=link_type,
+            languages=tuple(parse_weighted(request.headers.get("accept-language"))),
+            media_types=tuple(accept),
+            context=request.query_params.get("context"),
+        ))  # fmt: skip
+        if choice is None:
+            return _problem(404, "Not Found", f"no links for {link.uri(root)}", headers)
+        head = method == "HEAD"
+        if wants_linkset or choice.single is None:
+            extra = {"describedby": record_url} if present else {}
+            body = linkset([(lvl.uri(root), links) for lvl, _, links in per_level], extra)
+            headers["Link"] += f', <{LINKSET_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"'
+            media = "application/json" if accept[:1] == ["application/json"] else LINKSET_MEDIA_TYPE
+            status = 200 if wants_linkset else 300
+            return Response(b"" if head else orjson.dumps(body), status, headers, media_type=media)
+        target = choice.single.href
+        query = request.url.query
+        if query and choice.single.forward_query:
+            target += ("&" if "?" in target else "?") + query
+        headers["Location"] = target
+        return Response(b"", 307, headers)
+
+
+class DigitalLinkRoute(BaseRoute):
+    """Matches Digital Link paths only, wherever it sits among the app's routes.
+
+    A path whose first segment is all digits is taken as a Digital Link (and
+    answered 400 if it is not a valid one); a single segment is taken only when
+    it decompresses to a valid Digital Link.
+    """
+
+    def __init__(self, resolver: DigitalLinkResolver) -> None:
+        self.resolver = resolver
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        path: str = scope["path"]
+        first, _, rest = path[1:].partition("/")
+        if 2 <= len(first) <= 4 and first.isdigit():
+            return Match.FULL, {}
+        if not rest and looks_compressed(first):
+            try:
+                decompress_path(path)
+            except ValueInvalid:
+                return Match.NONE, {}
+            return Match.FULL, {}
+        return Match.NONE, {}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.resolver.resolve(Request(scope, receive))
+        await response(scope, receive, send)
+
+
+# -- the description file and link management ---------------------------------------------
+def description(request: Request, service: HandleService) -> dict[str, Any]:
+    """The resolver description file (GS1-Conformant Resolver 1.2, section 3)."""
+    s = service.settings
+    name = s.name or f"iinode {s.prefix}"
+    return {
+        "name": f"{name} GS1 Digital Link resolver",
+        "resolverRoot": _root(request),
+        "supportedPrimaryKeys": sorted(PRIMARY_KEYS),
+        "supportedLinkType": [
+            {
+                "namespace": "https://gs1.org/voc/",
+                "prefix": "gs1:",
+                "profile": "https://gs1.org/voc/?show=linktypes",
+            },
+        ],
+        "linkTypeDefaultCanBeLinkset": False,
+        "supportedContextValuesEnumerated": [],
+        "jsonLdContextLocation": LINKSET_CONTEXT,
+        "contact": {"fn": name},
+    }
+
+
+def _path_link(path: str) -> DigitalLink:
+    link = parse_path("/" + path.strip("/"))
+    if link.attributes:
+        raise DigitalLinkError("links belong to a key; leave data attributes out")
+    return link
+
+
+class LinkStore:
+    """Reads and writes the links of GS1 keys as values of their records."""
+
+    def __init__(self, service: HandleService) -> None:
+        assert service.owned is not None
+        self.service = service
+        self.prefix = service.owned.text
+
+    async def list(self, link: DigitalLink) -> tuple[HandleName, list[Link]]:
+        handle = handle_for(self.prefix, link)
+        return handle, links_in(await self.service.lookup(handle) or ())
+
+    async def add(self, link: DigitalLink, new: Link, identity: Any) -> Link:
+        handle = handle_for(self.prefix, link)
+        record = await self.service.lookup(handle)
+        if record is None:
+            stored = replace(new, default=True, index=LINK_INDEXES.start)
+            await self.service.create(handle, [self._value(stored)], identity, overwrite=False)
+            return stored
+        used = {v.index for v in record}
+        index = next((i for i in LINK_INDEXES if i not in used), None)
+        if index is None:
+            raise ValueInvalid(f"{handle} already has {len(LINK_INDEXES)} links")
+        existing = links_in(record)
+        stored = replace(new, default=new.default or not existing, index=index)
+        values = [self._value(stored)]
+        if stored.default:  # exactly one default per key
+            values += [self._value(replace(o, default=False)) for o in existing if o.default]
+        await self.service.put_values(handle, values, identity)
+        return stored
+
+    async def remove(self, link: DigitalLink, index: int, identity: Any) -> None:
+        handle = handle_for(self.prefix, link)
+        _, existing = await self.list(link)
+        gone = next((o for o in existing if o.index == index), None)
+        if gone is None:
+            raise ValuesNotFound(f"{handle} has no GS1 link at index {index}", handle=str(handle))
+        await self.service.remove_values(handle, [index], identity)
+        rest = [o for o in existing if o.index != index]
+        if gone.default and rest:
+            await self.service.put_values(
+                handle, [self._value(replace(rest[0], default=True))], identity
+            )
+
+    @staticmethod
+    def _value(link: Link) -> HandleValue:
+        assert link.index is not None
+        return HandleValue(link.index, LINK_TYPE, StringData(link.to_value_text()))
+
+
+def gs1_routes(
+    service: HandleService,
+    resolver: HttpResolver | None = None,
+    *,
+    client: httpx.AsyncClient | None = None,
+) -> list[BaseRoute]:
+    """The resolver route, the description file and the link API, for ``app.router.routes``.
+
+    Nothing for a node that owns no prefix.
+    """
+    if service.owned is None:
+        return []
+    router = APIRouter(tags=["gs1"])
+    store = LinkStore(service)
+
+    @router.get("/.well-known/gs1resolver", summary="GS1 resolver description file")
+    async def well_known(request: Request) -> Response:
+        return Response(orjson.dumps(description(request, service)), 200, CORS,
+                        media_type="application/json")  # fmt: skip
+
+    @router.get("/api/gs1/links/{path:path}", summary="Links of a GS1 key")
+    async def list_links(path: str, request: Request) -> Response:
+        link = _path_link(path)
+        handle, links = await store.list(link)
+        return json_response({
+            "handle": str(handle), "uri": link.uri(_root(request)),
+            "links": [o.to_json() for o in links],
+        })  # fmt: skip
+
+    @router.post("/api/gs1/links/{path:path}", summary="Add a link to a GS1 key", status_code=201)
+    async def add_link(path: str, request: Request) -> Response:
+        link = _path_link(path)
+        identity = await authenticate(service, request, required=True)
+        try:
+            doc = orjson.loads(await read_body(request))
+        except orjson.JSONDecodeError:
+            raise ValueInvalid("the request body is not JSON") from None
+        new = Link.from_json(doc)
+        stored = await store.add(link, new, identity)
+        body = {"handle": str(handle_for(store.prefix, link)), "link": stored.to_json()}
+        return json_response(body, 201)
+
+    @router.delete("/api/gs1/links/{path:path}", summary="Remove a link (index=) of a GS1 key")
+    async def remove_link(path: str, request: Request, index: int) -> Response:
+        link = _path_link(path)
+        identity = await authenticate(service, request, required=True)
+        await store.remove(link, index, identity)
+        return json_response({"handle": str(handle_for(store.prefix, link)), "removed": index})
+
+    dl = DigitalLinkResolver(service, resolver, client=client)
+    return [*router.routes, DigitalLinkRoute(dl)]
+
+
+__all__ = [
+    "LINK_INDEXES",
+    "LINK_TYPE",
+    "DigitalLinkResolver",
+    "DigitalLinkRoute",
+    "LinkStore",
+    "description",
+    "gs1_routes",
+    "handle_for",
+    "links_in",
+]
