@@ -203,11 +203,21 @@ class HttpWorkers:
             self._await_ready([(new, reader)])
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        _stop_processes(self.processes, timeout)
+        """Stop the workers: the lease holder last, so no other worker takes its
+        once-only work (broker, ingest, monitoring sender) over while stopping."""
+        from iinode.api.lease import LEASE_FILE, ProcessLease
+
+        holder = ProcessLease(self.settings.data_dir / LEASE_FILE).holder()
+        first = [p for p in self.processes if p.pid != holder]
+        deadline = time.monotonic() + timeout
+        _stop_processes(first, timeout)
+        _stop_processes([p for p in self.processes if p not in first], deadline - time.monotonic())
         self.sock.close()
 
 
 def _stop_processes(processes: list[BaseProcess], timeout: float) -> None:
+    """SIGTERM, up to ``timeout`` seconds for all to exit, then SIGKILL."""
+    timeout = max(timeout, 1.0)
     for process in processes:
         if process.is_alive():
             process.terminate()
