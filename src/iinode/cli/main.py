@@ -160,7 +160,7 @@ def serve(
 ) -> None:
     """Serve the node's HTTP API, and the native protocol (UDP+TCP) if a handle port is set.
 
-    SIGTERM, SIGINT and SIGHUP stop the whole node gracefully (see iinode.cli.serve).
+    SIGTERM, SIGINT and SIGHUP stop the whole node gracefully (SIGHUP is not a reload).
     Settings: options > IINODE_* variables > <data-dir>/node.toml > defaults.
     """
     from iinode.cli.serve import run_node
