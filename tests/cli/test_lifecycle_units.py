@@ -80,3 +80,17 @@ def test_an_ignored_sighup_stays_ignored_as_under_nohup() -> None:
         signal.raise_signal(signal.SIGHUP)
         signal.raise_signal(signal.SIGTERM)
     assert seen == [signal.SIGTERM]
+
+
+def test_two_listeners_of_the_node_on_one_port_are_refused_before_any_claim() -> None:
+    port = free_range(1)
+    http = Listener("HTTP API", "127.0.0.1", port, ("tcp",), "set http_port")
+    mqtt = Listener("embedded MQTT broker", "0.0.0.0", port, ("tcp",), "set mqtt_port")
+    with pytest.raises(PortInUse) as refused:
+        claim_ports([http, mqtt])
+    assert str(refused.value) == (
+        f"port 0.0.0.0:{port}/tcp is set for both the HTTP API and the embedded MQTT broker; "
+        "set mqtt_port"
+    )
+    udp_only = Listener("x", "127.0.0.1", port, ("udp",), "")
+    claim_ports([http, udp_only]).close()  # TCP and UDP ports are separate

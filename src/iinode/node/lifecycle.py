@@ -239,12 +239,30 @@ class PortClaims:
         self.close()
 
 
+_WILDCARDS = ("", "0.0.0.0", "::")
+
+
+def _check_distinct(listeners: list[Listener]) -> None:
+    """Refuse two of the node's own listeners on one port and transport."""
+    for n, later in enumerate(listeners):
+        for earlier in listeners[:n]:
+            wildcard = earlier.host in _WILDCARDS or later.host in _WILDCARDS
+            same_host = wildcard or earlier.host == later.host
+            shared = set(earlier.transports) & set(later.transports)
+            if earlier.port == later.port and shared and same_host:
+                raise PortInUse(
+                    f"port {later.address}/{sorted(shared)[0]} is set for both the {earlier.what} "
+                    f"and the {later.what}; {later.hint}"
+                )
+
+
 def claim_ports(listeners: Iterable[Listener]) -> PortClaims:
     """Claim every port of ``listeners`` for this process, or raise ``PortInUse``.
 
     Nothing stays claimed when one port is refused.
     """
     claims = PortClaims(listeners)
+    _check_distinct(claims.listeners)
     try:
         for listener in claims.listeners:
             claims._claim(listener)
