@@ -83,6 +83,10 @@ class Answer:
         return [v.data for v in self.values if isinstance(v.data, SiteData)]
 
 
+#: A check of a planned write: ``(handle, old record or None, new record) -> record``.
+RecordHook = Callable[[HandleName, Record | None, Record], Awaitable[Record]]
+
+
 class _Conflict(Exception):
     """The record changed between read and write; the write is retried."""
 
@@ -110,6 +114,9 @@ class HandleService:
         self.secrets = NodeSecrets(settings.data_dir)
         self.auth = Authorizer(self.lookup, admins, secrets=self.secrets)
         self._parent_site: tuple[SiteData, float] | None = None
+        #: Checks a planned record (after authorisation) may refuse or adjust before it is
+        #: written: ``(handle, old, new) -> record to write`` (metadata templates).
+        self.record_hooks: list[RecordHook] = []
 
     def now(self) -> int:
         """The server time stamped on values (whole seconds)."""
@@ -236,7 +243,10 @@ class HandleService:
         key = str(handle)
         for _ in range(8):
             old_raw = await self.store.get(key)
-            new = await plan(None if old_raw is None else decode_record(old_raw))
+            old = None if old_raw is None else decode_record(old_raw)
+            new = await plan(old)
+            for hook in self.record_hooks:
+                new = None if new is None else await hook(handle, old, new)
             new_raw = None if new is None else encode_record(new)
 
             def mutation(
