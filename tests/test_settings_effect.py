@@ -28,8 +28,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
-from cli.cli_support import ENV, IINODE, auth, eventually, free_range, http_port, iinode, init
+from cli.cli_support import ENV, IINODE, auth, eventually, free_range, http_port
+from iinode.cli.main import app
 from iinode.node.settings import FIXED_AT_INIT, SETTINGS, setting_names
 from iinode.proto import Message
 from native.golden import resolution_request
@@ -157,24 +159,17 @@ def _given(way: str, values: dict[str, Any], data: Path) -> tuple[list[str], dic
 
 
 def create(nodes: list[Node], fixed: tuple[str, ...]) -> None:
-    """``iinode init`` of every node (side by side), with the settings ``fixed`` at init
+    """``iinode init`` of every node (in process), with the settings ``fixed`` at init
     given each node's way (for node.toml: as options, which init writes there)."""
-    running = []
     for node in nodes:
         way = "option" if node.way == "node.toml" else node.way
         args, env = _given(way, {k: node.values[k] for k in fixed}, node.data)
-        running.append(
-            subprocess.Popen(
-                [*IINODE, "init", "--data-dir", str(node.data), "--admin-secret", SECRET, *args],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env={**ENV, **env},
-            )
-        )
-    for proc in running:
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 0, out
+        in_process("init", "--data-dir", str(node.data), "--admin-secret", SECRET, *args, env=env)
+
+
+def in_process(*args: str, env: dict[str, str] | None = None) -> None:
+    result = CliRunner().invoke(app, list(args), env=env or {})
+    assert result.exit_code == 0, (args, result.output, result.exception)
 
 
 @contextmanager
@@ -275,7 +270,8 @@ class Top:
 def top(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Top]:
     data = tmp_path_factory.mktemp("top") / "top"
     port, native = http_port(), free_range(1)
-    init(data, "top", "88", port, TOP_SECRET, "--handle-port", str(native))
+    in_process("init", "--role", "top", "--prefix", "88", "--data-dir", str(data), "--admin-secret",
+               TOP_SECRET, "--http-port", str(port), "--handle-port", str(native))  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [*IINODE, "serve", "--data-dir", str(data), "--native-workers", "1"],
@@ -292,8 +288,8 @@ def top(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Top]:
                 auth=auth("88", TOP_SECRET),
             )  # fmt: skip
             assert r.status_code in (200, 201), r.text
-        iinode("prefix", "delegate", "88.99", "--to", "http://127.0.0.1:9", "--handle-port", "9",
-               "--node", url, "--secret", TOP_SECRET)  # fmt: skip
+        in_process("prefix", "delegate", "88.99", "--to", "http://127.0.0.1:9",
+                   "--handle-port", "9", "--node", url, "--secret", TOP_SECRET)  # fmt: skip
         yield Top(url, data, native)
     finally:
         proc.send_signal(signal.SIGINT)

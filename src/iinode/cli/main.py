@@ -87,7 +87,14 @@ def fail(message: str) -> NoReturn:
 @setting_options()
 def init(
     data_dir: DataDir,
-    admin_secret: Annotated[str, typer.Option("--admin-secret", envvar="IINODE_ADMIN_SECRET")],
+    admin_secret: Annotated[
+        str,
+        typer.Option(
+            "--admin-secret",
+            envvar="IINODE_ADMIN_SECRET",
+            help="secret of the node's administrator 300:0.NA/<prefix>",
+        ),
+    ],
     *,
     setting_values: Mapping[str, object],
 ) -> None:
