@@ -17,6 +17,7 @@ from rich.markup import escape
 from iinode.client import NodeClient
 from iinode.errors import ConfigurationError
 from iinode.node.settings import (
+    SECRET_SETTINGS,
     SETTINGS,
     NodeSettings,
     resolve_settings,
@@ -90,6 +91,8 @@ def setting_options(*, exclude: Collection[str] = ()) -> Callable[[F], F]:
             base, _ = setting_type(name)
             flag = f"--{name.replace('_', '-')}"
             env, meaning = SETTINGS[name]
+            if name in SECRET_SETTINGS:
+                meaning += " (better in the variable or node.toml: options show in ps)"
             decls = (f"{flag}/--no-{flag[2:]}",) if base is bool else (flag,)
             option = typer.Option(
                 *decls, *OPTION_ALIASES.get(name, ()), help=f"{meaning} [{env}]",
