@@ -236,7 +236,7 @@ class DigitalLinkResolver:
             return _problem(404, "Not Found", f"no links for {link.uri(root)}", headers)
         head = method == "HEAD"
         if wants_linkset or choice.single is None:
-            extra = {"describedby": record_url} if present else {}
+            extra = {present[0][0].uri(root): {"describedby": record_url}} if present else {}
             body = linkset([(lvl.uri(root), links) for lvl, _, links in per_level], extra)
             headers["Link"] += f', <{LINKSET_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"'
             media = "application/json" if accept[:1] == ["application/json"] else LINKSET_MEDIA_TYPE

@@ -318,23 +318,26 @@ def choose(levels: Sequence[Sequence[Link]], request: Request) -> Choice | None:
     return Choice(tuple(candidates))
 
 
-def linkset(anchors: Sequence[tuple[str, Sequence[Link]]], extra: dict[str, str]) -> dict[str, Any]:
+def linkset(
+    anchors: Sequence[tuple[str, Sequence[Link]]], extra: dict[str, dict[str, str]] | None = None
+) -> dict[str, Any]:
     """RFC 9264 JSON: one context object per level that has links (``anchor`` first).
 
-    ``extra`` adds one target per relation (e.g. ``describedby`` to the handle record)
-    to the most specific anchor.
+    ``extra`` adds, per anchor, one target per relation (e.g. ``describedby`` to
+    the identifier record).
     """
+    extra = extra or {}
     contexts: list[dict[str, Any]] = []
-    for i, (anchor, links) in enumerate(anchors):
-        if not links and not (i == 0 and extra):
+    for anchor, links in anchors:
+        more = extra.get(anchor, {})
+        if not links and not more:
             continue
         obj: dict[str, Any] = {"anchor": anchor}
         for link in links:
             obj.setdefault(link_type_uri(link.link_type), []).append(link.target_object())
             if link.default:
                 obj[link_type_uri(DEFAULT_LINK)] = [{"href": link.href, "title": link.title}]
-        if i == 0:
-            for rel, href in extra.items():
-                obj[rel] = [{"href": href}]
+        for rel, href in more.items():
+            obj[rel] = [{"href": href}]
         contexts.append(obj)
     return {"linkset": contexts}
