@@ -1,7 +1,7 @@
 import re
 from pathlib import Path
 
-from iinode.node.settings import OTHER_VARIABLES, RESOLVED_VARIABLE, SETTINGS
+from iinode.node.settings import OTHER_VARIABLES, RESOLVED_VARIABLE, SETTINGS, NodeSettings, Role
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
@@ -25,3 +25,12 @@ def test_the_readme_states_the_precedence_and_the_other_variables() -> None:
     )
     for variable in OTHER_VARIABLES - {RESOLVED_VARIABLE}:
         assert f"`{variable}`" in README, variable
+
+
+def test_the_readme_node_toml_example_is_a_valid_node_file(tmp_path: Path) -> None:
+    example = re.search(r"```toml\n(.*?)```", README, re.DOTALL)
+    assert example, "the node.toml example is gone from the README"
+    (tmp_path / "node.toml").write_text(example.group(1))
+    settings = NodeSettings.load(tmp_path)
+    assert settings.mqtt_url == "mqtt://127.0.0.1:1883"
+    assert settings.role is Role.ENTERPRISE
