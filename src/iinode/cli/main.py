@@ -19,6 +19,7 @@ from rich.table import Table
 import iinode
 from iinode.cli.common import node_settings, setting_options
 from iinode.cli.equipment import app as equipment_app
+from iinode.cli.gs1 import app as gs1_app
 from iinode.cli.keys import app as keys_app
 from iinode.cli.monitor import app as monitor_app
 from iinode.cli.settings_cmd import show_settings
@@ -48,6 +49,7 @@ app.add_typer(telemetry_app, name="telemetry")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(keys_app, name="keys")
+app.add_typer(gs1_app, name="gs1")
 console = Console()
 err = Console(stderr=True)
 
