@@ -410,7 +410,11 @@ class NodeExtensions:
                 )
             )
         if self.registry is not None and self.runs_telemetry:
-            app.include_router(telemetry_router(self._telemetry_app()))
+            telemetry_app = self._telemetry_app()
+            app.include_router(telemetry_router(telemetry_app))
+            from iinode.api.kpi import kpi_router, node_kpi_app
+
+            app.include_router(kpi_router(node_kpi_app(telemetry_app, self)))
 
 
 def check_embedded_broker(settings: NodeSettings) -> None:

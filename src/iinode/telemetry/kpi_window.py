@@ -23,8 +23,8 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import time as wall_time
 from pathlib import Path
 
@@ -38,15 +38,19 @@ from iinode.kpi import (
     Elements,
     Kpis,
     KpiStream,
+    Period,
     PeriodGrid,
+    PeriodKind,
     Sample,
     TrackerSettings,
     batch_elements,
     compute,
     machine_total,
     reading_key,
+    total,
 )
 from iinode.monitoring.metrics import NodeMetrics
+from iinode.telemetry.ingest import IngestWorker
 from iinode.telemetry.model import Equipment, Reading, now_us
 from iinode.telemetry.registry_handles import HandleRegistry
 from iinode.telemetry.store import ParquetStore
@@ -178,11 +182,19 @@ class LiveKpis:
         lateness_s: float = 5.0,
     ) -> None:
         self.settings = settings or KpiWindowSettings()
-        self._equipment = equipment or (lambda _id: None)
+        #: Registered equipment, whose records say which meters a machine has.
+        self.known: dict[str, Equipment] = {}
+        self._equipment = equipment or self.known.get
         s = self.settings
         self.stream = KpiStream(
             s.grid, lambda e: s.tracker(e, self._equipment(e)), lateness_us=int(lateness_s * 1e6)
         )
+
+    def attach(self, workers: Iterable[IngestWorker]) -> None:
+        """Observe the batches these ingest workers store (each worker once)."""
+        for worker in workers:
+            if self.observe not in worker.observers:
+                worker.observers.append(self.observe)
 
     def observe(self, readings: Iterable[Reading]) -> None:
         """Feed stored readings (only the KPI tags are used)."""
@@ -311,6 +323,42 @@ __all__ = [
     "kpi_metrics",
     "machine_atoms",
     "refresh_kpis",
+    "scope_elements",
     "stored_samples",
     "window_kpis",
 ]
+
+
+def scope_elements(
+    store: ParquetStore,
+    items: Sequence[Equipment],
+    start_us: int,
+    end_us: int,
+    settings: KpiWindowSettings,
+    kind: PeriodKind | None = None,
+) -> list[tuple[Period, Elements]]:
+    """Batch: the summed elements of ``items`` (a machine, line or plant) over
+    ``[start_us, end_us)``, per shift, day or week (``kind``) or as one period.
+
+    Each machine's elements are read once; a period sums its machines' elements
+    in identifier order (a machine with no readings in it marks it incomplete)."""
+    grid = settings.grid
+    if kind is None:
+        periods = [Period(PeriodKind.SHIFT, "total", start_us, end_us)]
+    else:
+        periods = [
+            replace(p, start_us=max(p.start_us, start_us), end_us=min(p.end_us, end_us))
+            for p in grid.periods(kind, start_us, end_us)
+        ]
+    per_machine = {
+        e.id: machine_atoms(store, e.id, start_us, end_us, settings, e)
+        for e in sorted(items, key=lambda e: e.id)
+    }
+    out: list[tuple[Period, Elements]] = []
+    for p in periods:
+        parts = [
+            machine_total(equipment, {s: a for s, a in atoms.items() if p.start_us <= s < p.end_us})
+            for equipment, atoms in per_machine.items()
+        ]
+        out.append((p, total(parts)))
+    return out

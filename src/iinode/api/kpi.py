@@ -1,0 +1,329 @@
+"""HTTP adapter of the KPIs: ISO 22400-2 KPIs and the five transformation metrics.
+
+``kpi_router(KpiApp(...))`` returns an ``APIRouter`` mounted under ``/kpi``::
+
+    GET /equipment/{prefix}/{suffix}          one machine
+    GET /lines/{prefix}/{suffix}              the machines whose ``line`` is this identifier
+    GET /plants/{prefix}                      every machine (with a ``state`` tag) under the prefix
+        ?start=&end=&by=shift|day|week        default: the last 24 h as one period
+    GET /{scope...}/live                      the current shift, as the live stream has it
+    GET /{scope...}/report                    before/after: ?before_start=&before_end=
+                                              &after_start=&after_end=
+
+Times are ISO 8601 or epoch milliseconds.  Cost rates for the operating cost
+per good unit are query parameters (``energy_per_kwh``, ``labour_per_hour``,
+``maintenance_per_hour``, ``maintenance_per_failure``, ``material_per_unit``,
+``scrap_per_unit``, ``rework_per_unit``; default 0).  Each period answers its
+``elements`` (times in seconds), ``kpis``, ``metrics``, ``complete`` and
+``issues``; a KPI that cannot be computed is ``null``.  A report's ``changes``
+give each metric's relative change in percent and whether it improved (see
+:mod:`iinode.kpi.transform` for the sign convention).
+
+Reads follow the equipment's permissions as ``/telemetry`` does (with
+``KpiApp.reader`` set); errors answer ``{"error", "detail"}`` with 400, 401,
+403 or 404.  The store is read in a worker thread; a period is at most
+``KpiApp.max_days`` long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from iinode.errors import HandleError, InvalidHandle, ValueInvalid
+from iinode.identifiers import HandleName, IndexedHandle, Prefix
+from iinode.kpi import (
+    CostRates,
+    DevelopmentEvent,
+    Elements,
+    Period,
+    PeriodKind,
+    compare,
+    compute,
+    mean_development_cycle_s,
+    metrics,
+)
+from iinode.kpi.periods import iso
+from iinode.telemetry.ingest import IngestWorker
+from iinode.telemetry.kpi_window import KpiWindowSettings, LiveKpis, scope_elements
+from iinode.telemetry.model import Equipment, now_us
+from iinode.telemetry.registry import EquipmentReader, EquipmentRegistry
+from iinode.telemetry.store import ParquetStore
+
+from .telemetry import _AUTH_ERRORS, TelemetryApp, _error, _json, _refusal, parse_time
+
+DAY_US = 86_400_000_000
+
+
+@dataclass(slots=True)
+class KpiApp:
+    """What the router needs from the node."""
+
+    registry: EquipmentRegistry
+    store: ParquetStore
+    settings: KpiWindowSettings = field(default_factory=KpiWindowSettings)
+    authenticate: Callable[[Request], Awaitable[IndexedHandle | None]] | None = None
+    reader: EquipmentReader | None = None
+    #: The live stream; ``workers`` gives the ingest workers to attach it to (or none).
+    live: LiveKpis | None = None
+    workers: Callable[[], Sequence[IngestWorker]] = lambda: ()
+    #: Recorded development events (project start, first good lot, ...).
+    development: Callable[[], Sequence[DevelopmentEvent]] = lambda: ()
+    clock: Callable[[], int] = now_us
+    max_days: int = 92
+
+    async def attach(self) -> None:
+        """Attach the live stream to the ingest workers running now (idempotent), and
+        tell it the registered equipment (their meters)."""
+        live = self.live
+        if live is not None:
+            workers = self.workers()
+            if any(live.observe not in w.observers for w in workers):
+                live.known.update((e.id, e) for e in await self.registry.list())
+                live.attach(workers)
+
+
+def node_kpi_app(telemetry: TelemetryApp, extensions: Any) -> KpiApp:
+    """The KPI app of a node (``extensions``: its ``NodeExtensions``): the telemetry
+    app's registry, store and permissions, and a live stream fed by its ingest workers."""
+
+    def workers() -> Sequence[IngestWorker]:
+        service = extensions.telemetry
+        return () if service is None else list(service.workers)
+
+    app = KpiApp(
+        telemetry.registry, telemetry.store, authenticate=telemetry.authenticate,
+        reader=telemetry.reader, live=LiveKpis(), workers=workers,
+    )  # fmt: skip
+    return app
+
+
+def _rates(request: Request) -> CostRates:
+    values: dict[str, float] = {}
+    for name in CostRates.__dataclass_fields__:
+        text = request.query_params.get(name)
+        if text is not None:
+            try:
+                values[name] = float(text)
+            except ValueError:
+                raise ValueInvalid(f"{name} must be a number: {text!r}") from None
+    return CostRates(**values)
+
+
+def _window(start: str | None, end: str | None, clock: Callable[[], int], max_days: int,
+            prefix: str = "") -> tuple[int, int]:  # fmt: skip
+    end_us = parse_time(end)
+    end_us = clock() if end_us is None else end_us
+    start_us = parse_time(start)
+    start_us = end_us - DAY_US if start_us is None else start_us
+    if start_us >= end_us:
+        raise ValueInvalid(f"{prefix}start must be before {prefix}end")
+    if end_us - start_us > max_days * DAY_US:
+        raise ValueInvalid(f"a period is at most {max_days} days")
+    return start_us, end_us
+
+
+def _period_json(period: Period, e: Elements, rates: CostRates, cycle: float | None) -> Any:
+    kpis = compute(e)
+    return {
+        "label": period.label,
+        "start": iso(period.start_us),
+        "end": iso(period.end_us),
+        "complete": e.complete,
+        "issues": list(e.issues),
+        "elements": e.to_json(),
+        "kpis": {k: v for k, v in kpis.to_json().items() if k not in ("complete", "issues")},
+        "metrics": {
+            k: v
+            for k, v in metrics(e, rates, cycle).to_json().items()
+            if k not in ("complete", "issues")
+        },
+    }
+
+
+def kpi_router(app: KpiApp, *, prefix: str = "/kpi") -> APIRouter:
+    router = APIRouter(prefix=prefix, tags=["kpi"])
+
+    async def caller(request: Request) -> IndexedHandle | Response | None:
+        if app.authenticate is None:
+            return None
+        try:
+            return await app.authenticate(request)
+        except _AUTH_ERRORS as exc:
+            return _refusal(exc)
+
+    async def listing(prefix_text: str, request: Request) -> list[Equipment] | Response:
+        if app.reader is None:
+            return await app.registry.list(prefix_text)
+        identity = await caller(request)
+        if isinstance(identity, Response):
+            return identity
+        return await app.reader.listing(prefix_text, identity)
+
+    async def scope(
+        kind: str, prefix_text: str, suffix: str | None, request: Request
+    ) -> tuple[str, list[Equipment]] | Response:
+        """The scope's identifier and machines, as the caller may read them."""
+        try:
+            if kind == "plant":
+                name = Prefix(prefix_text).text
+                items = await listing(name, request)
+                if isinstance(items, Response):
+                    return items
+                return name, [e for e in items if e.tag("state") is not None]
+            name = str(HandleName(prefix_text, suffix or ""))
+            if kind == "line":
+                items = await listing(prefix_text, request)
+                if isinstance(items, Response):
+                    return items
+                members = [e for e in items if e.line == name]
+                if not members:
+                    return _error(404, "not_found", f"no equipment on line {name}")
+                return name, members
+            if app.reader is None:
+                item = await app.registry.get(name)
+            else:
+                identity = await caller(request)
+                if isinstance(identity, Response):
+                    return identity
+                item = await app.reader.readable(name, identity)
+        except InvalidHandle as exc:
+            return _error(400, "invalid_handle", exc.message)
+        except HandleError as exc:
+            return _refusal(exc)
+        if item is None:
+            return _error(404, "not_found", f"equipment {name} is not registered")
+        return name, [item]
+
+    def cycle(start_us: int, end_us: int) -> float | None:
+        return mean_development_cycle_s(app.development(), start_us, end_us)
+
+    async def kpis(kind: str, prefix_text: str, suffix: str | None, request: Request,
+                   start: str | None, end: str | None, by: str | None) -> Response:  # fmt: skip
+        found = await scope(kind, prefix_text, suffix, request)
+        if isinstance(found, Response):
+            return found
+        name, items = found
+        try:
+            period_kind = None if by in (None, "", "total") else PeriodKind(by)
+        except ValueError:
+            return _error(400, "invalid_by", "by is shift, day, week or total")
+        try:
+            rates = _rates(request)
+            start_us, end_us = _window(start, end, app.clock, app.max_days)
+        except ValueInvalid as exc:
+            return _error(400, "invalid_query", exc.message)
+        rows = await asyncio.to_thread(
+            scope_elements, app.store, items, start_us, end_us, app.settings, period_kind
+        )
+        periods = [_period_json(p, e, rates, cycle(p.start_us, p.end_us)) for p, e in rows]
+        return _json({
+            "scope": kind, "id": name, "equipment": [e.id for e in items],
+            "by": by or "total", "start": iso(start_us), "end": iso(end_us), "periods": periods,
+        })  # fmt: skip
+
+    async def live(kind: str, prefix_text: str, suffix: str | None, request: Request) -> Response:
+        found = await scope(kind, prefix_text, suffix, request)
+        if isinstance(found, Response):
+            return found
+        name, items = found
+        try:
+            rates = _rates(request)
+        except ValueInvalid as exc:
+            return _error(400, "invalid_query", exc.message)
+        now = app.clock()
+        shift = app.settings.grid.period_of(PeriodKind.SHIFT, now)
+        await app.attach()
+        if app.live is not None and app.live.stream.machines:
+            source = "stream"
+            e = app.live.stream.period([i.id for i in items], shift, now)
+        else:  # no stream in this process: the same computation over the stored readings
+            source = "store"
+            rows = await asyncio.to_thread(
+                scope_elements, app.store, items, shift.start_us, now, app.settings
+            )
+            e = rows[0][1]
+        body = _period_json(shift, e, rates, cycle(shift.start_us, shift.end_us))
+        return _json({"scope": kind, "id": name, "source": source, "at": iso(now), **body})
+
+    async def report(kind: str, prefix_text: str, suffix: str | None, request: Request) -> Response:
+        found = await scope(kind, prefix_text, suffix, request)
+        if isinstance(found, Response):
+            return found
+        name, items = found
+        q = request.query_params
+        try:
+            rates = _rates(request)
+            windows = [
+                _window(q.get(f"{w}_start"), q.get(f"{w}_end"), app.clock, app.max_days, f"{w}_")
+                for w in ("before", "after")
+            ]
+            if any(q.get(k) is None for k in ("before_start", "before_end", "after_start")):
+                raise ValueInvalid("before_start, before_end and after_start are required")
+        except ValueInvalid as exc:
+            return _error(400, "invalid_query", exc.message)
+        sides: list[Any] = []
+        measured = []
+        for start_us, end_us in windows:
+            rows = await asyncio.to_thread(
+                scope_elements, app.store, items, start_us, end_us, app.settings
+            )
+            (period, e), dev = rows[0], cycle(start_us, end_us)
+            sides.append(_period_json(period, e, rates, dev))
+            measured.append(metrics(e, rates, dev))
+        changes = [c.to_json() for c in compare(measured[0], measured[1])]
+        return _json({"scope": kind, "id": name, "before": sides[0], "after": sides[1],
+                      "changes": changes})  # fmt: skip
+
+    by_query = Query(None, description="shift, day, week or total")
+
+    @router.get("/equipment/{prefix_text}/{suffix}", summary="KPIs of one machine")
+    async def equipment_kpis(prefix_text: str, suffix: str, request: Request,
+                             start: str | None = None, end: str | None = None,
+                             by: str | None = by_query) -> Response:  # fmt: skip
+        return await kpis("equipment", prefix_text, suffix, request, start, end, by)
+
+    @router.get("/lines/{prefix_text}/{suffix}", summary="KPIs of a production line")
+    async def line_kpis(prefix_text: str, suffix: str, request: Request,
+                        start: str | None = None, end: str | None = None,
+                        by: str | None = by_query) -> Response:  # fmt: skip
+        return await kpis("line", prefix_text, suffix, request, start, end, by)
+
+    @router.get("/plants/{prefix_text}", summary="KPIs of a plant (an enterprise prefix)")
+    async def plant_kpis(prefix_text: str, request: Request,
+                         start: str | None = None, end: str | None = None,
+                         by: str | None = by_query) -> Response:  # fmt: skip
+        return await kpis("plant", prefix_text, None, request, start, end, by)
+
+    @router.get("/equipment/{prefix_text}/{suffix}/live", summary="One machine's current shift")
+    async def equipment_live(prefix_text: str, suffix: str, request: Request) -> Response:
+        return await live("equipment", prefix_text, suffix, request)
+
+    @router.get("/lines/{prefix_text}/{suffix}/live", summary="A line's current shift")
+    async def line_live(prefix_text: str, suffix: str, request: Request) -> Response:
+        return await live("line", prefix_text, suffix, request)
+
+    @router.get("/plants/{prefix_text}/live", summary="A plant's current shift")
+    async def plant_live(prefix_text: str, request: Request) -> Response:
+        return await live("plant", prefix_text, None, request)
+
+    @router.get("/equipment/{prefix_text}/{suffix}/report", summary="Before/after, one machine")
+    async def equipment_report(prefix_text: str, suffix: str, request: Request) -> Response:
+        return await report("equipment", prefix_text, suffix, request)
+
+    @router.get("/lines/{prefix_text}/{suffix}/report", summary="Before/after, one line")
+    async def line_report(prefix_text: str, suffix: str, request: Request) -> Response:
+        return await report("line", prefix_text, suffix, request)
+
+    @router.get("/plants/{prefix_text}/report", summary="Before/after, one plant")
+    async def plant_report(prefix_text: str, request: Request) -> Response:
+        return await report("plant", prefix_text, None, request)
+
+    return router
+
+
+__all__ = ["KpiApp", "kpi_router", "node_kpi_app"]
