@@ -27,6 +27,9 @@ from iinode.api.handles import (
     json_response,
 )
 from iinode.api.native_http import NativeOverHttp
+from iinode.api.oid import oid_router
+from iinode.api.search import search_router
+from iinode.api.templates import templates_router
 from iinode.codes import ResponseCode, http_status
 from iinode.errors import HandleError, StorageError, TransportError
 from iinode.node.changes import COUNTER_FILE, ChangeCounter
@@ -45,6 +48,7 @@ def _error_body(exc: HandleError, request: Request) -> dict[str, Any]:
         handle = request.url.path.removeprefix("/api/handles/")
     if handle is not None:
         body["handle"] = clip(handle, QUOTE_LIMIT)
+    body.update(getattr(exc, "body_extra", None) or {})  # e.g. a template's violations
     return body
 
 
@@ -123,6 +127,9 @@ def _install(app: FastAPI, service: HandleService, resolver: HttpResolver | None
     app.state.resolver = resolver
     app.state.answer_cache = AnswerCache(service.changes)
     app.include_router(build_router(service, resolver, app.state.answer_cache))
+    app.include_router(templates_router(service, resolver))
+    app.include_router(search_router(service))
+    app.include_router(oid_router(service))
 
     @app.get("/api/node", tags=["node"], summary="This node's role, prefix and parent")
     async def node_info() -> dict[str, Any]:

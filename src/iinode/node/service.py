@@ -56,6 +56,7 @@ from iinode.node.secret_box import NodeSecrets
 from iinode.node.server_keys import load_server_key
 from iinode.node.settings import NodeSettings, Role
 from iinode.node.sites import site_from_url
+from iinode.node.template_registry import TemplateRegistry
 from iinode.node.verifier import protect_seckey
 from iinode.storage import HandlePage, HandleStore
 
@@ -117,6 +118,8 @@ class HandleService:
         #: Checks a planned record (after authorisation) may refuse or adjust before it is
         #: written: ``(handle, old, new) -> record to write`` (metadata templates).
         self.record_hooks: list[RecordHook] = []
+        #: Metadata templates; their check is the first record hook (``node.template_registry``).
+        self.templates = TemplateRegistry(self)
 
     def now(self) -> int:
         """The server time stamped on values (whole seconds)."""
