@@ -418,6 +418,7 @@ def bulk_load(
         store = await open_store(settings.store_url, base_dir=data_dir)
         try:
             registrar = BulkRegistrar(HandleService(settings, store), overwrite=overwrite)
+            await registrar.load_templates()
             columns = (
                 TextColumn("{task.description}"),
                 BarColumn(),

@@ -18,6 +18,7 @@ from iinode.identifiers import (
 )
 from iinode.identifiers.wire import WireWriter
 from iinode.node.verifier import protect_seckey
+from iinode.storage.search import TEMPLATE_LINK_INDEX
 
 if TYPE_CHECKING:
     from iinode.node.service import HandleService
@@ -29,7 +30,8 @@ DEFAULT_ADMIN_PERMISSIONS = AdminPermission.from_bits("011111110011")
 class BulkRegistrar:
     """Encodes rows for ``HandleStore.bulk_put`` and writes them in batches.
 
-    Ownership and syntax are checked per row; authorisation is the operator's
+    Ownership and syntax are checked per row, and a row with a template link against
+    its template (``load_templates`` first); authorisation is the operator's
     access to the data directory.  Each new handle gets an HS_ADMIN naming the
     prefix's administrators (``200:0.NA/<prefix>``) unless it has one.  An
     HS_SECKEY is stored as on every other path: sealed with the node key, never public.
@@ -65,6 +67,10 @@ class BulkRegistrar:
                 self._inside.add(prefix)
         if len(values) > 1:
             values = check_record(values)
+        for v in values:
+            if v.index == TEMPLATE_LINK_INDEX:  # registered against a template: checked
+                values = self.service.templates.check_sync(handle, values)
+                break
         has_admin = secret = False
         taken: set[int] = set()
         for v in values:
@@ -97,6 +103,11 @@ class BulkRegistrar:
         if admin_wire:
             w.raw(admin_wire)
         return str(handle), handle.prefix_text, w.getvalue()
+
+    async def load_templates(self) -> None:
+        """Load the templates of the node's prefix, so rows linking to them are checked
+        (a row linking to a template not loaded is refused)."""
+        await self.service.templates.preload_prefix(self.owned.text)
 
     async def write(self, rows: Sequence[tuple[str, str, bytes]]) -> tuple[int, int]:
         try:

@@ -270,6 +270,16 @@ class TemplateRegistry:
                 except InvalidHandle:
                     self._preloaded[text] = None
 
+    async def preload_prefix(self, prefix: str) -> None:
+        """Load every template under ``prefix`` for :meth:`check_sync`."""
+        after: str | None = None
+        while True:
+            names = await self.list_templates(prefix, after=after, limit=500)
+            await self.preload(names)
+            if len(names) < 500:
+                return
+            after = names[-1]
+
     def link_of(self, values: Sequence[HandleValue]) -> str | None:
         """The template handle a row links to (``None`` without a link)."""
         link = _link(values)
