@@ -21,10 +21,13 @@ from iinode.cli.common import node_settings, setting_options
 from iinode.cli.equipment import app as equipment_app
 from iinode.cli.gs1 import app as gs1_app
 from iinode.cli.keys import app as keys_app
+from iinode.cli.kpi import app as kpi_app
 from iinode.cli.monitor import app as monitor_app
+from iinode.cli.search import search as search_command
 from iinode.cli.settings_cmd import show_settings
 from iinode.cli.simulate import app as simulate_app
 from iinode.cli.telemetry import app as telemetry_app
+from iinode.cli.template import app as template_app
 from iinode.errors import HandleError, IinodeError
 from iinode.identifiers import (
     HandleName,
@@ -46,10 +49,13 @@ prefix_app = typer.Typer(no_args_is_help=True, help="Prefix delegation.")
 app.add_typer(prefix_app, name="prefix")
 app.add_typer(equipment_app, name="equipment")
 app.add_typer(telemetry_app, name="telemetry")
+app.add_typer(kpi_app, name="kpi")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(keys_app, name="keys")
 app.add_typer(gs1_app, name="gs1")
+app.add_typer(template_app, name="template")
+app.command("search")(search_command)
 console = Console()
 err = Console(stderr=True)
 
