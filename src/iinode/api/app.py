@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import iinode
 from iinode.api.answer_cache import AnswerCache
 from iinode.api.extensions import close_extensions, mount_extensions
-from iinode.api.gs1 import gs1_routes
+from iinode.api.gs1 import mount_gs1
 from iinode.api.handles import (
     GET_HANDLE_OPENAPI,
     HANDLE_RECORD_SCHEMA,
@@ -149,7 +149,7 @@ def _install(app: FastAPI, service: HandleService, resolver: HttpResolver | None
     async def health() -> str:
         return "ok"
 
-    app.router.routes.extend(gs1_routes(service, resolver))  # GS1 Digital Link resolver
+    mount_gs1(app, service, resolver)  # GS1 Digital Link resolver (iinode.api.gs1)
     # Further routers (telemetry, monitoring, metrics) are included here.
 
 

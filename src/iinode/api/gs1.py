@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 import httpx
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
@@ -55,6 +55,7 @@ from iinode.gs1 import (
 )
 from iinode.gs1 import Request as LinkRequest
 from iinode.identifiers import AliasData, HandleName, HandleValue, Record, StringData
+from iinode.node.changes import ChangeCounter
 from iinode.node.service import HandleService
 from iinode.resolution import HttpResolver
 
@@ -67,6 +68,8 @@ LINK_INDEXES = range(500, 1000)
 #: Handle suffix stem of GS1 keys: ``<prefix>/gs1/<canonical path>``.
 SUFFIX_STEM = "gs1"
 MAX_ALIAS_HOPS = 3
+#: Scope key of a compressed path decoded while matching the route.
+DECOMPRESSED = "iinode.gs1.decompressed"
 ALLOWED = "GET, HEAD, OPTIONS"
 CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -109,6 +112,45 @@ def _problem(
     return Response(body, status, {**CORS, **(headers or {})}, media_type="application/json")
 
 
+Levels = list[tuple[DigitalLink, HandleName, list[Link], bool]]
+
+
+class LevelCache:
+    """Links read for a key and its ancestors, kept until the next committed write.
+
+    Keyed by the canonical path; every entry belongs to one value of the node's
+    :class:`~iinode.node.changes.ChangeCounter` (as :class:`~iinode.api.answer_cache.AnswerCache`),
+    so a write in any process serving the data directory drops them all.
+    """
+
+    def __init__(self, changes: ChangeCounter, max_entries: int = 65_536) -> None:
+        self._changes = changes
+        self._entries: dict[str, Levels] = {}
+        self._generation = changes.value()
+        self.max_entries = max_entries
+
+    def generation(self) -> int:
+        return self._changes.value()
+
+    def get(self, key: str) -> Levels | None:
+        generation = self._changes.value()
+        if generation != self._generation:
+            self._entries.clear()
+            self._generation = generation
+            return None
+        return self._entries.get(key)
+
+    def put(self, key: str, levels: Levels, generation: int) -> None:
+        if generation != self._changes.value():
+            return
+        if generation != self._generation:
+            self._entries.clear()
+            self._generation = generation
+        if len(self._entries) >= self.max_entries and key not in self._entries:
+            del self._entries[next(iter(self._entries))]
+        self._entries[key] = levels
+
+
 class DigitalLinkResolver:
     """Answers Digital Link requests from the records of ``service``."""
 
@@ -124,18 +166,21 @@ class DigitalLinkResolver:
         self.prefix = service.owned.text
         self.resolver = resolver
         self._client = client  # for referrals; None: one client per referral
+        self.cache = LevelCache(service.changes)
 
     # -- reading records -------------------------------------------------------------
-    async def record(self, handle: HandleName, hops: int = 0) -> Record | None:
-        """The public values of ``handle`` wherever it lives; ``None`` if absent."""
+    async def record(self, handle: HandleName, hops: int = 0) -> tuple[Record | None, bool]:
+        """The public values of ``handle`` wherever it lives (``None`` if absent), and
+        whether they were read here (not from another node)."""
         try:
             answer = await self.service.answer(handle)
         except HandleNotFound:
-            return None
+            return None, True
         values: Record
+        local = not answer.is_referral
         if answer.is_referral:
             if self.resolver is None:
-                return None
+                return None, False
             delegated = HttpResolver(
                 answer.sites(),
                 cache=self.resolver.cache,
@@ -145,7 +190,7 @@ class DigitalLinkResolver:
             try:
                 values = (await delegated.resolve(handle)).values
             except HandleNotFound:
-                return None
+                return None, False
             finally:
                 await delegated.aclose()
         else:
@@ -153,29 +198,39 @@ class DigitalLinkResolver:
         if hops < MAX_ALIAS_HOPS and not any(v.type == LINK_TYPE for v in values):
             alias = next((v.data for v in values if isinstance(v.data, AliasData)), None)
             if alias is not None:
-                followed = await self.record(HandleName.parse(alias.text), hops + 1)
+                followed, here = await self.record(HandleName.parse(alias.text), hops + 1)
                 if followed is not None:
-                    return followed
-        return values
+                    return followed, local and here
+        return values, local
 
-    async def levels(
-        self, link: DigitalLink
-    ) -> list[tuple[DigitalLink, HandleName, Record | None]]:
-        out = []
+    async def levels(self, link: DigitalLink) -> Levels:
+        """Each level's record and links, most specific first (kept until a write)."""
+        key = link.path
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        generation = self.cache.generation()
+        out: Levels = []
+        local = True
         for level in link.levels():
             handle = handle_for(self.prefix, level)
-            out.append((level, handle, await self.record(handle)))
+            values, here = await self.record(handle)
+            local = local and here
+            out.append((level, handle, links_in(values or ()), values is not None))
+        if local:
+            self.cache.put(key, out, generation)
         return out
 
     # -- answering ---------------------------------------------------------------------
     def parse(self, request: Request) -> tuple[DigitalLink, bool]:
         """The Digital Link of the request and whether it came compressed."""
         raw = request.scope.get("raw_path", b"").decode("latin-1").split("?")[0]
-        raw = raw or request.url.path
+        raw = raw or request.scope["path"]
         parts = raw.strip("/").split("/")
         query = list(request.query_params.multi_items())
         if len(parts) == 1 or (len(parts) == 3 and looks_compressed(parts[2])):
-            link, _other = decompress_path(raw)
+            found = request.scope.get(DECOMPRESSED)  # decoded once, while matching the route
+            link, _other = found if found is not None else decompress_path(raw)
             attributes = [(k, v) for k, v in query if k.isdigit()]
             if attributes:
                 link = parse_path(link.path, [*link.attributes, *attributes])
@@ -202,8 +257,8 @@ class DigitalLinkResolver:
             wants_linkset = True
         root = _root(request)
         levels = await self.levels(link)
-        per_level = [(lvl, handle, links_in(rec or ())) for lvl, handle, rec in levels]
-        present = [(lvl, handle) for lvl, handle, rec in levels if rec is not None]
+        per_level = [(lvl, handle, links) for lvl, handle, links, _ in levels]
+        present = [(lvl, handle) for lvl, handle, _, here in levels if here]
         if present and not any(links for _, _, links in per_level):
             # A record with no links: its identifier data is the default target.
             _, handle = present[0]
@@ -220,7 +275,7 @@ class DigitalLinkResolver:
         links_header: list[tuple[str, str, str | None]] = [
             (f"{root}{link.path}?linkType=linkset", "linkset", LINKSET_MEDIA_TYPE)
         ]
-        if compressed or request.url.path.rstrip("/") != link.path:
+        if compressed or request.scope["path"].rstrip("/") != link.path:
             links_header.append((link.uri(root), "owl:sameAs", None))
         if present:
             record_url = f"{root}/api/handles/{quote(str(present[0][1]), safe='/')}"
@@ -243,7 +298,7 @@ class DigitalLinkResolver:
             status = 200 if wants_linkset else 300
             return Response(b"" if head else orjson.dumps(body), status, headers, media_type=media)
         target = choice.single.href
-        query = request.url.query
+        query = request.scope["query_string"].decode("latin-1")
         if query and choice.single.forward_query:
             target += ("&" if "?" in target else "?") + query
         headers["Location"] = target
@@ -265,15 +320,17 @@ class DigitalLinkRoute(BaseRoute):
         if scope["type"] != "http":
             return Match.NONE, {}
         path: str = scope["path"]
+        if len(path) < 3 or path[1] in "a.":  # /api/..., /.well-known/...: not ours
+            return Match.NONE, {}
         first, _, rest = path[1:].partition("/")
         if 2 <= len(first) <= 4 and first.isdigit():
             return Match.FULL, {}
         if not rest and looks_compressed(first):
             try:
-                decompress_path(path)
+                found = decompress_path(path)
             except ValueInvalid:
                 return Match.NONE, {}
-            return Match.FULL, {}
+            return Match.FULL, {DECOMPRESSED: found}
         return Match.NONE, {}
 
     def url_path_for(self, name: str, /, **path_params: Any) -> Any:
@@ -417,6 +474,22 @@ def gs1_routes(
     return [*router.routes, DigitalLinkRoute(dl)]
 
 
+def mount_gs1(
+    app: FastAPI,
+    service: HandleService,
+    resolver: HttpResolver | None = None,
+    *,
+    client: httpx.AsyncClient | None = None,
+) -> None:
+    """Put the resolver route first among ``app``'s routes (it turns away every path that
+    is no Digital Link at its first character) and the API routes after the others."""
+    routes = gs1_routes(service, resolver, client=client)
+    if routes:
+        *api, resolver_route = routes
+        app.router.routes.insert(0, resolver_route)
+        app.router.routes.extend(api)
+
+
 __all__ = [
     "LINK_INDEXES",
     "LINK_TYPE",
@@ -427,4 +500,5 @@ __all__ = [
     "gs1_routes",
     "handle_for",
     "links_in",
+    "mount_gs1",
 ]

@@ -257,7 +257,7 @@ QUALIFIERS = frozenset(ai for slots in PRIMARY_KEYS.values() for slot in slots f
 
 def check_digit(digits: str) -> int:
     """The GS1 mod-10 check digit for ``digits`` (weights 3, 1, 3, ... from the right)."""
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits)))
+    total = 3 * sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2]))
     return (10 - total % 10) % 10
 
 
