@@ -21,6 +21,7 @@ from iinode.cli.common import node_settings, setting_options
 from iinode.cli.equipment import app as equipment_app
 from iinode.cli.gs1 import app as gs1_app
 from iinode.cli.keys import app as keys_app
+from iinode.cli.kpi import app as kpi_app
 from iinode.cli.monitor import app as monitor_app
 from iinode.cli.search import search as search_command
 from iinode.cli.settings_cmd import show_settings
@@ -48,6 +49,7 @@ prefix_app = typer.Typer(no_args_is_help=True, help="Prefix delegation.")
 app.add_typer(prefix_app, name="prefix")
 app.add_typer(equipment_app, name="equipment")
 app.add_typer(telemetry_app, name="telemetry")
+app.add_typer(kpi_app, name="kpi")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(keys_app, name="keys")
