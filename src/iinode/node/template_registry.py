@@ -225,7 +225,7 @@ class TemplateRegistry:
     def _check_definition(
         self, handle: HandleName, old: Record | None, new: Record, raw: bytes
     ) -> Record:
-        template = Template.from_definition(raw)
+        template = Template.from_definition(raw, default_prefix=handle.prefix_text)
         if template.handle != handle:
             raise ValueInvalid(
                 f"a template record is named <prefix>/template/<name>/<version>: "

@@ -458,12 +458,14 @@ class Template:
         return template
 
     @classmethod
-    def from_definition(cls, raw: bytes) -> Template:
+    def from_definition(cls, raw: bytes, *, default_prefix: str | None = None) -> Template:
+        """A definition value's template (``default_prefix`` when it names none)."""
         try:
             doc = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise ValueInvalid("a template definition value is not JSON") from None
-        return cls.from_json(doc)
+        given = doc.get("prefix") if isinstance(doc, dict) else None
+        return cls.from_json(doc, prefix=given or default_prefix)
 
 
 def _short_code(code: str) -> str:

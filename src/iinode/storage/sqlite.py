@@ -46,6 +46,9 @@ CREATE INDEX IF NOT EXISTS handles_by_prefix ON handles (prefix, handle);
 
 #: The search index (``storage.search``): terms kept by the writer connection's TEMP
 #: triggers in the record's transaction (the file itself needs no iinode function).
+#: A trigger's statements take the conflict policy of the statement firing them (a bulk
+#: load's OR IGNORE / OR REPLACE), so a taken unique value is refused by RAISE(ABORT),
+#: which no policy overrides, before the terms are inserted.
 _TERMS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS handle_terms (
     field  TEXT NOT NULL,
@@ -61,6 +64,13 @@ CREATE UNIQUE INDEX IF NOT EXISTS handle_terms_unique
     ON handle_terms (prefix, field, value) WHERE uniq = 1;
 CREATE TEMP TRIGGER IF NOT EXISTS handles_terms_insert AFTER INSERT ON main.handles BEGIN
     DELETE FROM handle_terms WHERE handle = new.handle;
+    SELECT RAISE(ABORT, 'handle_terms: a unique attribute value is taken under the prefix')
+        FROM json_each(iinode_terms(new.data)) AS t
+        WHERE json_extract(t.value, '$[3]') = 1 AND EXISTS (
+            SELECT 1 FROM handle_terms AS u
+            WHERE u.prefix = new.prefix AND u.field = json_extract(t.value, '$[0]')
+              AND u.value = json_extract(t.value, '$[1]') AND u.uniq = 1
+              AND u.handle <> new.handle);
     INSERT INTO handle_terms (field, value, handle, prefix, public, uniq)
         SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), new.handle,
                new.prefix, json_extract(t.value, '$[2]'), json_extract(t.value, '$[3]')
@@ -68,6 +78,13 @@ CREATE TEMP TRIGGER IF NOT EXISTS handles_terms_insert AFTER INSERT ON main.hand
 END;
 CREATE TEMP TRIGGER IF NOT EXISTS handles_terms_update AFTER UPDATE ON main.handles BEGIN
     DELETE FROM handle_terms WHERE handle = old.handle;
+    SELECT RAISE(ABORT, 'handle_terms: a unique attribute value is taken under the prefix')
+        FROM json_each(iinode_terms(new.data)) AS t
+        WHERE json_extract(t.value, '$[3]') = 1 AND EXISTS (
+            SELECT 1 FROM handle_terms AS u
+            WHERE u.prefix = new.prefix AND u.field = json_extract(t.value, '$[0]')
+              AND u.value = json_extract(t.value, '$[1]') AND u.uniq = 1
+              AND u.handle <> new.handle);
     INSERT INTO handle_terms (field, value, handle, prefix, public, uniq)
         SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), new.handle,
                new.prefix, json_extract(t.value, '$[2]'), json_extract(t.value, '$[3]')
@@ -267,11 +284,10 @@ class SQLiteStore:
             db = self._writer
             db.execute("BEGIN IMMEDIATE")
             try:
-                before = db.total_changes
-                db.executemany(
+                # rowcount counts the statement's own rows, not the index triggers' ones.
+                written = db.executemany(
                     f"{verb} INTO handles (handle, prefix, data) VALUES (?, ?, ?)", batch
-                )
-                written = db.total_changes - before
+                ).rowcount
                 db.execute("COMMIT")
             except BaseException:
                 _rollback(db)
@@ -291,10 +307,26 @@ class SQLiteStore:
         self._db.close()
 
 
+class _TermsOnce:
+    """``terms_json`` remembering its last answer: each trigger asks twice per record
+    (the unique check, then the insert)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[bytes, str | None] = (b"", None)
+
+    def __call__(self, data: bytes) -> str | None:
+        last = self._last
+        if data is last[0] or data == last[0]:
+            return last[1]
+        answer = terms_json(data)
+        self._last = (data, answer)
+        return answer
+
+
 def _open_terms(db: sqlite3.Connection) -> None:
     """Register the term function the index triggers call and create the index; a store
     made before the index existed has its records indexed once, here."""
-    db.create_function("iinode_terms", 1, terms_json, deterministic=True)
+    db.create_function("iinode_terms", 1, _TermsOnce(), deterministic=True)
     existed = db.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'handle_terms'"
     ).fetchone()
