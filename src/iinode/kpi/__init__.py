@@ -18,7 +18,13 @@ from iinode.kpi.indicators import Kpis, compute
 from iinode.kpi.periods import Period, PeriodGrid, PeriodKind
 from iinode.kpi.stream import KpiStream, Sample, batch_elements, by_period, machine_total
 from iinode.kpi.time_model import STATE_ELEMENT, TimeElement, UnitState
-from iinode.kpi.tracker import KPI_TAGS, MachineTracker, TrackerSettings, reading_key
+from iinode.kpi.tracker import (
+    KPI_TAGS,
+    MachineTracker,
+    TrackerSettings,
+    reading_key,
+    sample_key,
+)
 from iinode.kpi.transform import (
     Change,
     CostRates,
@@ -59,5 +65,6 @@ __all__ = [
     "mean_development_cycle_s",
     "metrics",
     "reading_key",
+    "sample_key",
     "total",
 ]

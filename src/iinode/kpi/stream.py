@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from iinode.kpi.elements import Elements, total
 from iinode.kpi.periods import Period, PeriodGrid, PeriodKind
-from iinode.kpi.tracker import MachineTracker, TrackerSettings, Value, reading_key
+from iinode.kpi.tracker import MachineTracker, TrackerSettings, Value, reading_key, sample_key
 
 #: A reading as the KPI code sees it: time (µs), tag, value, good quality.
 Sample = tuple[int, str, Value, bool]
@@ -40,9 +40,7 @@ def batch_elements(
     those before ``start_us - settings.lookback_us`` or from ``end_us`` on are ignored)."""
     tracker = MachineTracker(grid, settings, origin_us=start_us, cuts=(start_us, end_us))
     low = start_us - tracker.settings.lookback_us
-    ordered = sorted(
-        (s for s in samples if low <= s[0] < end_us), key=lambda s: reading_key(*s[:3])
-    )
+    ordered = sorted((s for s in samples if low <= s[0] < end_us), key=sample_key)
     for t, tag, value, good in ordered:
         tracker.feed(t, tag, value, good)
     return tracker.elements(start_us, end_us)
@@ -69,7 +67,9 @@ def by_period(
 @dataclass(slots=True)
 class _Machine:
     tracker: MachineTracker
-    pending: list[tuple[tuple[int, str, int, str], int, Sample]] = field(default_factory=list)
+    pending: list[tuple[tuple[int, str, int, float, str], int, Sample]] = field(
+        default_factory=list
+    )
     newest_us: int | None = None
     released_us: int | None = None  # every reading before this was fed
     seq: int = 0

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from iinode.errors import ValueInvalid
 from iinode.kpi.elements import Elements
@@ -58,13 +59,20 @@ _MODULI = (1 << 16, 1 << 32, 1 << 64)
 Value = bool | int | float | str | None
 
 
-def reading_key(time_us: int, tag: str, value: Value) -> tuple[int, str, int, str]:
-    """The order readings are fed in, the same for the stream and the store."""
-    if isinstance(value, bool) or value is None:
-        return (time_us, tag, 0, repr(value))
-    if isinstance(value, int | float):
-        return (time_us, tag, 1, f"{float(value):+.17e}")
-    return (time_us, tag, 2, value)
+def reading_key(time_us: int, tag: str, value: Value) -> tuple[int, str, int, float, str]:
+    """The order readings are fed in, the same for the stream and the store: by time,
+    then tag, then value (so that even conflicting duplicates come in one order)."""
+    kind = type(value)
+    if (kind is float or kind is int) and value == value:  # not NaN
+        return (time_us, tag, 1, value, "")  # type: ignore[return-value]
+    if kind is str:
+        return (time_us, tag, 2, 0, value)  # type: ignore[return-value]
+    return (time_us, tag, 0, 0, repr(value))
+
+
+def sample_key(sample: tuple[int, str, Value, bool]) -> tuple[int, str, int, float, str]:
+    """:func:`reading_key` of a ``(time_us, tag, value, good)`` sample."""
+    return reading_key(sample[0], sample[1], sample[2])
 
 
 def _num(value: float) -> str:
@@ -148,6 +156,7 @@ class MachineTracker:
         self.settings = settings or TrackerSettings()
         self.origin_us = origin_us
         self.cuts = tuple(sorted(set(cuts)))
+        self._max_gap = self.settings.max_gap_us
         self.atoms: dict[int, _Atom] = {}
         self._span: tuple[int, int] = (0, 0)  # the atom last booked to
         self._state: UnitState | None = None
@@ -229,17 +238,14 @@ class MachineTracker:
     # -- counters --------------------------------------------------------------------
 
     def _feed_counter(self, t: int, tag: str, value: Value) -> None:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not (math.isfinite(value) and value >= 0)
-        ):
+        kind = type(value)
+        if not ((kind is int or kind is float) and 0 <= value < math.inf):  # type: ignore[operator]
             self._issue(t, f"{tag}: invalid reading {value!r} at {iso(t)}")
             return
-        v: float = value
+        v = cast(float, value)  # an int stays exact
         previous = self._counters.get(tag)
         self._counters[tag] = (t, v)
-        if previous is None or t - previous[0] > self.settings.max_gap_us:
+        if previous is None or t - previous[0] > self._max_gap:
             if v != 0:
                 self._issue(
                     t, f"{tag}: no earlier reading within {self.settings.max_gap_us / 1e6:g} s "
@@ -259,6 +265,8 @@ class MachineTracker:
                     t, f"{tag}: dropped from {_num(last)} to {_num(v)} at {iso(t)} (a reset); "
                     "the increase before it is not counted",
                 )  # fmt: skip
+        if increase == 0:
+            return
         atom = self._atom(t, self.atoms)
         what = COUNTERS[tag]
         if what == "energy":
@@ -344,4 +352,5 @@ __all__ = [
     "MachineTracker",
     "TrackerSettings",
     "reading_key",
+    "sample_key",
 ]

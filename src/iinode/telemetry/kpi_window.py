@@ -46,7 +46,7 @@ from iinode.kpi import (
     batch_elements,
     compute,
     machine_total,
-    reading_key,
+    sample_key,
     total,
 )
 from iinode.monitoring.metrics import NodeMetrics
@@ -140,8 +140,8 @@ def stored_samples(store: ParquetStore, equipment: str, start_us: int, end_us: i
         for tag in KPI_TAGS
     ]
     for rows in per_tag:
-        rows.sort(key=lambda s: reading_key(*s[:3]))
-    return list(heapq.merge(*per_tag, key=lambda s: reading_key(*s[:3])))
+        rows.sort(key=sample_key)
+    return list(heapq.merge(*per_tag, key=sample_key))
 
 
 def machine_atoms(
