@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from fastapi import FastAPI
 
@@ -26,31 +27,69 @@ GS1 = "https://gs1.org/voc/"
 BRAND = "https://brand.example"
 
 
+#: RFC 9264 section 4.2 with the GS1 rules for resolvers' linksets: each context object has
+#: ``anchor`` and ``itemDescription``; every other member is a relation type (a registered
+#: lower-case name or a URI) whose value is an array of target objects carrying ``href``
+#: and ``title`` and only the GS1 target attributes.
+LINKSET_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["linkset"],
+    "additionalProperties": False,
+    "properties": {"linkset": {"type": "array", "minItems": 1, "items": {
+        "type": "object",
+        "required": ["anchor", "itemDescription"],
+        "properties": {
+            "anchor": {"type": "string", "pattern": "^https?://"},
+            "itemDescription": {"type": "string", "minLength": 1},
+        },
+        "patternProperties": {"^(?!anchor$)([a-z-]+|https?://[A-Za-z0-9./]+)$": {
+            "type": "array", "minItems": 1, "items": {
+                "type": "object",
+                "required": ["href", "title"],
+                "additionalProperties": False,
+                "properties": {
+                    "href": {"type": "string", "pattern": "^https?://"},
+                    "title": {"type": "string"},
+                    "type": {"type": "string", "pattern": "^[-+.\\w]+/[-+.\\w]+$"},
+                    "hreflang": {"type": "array", "items": {
+                        "type": "string", "pattern": "^[A-Za-z]{2}(-[A-Za-z0-9]{2})?$"}},
+                    "context": {"type": "array", "items": {"type": "string"}},
+                    "fwqs": {"type": "boolean"},
+                },
+            },
+        }},
+        "additionalProperties": False,
+    }}},
+}  # fmt: skip
+
+
 def check_linkset(doc: Any) -> None:
-    """RFC 9264 section 4.2: {"linkset": [context objects]}; each has an anchor and
-    relation types whose values are arrays of target objects with an href."""
-    assert isinstance(doc, dict)
-    assert list(doc) == ["linkset"]
-    assert isinstance(doc["linkset"], list)
-    assert doc["linkset"]
+    jsonschema.validate(doc, LINKSET_SCHEMA)
     for context in doc["linkset"]:
-        assert isinstance(context["anchor"], str)
-        assert context["anchor"].startswith("http")
-        for rel, targets in context.items():
-            if rel == "anchor":
-                continue
-            assert rel.startswith("http") or rel == "describedby", rel
-            assert isinstance(targets, list)
-            assert targets
-            for target in targets:
-                assert isinstance(target["href"], str)
-                for name in ("title", "type"):
-                    assert isinstance(target.get(name, ""), str)
-                assert all(isinstance(x, str) for x in target.get("hreflang", []))
         defaults = context.get(GS1 + "defaultLink")
         if defaults is not None:  # exactly one default, with only href and title
             assert len(defaults) == 1
             assert set(defaults[0]) == {"href", "title"}
+
+
+def test_the_schema_refuses_what_rfc_9264_and_gs1_forbid() -> None:
+    def doc(**context: Any) -> dict[str, Any]:
+        return {"linkset": [{"anchor": "http://n/01/1", "itemDescription": "x", **context}]}
+
+    target = {"href": "https://a/b", "title": "t"}
+    check_linkset(doc(**{GS1 + "pip": [target]}))
+    broken = [
+        {"linkset": []},
+        {"linkset": [{"anchor": "http://n/01/1", GS1 + "pip": [target]}]},
+        doc(**{GS1 + "pip": [{"href": "https://a"}]}),
+        doc(**{"Bad Rel": [target]}),
+        doc(**{GS1 + "pip": [{**target, "x": 1}]}),
+        doc(**{GS1 + "pip": [{**target, "hreflang": ["english"]}]}),
+        doc(**{GS1 + "pip": []}),
+    ]
+    for bad in broken:
+        with pytest.raises(jsonschema.ValidationError):
+            check_linkset(bad)
 
 
 @pytest.fixture
@@ -151,7 +190,8 @@ async def test_linkset_by_parameter_and_by_accept(node: httpx.AsyncClient) -> No
         assert context[GS1 + "defaultLink"] == [
             {"href": "https://brand.example/pip/en", "title": "Product"}
         ]
-        assert context["describedby"] == [{"href": f"{ROOT}/api/handles/88.118.8/gs1{KEY}"}]
+        assert context["describedby"][0]["href"] == f"{ROOT}/api/handles/88.118.8/gs1{KEY}"
+        assert context["itemDescription"] == f"GTIN {GTIN}"
 
 
 async def test_lot_and_serial_inherit_from_the_gtin(node: httpx.AsyncClient) -> None:
@@ -269,6 +309,21 @@ async def test_a_record_without_links_resolves_to_its_identifier_data(tmp_path: 
         assert r.headers["location"] == f"{ROOT}/api/handles/{handle}"
         data = (await client.get(r.headers["location"])).json()
         assert any(v["type"] == "MODEL" for v in data["values"])
+        doc = (await client.get(KEY, params={"linkType": "linkset"})).json()
+        check_linkset(doc)
+        assert doc["linkset"][0]["itemDescription"] == f"GTIN {GTIN}"
+        assert doc["linkset"][0][GS1 + "masterData"][0]["href"] == r.headers["location"]
+
+
+async def test_item_description_comes_from_the_record(node: httpx.AsyncClient) -> None:
+    handle = f"88.118.8/gs1/01/{GTIN}"
+    text = {"format": "string", "value": "Dal Giardino risotto rice, 1 kg"}
+    value = {"values": [{"index": 2, "type": "GS1_DESCRIPTION", "data": text}]}
+    r = await node.put(f"/api/handles/{handle}", params={"index": 2}, json=value, auth=admin())
+    assert r.status_code == 200
+    doc = (await node.get(f"{KEY}/10/L1", params={"linkType": "linkset"})).json()
+    check_linkset(doc)
+    assert doc["linkset"][0]["itemDescription"] == "Dal Giardino risotto rice, 1 kg"
 
 
 async def test_record_on_a_child_node_is_fetched_through_the_referral(tmp_path: Path) -> None:

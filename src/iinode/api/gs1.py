@@ -112,7 +112,23 @@ def _problem(
     return Response(body, status, {**CORS, **(headers or {})}, media_type="application/json")
 
 
-Levels = list[tuple[DigitalLink, HandleName, list[Link], bool]]
+#: Per level: the key, its handle, its links, and its record's description (``None``:
+#: no record; ``""``: a record without a GS1_DESCRIPTION value).
+Levels = list[tuple[DigitalLink, HandleName, list[Link], str | None]]
+#: The value type whose text is a key's ``itemDescription`` in linksets.
+DESCRIPTION_TYPE = "GS1_DESCRIPTION"
+
+
+def descriptions(levels: Levels) -> list[tuple[DigitalLink, str]]:
+    """Each level's item description: its record's GS1_DESCRIPTION, else the key spelt out."""
+    return [(lvl, text or lvl.describe()) for lvl, _, _, text in levels]
+
+
+def _description(values: Record | None) -> str | None:
+    for v in values or ():
+        if v.type == DESCRIPTION_TYPE and isinstance(v.data, StringData):
+            return v.data.text
+    return None
 
 
 class LevelCache:
@@ -216,7 +232,9 @@ class DigitalLinkResolver:
             handle = handle_for(self.prefix, level)
             values, here = await self.record(handle)
             local = local and here
-            out.append((level, handle, links_in(values or ()), values is not None))
+            described = _description(values) if values is not None else None
+            present = "" if values is not None and described is None else described
+            out.append((level, handle, links_in(values or ()), present))
         if local:
             self.cache.put(key, out, generation)
         return out
@@ -258,7 +276,7 @@ class DigitalLinkResolver:
         root = _root(request)
         levels = await self.levels(link)
         per_level = [(lvl, handle, links) for lvl, handle, links, _ in levels]
-        present = [(lvl, handle) for lvl, handle, _, here in levels if here]
+        present = [(lvl, handle) for lvl, handle, _, here in levels if here is not None]
         if present and not any(links for _, _, links in per_level):
             # A record with no links: its identifier data is the default target.
             _, handle = present[0]
@@ -291,8 +309,14 @@ class DigitalLinkResolver:
             return _problem(404, "Not Found", f"no links for {link.uri(root)}", headers)
         head = method == "HEAD"
         if wants_linkset or choice.single is None:
-            extra = {present[0][0].uri(root): {"describedby": record_url}} if present else {}
-            body = linkset([(lvl.uri(root), links) for lvl, _, links in per_level], extra)
+            extra = {}
+            if present:
+                record = {"href": record_url, "title": f"Identifier record {present[0][1]}",
+                          "type": "application/json"}  # fmt: skip
+                extra[present[0][0].uri(root)] = {"describedby": record}
+            described = {lvl.path: text for lvl, text in descriptions(levels)}
+            anchors = [(lvl.uri(root), described[lvl.path], links) for lvl, _, links in per_level]
+            body = linkset(anchors, extra)
             headers["Link"] += f', <{LINKSET_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"'
             media = "application/json" if accept[:1] == ["application/json"] else LINKSET_MEDIA_TYPE
             status = 200 if wants_linkset else 300

@@ -43,7 +43,8 @@ DEFAULT_LINK_MULTI = "gs1:defaultLinkMulti"
 LINKSET_MEDIA_TYPE = "application/linkset+json"
 #: The JSON-LD context GS1 publishes for linksets (GS1-Conformant Resolver artefacts).
 LINKSET_CONTEXT = "https://ref.gs1.org/standards/resolver/linkset-context"
-_LANGUAGE = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")
+#: A language, or a language and a region (``en``, ``de-CH``), as GS1's linkset schema has it.
+_LANGUAGE = re.compile(r"^[A-Za-z]{2}(-[A-Za-z0-9]{2})?$")
 _MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 _CONTEXT = re.compile(r"^[\w.:-]{1,64}$")
 
@@ -319,25 +320,28 @@ def choose(levels: Sequence[Sequence[Link]], request: Request) -> Choice | None:
 
 
 def linkset(
-    anchors: Sequence[tuple[str, Sequence[Link]]], extra: dict[str, dict[str, str]] | None = None
+    anchors: Sequence[tuple[str, str, Sequence[Link]]],
+    extra: dict[str, dict[str, dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """RFC 9264 JSON: one context object per level that has links (``anchor`` first).
+    """RFC 9264 JSON as GS1's linkset schema wants it: one context object per level
+    that has links, each with ``anchor`` and ``itemDescription``.
 
-    ``extra`` adds, per anchor, one target per relation (e.g. ``describedby`` to
-    the identifier record).
+    ``anchors`` are (anchor URI, item description, links), most specific first;
+    ``extra`` adds, per anchor, one target object per relation (e.g. ``describedby``
+    to the identifier record; a target needs ``href`` and ``title``).
     """
     extra = extra or {}
     contexts: list[dict[str, Any]] = []
-    for anchor, links in anchors:
+    for anchor, description, links in anchors:
         more = extra.get(anchor, {})
         if not links and not more:
             continue
-        obj: dict[str, Any] = {"anchor": anchor}
+        obj: dict[str, Any] = {"anchor": anchor, "itemDescription": description}
         for link in links:
             obj.setdefault(link_type_uri(link.link_type), []).append(link.target_object())
             if link.default:
                 obj[link_type_uri(DEFAULT_LINK)] = [{"href": link.href, "title": link.title}]
-        for rel, href in more.items():
-            obj[rel] = [{"href": href}]
+        for rel, target in more.items():
+            obj[rel] = [target]
         contexts.append(obj)
     return {"linkset": contexts}

@@ -64,6 +64,10 @@ class DigitalLink:
             for n in range(len(self.qualifiers), -1, -1)
         ]
 
+    def describe(self) -> str:
+        """A plain description of the key, e.g. ``GTIN 09506000134352, BATCH/LOT L1``."""
+        return ", ".join(f"{AI_TABLE[ai].title} {v}" for ai, v in (self.primary, *self.qualifiers))
+
     def elements(self) -> dict[str, str]:
         return dict((self.primary, *self.qualifiers, *self.attributes))
 
