@@ -2,7 +2,7 @@
 the usual flags, ExpirationTime in every answer, and the UDP fast path serving them all.
 
 Requests are written from the RFC layouts and the reference client's choices
-(``native.golden.stock_request``), not with iinode.proto.
+(``native.golden.stock_request``), not with iinode.proto (but the multi-packet one).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from iinode.node.settings import Role
+from iinode.proto import Message, OpCode, OpFlag, ResolutionRequest, to_packets
 from native.golden import (
     AT,
     CA,
@@ -169,3 +170,21 @@ def test_the_rfc_form_still_answers_in_2_1(asker: Asker) -> None:
     assert answer["flags"] == REC
     assert isinstance(answer["expiration"], int)
     assert answer["expiration"] > time.time()
+
+
+def test_a_request_of_several_packets_marked_tc_is_reassembled_and_answered(asker: Asker) -> None:
+    """Handle.Net clients set TC on every packet of a request longer than one packet."""
+    types = tuple(f"TYPE-{n:03d}-" + "t" * 40 for n in range(12))  # about 700 octets of body
+    request = Message(
+        OpCode.RESOLUTION, ResolutionRequest("88.118.8/X0", (), (*types, "URL")),
+        flags=OpFlag(STOCK_FLAGS), request_id=77, version=(2, 10), suggested_version=(2, 11),
+        expiration=int(time.time()) + LIFETIME,
+    )  # fmt: skip
+    packets = to_packets(request)
+    assert len(packets) == 2
+    assert all(int.from_bytes(p[2:4], "big") & 0x2000 for p in packets)
+    for packet in reversed(packets):  # out of order, as UDP may deliver them
+        asker.sock.sendto(packet, asker.node.address)
+    answer = parse_response(asker.sock.recv(65_535))
+    assert (answer["request_id"], answer["code"], answer["version"]) == (77, 1, (2, 11))
+    assert answer["values"] == [(1, "URL", b"http://x.cn/0")]
