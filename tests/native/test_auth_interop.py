@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from iinode.codes import ResponseCode
 from iinode.errors import HandleError
@@ -19,8 +20,11 @@ from iinode.identifiers import (
     HandleValue,
     IndexedHandle,
     SecKeyData,
+    site_for,
 )
+from iinode.node.auth import encode_public_key
 from iinode.node.seckey_answers import ANSWER_TYPES, hashed_secret, seckey_answer
+from iinode.node.server_keys import load_server_key
 from iinode.node.service import HandleService
 from iinode.node.settings import NodeSettings, Role
 from iinode.proto import (
@@ -31,6 +35,7 @@ from iinode.proto import (
     HandleBody,
     Message,
     OpCode,
+    OpFlag,
     TcpFramer,
     VerifyRequest,
     VerifyResponse,
@@ -224,10 +229,14 @@ async def test_verify_response_answers_and_refers(parent_and_child: tuple[Node, 
 
     async def verify(node: Node, answer: bytes, version: tuple[int, int] = (2, 10)) -> Message:
         body = VerifyRequest(str(PARENT_ADMIN.handle), 0, nonce, digest, answer)
+        # Certified, as a Handle.Net server asks (``vaReq.certify = true``): a signed verdict.
         request = Message(
-            OpCode.VERIFY_RESPONSE, body, request_id=next_request_id(), version=version
-        )
-        return await client.tcp(node.address, request)
+            OpCode.VERIFY_RESPONSE, body, request_id=next_request_id(), version=version,
+            flags=OpFlag.CT,
+        )  # fmt: skip
+        response = await client.tcp(node.address, request)
+        assert response.credential is not None
+        return response
 
     try:
         for kind in ANSWER_TYPES[1:]:
@@ -281,3 +290,42 @@ async def test_admin_client_against_a_server_closing_after_each_answer(tmp_path:
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize("right_key", [True, False], ids=["signed", "wrong-key"])
+def test_a_childs_identity_is_verified_by_the_child_with_a_signed_verdict(
+    tmp_path: Path, right_key: bool
+) -> None:
+    """At 88.118, ``300:88.118.8/OPS`` lives on the child: its delegation's HS_SITE names the
+    child's server key, so the child's verdict must be signed with it."""
+    ops = IndexedHandle.parse("300:88.118.8/OPS")
+    child = start_node(
+        tmp_path, Role.ENTERPRISE, "88.118.8",
+        {str(ops.handle): [HandleValue(300, "HS_SECKEY", SecKeyData(b"ops-pw"))]},
+    )  # fmt: skip
+    key = load_server_key(child.settings.data_dir).public_bytes
+    if not right_key:
+        key = encode_public_key(rsa.generate_private_key(65537, 2048).public_key())
+    site = site_for("127.0.0.1", handle_port=child.port, public_key=key)
+    grant = AdminData(AdminPermission.all(), ops)
+    parent = start_node(
+        tmp_path, Role.SECONDARY, "88.118",
+        {"0.NA/88.118.8": [HandleValue(1, "HS_SITE", site)],
+         "88.118/SHARED": [url(1, "http://s/"), HandleValue(100, "HS_ADMIN", grant)]},
+    )  # fmt: skip
+    shared = HandleName.parse("88.118/SHARED")
+
+    async def write() -> None:
+        async with NativeAdminClient(*parent.address, SecretKeyAuth(ops, "ops-pw")) as admin:
+            await admin.add_values(shared, [url(2, "http://o/")])
+
+    try:
+        if right_key:
+            asyncio.run(write())
+        else:
+            with pytest.raises(HandleError) as refused:
+                asyncio.run(write())
+            assert refused.value.code == ResponseCode.AUTHENTICATION_FAILED
+    finally:
+        parent.server.stop()
+        child.server.stop()

@@ -10,7 +10,10 @@ handle in a VERIFY_RESPONSE request and takes its verdict.
 (``HandleService.route``): the parent's HS_SITE for a handle above this node, a
 delegation's HS_SITE for one below it.  It asks over TCP, follows referrals for
 at most ``max_hops`` sites, and tries every server of a site in the RFC 3652
-hash order.  Any failure to get a verdict is a refusal.
+hash order.  The request is certified (CT): a verdict from a server whose
+public key its site names must be signed with it (``native_signing``); a site
+without keys (the parent's site made from ``parent_url``) is taken on the
+connection's word.  Any failure to get a verdict is a refusal.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from iinode.proto import (
     CLIENT_VERSION,
     Message,
     OpCode,
+    OpFlag,
     ReferralResponse,
     VerifyRequest,
     VerifyResponse,
 )
 from iinode.resolution.driver import select_server
 from iinode.resolution.native_client import NativeClient, random_request_id, server_address
+from iinode.resolution.native_signing import verify_signature
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +102,19 @@ class RemoteSeckeyVerifier:
                 )
                 if address is None:
                     continue
+                # Certified, as a Handle.Net server asks: a server whose key the site names
+                # must sign its verdict.
                 request = Message(
-                    OpCode.VERIFY_RESPONSE, body, request_id=random_request_id(), version=version
-                )
+                    OpCode.VERIFY_RESPONSE, body, request_id=random_request_id(), version=version,
+                    flags=OpFlag.CT,
+                )  # fmt: skip
                 try:
                     response = await self.client.tcp(address, request)
                 except (IinodeError, HandleError, OSError) as exc:
                     log.info("VERIFY_RESPONSE to %s:%s failed: %s", *address, exc)
+                    continue
+                if server.public_key and not verify_signature(response, server.public_key):
+                    log.warning("VERIFY_RESPONSE from %s:%s is not signed by its key", *address)
                     continue
                 if isinstance(response.body, VerifyResponse):
                     return response.body.valid, []
