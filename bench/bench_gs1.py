@@ -14,7 +14,9 @@ alternate within each run and the medians of ``--runs`` runs are reported:
 * ``gs1 linkType``: ``GET /01/<gtin>?linkType=gs1:recipeInfo``;
 * ``gs1 lot``: ``GET /01/<gtin>/10/LOT1/21/S1`` (three records read, walking up);
 * ``gs1 compressed``: the compressed form of ``/01/<gtin>``;
-* ``gs1 linkset``: ``GET /01/<gtin>?linkType=linkset`` (JSON body).
+* ``gs1 linkset``: ``GET /01/<gtin>?linkType=linkset`` (JSON body);
+* ``... cold``: the node's change counter is bumped before each request, as a write
+  does, so neither the REST answer cache nor the resolver's caches answer.
 
 Every answer's status is checked; a wrong one fails the run.
 """
@@ -35,6 +37,7 @@ from iinode.api.gs1 import LINK_TYPE, handle_for
 from iinode.gs1 import Link, check_digit, compress, parse_path
 from iinode.identifiers import HandleName, HandleValue, StringData, UrlData
 from iinode.node.bulk import BulkRegistrar
+from iinode.node.changes import ChangeCounter
 from iinode.node.service import HandleService
 from iinode.node.settings import NodeSettings, Role
 from iinode.storage import SQLiteStore
@@ -69,18 +72,21 @@ async def populate(service: HandleService, keys: int) -> None:
     await reg.write(rows)
 
 
-Kind = tuple[str, Callable[[int], str], int]
+Kind = tuple[str, Callable[[int], str], int, bool]  # name, target, status, cold
 
 
 def kinds(keys: int) -> list[Kind]:
     compressed = [compress(parse_path(f"/01/{gtin(n)}")) for n in range(keys)]
     return [
-        ("handles", lambda n: f"/api/handles/{PREFIX}/P{n}", 200),
-        ("gs1", lambda n: f"/01/{gtin(n)}", 307),
-        ("gs1 linkType", lambda n: f"/01/{gtin(n)}?linkType=gs1:recipeInfo", 307),
-        ("gs1 lot", lambda n: f"/01/{gtin(n)}/10/LOT1/21/S1", 307),
-        ("gs1 compressed", lambda n: f"/{compressed[n]}", 307),
-        ("gs1 linkset", lambda n: f"/01/{gtin(n)}?linkType=linkset", 200),
+        ("handles", lambda n: f"/api/handles/{PREFIX}/P{n}", 200, False),
+        ("gs1", lambda n: f"/01/{gtin(n)}", 307, False),
+        ("gs1 linkType", lambda n: f"/01/{gtin(n)}?linkType=gs1:recipeInfo", 307, False),
+        ("gs1 lot", lambda n: f"/01/{gtin(n)}/10/LOT1/21/S1", 307, False),
+        ("gs1 compressed", lambda n: f"/{compressed[n]}", 307, False),
+        ("gs1 linkset", lambda n: f"/01/{gtin(n)}?linkType=linkset", 200, False),
+        ("handles cold", lambda n: f"/api/handles/{PREFIX}/P{n}", 200, True),
+        ("gs1 cold", lambda n: f"/01/{gtin(n)}", 307, True),
+        ("gs1 lot cold", lambda n: f"/01/{gtin(n)}/10/LOT1/21/S1", 307, True),
     ]
 
 
@@ -106,8 +112,10 @@ async def call(app: Any, target: str) -> int:
     return status
 
 
-async def load(app: Any, kind: Kind, keys: int, seconds: float, concurrency: int) -> float:
-    name, target, expected = kind
+async def load(
+    app: Any, changes: ChangeCounter, kind: Kind, keys: int, seconds: float, concurrency: int
+) -> float:
+    name, target, expected, cold = kind
     done = 0
     deadline = time.perf_counter() + seconds
 
@@ -115,6 +123,8 @@ async def load(app: Any, kind: Kind, keys: int, seconds: float, concurrency: int
         nonlocal done
         n = offset
         while time.perf_counter() < deadline:
+            if cold:  # as after a write: every kept answer is dropped
+                changes.bump()
             status = await call(app, target(n % keys))
             if status != expected:
                 raise RuntimeError(f"{name}: {target(n % keys)} answered {status}")
@@ -141,19 +151,24 @@ async def main() -> None:
         await populate(service, args.keys)
         app = create_app(service)
         todo = kinds(args.keys)
-        results: dict[str, list[float]] = {name: [] for name, _, _ in todo}
+        results: dict[str, list[float]] = {kind[0]: [] for kind in todo}
         for kind in todo:  # warm-up
-            await load(app, kind, args.keys, 0.3, args.concurrency)
+            await load(app, service.changes, kind, args.keys, 0.3, args.concurrency)
         for _ in range(args.runs):
             for kind in todo:
                 results[kind[0]].append(
-                    await load(app, kind, args.keys, args.seconds, args.concurrency)
+                    await load(
+                        app, service.changes, kind, args.keys, args.seconds, args.concurrency
+                    )
                 )
         await store.close()
-    base = statistics.median(results["handles"])
+    base = {cold: statistics.median(results["handles cold" if cold else "handles"])
+            for cold in (False, True)}  # fmt: skip
     for name, rates in results.items():
         med = statistics.median(rates)
-        print(f"{name:15} {med:10,.0f} req/s  ({med / base:.2f} x handles)")
+        reference = "handles cold" if name.endswith("cold") else "handles"
+        ratio = med / base[name.endswith("cold")]
+        print(f"{name:15} {med:10,.0f} req/s  ({ratio:.2f} x {reference})")
     print(f"medians of {args.runs} runs of {args.seconds:g} s, {args.keys} keys, "
           f"{args.concurrency} requests in flight, in-process ASGI")  # fmt: skip
 

@@ -150,3 +150,18 @@ def test_cli_checks_the_key_before_sending(node_url: str) -> None:
     r = CliRunner().invoke(cli, ["gs1", "link", "remove", KEY, "--index", "500", "--node", node_url,
                                  "--secret", "wrong"])  # fmt: skip
     assert r.exit_code != 0
+
+
+async def test_answers_follow_every_write(tmp_path: Path) -> None:
+    async with gs1_node(tmp_path) as client:
+        assert (await client.get(KEY)).status_code == 404
+        await add_link(client, KEY, **PIP)
+        assert (await client.get(KEY)).headers["location"] == PIP["href"]
+        await add_link(client, KEY, linkType="gs1:faqs", href="https://b.example/f", title="F",
+                       default=True)  # fmt: skip
+        assert (await client.get(KEY)).headers["location"] == "https://b.example/f"
+        await client.delete(f"/api/gs1/links{KEY}", params={"index": 501}, auth=admin())
+        assert (await client.get(KEY)).headers["location"] == PIP["href"]
+        await client.delete(f"/api/gs1/links{KEY}", params={"index": 500}, auth=admin())
+        r = await client.get(KEY)  # the record is left without links: its data is the target
+        assert r.headers["location"] == f"http://node/api/handles/88.118.8/gs1{KEY}"

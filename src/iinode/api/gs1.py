@@ -24,9 +24,9 @@ Routes (every node that owns a prefix):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -105,11 +105,19 @@ def _link_header(parts: list[tuple[str, str, str | None]]) -> str:
     )
 
 
+def _problem_answer(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """A problem as status, headers and a JSON body ``{"status", "title", "detail"}``."""
+    body = orjson.dumps({"status": status, "title": title, "detail": detail})
+    return status, {**CORS, **(headers or {}), "Content-Type": "application/json"}, body
+
+
 def _problem(
     status: int, title: str, detail: str, headers: dict[str, str] | None = None
 ) -> Response:
-    body = orjson.dumps({"status": status, "title": title, "detail": detail})
-    return Response(body, status, {**CORS, **(headers or {})}, media_type="application/json")
+    status, all_headers, body = _problem_answer(status, title, detail, headers)
+    return Response(body, status, all_headers)
 
 
 #: Per level: the key, its handle, its links, and its record's description (``None``:
@@ -131,24 +139,30 @@ def _description(values: Record | None) -> str | None:
     return None
 
 
-class LevelCache:
-    """Links read for a key and its ancestors, kept until the next committed write.
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+#: Status, headers and body of a resolver answer to GET.
+Answer = tuple[int, dict[str, str], bytes]
 
-    Keyed by the canonical path; every entry belongs to one value of the node's
-    :class:`~iinode.node.changes.ChangeCounter` (as :class:`~iinode.api.answer_cache.AnswerCache`),
-    so a write in any process serving the data directory drops them all.
+
+class UntilWrite(Generic[K, V]):
+    """Entries kept until the next committed write.
+
+    Every entry belongs to one value of the node's :class:`~iinode.node.changes.ChangeCounter`
+    (as in :class:`~iinode.api.answer_cache.AnswerCache`), so a write in any process
+    serving the data directory drops them all; the oldest go first past ``max_entries``.
     """
 
     def __init__(self, changes: ChangeCounter, max_entries: int = 65_536) -> None:
         self._changes = changes
-        self._entries: dict[str, Levels] = {}
+        self._entries: dict[K, V] = {}
         self._generation = changes.value()
         self.max_entries = max_entries
 
     def generation(self) -> int:
         return self._changes.value()
 
-    def get(self, key: str) -> Levels | None:
+    def get(self, key: K) -> V | None:
         generation = self._changes.value()
         if generation != self._generation:
             self._entries.clear()
@@ -156,7 +170,7 @@ class LevelCache:
             return None
         return self._entries.get(key)
 
-    def put(self, key: str, levels: Levels, generation: int) -> None:
+    def put(self, key: K, value: V, generation: int) -> None:
         if generation != self._changes.value():
             return
         if generation != self._generation:
@@ -164,7 +178,7 @@ class LevelCache:
             self._generation = generation
         if len(self._entries) >= self.max_entries and key not in self._entries:
             del self._entries[next(iter(self._entries))]
-        self._entries[key] = levels
+        self._entries[key] = value
 
 
 class DigitalLinkResolver:
@@ -182,7 +196,10 @@ class DigitalLinkResolver:
         self.prefix = service.owned.text
         self.resolver = resolver
         self._client = client  # for referrals; None: one client per referral
-        self.cache = LevelCache(service.changes)
+        #: The links of a key and its ancestors, by canonical path.
+        self.cache: UntilWrite[str, Levels] = UntilWrite(service.changes)
+        #: Whole answers, by what of the request they depend on.
+        self.answers: UntilWrite[tuple[Any, ...], Answer] = UntilWrite(service.changes)
 
     # -- reading records -------------------------------------------------------------
     async def record(self, handle: HandleName, hops: int = 0) -> tuple[Record | None, bool]:
@@ -219,12 +236,13 @@ class DigitalLinkResolver:
                     return followed, local and here
         return values, local
 
-    async def levels(self, link: DigitalLink) -> Levels:
-        """Each level's record and links, most specific first (kept until a write)."""
+    async def levels(self, link: DigitalLink) -> tuple[Levels, bool]:
+        """Each level's record and links, most specific first (kept until a write), and
+        whether they were all read on this node."""
         key = link.path
         hit = self.cache.get(key)
         if hit is not None:
-            return hit
+            return hit, True
         generation = self.cache.generation()
         out: Levels = []
         local = True
@@ -237,7 +255,7 @@ class DigitalLinkResolver:
             out.append((level, handle, links_in(values or ()), present))
         if local:
             self.cache.put(key, out, generation)
-        return out
+        return out, local
 
     # -- answering ---------------------------------------------------------------------
     def parse(self, request: Request) -> tuple[DigitalLink, bool]:
@@ -263,18 +281,35 @@ class DigitalLinkResolver:
             return _problem(
                 405, "Method Not Allowed", f"{method} is not served", {"Allow": ALLOWED}
             )
+        scope = request.scope
+        asked = request.headers
+        key = (
+            scope.get("raw_path") or scope["path"].encode(), scope["query_string"],
+            asked.get("accept"), asked.get("accept-language"), asked.get("host"), scope["scheme"],
+        )  # fmt: skip
+        answer = self.answers.get(key)
+        if answer is None:
+            generation = self.answers.generation()
+            answer, local = await self.answer(request)
+            if local:
+                self.answers.put(key, answer, generation)
+        status, headers, content = answer
+        return Response(b"" if method == "HEAD" else content, status, headers)
+
+    async def answer(self, request: Request) -> tuple[Answer, bool]:
+        """Status, headers and body for a GET, and whether only this node's data made it."""
         try:
             link, compressed = self.parse(request)
             wanted = request.query_params.get("linkType")
             wants_linkset = wanted in ("linkset", "all")
             link_type = None if wanted is None or wants_linkset else normalise_link_type(wanted)
         except DigitalLinkError as exc:
-            return _problem(400, "Bad Request", exc.message)
+            return _problem_answer(400, "Bad Request", exc.message), True
         accept = parse_weighted(request.headers.get("accept"))
         if wanted is None and accept and accept[0] in (LINKSET_MEDIA_TYPE, "application/json"):
             wants_linkset = True
         root = _root(request)
-        levels = await self.levels(link)
+        levels, local = await self.levels(link)
         per_level = [(lvl, handle, links) for lvl, handle, links, _ in levels]
         present = [(lvl, handle) for lvl, handle, _, here in levels if here is not None]
         if present and not any(links for _, _, links in per_level):
@@ -306,8 +341,8 @@ class DigitalLinkResolver:
             context=request.query_params.get("context"),
         ))  # fmt: skip
         if choice is None:
-            return _problem(404, "Not Found", f"no links for {link.uri(root)}", headers)
-        head = method == "HEAD"
+            missing = f"no links for {link.uri(root)}"
+            return _problem_answer(404, "Not Found", missing, headers), local
         if wants_linkset or choice.single is None:
             extra = {}
             if present:
@@ -320,13 +355,14 @@ class DigitalLinkResolver:
             headers["Link"] += f', <{LINKSET_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"'
             media = "application/json" if accept[:1] == ["application/json"] else LINKSET_MEDIA_TYPE
             status = 200 if wants_linkset else 300
-            return Response(b"" if head else orjson.dumps(body), status, headers, media_type=media)
+            headers["Content-Type"] = media
+            return (status, headers, orjson.dumps(body)), local
         target = choice.single.href
         query = request.scope["query_string"].decode("latin-1")
         if query and choice.single.forward_query:
             target += ("&" if "?" in target else "?") + query
         headers["Location"] = target
-        return Response(b"", 307, headers)
+        return (307, headers, b""), local
 
 
 class DigitalLinkRoute(BaseRoute):
