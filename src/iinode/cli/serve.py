@@ -4,8 +4,9 @@ The command's process is the node's parent.  It claims every port the node
 listens on (``node.lifecycle.claim_ports``: refused with one line if another
 process, another node included, holds one), starts the native protocol workers
 (``--native-workers``), then serves HTTP: in this process with one worker, or
-in ``--workers N`` processes sharing one listening socket, replaced if one dies
-after it started.  It prints every address once all of them listen.
+in ``--workers N`` processes sharing one listening socket.  It prints every
+address once all of them listen, and replaces a worker (native or HTTP) that dies
+while the node runs.
 
 SIGTERM, SIGINT and SIGHUP stop the node gracefully (``StopSignals``): the HTTP
 servers drain and run the application's shut-down, which stops the connectors,
@@ -18,6 +19,7 @@ killed (``die_with_parent``).  The command exits 0 after a signalled stop.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import socket
 import threading
 import time
@@ -63,7 +65,7 @@ def node_listeners(settings: NodeSettings) -> list[Listener]:
     if settings.role is Role.ENTERPRISE and settings.telemetry and settings.mqtt_url == "embedded":
         found.append(
             Listener("embedded MQTT broker", settings.mqtt_host, settings.embedded_mqtt_port,
-                     ("tcp",), "set mqtt_port (IINODE_MQTT_PORT) in node.toml to a free port, "
+                     ("tcp",), "set mqtt_port (--mqtt-port, IINODE_MQTT_PORT) to a free port, "
                      "or mqtt_url to an external broker"),
         )  # fmt: skip
     return found
@@ -111,7 +113,8 @@ def _http_worker(
     die_with_parent(death_signal=death_signal)
 
     def started() -> None:
-        ready.send("ok")
+        with contextlib.suppress(OSError):  # the parent may have given up already
+            ready.send("ok")
         ready.close()
 
     server = NodeHttpServer(_config(settings), on_started=started)
@@ -145,8 +148,6 @@ class HttpWorkers:
     restarts: int = 0
 
     def _spawn(self) -> tuple[BaseProcess, Connection]:
-        import multiprocessing
-
         context = multiprocessing.get_context("spawn")
         reader, writer = context.Pipe(duplex=False)
         death_signal = threading.current_thread() is threading.main_thread()
