@@ -67,3 +67,18 @@ def test_live_window_fills_as_data_arrives() -> None:
         good.append(live.stream.period([factory.machines[0].spec.id], shift, now + 1).gq)
     assert good[-1] > good[len(good) // 2] > 0
     assert good == sorted(good)  # counts only grow while the shift runs
+
+
+def test_stream_forgets_atoms_past_its_retention() -> None:
+    from iinode.kpi import KpiStream, PeriodGrid
+
+    stream = KpiStream(PeriodGrid(), lateness_us=0, retain_us=2 * 86_400_000_000)
+    t0, step, day = 1_767_592_800_000_000, 600_000_000, 86_400_000_000
+    for i in range(144 * 60):  # 60 days, a sample every 10 minutes
+        stream.add("88.118.8/M1", t0 + i * step, "state", "running")
+        stream.add("88.118.8/M1", t0 + i * step, "good_count", i)
+    atoms = stream.machines["88.118.8/M1"].tracker.atoms
+    assert len(atoms) <= 64 + 3
+    assert min(atoms) >= t0 + 60 * day - 3 * day - 64 * 8 * 3_600_000_000
+    recent = stream.elements("88.118.8/M1", t0 + 58 * day, t0 + 59 * day)
+    assert sum(e.gq for e in recent.values()) == 144

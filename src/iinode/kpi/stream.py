@@ -64,6 +64,10 @@ def by_period(
     return {p: total(parts) for p, parts in groups.items()}
 
 
+#: Past atoms are forgotten (beyond ``retain_us``) once a machine has more than this many.
+_KEEP_ATOMS = 64
+
+
 @dataclass(slots=True)
 class _Machine:
     tracker: MachineTracker
@@ -113,21 +117,21 @@ class KpiStream:
             m.newest_us = time_us
             self._release(m, time_us - self.lateness_us)
 
-    @staticmethod
-    def _release(m: _Machine, before_us: int) -> None:
+    def _release(self, m: _Machine, before_us: int) -> None:
+        retain_us = self.retain_us
         pending = m.pending
         while pending and pending[0][0][0] < before_us:
             t, tag, value, good = heapq.heappop(pending)[2]
             m.tracker.feed(t, tag, value, good)
         if m.released_us is None or before_us > m.released_us:
             m.released_us = before_us
+        if len(m.tracker.atoms) > _KEEP_ATOMS and m.newest_us is not None:
+            m.tracker.forget_before(m.newest_us - retain_us)
 
     def flush(self, until_us: int) -> None:
         """Feed every waiting reading before ``until_us`` (a window closes)."""
         for m in self.machines.values():
             self._release(m, until_us)
-            if m.newest_us is not None:
-                m.tracker.forget_before(m.newest_us - self.retain_us)
 
     def elements(self, equipment: str, start_us: int, end_us: int) -> dict[int, Elements]:
         """Elements per atom of ``[start_us, end_us)`` from what was fed so far."""
