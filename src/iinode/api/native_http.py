@@ -106,7 +106,7 @@ class NativeHttpEndpoint:
         return 1 + ENVELOPE_SIZE + self.limits.max_message_bytes
 
     def peer(self, address: str | None) -> PeerState:
-        """The state (open challenges) kept for a client address."""
+        """The state kept for a client address (challenges live in the node's table)."""
         key = address or ""
         state = self._peers.get(key)
         if state is None:

@@ -1,7 +1,7 @@
 """The TCP side of a native server process (asyncio, one task per connection).
 
 Each connection has its own ``TcpFramer`` (bounded: the announced length is
-checked before the body is buffered) and ``PeerState`` (open challenges).
+checked before the body is buffered) and ``PeerState`` (the client's address).
 Requests on one connection are answered in order.  The connection closes after
 an answer unless the request asked to keep it alive (KA) or the answer is a
 challenge.  A stream that stops parsing gets one PROTOCOL_ERROR answer (when
