@@ -160,6 +160,12 @@ def test_rate_limit_buckets_refill_and_are_bounded() -> None:
         assert limit.allow(host, 10.0)
     assert len(limit) == 3  # "a" was forgotten first
     assert limit.limited == 2
+    # An answer of several packets costs one token per packet, all or nothing.
+    packets = ResponseRateLimit(rate=10, burst=5)
+    assert packets.allow("a", 0.0, 4)
+    assert not packets.allow("a", 0.0, 2)  # one token left: refused, nothing spent
+    assert packets.allow("a", 0.0, 1)
+    assert packets.allow("a", 0.3, 3)  # three tokens back after 0.3 s
 
 
 class RacingCounter:
