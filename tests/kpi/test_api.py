@@ -181,3 +181,31 @@ def test_openapi_lists_the_kpi_routes(tmp_path: Path) -> None:
     paths = set(app.openapi()["paths"])
     assert {"/kpi/plants/{prefix_text}", "/kpi/plants/{prefix_text}/report",
             "/kpi/lines/{prefix_text}/{suffix}/live"} <= paths  # fmt: skip
+
+
+async def test_too_many_readings_is_refused_not_truncated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+    from fastapi import FastAPI
+
+    import iinode.telemetry.kpi_window as kpi_window
+    from iinode.api.kpi import KpiApp, kpi_router
+    from iinode.telemetry.registry import MemoryRegistry
+    from iinode.telemetry.store import ParquetStore
+
+    factory = Factory.demo(ENT, 1, seed=1)
+    store = ParquetStore(tmp_path)
+    store.append(day(factory, MONDAY)[:2000])
+    app = FastAPI()
+    app.include_router(kpi_router(KpiApp(MemoryRegistry(factory.equipment()), store)))
+    params = {"start": "2026-01-05T06:00:00Z", "end": "2026-01-05T08:00:00Z"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://kpi.test") as http:  # fmt: skip
+        ok = await http.get(f"/kpi/equipment/{ENT}/M001", params=params)
+        assert ok.status_code == 200
+        assert ok.json()["periods"][0]["elements"]["gq"] > 0
+        monkeypatch.setattr(kpi_window, "MAX_READINGS", 100)
+        refused = await http.get(f"/kpi/equipment/{ENT}/M001", params=params)
+        assert refused.status_code == 400
+        assert refused.json()["error"] == "too_much_data"

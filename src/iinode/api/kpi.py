@@ -34,7 +34,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from iinode.errors import HandleError, InvalidHandle, ValueInvalid
+from iinode.errors import HandleError, InvalidHandle, StorageError, ValueInvalid
 from iinode.identifiers import HandleName, IndexedHandle, Prefix
 from iinode.kpi import (
     CostRates,
@@ -199,6 +199,19 @@ def kpi_router(app: KpiApp, *, prefix: str = "/kpi") -> APIRouter:
             return _error(404, "not_found", f"equipment {name} is not registered")
         return name, [item]
 
+    async def read(
+        items: list[Equipment], start_us: int, end_us: int, kind: PeriodKind | None = None
+    ) -> list[tuple[Period, Elements]] | Response:
+        """The scope's elements from the store (in a worker thread), or the refusal."""
+        try:
+            return await asyncio.to_thread(
+                scope_elements, app.store, items, start_us, end_us, app.settings, kind
+            )
+        except ValueInvalid as exc:
+            return _error(400, "too_much_data", exc.message)
+        except StorageError as exc:
+            return _error(503, "storage_unavailable", str(exc))
+
     def cycle(start_us: int, end_us: int) -> float | None:
         return mean_development_cycle_s(app.development(), start_us, end_us)
 
@@ -217,9 +230,9 @@ def kpi_router(app: KpiApp, *, prefix: str = "/kpi") -> APIRouter:
             start_us, end_us = _window(start, end, app.clock, app.max_days)
         except ValueInvalid as exc:
             return _error(400, "invalid_query", exc.message)
-        rows = await asyncio.to_thread(
-            scope_elements, app.store, items, start_us, end_us, app.settings, period_kind
-        )
+        rows = await read(items, start_us, end_us, period_kind)
+        if isinstance(rows, Response):
+            return rows
         periods = [_period_json(p, e, rates, cycle(p.start_us, p.end_us)) for p, e in rows]
         return _json({
             "scope": kind, "id": name, "equipment": [e.id for e in items],
@@ -243,9 +256,9 @@ def kpi_router(app: KpiApp, *, prefix: str = "/kpi") -> APIRouter:
             e = app.live.stream.period([i.id for i in items], shift, now)
         else:  # no stream in this process: the same computation over the stored readings
             source = "store"
-            rows = await asyncio.to_thread(
-                scope_elements, app.store, items, shift.start_us, now, app.settings
-            )
+            rows = await read(items, shift.start_us, now)
+            if isinstance(rows, Response):
+                return rows
             e = rows[0][1]
         body = _period_json(shift, e, rates, cycle(shift.start_us, shift.end_us))
         return _json({"scope": kind, "id": name, "source": source, "at": iso(now), **body})
@@ -269,9 +282,9 @@ def kpi_router(app: KpiApp, *, prefix: str = "/kpi") -> APIRouter:
         sides: list[Any] = []
         measured = []
         for start_us, end_us in windows:
-            rows = await asyncio.to_thread(
-                scope_elements, app.store, items, start_us, end_us, app.settings
-            )
+            rows = await read(items, start_us, end_us)
+            if isinstance(rows, Response):
+                return rows
             (period, e), dev = rows[0], cycle(start_us, end_us)
             sides.append(_period_json(period, e, rates, dev))
             measured.append(metrics(e, rates, dev))

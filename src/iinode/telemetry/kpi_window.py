@@ -18,7 +18,6 @@ cumulative counters ``good_count``, ``scrap_count``, ``rework_count``,
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import math
 import time
@@ -58,8 +57,8 @@ from iinode.telemetry.store import ParquetStore
 log = logging.getLogger(__name__)
 
 STATE = "state"
-#: The most readings of one tag read back for one period.
-MAX_READINGS = 50_000_000
+#: The most readings of one machine read back for one period (about 1 GB in Python).
+MAX_READINGS = 5_000_000
 
 #: Gauge name, ``Kpis`` field, help text; all in base units.
 FAMILIES = (
@@ -131,17 +130,21 @@ class KpiWindowSettings:
 
 
 def stored_samples(store: ParquetStore, equipment: str, start_us: int, end_us: int) -> list[Sample]:
-    """One machine's KPI readings in ``[start_us, end_us)``, in feeding order."""
-    per_tag = [
-        [
-            (r.time_us, r.tag, r.value, r.quality.is_good)
-            for r in store.history(equipment, tag, start_us, end_us, MAX_READINGS)
-        ]
-        for tag in KPI_TAGS
-    ]
-    for rows in per_tag:
-        rows.sort(key=sample_key)
-    return list(heapq.merge(*per_tag, key=sample_key))
+    """One machine's KPI readings in ``[start_us, end_us)``, in feeding order (one query).
+
+    ``ValueInvalid`` if there are more than :data:`MAX_READINGS` readings: a
+    shorter period must be asked for, rather than KPIs over a truncated one.
+    """
+    rows = store.history(equipment, None, start_us, end_us, MAX_READINGS + 1)
+    if len(rows) > MAX_READINGS:
+        raise ValueInvalid(
+            f"{equipment} has more than {MAX_READINGS:,} readings in the period; "
+            "ask for a shorter one"
+        )
+    tags = frozenset(KPI_TAGS)
+    out = [(r.time_us, r.tag, r.value, r.quality.is_good) for r in rows if r.tag in tags]
+    out.sort(key=sample_key)  # the store orders by time and tag; equal ones by value too
+    return out
 
 
 def machine_atoms(
