@@ -574,11 +574,13 @@ def resolve_with_sources(
         chosen.update(layer)
     if node_file:
         for name in FIXED_AT_INIT:
-            if name in chosen and chosen[name][0] != stored.get(name, (None,))[0]:
+            created = stored.get(name, (None,))[0]
+            if name in chosen and chosen[name][0] != created:
                 value, source = chosen[name]
+                was = "none" if created is None else repr(str(created))
                 raise ConfigurationError(
                     f"{source} sets {name} {str(value)!r}, but this node was created with "
-                    f"{str(stored.get(name, (None,))[0])!r}; {name} is fixed by 'iinode init'"
+                    f"{was}; {name} is fixed by 'iinode init'"
                 )
     if "role" not in chosen:
         raise ConfigurationError(f"role is not set: give --role or {SETTINGS['role'][0]}")
