@@ -23,6 +23,7 @@ Routes (every node that owns a prefix):
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Hashable, Sequence
 from dataclasses import replace
@@ -84,12 +85,18 @@ def handle_for(prefix: str, link: DigitalLink) -> HandleName:
     return HandleName(prefix, SUFFIX_STEM + link.path)
 
 
+#: Stored link texts already parsed and checked (the same text is the same link).
+_stored_link = functools.lru_cache(maxsize=65_536)(Link.from_value_text)
+#: Compressed paths already decoded (decoding is a pure function of the path).
+_decompressed = functools.lru_cache(maxsize=16_384)(decompress_path)
+
+
 def links_in(values: Sequence[HandleValue]) -> list[Link]:
     out = []
     for v in values:
         if v.type == LINK_TYPE and isinstance(v.data, StringData):
             try:
-                out.append(Link.from_value_text(v.data.text, v.index))
+                out.append(_stored_link(v.data.text, v.index))
             except ValueInvalid as exc:
                 log.warning("GS1 link at index %d is not valid: %s", v.index, exc.message)
     return sorted(out, key=lambda link: link.index or 0)
@@ -266,7 +273,7 @@ class DigitalLinkResolver:
         query = list(request.query_params.multi_items())
         if len(parts) == 1 or (len(parts) == 3 and looks_compressed(parts[2])):
             found = request.scope.get(DECOMPRESSED)  # decoded once, while matching the route
-            link, _other = found if found is not None else decompress_path(raw)
+            link, _other = found if found is not None else _decompressed(raw)
             attributes = [(k, v) for k, v in query if k.isdigit()]
             if attributes:
                 link = parse_path(link.path, [*link.attributes, *attributes])
@@ -387,7 +394,7 @@ class DigitalLinkRoute(BaseRoute):
             return Match.FULL, {}
         if not rest and looks_compressed(first):
             try:
-                found = decompress_path(path)
+                found = _decompressed(path)
             except ValueInvalid:
                 return Match.NONE, {}
             return Match.FULL, {DECOMPRESSED: found}
