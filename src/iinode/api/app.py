@@ -38,6 +38,7 @@ from iinode.node.settings import NodeSettings, Role, settings_from_environment
 from iinode.resolution import HttpResolver
 from iinode.resolution.shared_cache import close_resolution_cache, resolution_cache_for
 from iinode.storage import open_store
+from iinode.web import mount_console
 
 
 def _error_body(exc: HandleError, request: Request) -> dict[str, Any]:
@@ -63,6 +64,8 @@ def _base_app(lifespan: Any = None) -> FastAPI:
         version=iinode.__version__,
         description="Industrial Internet node: Handle-compatible identifier resolution.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by iinode.web (assets from an installed package)
+        redoc_url=None,
     )
 
     @app.exception_handler(HandleError)
@@ -150,6 +153,7 @@ def _install(app: FastAPI, service: HandleService, resolver: HttpResolver | None
         return "ok"
 
     mount_gs1(app, service, resolver)  # GS1 Digital Link resolver (iinode.api.gs1)
+    mount_console(app, service, resolver)  # the web console and /docs (iinode.web)
     # Further routers (telemetry, monitoring, metrics) are included here.
 
 
