@@ -27,8 +27,8 @@ RATES = CostRates(energy_per_kwh=0.8, labour_per_hour=30.0, maintenance_per_hour
 
 def plant(factory: Factory) -> Elements:
     """The plant's elements over one simulated day, computed from its readings."""
-    readings = [r for batch in factory.run(DAY_S, 10.0) for r in batch]
-    start, end = readings[0].time_us - 10_000_000, readings[-1].time_us + 1
+    readings = [r for batch in factory.run(DAY_S, 20.0) for r in batch]
+    start, end = readings[0].time_us - 20_000_000, readings[-1].time_us + 1
     grid = PeriodGrid()
     parts = []
     for m in factory.machines:
