@@ -129,3 +129,19 @@ def test_table_is_data_and_covers_every_key_and_qualifier() -> None:
     validate("3103", "000189")
     with pytest.raises(DigitalLinkError):
         DigitalLink(("01", "09506000134353"))
+
+
+def test_public_names_and_stdlib_only() -> None:
+    import subprocess
+    import sys
+
+    import iinode.gs1 as gs1
+
+    assert all(hasattr(gs1, name) for name in gs1.__all__)
+    assert {"DigitalLink", "Link", "parse_path", "compress", "decompress_path"} <= set(gs1.__all__)
+    code = (
+        "import sys, iinode.gs1; "
+        "print(sorted(m for m in ('fastapi', 'starlette', 'httpx', 'orjson') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
