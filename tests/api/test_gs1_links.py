@@ -165,3 +165,23 @@ async def test_answers_follow_every_write(tmp_path: Path) -> None:
         await client.delete(f"/api/gs1/links{KEY}", params={"index": 500}, auth=admin())
         r = await client.get(KEY)  # the record is left without links: its data is the target
         assert r.headers["location"] == f"http://node/api/handles/88.118.8/gs1{KEY}"
+
+
+async def test_concurrent_adds_get_their_own_indexes(tmp_path: Path) -> None:
+    import asyncio
+
+    async with gs1_node(tmp_path) as client:
+        await add_link(client, KEY, **PIP)
+        answers = await asyncio.gather(*(
+            add_link(client, KEY, linkType="gs1:faqs", href=f"https://b.example/{n}", title="F",
+                     default=n % 3 == 0)
+            for n in range(9)
+        ))  # fmt: skip
+        assert [r.status_code for r in answers] == [201] * 9
+        stored = await links(client)
+        assert sorted(o["index"] for o in stored) == list(range(500, 510))
+        assert sorted(o["href"] for o in stored)[:-1] == sorted(
+            f"https://b.example/{n}" for n in range(9)
+        )
+        doc = (await client.get(KEY, params={"linkType": "linkset"})).json()
+        assert len(doc["linkset"][0]["https://gs1.org/voc/defaultLink"]) == 1

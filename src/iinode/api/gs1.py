@@ -38,7 +38,14 @@ from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
 from iinode.api.handles import authenticate, json_response, read_body
-from iinode.errors import HandleNotFound, ValueInvalid, ValuesNotFound
+from iinode.errors import (
+    HandleAlreadyExists,
+    HandleNotFound,
+    ServerBusy,
+    ValueAlreadyExists,
+    ValueInvalid,
+    ValuesNotFound,
+)
 from iinode.gs1 import (
     LINKSET_CONTEXT,
     LINKSET_MEDIA_TYPE,
@@ -69,6 +76,8 @@ LINK_INDEXES = range(500, 1000)
 #: Handle suffix stem of GS1 keys: ``<prefix>/gs1/<canonical path>``.
 SUFFIX_STEM = "gs1"
 MAX_ALIAS_HOPS = 3
+#: Times a link write is retried when another writer took the index first.
+ADD_ATTEMPTS = 8
 #: Scope key of a compressed path decoded while matching the route.
 DECOMPRESSED = "iinode.gs1.decompressed"
 ALLOWED = "GET, HEAD, OPTIONS"
@@ -451,23 +460,38 @@ class LinkStore:
         return handle, links_in(await self.service.lookup(handle) or ())
 
     async def add(self, link: DigitalLink, new: Link, identity: Any) -> Link:
+        """Store ``new`` at the first free index; concurrent adds each get their own."""
         handle = handle_for(self.prefix, link)
-        record = await self.service.lookup(handle)
-        if record is None:
-            stored = replace(new, default=True, index=LINK_INDEXES.start)
-            await self.service.create(handle, [self._value(stored)], identity, overwrite=False)
+        for _ in range(ADD_ATTEMPTS):
+            record = await self.service.lookup(handle)
+            try:
+                if record is None:
+                    stored = replace(new, default=True, index=LINK_INDEXES.start)
+                    value = self._value(stored)
+                    await self.service.create(handle, [value], identity, overwrite=False)
+                    return stored
+                used = {v.index for v in record}
+                index = next((i for i in LINK_INDEXES if i not in used), None)
+                if index is None:
+                    raise ValueInvalid(f"{handle} already has {len(LINK_INDEXES)} links")
+                existing = links_in(record)
+                stored = replace(new, default=new.default or not existing, index=index)
+                # existing=False: the index must still be free when the write lands.
+                await self.service.put_values(
+                    handle, [self._value(stored)], identity, existing=False
+                )
+            except (HandleAlreadyExists, ValueAlreadyExists):
+                continue  # another writer took the record or the index first
+            if stored.default:  # the key's one default moves to the new link
+                others = [replace(o, default=False) for o in existing if o.default]
+                if others:
+                    try:
+                        values = [self._value(o) for o in others]
+                        await self.service.put_values(handle, values, identity, existing=True)
+                    except ValuesNotFound:
+                        pass  # removed meanwhile: nothing left to demote
             return stored
-        used = {v.index for v in record}
-        index = next((i for i in LINK_INDEXES if i not in used), None)
-        if index is None:
-            raise ValueInvalid(f"{handle} already has {len(LINK_INDEXES)} links")
-        existing = links_in(record)
-        stored = replace(new, default=new.default or not existing, index=index)
-        values = [self._value(stored)]
-        if stored.default:  # exactly one default per key
-            values += [self._value(replace(o, default=False)) for o in existing if o.default]
-        await self.service.put_values(handle, values, identity)
-        return stored
+        raise ServerBusy(f"{handle} is being changed concurrently; try again", handle=str(handle))
 
     async def remove(self, link: DigitalLink, index: int, identity: Any) -> None:
         handle = handle_for(self.prefix, link)

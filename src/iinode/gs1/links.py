@@ -339,7 +339,7 @@ def linkset(
         obj: dict[str, Any] = {"anchor": anchor, "itemDescription": description}
         for link in links:
             obj.setdefault(link_type_uri(link.link_type), []).append(link.target_object())
-            if link.default:
+            if link.default and link_type_uri(DEFAULT_LINK) not in obj:  # as effective_links
                 obj[link_type_uri(DEFAULT_LINK)] = [{"href": link.href, "title": link.title}]
         for rel, target in more.items():
             obj[rel] = [target]
