@@ -223,3 +223,39 @@ async def test_rest_search(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/search", params={"prefix": "88.118.8"})).status_code == 401
     r = await client.get("/api/search", params={"prefix": "88.118.8", "limit": "3"}, auth=ADMIN)
     assert r.json()["handles"][0] == "88.118.8/P0"
+
+
+def test_terms_from_values_equal_terms_from_record_bytes() -> None:
+    from iinode.identifiers import decode_record
+    from iinode.storage.search import record_terms, values_terms
+
+    for n in range(20):
+        raw = record(n, colour=["red", "", "x" * 600][n % 3], hidden=bool(n % 2))
+        values = decode_record(raw)
+        assert values_terms(values) == record_terms(raw)
+        assert values_terms(values[:1]) == record_terms(encode_record(values[:1]))
+
+
+async def test_bulk_put_with_given_terms_indexes_only_written_rows(store: HandleStore) -> None:
+    from iinode.identifiers import decode_record
+    from iinode.storage.search import values_terms
+
+    await store.modify("88.1/kept", lambda _old: record(1, colour="old"))
+    rows = [("88.1/kept", "88.1", record(2, colour="new"))] + [
+        (f"88.1/n{n}", "88.1", record(10 + n, colour="new")) for n in range(3)
+    ]
+    terms = {h: values_terms(decode_record(raw)) for h, _, raw in rows}
+    result = await store.bulk_put(rows, terms=terms)
+    assert (result.written, result.skipped) == (3, 1)
+    assert await store.search(SearchQuery((("attr:colour", "new"),))) == [
+        "88.1/n0",
+        "88.1/n1",
+        "88.1/n2",
+    ]
+    assert await store.search(SearchQuery((("attr:colour", "old"),))) == ["88.1/kept"]
+    await store.bulk_put(rows[:1], overwrite=True, terms=terms)
+    assert await store.search(SearchQuery((("attr:colour", "old"),))) == []
+    clash = [("88.1/z", "88.1", record(99, serial="S00010"))]  # n0's serial
+    with pytest.raises(UniqueValueTaken):
+        await store.bulk_put(clash, terms={"88.1/z": values_terms(decode_record(clash[0][2]))})
+    assert await store.get("88.1/z") is None

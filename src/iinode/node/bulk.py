@@ -18,7 +18,7 @@ from iinode.identifiers import (
 )
 from iinode.identifiers.wire import WireWriter
 from iinode.node.verifier import protect_seckey
-from iinode.storage.search import TEMPLATE_LINK_INDEX
+from iinode.storage.search import TEMPLATE_LINK_INDEX, BulkTerms, values_terms
 
 if TYPE_CHECKING:
     from iinode.node.service import HandleService
@@ -57,6 +57,8 @@ class BulkRegistrar:
         self._admin_wire = self._admin.to_wire()
         #: Prefixes already found to lie within the owned one.
         self._inside: set[str] = set()
+        #: Search terms of the rows encoded and not yet written, by handle.
+        self._terms: BulkTerms = {}
 
     def encode(self, handle: HandleName, values: Sequence[HandleValue]) -> tuple[str, str, bytes]:
         prefix = handle.prefix_text
@@ -102,7 +104,9 @@ class BulkRegistrar:
             v.write(w, self._now)
         if admin_wire:
             w.raw(admin_wire)
-        return str(handle), handle.prefix_text, w.getvalue()
+        name = str(handle)
+        self._terms[name] = values_terms(values)  # handed to the store with the row
+        return name, handle.prefix_text, w.getvalue()
 
     async def load_templates(self) -> None:
         """Load the templates of the node's prefix, so rows linking to them are checked
@@ -111,7 +115,10 @@ class BulkRegistrar:
 
     async def write(self, rows: Sequence[tuple[str, str, bytes]]) -> tuple[int, int]:
         try:
-            result = await self.service.store.bulk_put(rows, overwrite=self.overwrite)
+            terms = {r[0]: self._terms.pop(r[0], []) for r in rows}
+            result = await self.service.store.bulk_put(
+                rows, overwrite=self.overwrite, terms=terms
+            )
         finally:
             # Also after a failure: part of the rows may have been committed.
             self.service.changes.bump()

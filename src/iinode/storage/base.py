@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from iinode.errors import ValueInvalid
-from iinode.storage.search import SearchQuery
+from iinode.storage.search import BulkTerms, SearchQuery
 
 #: A change applied atomically by ``HandleStore.modify``: old record bytes (or
 #: ``None`` when the handle does not exist) -> new bytes (``None`` deletes).
@@ -51,11 +51,18 @@ class HandleStore(Protocol):
         ...
 
     async def bulk_put(
-        self, rows: Iterable[tuple[str, str, bytes]], *, overwrite: bool = False
+        self,
+        rows: Iterable[tuple[str, str, bytes]],
+        *,
+        overwrite: bool = False,
+        terms: BulkTerms | None = None,
     ) -> BulkResult:
         """Write ``(handle, prefix, record)`` rows in one transaction.
 
         Existing handles are replaced when ``overwrite``, else skipped and counted.
+        ``terms``: the search terms of the rows by handle, as ``record_terms`` would
+        find them (the bulk path has them from the values; a store may use them
+        instead of reading each record again).
         """
         ...
 

@@ -11,7 +11,7 @@ import bisect
 from collections.abc import Iterable, Sequence
 
 from iinode.storage.base import BulkResult, HandlePage, Mutation, check_limit
-from iinode.storage.search import SearchQuery, Term, UniqueValueTaken, record_terms
+from iinode.storage.search import BulkTerms, SearchQuery, Term, UniqueValueTaken, record_terms
 
 
 class MemoryStore:
@@ -70,7 +70,11 @@ class MemoryStore:
             self._terms.pop(handle, None)
 
     async def bulk_put(
-        self, rows: Iterable[tuple[str, str, bytes]], *, overwrite: bool = False
+        self,
+        rows: Iterable[tuple[str, str, bytes]],
+        *,
+        overwrite: bool = False,
+        terms: BulkTerms | None = None,
     ) -> BulkResult:
         written = skipped = 0
         async with self._lock:

@@ -27,7 +27,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from iinode.errors import StorageError
 from iinode.storage.base import BulkResult, HandlePage, Mutation, check_limit, page_total
-from iinode.storage.search import SearchQuery, UniqueValueTaken, record_terms, search_sql
+from iinode.storage.search import (
+    BulkTerms,
+    SearchQuery,
+    UniqueValueTaken,
+    record_terms,
+    search_sql,
+)
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 
@@ -168,7 +174,11 @@ class PostgresStore:
             ) from None
 
     async def bulk_put(
-        self, rows: Iterable[tuple[str, str, bytes]], *, overwrite: bool = False
+        self,
+        rows: Iterable[tuple[str, str, bytes]],
+        *,
+        overwrite: bool = False,
+        terms: BulkTerms | None = None,
     ) -> BulkResult:
         conflict = (
             "ON CONFLICT (handle) DO UPDATE SET data = excluded.data"
@@ -195,7 +205,7 @@ class PostgresStore:
                 "CREATE TEMP TABLE IF NOT EXISTS iinode_bulk_written "
                 "(handle TEXT, prefix TEXT, seq BIGINT) ON COMMIT DELETE ROWS"
             )
-            terms: list[tuple[int, str, str, bool, bool]] = []
+            seq_terms: list[tuple[int, str, str, bool, bool]] = []
             async with conn.cursor() as cur:
                 async with cur.copy(
                     "COPY iinode_bulk_rows (handle, prefix, data, seq) FROM STDIN (FORMAT BINARY)"
@@ -203,15 +213,17 @@ class PostgresStore:
                     copy.set_types(["text", "text", "bytea", "int8"])
                     for handle, prefix, data in rows:
                         await copy.write_row((handle, prefix, data, total))
-                        terms.extend((total, f, v, p, u) for f, v, p, u in record_terms(data))
+                        given = terms.get(handle) if terms is not None else None
+                        found = record_terms(data) if given is None else given
+                        seq_terms.extend((total, f, v, p, u) for f, v, p, u in found)
                         total += 1
-                if terms:
+                if seq_terms:
                     async with cur.copy(
                         "COPY iinode_bulk_terms (seq, field, value, public, uniq) "
                         "FROM STDIN (FORMAT BINARY)"
                     ) as copy:
                         copy.set_types(["int8", "text", "text", "bool", "bool"])
-                        for term in terms:
+                        for term in seq_terms:
                             await copy.write_row(term)
                 await cur.execute(
                     "WITH chosen AS (SELECT DISTINCT ON (handle) handle, prefix, data, seq "
@@ -227,7 +239,7 @@ class PostgresStore:
                         f"DELETE FROM {self._t}_terms WHERE handle IN "
                         "(SELECT handle FROM iinode_bulk_written)"
                     )
-                if terms:
+                if seq_terms:
                     try:
                         async with conn.transaction():
                             await cur.execute(

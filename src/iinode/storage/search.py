@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from iinode.errors import ValueInvalid
+from iinode.identifiers import HandleValue
 
 #: Index of the template link on an identifier, and of the first attribute.
 TEMPLATE_LINK_INDEX = 1001
@@ -46,6 +48,8 @@ _PUBLIC_READ = 0x02
 
 #: A term: (field, value, public, unique).
 Term = tuple[str, str, bool, bool]
+#: Terms of the rows of one ``bulk_put``, by handle (the bulk path's, computed from values).
+BulkTerms = dict[str, list[Term]]
 
 
 class UniqueValueTaken(ValueInvalid):
@@ -112,11 +116,7 @@ def record_terms(data: bytes) -> list[Term]:
 def _terms(data: bytes) -> list[Term]:
     (count,) = _U32.unpack_from(data, 0)
     at = 4
-    urls: list[tuple[str, bool]] = []
-    oids: list[tuple[str, bool]] = []
-    attrs: list[tuple[str, str, bool]] = []
-    link: tuple[str, tuple[str, ...]] | None = None
-    link_public = False
+    items = []
     for _ in range(count):
         index, _ts, _ttl_type, _ttl, perms, tlen = _HEAD.unpack_from(data, at)
         at += _HEAD.size
@@ -131,6 +131,29 @@ def _terms(data: bytes) -> list[Term]:
         for _r in range(refs):
             (rlen,) = _U32.unpack_from(data, at)
             at += 4 + rlen + 4
+        items.append((index, vtype, body, perms))
+    return _collect(items)
+
+
+def values_terms(values: Iterable[HandleValue]) -> list[Term]:
+    """:func:`record_terms` of the record ``values`` encode to, without encoding them (the
+    bulk path hands them to the store beside the rows)."""
+    try:
+        return _collect(
+            (v.index, v.type.encode("utf-8"), v.data_bytes, int(v.permissions)) for v in values
+        )
+    except UnicodeDecodeError:
+        return []
+
+
+def _collect(items: Iterable[tuple[int, bytes, bytes, int]]) -> list[Term]:
+    """The terms of a record's values given as (index, type, data, permissions)."""
+    urls: list[tuple[str, bool]] = []
+    oids: list[tuple[str, bool]] = []
+    attrs: list[tuple[str, str, bool]] = []
+    link: tuple[str, tuple[str, ...]] | None = None
+    link_public = False
+    for index, vtype, body, perms in items:
         public = bool(perms & _PUBLIC_READ)
         if vtype == b"URL":
             urls.append((body.decode("utf-8"), public))
@@ -141,6 +164,9 @@ def _terms(data: bytes) -> list[Term]:
             attrs.append((vtype.decode("utf-8"), body.decode("utf-8"), public))
         elif vtype == b"II_OID":
             oids.append((body.decode("utf-8"), public))
+    if not oids and link is None and len(urls) == 1:  # the common plain record
+        url, public = urls[0]
+        return [("url", url, public, False)] if url and len(url) <= MAX_TERM_CHARS else []
     out: dict[tuple[str, str], Term] = {}
     for url, public in urls:
         _add(out, "url", url, public, False)
@@ -207,6 +233,7 @@ __all__ = [
     "OID_TYPE",
     "TEMPLATE_LINK_INDEX",
     "TEMPLATE_LINK_TYPE",
+    "BulkTerms",
     "SearchQuery",
     "Term",
     "UniqueValueTaken",
@@ -214,4 +241,5 @@ __all__ = [
     "record_terms",
     "search_sql",
     "terms_json",
+    "values_terms",
 ]

@@ -33,7 +33,13 @@ from typing import TypeVar
 
 from iinode.errors import StorageError
 from iinode.storage.base import BulkResult, HandlePage, Mutation, check_limit, page_total
-from iinode.storage.search import SearchQuery, UniqueValueTaken, search_sql, terms_json
+from iinode.storage.search import (
+    BulkTerms,
+    SearchQuery,
+    UniqueValueTaken,
+    search_sql,
+    terms_json,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS handles (
@@ -48,8 +54,11 @@ CREATE INDEX IF NOT EXISTS handles_by_prefix ON handles (prefix, handle);
 #: triggers in the record's transaction (the file itself needs no iinode function).
 #: A trigger's statements take the conflict policy of the statement firing them (a bulk
 #: load's OR IGNORE / OR REPLACE), so a taken unique value is refused by RAISE(ABORT),
-#: which no policy overrides, before the terms are inserted.
+#: which no policy overrides, before the terms are inserted.  A bulk load given its rows'
+#: terms (``bulk_put(terms=)``) writes them itself, with the triggers off
+#: (``temp.iinode_bulk_terms`` holds a row meanwhile): no Python call per row.
 _TERMS_SCHEMA = """
+CREATE TEMP TABLE IF NOT EXISTS iinode_bulk_terms (on_ INTEGER);
 CREATE TABLE IF NOT EXISTS handle_terms (
     field  TEXT NOT NULL,
     value  TEXT NOT NULL,
@@ -62,7 +71,8 @@ CREATE TABLE IF NOT EXISTS handle_terms (
 CREATE INDEX IF NOT EXISTS handle_terms_by_handle ON handle_terms (handle);
 CREATE UNIQUE INDEX IF NOT EXISTS handle_terms_unique
     ON handle_terms (prefix, field, value) WHERE uniq = 1;
-CREATE TEMP TRIGGER IF NOT EXISTS handles_terms_insert AFTER INSERT ON main.handles BEGIN
+CREATE TEMP TRIGGER IF NOT EXISTS handles_terms_insert AFTER INSERT ON main.handles
+WHEN NOT EXISTS (SELECT 1 FROM temp.iinode_bulk_terms) BEGIN
     DELETE FROM handle_terms WHERE handle = new.handle;
     SELECT RAISE(ABORT, 'handle_terms: a unique attribute value is taken under the prefix')
         FROM json_each(iinode_terms(new.data)) AS t
@@ -76,7 +86,8 @@ CREATE TEMP TRIGGER IF NOT EXISTS handles_terms_insert AFTER INSERT ON main.hand
                new.prefix, json_extract(t.value, '$[2]'), json_extract(t.value, '$[3]')
         FROM json_each(iinode_terms(new.data)) AS t;
 END;
-CREATE TEMP TRIGGER IF NOT EXISTS handles_terms_update AFTER UPDATE ON main.handles BEGIN
+CREATE TEMP TRIGGER IF NOT EXISTS handles_terms_update AFTER UPDATE ON main.handles
+WHEN NOT EXISTS (SELECT 1 FROM temp.iinode_bulk_terms) BEGIN
     DELETE FROM handle_terms WHERE handle = old.handle;
     SELECT RAISE(ABORT, 'handle_terms: a unique attribute value is taken under the prefix')
         FROM json_each(iinode_terms(new.data)) AS t
@@ -275,19 +286,28 @@ class SQLiteStore:
         return await self._in(self._write_thread, write, f"write of {handle!r}")
 
     async def bulk_put(
-        self, rows: Iterable[tuple[str, str, bytes]], *, overwrite: bool = False
+        self,
+        rows: Iterable[tuple[str, str, bytes]],
+        *,
+        overwrite: bool = False,
+        terms: BulkTerms | None = None,
     ) -> BulkResult:
         verb = "INSERT OR REPLACE" if overwrite else "INSERT OR IGNORE"
         batch = list(rows)
+        if terms is not None and len({r[0] for r in batch}) != len(batch):
+            terms = None  # a handle given twice: the triggers know which row won
 
         def write() -> BulkResult:
             db = self._writer
             db.execute("BEGIN IMMEDIATE")
             try:
-                # rowcount counts the statement's own rows, not the index triggers' ones.
-                written = db.executemany(
-                    f"{verb} INTO handles (handle, prefix, data) VALUES (?, ?, ?)", batch
-                ).rowcount
+                if terms is None:
+                    # rowcount counts the statement's own rows, not the index triggers' ones.
+                    written = db.executemany(
+                        f"{verb} INTO handles (handle, prefix, data) VALUES (?, ?, ?)", batch
+                    ).rowcount
+                else:
+                    written = _bulk_with_terms(db, verb, batch, terms, overwrite)
                 db.execute("COMMIT")
             except BaseException:
                 _rollback(db)
@@ -305,6 +325,42 @@ class SQLiteStore:
             await loop.run_in_executor(thread, db.close)
             thread.shutdown(wait=False)
         self._db.close()
+
+
+def _bulk_with_terms(
+    db: sqlite3.Connection,
+    verb: str,
+    batch: list[tuple[str, str, bytes]],
+    terms: BulkTerms,
+    overwrite: bool,
+) -> int:
+    """Write a batch and the given terms of the rows written, the triggers off."""
+    db.execute("INSERT INTO temp.iinode_bulk_terms VALUES (1)")
+    names = [r[0] for r in batch]
+    kept: set[str] = set()
+    if overwrite:
+        db.executemany("DELETE FROM handle_terms WHERE handle = ?", ((h,) for h in names))
+    else:
+        for start in range(0, len(names), _BATCH):
+            chunk = names[start : start + _BATCH]
+            marks = ",".join("?" * len(chunk))
+            found = db.execute(f"SELECT handle FROM handles WHERE handle IN ({marks})", chunk)
+            kept.update(r[0] for r in found)
+    written = db.executemany(
+        f"{verb} INTO handles (handle, prefix, data) VALUES (?, ?, ?)", batch
+    ).rowcount
+    db.executemany(
+        "INSERT INTO handle_terms (field, value, handle, prefix, public, uniq) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            (f, v, handle, prefix, p, u)
+            for handle, prefix, _ in batch
+            if handle not in kept
+            for f, v, p, u in terms.get(handle, ())
+        ),
+    )
+    db.execute("DELETE FROM temp.iinode_bulk_terms")
+    return written
 
 
 class _TermsOnce:
