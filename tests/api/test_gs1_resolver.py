@@ -315,6 +315,25 @@ async def test_a_record_without_links_resolves_to_its_identifier_data(tmp_path: 
         assert doc["linkset"][0][GS1 + "masterData"][0]["href"] == r.headers["location"]
 
 
+async def test_a_scan_reaches_the_products_industrial_identifier(tmp_path: Path) -> None:
+    """The GTIN's record is an HS_ALIAS of the product's identifier: a scan lands on it."""
+    async with gs1_node(tmp_path) as client:
+        product = "88.118.8/JXDY2106023"
+        model = {"index": 2000, "type": "MODEL", "data": {"format": "string", "value": "6205"}}
+        r = await client.put(f"/api/handles/{product}", json={"values": [model]}, auth=admin())
+        assert r.status_code == 201
+        alias = {"index": 1, "type": "HS_ALIAS", "data": {"format": "string", "value": product}}
+        r = await client.put(f"/api/handles/88.118.8/gs1{KEY}", json={"values": [alias]},
+                             auth=admin())  # fmt: skip
+        assert r.status_code == 201
+        r = await client.get(f"{KEY}/10/B2106/21/0023")
+        assert r.status_code == 307
+        assert r.headers["location"] == f"{ROOT}/api/handles/{product}"
+        assert f'<{ROOT}/api/handles/{product}>; rel="describedby"' in r.headers["link"]
+        data = (await client.get(r.headers["location"])).json()
+        assert [v["data"]["value"] for v in data["values"] if v["type"] == "MODEL"] == ["6205"]
+
+
 async def test_item_description_comes_from_the_record(node: httpx.AsyncClient) -> None:
     handle = f"88.118.8/gs1/01/{GTIN}"
     text = {"format": "string", "value": "Dal Giardino risotto rice, 1 kg"}

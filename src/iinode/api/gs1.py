@@ -27,7 +27,7 @@ import functools
 import logging
 from collections.abc import Hashable, Sequence
 from dataclasses import replace
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -136,11 +136,20 @@ def _problem(
     return Response(body, status, all_headers)
 
 
-#: Per level: the key, its handle, its links, and its record's description (``None``:
-#: no record; ``""``: a record without a GS1_DESCRIPTION value).
+#: Per level: the key, the handle of its record (the alias's target when followed), its
+#: links, and its record's description (``None``: no record; ``""``: a record without a
+#: GS1_DESCRIPTION value).
 Levels = list[tuple[DigitalLink, HandleName, list[Link], str | None]]
 #: The value type whose text is a key's ``itemDescription`` in linksets.
 DESCRIPTION_TYPE = "GS1_DESCRIPTION"
+
+
+class Found(NamedTuple):
+    """A record as the resolver reads it."""
+
+    values: Record | None  # None: no such record
+    local: bool  # read on this node, not fetched from another
+    handle: HandleName  # where the values came from (an alias's target when followed)
 
 
 def descriptions(levels: Levels) -> list[tuple[DigitalLink, str]]:
@@ -218,18 +227,18 @@ class DigitalLinkResolver:
         self.answers: UntilWrite[tuple[Any, ...], Answer] = UntilWrite(service.changes)
 
     # -- reading records -------------------------------------------------------------
-    async def record(self, handle: HandleName, hops: int = 0) -> tuple[Record | None, bool]:
-        """The public values of ``handle`` wherever it lives (``None`` if absent), and
-        whether they were read here (not from another node)."""
+    async def record(self, handle: HandleName, hops: int = 0) -> Found:
+        """The public values of ``handle`` wherever it lives, an HS_ALIAS without links
+        followed (at most ``MAX_ALIAS_HOPS``)."""
         try:
             answer = await self.service.answer(handle)
         except HandleNotFound:
-            return None, True
+            return Found(None, True, handle)
         values: Record
         local = not answer.is_referral
         if answer.is_referral:
             if self.resolver is None:
-                return None, False
+                return Found(None, False, handle)
             delegated = HttpResolver(
                 answer.sites(),
                 cache=self.resolver.cache,
@@ -239,7 +248,7 @@ class DigitalLinkResolver:
             try:
                 values = (await delegated.resolve(handle)).values
             except HandleNotFound:
-                return None, False
+                return Found(None, False, handle)
             finally:
                 await delegated.aclose()
         else:
@@ -247,10 +256,10 @@ class DigitalLinkResolver:
         if hops < MAX_ALIAS_HOPS and not any(v.type == LINK_TYPE for v in values):
             alias = next((v.data for v in values if isinstance(v.data, AliasData)), None)
             if alias is not None:
-                followed, here = await self.record(HandleName.parse(alias.text), hops + 1)
-                if followed is not None:
-                    return followed, local and here
-        return values, local
+                followed = await self.record(HandleName.parse(alias.text), hops + 1)
+                if followed.values is not None:
+                    return followed._replace(local=local and followed.local)
+        return Found(values, local, handle)
 
     async def levels(self, link: DigitalLink) -> tuple[Levels, bool]:
         """Each level's record and links, most specific first (kept until a write), and
@@ -263,12 +272,12 @@ class DigitalLinkResolver:
         out: Levels = []
         local = True
         for level in link.levels():
-            handle = handle_for(self.prefix, level)
-            values, here = await self.record(handle)
-            local = local and here
+            found = await self.record(handle_for(self.prefix, level))
+            values = found.values
+            local = local and found.local
             described = _description(values) if values is not None else None
             present = "" if values is not None and described is None else described
-            out.append((level, handle, links_in(values or ()), present))
+            out.append((level, found.handle, links_in(values or ()), present))
         if local:
             self.cache.put(key, out, generation)
         return out, local
@@ -330,7 +339,7 @@ class DigitalLinkResolver:
         present = [(lvl, handle) for lvl, handle, _, here in levels if here is not None]
         if present and not any(links for _, _, links in per_level):
             # A record with no links: its identifier data is the default target.
-            _, handle = present[0]
+            first, handle = present[0]
             data = Link(
                 "gs1:masterData",
                 f"{root}/api/handles/{quote(str(handle), safe='/')}",
@@ -338,7 +347,7 @@ class DigitalLinkResolver:
                 media_type="application/json",
                 default=True,
             )
-            per_level = [(lv, h, [data] if h == handle else []) for lv, h, _ in per_level]
+            per_level = [(lv, h, [data] if lv == first else []) for lv, h, _ in per_level]
         headers = dict(CORS)
         headers["Vary"] = "Accept, Accept-Language"
         links_header: list[tuple[str, str, str | None]] = [
