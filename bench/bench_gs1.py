@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from iinode.api.app import create_app
-from iinode.api.gs1 import LINK_TYPE, handle_for
+from iinode.api.gs1_links import LINK_TYPE, handle_for
 from iinode.gs1 import Link, check_digit, compress, parse_path
 from iinode.identifiers import HandleName, HandleValue, StringData, UrlData
 from iinode.node.bulk import BulkRegistrar

@@ -1,12 +1,9 @@
 """GS1 Digital Link resolver (GS1-Conformant Resolver 1.2) over the node's identifier records.
 
-Each GS1 key maps to a handle under the node's prefix, named by the canonical
-Digital Link path: ``/01/09506000134352/10/ABC`` is ``<prefix>/gs1/01/09506000134352/10/ABC``.
-Its links are ``GS1_LINK`` values at indexes 500-999 (JSON text, see
-:class:`iinode.gs1.Link`); any other value of the record (product data, an
-HS_ALIAS to the product's industrial identifier) stays the record's own.  A
-record holding an HS_ALIAS and no links is followed to the alias, through the
-node's referral logic (a child node's record is fetched from the child).
+Each GS1 key maps to a handle under the node's prefix (:mod:`iinode.api.gs1_links`:
+``/01/09506000134352`` is ``<prefix>/gs1/01/09506000134352``, its links ``GS1_LINK``
+values).  A record holding an HS_ALIAS and no links is followed to the alias, through
+the node's referral logic (a child node's record is fetched from the child).
 
 Routes (every node that owns a prefix):
 
@@ -17,34 +14,28 @@ Routes (every node that owns a prefix):
   or ``Accept: application/linkset+json``, 404 when the key has no link, 400 with
   the reason when the URI is not a valid Digital Link.
 * ``GET /.well-known/gs1resolver``: the resolver description file.
-* ``GET|POST|DELETE /api/gs1/links/{digital link path}``: the links of one key,
-  written with the same authorisation as handle writes (HTTP Basic ``index:handle``).
+* ``GET|POST|DELETE /api/gs1/links/{digital link path}`` (:mod:`iinode.api.gs1_links`).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Hashable, Sequence
-from dataclasses import replace
+from collections.abc import Hashable
 from typing import Any, Generic, NamedTuple, TypeVar
 from urllib.parse import quote
 
 import httpx
 import orjson
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
-from iinode.api.handles import authenticate, json_response, read_body
+from iinode.api.gs1_links import LINK_TYPE, description_of, handle_for, links_in, links_router
 from iinode.errors import (
-    HandleAlreadyExists,
     HandleNotFound,
-    ServerBusy,
-    ValueAlreadyExists,
     ValueInvalid,
-    ValuesNotFound,
 )
 from iinode.gs1 import (
     LINKSET_CONTEXT,
@@ -62,22 +53,14 @@ from iinode.gs1 import (
     parse_weighted,
 )
 from iinode.gs1 import Request as LinkRequest
-from iinode.identifiers import AliasData, HandleName, HandleValue, Record, StringData
+from iinode.identifiers import AliasData, HandleName, Record
 from iinode.node.changes import ChangeCounter
 from iinode.node.service import HandleService
 from iinode.resolution import HttpResolver
 
 log = logging.getLogger(__name__)
 
-#: The value type of a link in a GS1 key's record.
-LINK_TYPE = "GS1_LINK"
-#: Indexes of link values in a GS1 key's record.
-LINK_INDEXES = range(500, 1000)
-#: Handle suffix stem of GS1 keys: ``<prefix>/gs1/<canonical path>``.
-SUFFIX_STEM = "gs1"
 MAX_ALIAS_HOPS = 3
-#: Times a link write is retried when another writer took the index first.
-ADD_ATTEMPTS = 8
 #: Scope key of a compressed path decoded while matching the route.
 DECOMPRESSED = "iinode.gs1.decompressed"
 ALLOWED = "GET, HEAD, OPTIONS"
@@ -89,26 +72,8 @@ CORS = {
 }
 
 
-def handle_for(prefix: str, link: DigitalLink) -> HandleName:
-    """The identifier record of a GS1 key (qualifiers included, attributes not)."""
-    return HandleName(prefix, SUFFIX_STEM + link.path)
-
-
-#: Stored link texts already parsed and checked (the same text is the same link).
-_stored_link = functools.lru_cache(maxsize=65_536)(Link.from_value_text)
 #: Compressed paths already decoded (decoding is a pure function of the path).
 _decompressed = functools.lru_cache(maxsize=16_384)(decompress_path)
-
-
-def links_in(values: Sequence[HandleValue]) -> list[Link]:
-    out = []
-    for v in values:
-        if v.type == LINK_TYPE and isinstance(v.data, StringData):
-            try:
-                out.append(_stored_link(v.data.text, v.index))
-            except ValueInvalid as exc:
-                log.warning("GS1 link at index %d is not valid: %s", v.index, exc.message)
-    return sorted(out, key=lambda link: link.index or 0)
 
 
 def _root(request: Request) -> str:
@@ -140,8 +105,6 @@ def _problem(
 #: links, and its record's description (``None``: no record; ``""``: a record without a
 #: GS1_DESCRIPTION value).
 Levels = list[tuple[DigitalLink, HandleName, list[Link], str | None]]
-#: The value type whose text is a key's ``itemDescription`` in linksets.
-DESCRIPTION_TYPE = "GS1_DESCRIPTION"
 
 
 class Found(NamedTuple):
@@ -155,13 +118,6 @@ class Found(NamedTuple):
 def descriptions(levels: Levels) -> list[tuple[DigitalLink, str]]:
     """Each level's item description: its record's GS1_DESCRIPTION, else the key spelt out."""
     return [(lvl, text or lvl.describe()) for lvl, _, _, text in levels]
-
-
-def _description(values: Record | None) -> str | None:
-    for v in values or ():
-        if v.type == DESCRIPTION_TYPE and isinstance(v.data, StringData):
-            return v.data.text
-    return None
 
 
 K = TypeVar("K", bound=Hashable)
@@ -275,7 +231,7 @@ class DigitalLinkResolver:
             found = await self.record(handle_for(self.prefix, level))
             values = found.values
             local = local and found.local
-            described = _description(values) if values is not None else None
+            described = description_of(values) if values is not None else None
             present = "" if values is not None and described is None else described
             out.append((level, found.handle, links_in(values or ()), present))
         if local:
@@ -449,126 +405,24 @@ def description(request: Request, service: HandleService) -> dict[str, Any]:
     }
 
 
-def _path_link(path: str) -> DigitalLink:
-    link = parse_path("/" + path.strip("/"))
-    if link.attributes:
-        raise DigitalLinkError("links belong to a key; leave data attributes out")
-    return link
-
-
-class LinkStore:
-    """Reads and writes the links of GS1 keys as values of their records."""
-
-    def __init__(self, service: HandleService) -> None:
-        assert service.owned is not None
-        self.service = service
-        self.prefix = service.owned.text
-
-    async def list(self, link: DigitalLink) -> tuple[HandleName, list[Link]]:
-        handle = handle_for(self.prefix, link)
-        return handle, links_in(await self.service.lookup(handle) or ())
-
-    async def add(self, link: DigitalLink, new: Link, identity: Any) -> Link:
-        """Store ``new`` at the first free index; concurrent adds each get their own."""
-        handle = handle_for(self.prefix, link)
-        for _ in range(ADD_ATTEMPTS):
-            record = await self.service.lookup(handle)
-            try:
-                if record is None:
-                    stored = replace(new, default=True, index=LINK_INDEXES.start)
-                    value = self._value(stored)
-                    await self.service.create(handle, [value], identity, overwrite=False)
-                    return stored
-                used = {v.index for v in record}
-                index = next((i for i in LINK_INDEXES if i not in used), None)
-                if index is None:
-                    raise ValueInvalid(f"{handle} already has {len(LINK_INDEXES)} links")
-                existing = links_in(record)
-                stored = replace(new, default=new.default or not existing, index=index)
-                # existing=False: the index must still be free when the write lands.
-                await self.service.put_values(
-                    handle, [self._value(stored)], identity, existing=False
-                )
-            except (HandleAlreadyExists, ValueAlreadyExists):
-                continue  # another writer took the record or the index first
-            if stored.default:  # the key's one default moves to the new link
-                others = [replace(o, default=False) for o in existing if o.default]
-                if others:
-                    try:
-                        values = [self._value(o) for o in others]
-                        await self.service.put_values(handle, values, identity, existing=True)
-                    except ValuesNotFound:
-                        pass  # removed meanwhile: nothing left to demote
-            return stored
-        raise ServerBusy(f"{handle} is being changed concurrently; try again", handle=str(handle))
-
-    async def remove(self, link: DigitalLink, index: int, identity: Any) -> None:
-        handle = handle_for(self.prefix, link)
-        _, existing = await self.list(link)
-        gone = next((o for o in existing if o.index == index), None)
-        if gone is None:
-            raise ValuesNotFound(f"{handle} has no GS1 link at index {index}", handle=str(handle))
-        await self.service.remove_values(handle, [index], identity)
-        rest = [o for o in existing if o.index != index]
-        if gone.default and rest:
-            await self.service.put_values(
-                handle, [self._value(replace(rest[0], default=True))], identity
-            )
-
-    @staticmethod
-    def _value(link: Link) -> HandleValue:
-        assert link.index is not None
-        return HandleValue(link.index, LINK_TYPE, StringData(link.to_value_text()))
-
-
 def gs1_routes(
     service: HandleService,
     resolver: HttpResolver | None = None,
     *,
     client: httpx.AsyncClient | None = None,
 ) -> list[BaseRoute]:
-    """The resolver route, the description file and the link API, for ``app.router.routes``.
+    """The description file, the link API and (last) the resolver route.
 
     Nothing for a node that owns no prefix.
     """
     if service.owned is None:
         return []
-    router = APIRouter(tags=["gs1"])
-    store = LinkStore(service)
+    router = links_router(service)
 
     @router.get("/.well-known/gs1resolver", summary="GS1 resolver description file")
     async def well_known(request: Request) -> Response:
         return Response(orjson.dumps(description(request, service)), 200, CORS,
                         media_type="application/json")  # fmt: skip
-
-    @router.get("/api/gs1/links/{path:path}", summary="Links of a GS1 key")
-    async def list_links(path: str, request: Request) -> Response:
-        link = _path_link(path)
-        handle, links = await store.list(link)
-        return json_response({
-            "handle": str(handle), "uri": link.uri(_root(request)),
-            "links": [o.to_json() for o in links],
-        })  # fmt: skip
-
-    @router.post("/api/gs1/links/{path:path}", summary="Add a link to a GS1 key", status_code=201)
-    async def add_link(path: str, request: Request) -> Response:
-        link = _path_link(path)
-        identity = await authenticate(service, request, required=True)
-        try:
-            doc = orjson.loads(await read_body(request))
-        except orjson.JSONDecodeError:
-            raise ValueInvalid("the request body is not JSON") from None
-        new = Link.from_json(doc)
-        stored = await store.add(link, new, identity)
-        body = {"handle": str(handle_for(store.prefix, link)), "link": stored.to_json()}
-        return json_response(body, 201)
-
-    @router.delete("/api/gs1/links/{path:path}", summary="Remove a link (index=) of a GS1 key")
-    async def remove_link(path: str, request: Request, index: int) -> Response:
-        link = _path_link(path)
-        identity = await authenticate(service, request, required=True)
-        await store.remove(link, index, identity)
-        return json_response({"handle": str(handle_for(store.prefix, link)), "removed": index})
 
     dl = DigitalLinkResolver(service, resolver, client=client)
     return [*router.routes, DigitalLinkRoute(dl)]
@@ -591,14 +445,11 @@ def mount_gs1(
 
 
 __all__ = [
-    "LINK_INDEXES",
-    "LINK_TYPE",
     "DigitalLinkResolver",
     "DigitalLinkRoute",
-    "LinkStore",
+    "UntilWrite",
     "description",
     "gs1_routes",
     "handle_for",
-    "links_in",
     "mount_gs1",
 ]
