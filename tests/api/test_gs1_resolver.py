@@ -194,6 +194,17 @@ async def test_linkset_by_parameter_and_by_accept(node: httpx.AsyncClient) -> No
         assert context["itemDescription"] == f"GTIN {GTIN}"
 
 
+async def test_linkset_as_plain_json_and_by_head(node: httpx.AsyncClient) -> None:
+    r = await node.get(KEY, headers={"Accept": "application/json"})
+    assert (r.status_code, r.headers["content-type"]) == (200, "application/json")
+    check_linkset(r.json())
+    r = await node.get(KEY, headers={"Accept": "text/html,application/json;q=0.9,*/*;q=0.8"})
+    assert r.status_code == 307  # a browser is redirected
+    r = await node.head(KEY, params={"linkType": "linkset"})
+    assert (r.status_code, r.content) == (200, b"")
+    assert r.headers["content-type"] == "application/linkset+json"
+
+
 async def test_lot_and_serial_inherit_from_the_gtin(node: httpx.AsyncClient) -> None:
     lot = f"{KEY}/10/LOT7"
     assert (
