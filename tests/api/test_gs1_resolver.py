@@ -281,6 +281,10 @@ async def test_compressed_uri_resolves_and_exposes_the_uncompressed(
     assert r.status_code == 307
     assert r.headers["location"] == "https://brand.example/pip/en"
     assert f'<{ROOT}{KEY}/10/LOT9>; rel="owl:sameAs"' in r.headers["link"]
+    packed = compress(parse_path(KEY, [("17", "290331")]), optimise=True, other={"k": "v"})
+    r = await node.get(f"/{packed}?foo=bar")
+    assert r.headers["location"] == "https://brand.example/pip/en?17=290331&k=v&foo=bar"
+    assert f'<{ROOT}{KEY}?17=290331>; rel="owl:sameAs"' in r.headers["link"]
     doc = (await node.get(f"/{compressed}", params={"linkType": "linkset"})).json()
     assert doc["linkset"][0]["anchor"] == f"{ROOT}{KEY}"  # the uncompressed URI is the subject
 

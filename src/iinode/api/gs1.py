@@ -23,7 +23,7 @@ import functools
 import logging
 from collections.abc import Hashable
 from typing import Any, Generic, NamedTuple, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import orjson
@@ -239,20 +239,22 @@ class DigitalLinkResolver:
         return out, local
 
     # -- answering ---------------------------------------------------------------------
-    def parse(self, request: Request) -> tuple[DigitalLink, bool]:
-        """The Digital Link of the request and whether it came compressed."""
+    def parse(self, request: Request) -> tuple[DigitalLink, str | None]:
+        """The Digital Link of the request and, if it came compressed, the query string
+        its uncompressed form has (data attributes and non-GS1 pairs that were inside)."""
         raw = request.scope.get("raw_path", b"").decode("latin-1").split("?")[0]
         raw = raw or request.scope["path"]
         parts = raw.strip("/").split("/")
         query = list(request.query_params.multi_items())
         if len(parts) == 1 or (len(parts) == 3 and looks_compressed(parts[2])):
             found = request.scope.get(DECOMPRESSED)  # decoded once, while matching the route
-            link, _other = found if found is not None else _decompressed(raw)
+            link, other = found if found is not None else _decompressed(raw)
+            inside = urlencode([*link.attributes, *other.items()])
             attributes = [(k, v) for k, v in query if k.isdigit()]
             if attributes:
                 link = parse_path(link.path, [*link.attributes, *attributes])
-            return link, True
-        return parse_path(raw, query), False
+            return link, inside
+        return parse_path(raw, query), None
 
     async def resolve(self, request: Request) -> Response:
         method = request.method
@@ -280,7 +282,7 @@ class DigitalLinkResolver:
     async def answer(self, request: Request) -> tuple[Answer, bool]:
         """Status, headers and body for a GET, and whether only this node's data made it."""
         try:
-            link, compressed = self.parse(request)
+            link, inside = self.parse(request)
             wanted = request.query_params.get("linkType")
             wants_linkset = wanted in ("linkset", "all")
             link_type = None if wanted is None or wants_linkset else normalise_link_type(wanted)
@@ -309,7 +311,7 @@ class DigitalLinkResolver:
         links_header: list[tuple[str, str, str | None]] = [
             (f"{root}{link.path}?linkType=linkset", "linkset", LINKSET_MEDIA_TYPE)
         ]
-        if compressed or request.scope["path"].rstrip("/") != link.path:
+        if inside is not None or request.scope["path"].rstrip("/") != link.path:
             links_header.append((link.uri(root), "owl:sameAs", None))
         if present:
             record_url = f"{root}/api/handles/{quote(str(present[0][1]), safe='/')}"
@@ -340,6 +342,8 @@ class DigitalLinkResolver:
             return (status, headers, orjson.dumps(body)), local
         target = choice.single.href
         query = request.scope["query_string"].decode("latin-1")
+        if inside:  # what the compressed URI carried is passed on as its query string
+            query = f"{inside}&{query}" if query else inside
         if query and choice.single.forward_query:
             target += ("&" if "?" in target else "?") + query
         headers["Location"] = target
