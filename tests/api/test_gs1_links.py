@@ -141,6 +141,13 @@ def test_cli_add_list_remove(node_url: str) -> None:
     assert r.exit_code == 0, r.output
     location = httpx.get(f"{node_url}{KEY}", follow_redirects=False).headers["location"]
     assert location == "https://brand.example/faq"
+    # Over HTTP/1.1 on a socket too: HEAD, the CORS preflight, the description file.
+    r = httpx.head(f"{node_url}{KEY}")
+    assert (r.status_code, r.headers["location"]) == (307, "https://brand.example/faq")
+    r = httpx.options(f"{node_url}{KEY}", headers={
+        "Origin": "https://shop.example", "Access-Control-Request-Method": "GET"})  # fmt: skip
+    assert (r.status_code, r.headers["access-control-allow-origin"]) == (204, "*")
+    assert httpx.get(f"{node_url}/.well-known/gs1resolver").json()["resolverRoot"] == node_url
 
 
 def test_cli_checks_the_key_before_sending(node_url: str) -> None:
