@@ -17,6 +17,7 @@ from iinode.proto import (
     ErrorBody,
     Frame,
     HandleBody,
+    KeyExchangeMode,
     ListHandlesResponse,
     Message,
     OpCode,
@@ -82,7 +83,8 @@ async def test_a_long_list_is_streamed_in_parts_paged_from_the_store(
     monkeypatch.setattr(native_handler, "LIST_PAGE", 400)  # four store pages
     everything = {f"88.118.8/ITEM-{n:05d}" for n in range(COUNT)}
     async with NativeAdminClient(*node.address, SecretKeyAuth(ADMIN, SECRET)) as admin:
-        await admin.open_session()
+        # Bound at set-up (iinode's CIPHER_CLIENT), so the signed request below is not challenged.
+        await admin.open_session(exchange=KeyExchangeMode.CIPHER_CLIENT)
         request = admin._sign(
             Message(
                 OpCode.LIST_HANDLES,
@@ -112,7 +114,8 @@ async def test_a_long_list_is_streamed_in_parts_paged_from_the_store(
 
 async def test_a_refused_list_is_one_error_and_a_short_list_one_message(node: Node) -> None:
     async with NativeAdminClient(*node.address, SecretKeyAuth(ADMIN, SECRET)) as admin:
-        await admin.open_session()
+        # Bound at set-up (iinode's CIPHER_CLIENT), so the signed request below is not challenged.
+        await admin.open_session(exchange=KeyExchangeMode.CIPHER_CLIENT)
         request = admin._sign(
             Message(
                 OpCode.LIST_HANDLES,

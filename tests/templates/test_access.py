@@ -22,7 +22,13 @@ from iinode.node.changes import COUNTER_FILE, ChangeCounter
 from iinode.node.service import HandleService
 from iinode.node.settings import NodeSettings, Role
 from iinode.node.templates import Template
-from iinode.proto import Message, OpCode, ResolutionRequest, ResolutionResponse
+from iinode.proto import (
+    KeyExchangeMode,
+    Message,
+    OpCode,
+    ResolutionRequest,
+    ResolutionResponse,
+)
 from iinode.resolution.native_admin import NativeAdminClient, SecretKeyAuth
 from iinode.resolution.native_client import NativeClient, next_request_id
 from iinode.storage import SQLiteStore
@@ -114,7 +120,9 @@ async def resolve_native(address: tuple[str, int], handle: str) -> set[int]:
 
 async def resolve_as(address: tuple[str, int], who: IndexedHandle, secret: str) -> set[int]:
     async with NativeAdminClient(*address, SecretKeyAuth(who, secret)) as admin:
-        await admin.open_session()
+        # A session bound at set-up (iinode's CIPHER_CLIENT): a resolution in an unbound
+        # Diffie-Hellman session is answered as anonymous, as Handle.Net servers do.
+        await admin.open_session(exchange=KeyExchangeMode.CIPHER_CLIENT)
         response = await admin.call(OpCode.RESOLUTION, ResolutionRequest("88.118.8/F1"))
     assert isinstance(response.body, ResolutionResponse)
     return {v.index for v in response.body.values}

@@ -114,6 +114,10 @@ def decode_public_key(raw: bytes) -> PublicKey:
         kind = r.utf8("key type")
         r.u16("key flags")
         parts = [int.from_bytes(r.byte_string("key number"), "big") for _ in range(_PARTS[kind])]
+        # Handle.Net's ``Util.getBytesFromPublicKey`` sizes an RSA key for four length
+        # fields but writes three: its keys end with four zero octets.
+        if kind == RSA_KEY_TYPE and r.remaining == 4 and r.raw(4, "padding") != bytes(4):
+            raise AuthenticationFailed("octets after the RSA modulus")
         r.expect_end("public key")
         if kind == RSA_KEY_TYPE:
             return rsa.RSAPublicNumbers(parts[0], parts[1]).public_key()

@@ -178,7 +178,12 @@ class SessionSetupResponse(Body):
 
     @classmethod
     def read(cls, r: WireReader) -> Self:
-        return cls(KeyExchangeMode(r.u16("key exchange mode")), r.byte_string("key exchange data"))
+        body = cls(KeyExchangeMode(r.u16("key exchange mode")), r.byte_string("key exchange data"))
+        # Handle.Net's server (``Encoder.encodeSessionSetupResponse``) sizes the mode as
+        # four octets but writes two: two zero octets follow the data.
+        if r.remaining == 2 and r.raw(2, "padding") != b"\0\0":
+            raise RemoteProtocolError("unexpected octets after the session set-up data")
+        return body
 
 
 @dataclass(frozen=True, slots=True)

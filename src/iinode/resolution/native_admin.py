@@ -12,11 +12,21 @@ always does so, as the reference client does).  With an HS_SECKEY secret
 from 2.7, SHA-1 from 2.1, MD5 before: ``node.seckey_answers``) unless one is
 chosen; ``hashed=True`` uses the lower-case hex SHA-1 of the secret, as
 Handle.Net's "hashed password" mode.  With an HS_PUBKEY private key
-(``PublicKeyAuth``) the answer is a SHA-256 signature.  ``open_session`` sets up
-a session (key exchange CIPHER_CLIENT: a fresh RSA key receives the session key)
-so that later requests are MAC'd with the session key instead of challenged.
-Sessions live in the server process that set them up, which is the one holding
-this connection.
+(``PublicKeyAuth``) the answer is a SHA-256 signature.
+
+``open_session`` sets up a session as a stock Handle.Net client does by default:
+a certified SESSION_SETUP with key exchange DIFFIE_HELLMAN (``native_dh``; the
+answer's signature is checked when the server's key is known), which a
+Handle.Net server and iinode open at once, unbound; the first administrative
+request in it is challenged under the session's id and the answer binds the
+session to the identity.  Every request in a session carries Handle.Net's HS_MAC
+(``native_signing.mac_message``: HMAC-SHA256 over versions, session id, request
+id and session counter, then header and body; counters from 1), in the version
+the server answered the set-up in.  Key exchange CIPHER_CLIENT (a fresh RSA key
+receives the session key, RSA-OAEP) is iinode's own: the Handle.Net 9 server
+refuses it for every client ("Error performing client cipher key exchange":
+its ``Util.encrypt`` asks the JCE for the transformation "RSA/EBC/PKCS1", which
+does not exist), so it only works against iinode.
 """
 
 from __future__ import annotations
@@ -45,8 +55,6 @@ from iinode.proto import (
     Body,
     ChallengeAnswer,
     ChallengeBody,
-    Credential,
-    CredentialType,
     DigestAlgorithm,
     HandleBody,
     KeyExchangeMode,
@@ -63,10 +71,13 @@ from iinode.proto import (
     ValuesRequest,
 )
 from iinode.resolution.native_client import next_request_id, read_response
-from iinode.resolution.native_sessions import session_mac
+from iinode.resolution.native_dh import DhKeyPair, client_finish
+from iinode.resolution.native_signing import mac_message, verify_signature
 
 _NO_FLAGS = OpFlag(0)
 _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+#: The session lifetime a stock client asks for (``SessionSetupInfo.timeout``: 24 hours).
+DEFAULT_SESSION_LIFETIME = 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +119,7 @@ class NativeAdminClient:
         timeout: float = 10.0,
         version: tuple[int, int] = CLIENT_VERSION,
         answer_on_new_connection: bool = False,
+        server_key: bytes = b"",
     ) -> None:
         self.address = (host, port)
         self.auth = auth
@@ -115,8 +127,13 @@ class NativeAdminClient:
         #: The protocol version of our requests (a Handle.Net 9 client sends 2.10).
         self.version = version
         self.answer_on_new_connection = answer_on_new_connection
+        #: The server's public key (HS_PUBKEY encoding, as its HS_SITE has it): when given,
+        #: a Diffie-Hellman set-up answer must be signed with it.
+        self.server_key = server_key
         self.session_id = 0
         self._session_key = b""
+        self._session_version = version
+        self._session_counter = 0
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._framer = TcpFramer()
@@ -171,24 +188,49 @@ class NativeAdminClient:
         assert isinstance(response.body, ListHandlesResponse)
         return response.body.handles
 
-    async def open_session(self, lifetime: int = 0) -> int:
-        """Set up a session; later requests are authenticated by its MAC."""
-        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    async def open_session(
+        self,
+        lifetime: int = DEFAULT_SESSION_LIFETIME,
+        *,
+        exchange: KeyExchangeMode = KeyExchangeMode.DIFFIE_HELLMAN,
+    ) -> int:
+        """Set up a session (Diffie-Hellman, as stock clients; or iinode's CIPHER_CLIENT);
+        later requests are authenticated by its MAC.  Returns the session id."""
         identity = self.auth.identity
-        body = SessionSetupRequest(
-            KeyExchangeMode.CIPHER_CLIENT, lifetime, str(identity.handle), identity.index,
-            encode_public_key(private.public_key()),
-        )  # fmt: skip
-        response = await self.call(OpCode.SESSION_SETUP, body, session=False)
-        assert isinstance(response.body, SessionSetupResponse)
-        self._session_key = private.decrypt(response.body.data, _OAEP)
+        handle, index = str(identity.handle), identity.index
+        if exchange == KeyExchangeMode.DIFFIE_HELLMAN:
+            pair = DhKeyPair.generate()
+            body = SessionSetupRequest(exchange, lifetime, handle, index, pair.public.to_wire())
+            # Certified, as the reference client asks: the answer is signed by the server.
+            response = await self.call(OpCode.SESSION_SETUP, body, OpFlag.CT, session=False)
+            assert isinstance(response.body, SessionSetupResponse)
+            if self.server_key and not verify_signature(response, self.server_key):
+                raise HandleError.for_code(
+                    ResponseCode.SESSION_FAILED,
+                    "the session set-up answer is not signed by the server's key",
+                )
+            key = client_finish(pair, response.body.data)
+        elif exchange == KeyExchangeMode.CIPHER_CLIENT:
+            private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            public = encode_public_key(private.public_key())
+            body = SessionSetupRequest(exchange, lifetime, handle, index, public)
+            response = await self.call(OpCode.SESSION_SETUP, body, session=False)
+            assert isinstance(response.body, SessionSetupResponse)
+            key = private.decrypt(response.body.data, _OAEP)
+        else:
+            raise ValueError(f"key exchange {exchange.to_text()} is not supported by this client")
+        self._session_key = key
+        self._session_version = response.version
+        self._session_counter = 0
         self.session_id = response.session_id
         return self.session_id
 
     async def close_session(self) -> None:
         if self.session_id:
-            await self.call(OpCode.SESSION_TERMINATE, OptionalHandleBody(), session=True)
-            self.session_id, self._session_key = 0, b""
+            try:
+                await self.call(OpCode.SESSION_TERMINATE, OptionalHandleBody(), session=True)
+            finally:
+                self.session_id, self._session_key = 0, b""
 
     # -- the exchange ---------------------------------------------------------------
     async def call(
@@ -265,13 +307,11 @@ class NativeAdminClient:
         )
 
     def _sign(self, request: Message) -> Message:
-        request = replace(request, session_id=self.session_id)
-        identity = self.auth.identity
-        credential = Credential(
-            str(identity.handle), identity.index, CredentialType.MAC, "HMAC-SHA256",
-            session_mac(self._session_key, request.signed_data()),
-        )  # fmt: skip
-        return replace(request, credential=credential)
+        """``request`` in the session: its id, its version, the next counter's HS_MAC
+        (``AbstractRequest.signMessageForSession``)."""
+        request = replace(request, session_id=self.session_id, version=self._session_version)
+        self._session_counter += 1
+        return mac_message(request, self._session_key, self._session_counter)
 
     async def _exchange(self, request: Message) -> Message:
         """Send ``request`` on the open connection (or a new one) and read its answer.
