@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Callable, Collection, Coroutine, Mapping
+import logging
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import click
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
 from iinode.client import NodeClient
 from iinode.errors import ConfigurationError
@@ -25,9 +29,92 @@ from iinode.node.settings import (
     setting_type,
 )
 
-console = Console()
-err = Console(stderr=True)
 T = TypeVar("T")
+
+
+class CliConsole(Console):
+    """rich on a terminal; plain text when piped or redirected.
+
+    Off a terminal, tables print as aligned plain columns (no box drawing, no cell
+    cut to fit 80 columns) and long lines are not wrapped, so ``grep``, ``cut`` and
+    files get every value whole.
+    """
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        if not self.is_terminal:
+            objects = tuple(plain_table(o) if isinstance(o, Table) else o for o in objects)
+            options.setdefault("soft_wrap", True)
+        super().print(*objects, **options)
+
+
+def plain_table(table: Table) -> Text:
+    """``table`` as text: a title line, a header line, rows; columns two blanks apart."""
+    columns = [[_plain(c) for c in column.cells] for column in table.columns]
+    headers = [_plain(column.header) for column in table.columns]
+    widths = [
+        max(cell_len(text) for text in [header, *cells])
+        for header, cells in zip(headers, columns, strict=True)
+    ]
+    right = [column.justify == "right" for column in table.columns]
+
+    def line(cells: Sequence[str]) -> str:
+        shown = (
+            " " * (w - cell_len(c)) + c if r else c + " " * (w - cell_len(c))
+            for c, w, r in zip(cells, widths, right, strict=True)
+        )
+        return "  ".join(shown).rstrip()
+
+    lines = [_plain(table.title)] if table.title else []
+    if table.show_header:
+        lines.append(line(headers))
+    lines += [line(row) for row in zip(*columns, strict=True)]
+    if table.caption:
+        lines.append(_plain(table.caption))
+    return Text("\n".join(lines))
+
+
+def _plain(cell: object) -> str:
+    if isinstance(cell, str):
+        text = Text.from_markup(cell).plain
+    elif isinstance(cell, Text):
+        text = cell.plain
+    else:
+        text = str(cell)
+    return " ".join(text.splitlines())
+
+
+console = CliConsole()
+err = CliConsole(stderr=True)
+
+
+class NodeRecordsOnly(logging.Filter):
+    """Pass iinode's own log records; other libraries' only when critical."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        return name == "iinode" or name.startswith("iinode.") or record.levelno >= logging.CRITICAL
+
+
+def configure_logging(*, verbose: bool = False) -> None:
+    """Log to stderr: the node's warnings as plain lines; with ``verbose`` every
+    library's INFO records too, each with its level and logger name.
+
+    Without ``verbose`` the libraries the node runs (uvicorn, asyncua, pymodbus,
+    amqtt, aiomqtt, httpx) stay quiet: their records are not the node's to report.
+    """
+    handler = logging.StreamHandler()
+    root = logging.getLogger()
+    if verbose:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.setLevel(logging.INFO)
+    else:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.addFilter(NodeRecordsOnly())
+    for old in [h for h in root.handlers if getattr(h, "iinode_cli", False)]:
+        root.removeHandler(old)
+    handler.iinode_cli = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+
 
 NodeUrl = Annotated[str, typer.Option("--node", help="URL of the node", envvar="IINODE_NODE_URL")]
 Secret = Annotated[

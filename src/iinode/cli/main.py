@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 import iinode
-from iinode.cli.common import node_settings, setting_options
+from iinode.cli.common import configure_logging, console, err, node_settings, setting_options
 from iinode.cli.equipment import app as equipment_app
 from iinode.cli.gs1 import app as gs1_app
 from iinode.cli.keys import app as keys_app
@@ -56,8 +55,6 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(gs1_app, name="gs1")
 app.add_typer(template_app, name="template")
 app.command("search")(search_command)
-console = Console()
-err = Console(stderr=True)
 
 
 def _print_version(value: bool) -> None:
@@ -74,8 +71,15 @@ def _main(
             "--version", callback=_print_version, is_eager=True, help="print the version and exit"
         ),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="also show the log of the libraries the node runs (INFO)"
+        ),
+    ] = False,
 ) -> None:
     """iinode: an Industrial Internet node."""
+    configure_logging(verbose=verbose)
 
 
 DataDir = Annotated[
@@ -257,7 +261,12 @@ def delegate(
 
     async def run() -> None:
         async with NodeClient(node, identity=identity, secret=secret) as client:
-            await client.put(prefix.na_handle, values)
+            try:
+                await client.put(prefix.na_handle, values)
+            except HandleError:
+                assert prefix.parent is not None
+                await _refuse_unserved(node, prefix.parent, f"delegate {prefix}")
+                raise
 
     asyncio.run(run())
     console.print(f"delegated {prefix} to {to} (record {prefix.na_handle} at {node})")
@@ -274,6 +283,24 @@ def delegate(
         console.print(
             f"the child authenticates as 300:{prefix.na_handle}; set its report_secret to match"
         )
+
+
+async def _refuse_unserved(url: str, prefix: Prefix, action: str) -> None:
+    """After a refusal: fail naming the cause if the node at ``url`` does not serve
+    ``prefix`` (its identity is unknown there, so the refusal says authentication)."""
+    from iinode.client import NodeClient
+
+    try:
+        async with NodeClient(url, timeout=5.0) as client:
+            owned = (await client.node_info()).get("prefix")
+    except IinodeError:
+        return  # not an iinode node, or gone: the refusal itself is the best answer
+    if not owned:
+        fail(escape(f"{url} serves no prefix (a recursive node): {action} at the node that "
+                    f"owns {prefix}"))  # fmt: skip
+    if not prefix.is_within(Prefix(str(owned))):
+        fail(escape(f"{url} does not serve {prefix} (it serves {owned}): {action} at the "
+                    f"node that owns {prefix}"))  # fmt: skip
 
 
 async def _child_handle_port(url: str, prefix: Prefix) -> tuple[int | None, str]:
@@ -326,7 +353,11 @@ def register(
         async with NodeClient(
             node, identity=admin or f"300:0.NA/{name.prefix}", secret=secret
         ) as c:
-            await c.put(name, values, overwrite=overwrite)
+            try:
+                await c.put(name, values, overwrite=overwrite)
+            except HandleError:
+                await _refuse_unserved(node, name.authority, f"register {name}")
+                raise
 
     asyncio.run(run())
     console.print(f"registered {name} at {node}")
@@ -342,25 +373,30 @@ def resolve(
         ),
     ] = "http://127.0.0.1:8000",
     native: Annotated[
-        bool, typer.Option("--native", help="use the native Handle protocol (UDP, then TCP)")
+        bool,
+        typer.Option(
+            "--native",
+            help="use the native Handle protocol (UDP, then TCP), from the handle port "
+            "the --node announces in its /api/node",
+        ),
     ] = False,
     server: Annotated[
         str | None,
-        typer.Option("--server", help="native HOST:PORT to start from (default HOST:2641)"),
+        typer.Option("--server", help="with --native: the HOST:PORT to start from instead"),
     ] = None,
 ) -> None:
     """Resolve an identifier through the hierarchy and show the chain of nodes walked."""
-    from urllib.parse import urlsplit
-
     from iinode.identifiers import site_for
     from iinode.node.service import site_from_url
     from iinode.resolution import resolve_sync
     from iinode.resolution.native_client import resolve_native_sync
 
     name = HandleName.parse(handle)
+    if server is not None and not native:
+        fail("--server is the native protocol's starting point: add --native")
     if native:
         if server is None:
-            server = f"{urlsplit(node).hostname or '127.0.0.1'}:2641"
+            server = asyncio.run(_native_server_of(node))
         host, _, port = server.rpartition(":")
         if not host or not port.isdigit():
             fail(f"--server {server!r} must be HOST:PORT")
@@ -378,8 +414,26 @@ def resolve(
     table = Table("index", "type", "data", "ttl")
     for v in resolved.values:
         data = v.data.to_json()["value"]
-        table.add_row(str(v.index), v.type, _short(data), str(v.ttl))
+        table.add_row(str(v.index), v.type, _cell(data), str(v.ttl))
     console.print(table)
+
+
+async def _native_server_of(url: str) -> str:
+    """``HOST:PORT`` of the native Handle protocol the node at ``url`` serves."""
+    from urllib.parse import urlsplit
+
+    from iinode.client import NodeClient
+
+    try:
+        async with NodeClient(url, timeout=5.0) as client:
+            info = await client.node_info()
+    except IinodeError as exc:
+        fail(f"{url} did not say its handle port ({exc}); give --server HOST:PORT")
+    port = info.get("handlePort")
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        fail(f"{url} serves no native Handle protocol (no handlePort in its /api/node)")
+    host = urlsplit(url).hostname or "127.0.0.1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _is_ip(host: str) -> bool:
@@ -392,11 +446,10 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def _short(data: object) -> str:
+def _cell(data: object) -> str:
     if isinstance(data, SiteData):
         return ",".join(data.http_urls())
-    text = str(data)
-    return text if len(text) < 80 else text[:77] + "..."
+    return str(data)
 
 
 @app.command("bulk-load")
@@ -431,11 +484,13 @@ def bulk_load(
                 MofNCompleteColumn(),
                 TimeRemainingColumn(),
             )
-            with Progress(*columns, console=console, transient=False) as progress:
+            shown = console.is_terminal  # piped: no bar, only the summary line
+            with Progress(*columns, console=console, disable=not shown) as progress:
                 task = progress.add_task(f"loading {file.name}", total=total)
                 rows = []
                 for line, handle, values in read_numbered_rows(file):
                     rows.append(registrar.encode(handle, values))
+                    await registrar.refuse_delegated(handle)
                     if len(rows) >= batch:
                         w, s = await registrar.write(rows)
                         written, skipped, done_line = written + w, skipped + s, line
@@ -462,7 +517,7 @@ def bulk_load(
             if done_line
             else "committed nothing"
         )
-        fail(f"{escape(message)}\n{committed}; stopped at line {line or 1}")
+        fail(f"{escape(message)} ({committed}; stopped at line {line or 1})")
     console.print(f"loaded {written} identifiers, skipped {skipped} that already existed")
 
 
@@ -496,8 +551,11 @@ app.command("settings")(show_settings)
 
 def run() -> None:
     """Entry point: library errors print one line and exit non-zero."""
+    command = typer.main.get_command(app)
+    if not sys.stdout.isatty():
+        _plain_help(command)
     try:
-        result = app(standalone_mode=False)
+        result = command(standalone_mode=False)
         if isinstance(result, int):
             sys.exit(result)
     except typer.Exit as exc:
@@ -524,6 +582,15 @@ def run() -> None:
             exc.show()  # type: ignore[attr-defined]
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
+
+
+def _plain_help(command: object) -> None:
+    """Help as plain text (click's layout) for ``command`` and its sub-commands: piped,
+    rich's panels would cut long lines at 80 columns and draw boxes."""
+    if hasattr(command, "rich_markup_mode"):
+        command.rich_markup_mode = None
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
 
 
 def _usage_errors() -> tuple[type[Exception], ...]:

@@ -57,6 +57,8 @@ class BulkRegistrar:
         self._admin_wire = self._admin.to_wire()
         #: Prefixes already found to lie within the owned one.
         self._inside: set[str] = set()
+        #: Prefixes found not to be delegated away (``refuse_delegated``).
+        self._undelegated: set[str] = set()
         #: Search terms of the rows encoded and not yet written, by handle.
         self._terms: BulkTerms = {}
 
@@ -113,7 +115,29 @@ class BulkRegistrar:
         (a row linking to a template not loaded is refused)."""
         await self.service.templates.preload_prefix(self.owned.text)
 
+    async def refuse_delegated(self, handle: HandleName) -> None:
+        """Raise ``ServerNotResponsible`` if ``handle`` lies under a prefix this node has
+        delegated to another node (it holds ``0.NA/<that prefix>`` with an HS_SITE):
+        the child answers for it, so a record loaded here would never be served."""
+        prefix = handle.prefix_text
+        if prefix in self._undelegated or not handle.authority.is_within(self.owned):
+            return  # outside the owned prefix: ``encode`` refuses it
+        referral = await self.service.route(handle)
+        if referral is not None and referral.delegated_prefix is not None:
+            delegated = referral.delegated_prefix
+            raise ServerNotResponsible(
+                f"{handle} is under {delegated}, which this node has delegated to another "
+                f"node ({delegated.na_handle}); load it there",
+                handle=str(handle),
+            )
+        if len(self._undelegated) < 4096:
+            self._undelegated.add(prefix)
+
     async def write(self, rows: Sequence[tuple[str, str, bytes]]) -> tuple[int, int]:
+        """Write encoded rows; a row under a delegated prefix refuses the whole batch."""
+        for handle, prefix, _ in rows:
+            if prefix not in self._undelegated:
+                await self.refuse_delegated(HandleName.parse(handle))
         try:
             terms = {r[0]: self._terms.pop(r[0], []) for r in rows}
             result = await self.service.store.bulk_put(

@@ -66,11 +66,11 @@ def _text_lines(path: Path, raw_lines: Iterable[bytes]) -> Iterator[str]:
 
 def _read_csv(path: Path) -> Iterator[NumberedRow]:
     with path.open("rb") as f:
-        reader = csv.reader(_text_lines(path, f))
+        reader = csv.reader(_text_lines(path, f), strict=True)
         try:
             header = next(reader, None)
         except csv.Error as exc:
-            raise _error(path, reader.line_num, f"not valid CSV ({exc})") from None
+            raise _csv_error(path, 1, exc) from None
         if not header or "handle" not in [h.strip().lower() for h in header]:
             raise LoadError(f"{path.name}: the first row must name a 'handle' column", line=1)
         cols = [h.strip() for h in header]
@@ -83,7 +83,7 @@ def _read_csv(path: Path) -> Iterator[NumberedRow]:
             except StopIteration:
                 return
             except csv.Error as exc:
-                raise _error(path, reader.line_num, f"not valid CSV ({exc})") from None
+                raise _csv_error(path, start, exc) from None
             if not cells:
                 continue
             if key >= len(cells):
@@ -101,6 +101,13 @@ def _read_csv(path: Path) -> Iterator[NumberedRow]:
             except HandleError as exc:
                 raise _error(path, start, exc.message) from None
             yield start, handle, values
+
+
+def _csv_error(path: Path, line: int, exc: csv.Error) -> LoadError:
+    """A CSV syntax error, at the line its row starts on (a quote may span lines)."""
+    if "unexpected end of data" in str(exc):
+        return _error(path, line, "not valid CSV: a quote opened in this row is never closed")
+    return _error(path, line, f"not valid CSV: {exc}")
 
 
 def _read_jsonl(path: Path) -> Iterator[NumberedRow]:
