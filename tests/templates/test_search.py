@@ -11,7 +11,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from iinode.identifiers import HandleValue, Permissions, StringData, UrlData, encode_record
+from iinode.identifiers import (
+    AdminData,
+    AdminPermission,
+    BinaryData,
+    HandleValue,
+    IndexedHandle,
+    Permissions,
+    StringData,
+    UrlData,
+    encode_record,
+)
 from iinode.storage import HandleStore, MemoryStore, SQLiteStore
 from iinode.storage.postgres import PostgresStore
 from iinode.storage.search import SearchQuery, UniqueValueTaken
@@ -25,8 +35,11 @@ LINK = '{"template":"88.1/template/t/1","unique":["serial"]}'
 def record(
     n: int, *, colour: str = "red", serial: str | None = None, hidden: bool = False
 ) -> bytes:
+    admin = AdminData(AdminPermission.all(), IndexedHandle.parse("300:0.NA/88.1"))
     values = [
         HandleValue(1, "URL", UrlData(f"http://f.cn/p/{n % 7}")),
+        HandleValue(100, "HS_ADMIN", admin),  # binary data among the values: skipped
+        HandleValue(2999, "blob", BinaryData(b"\xff\xfe")),  # not text: not indexed
         HandleValue(1001, "II_TEMPLATE", StringData(LINK)),
         HandleValue(2000, "colour", StringData(colour)),
         HandleValue(2001, "serial", StringData(serial or f"S{n:05d}")),

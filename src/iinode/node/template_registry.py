@@ -23,16 +23,14 @@ beforehand (``preload``).
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from iinode.errors import InvalidHandle, ValueInvalid
 from iinode.identifiers import (
-    AdminData,
-    AdminPermission,
     HandleName,
     HandleValue,
     IndexedHandle,
@@ -55,6 +53,7 @@ from iinode.node.templates import (
     definition_of,
 )
 from iinode.storage.search import (
+    FIRST_ATTRIBUTE_INDEX,
     TEMPLATE_LINK_INDEX,
     TEMPLATE_LINK_TYPE,
     SearchQuery,
@@ -169,37 +168,30 @@ class TemplateRegistry:
     def normal_form(self, values: Sequence[HandleValue], compiled: CompiledTemplate) -> Record:
         """The record as stored: canonical link, restricted attributes hidden, readers grant."""
         template = compiled.template
-        link_data = StringData(
-            json.dumps(
-                {"template": str(template.handle), "unique": list(template.unique_names)},
-                separators=(",", ":"),
-            )
-        )
+        link_data = compiled.link_data
+        restricted = compiled.restricted
+        grant = template.has_restricted
         out: list[HandleValue] = []
         for v in values:
             if v.index == TEMPLATE_LINK_INDEX and v.type == TEMPLATE_LINK_TYPE:
-                v = replace(v, data=link_data)
-            elif v.index == READER_GRANT_INDEX and template.has_restricted:
+                if v.data != link_data:
+                    v = replace(v, data=link_data)
+            elif v.index == READER_GRANT_INDEX and grant:
                 continue  # replaced below
-            else:
-                attribute = compiled.by_name.get(v.type)
-                if attribute is not None and attribute.restricted:
-                    hidden = (v.permissions | Permissions.ADMIN_READ) & ~Permissions.PUBLIC_READ
-                    v = replace(v, permissions=Permissions(hidden))
+            elif v.type in restricted and v.index >= FIRST_ATTRIBUTE_INDEX:
+                hidden = Permissions((v.permissions | Permissions.ADMIN_READ) & ~_PUBLIC)
+                if hidden != v.permissions:
+                    v = replace(v, permissions=hidden)
             out.append(v)
-        if template.has_restricted:
-            stamp = next((v.timestamp for v in values), 0)
+        if grant:
+            stamp = values[0].timestamp if values else 0
             out.append(
-                HandleValue(
-                    READER_GRANT_INDEX,
-                    "HS_ADMIN",
-                    AdminData(
-                        AdminPermission.READ_VALUE, IndexedHandle(READERS_INDEX, template.handle)
-                    ),
-                    timestamp=stamp,
-                )
+                compiled.reader_grant
+                if stamp == 0
+                else replace(compiled.reader_grant, timestamp=stamp)
             )
-        return tuple(sorted(out, key=lambda v: v.index))
+        out.sort(key=_INDEX)
+        return tuple(out)
 
     async def _unique_conflicts(
         self, handle: HandleName, compiled: CompiledTemplate, values: Record
@@ -391,6 +383,10 @@ class TemplateRegistry:
         start = f"{prefix}/template/"
         names = await self.service.store.list_after(prefix, max(after or "", start), limit=limit)
         return [n for n in names if n.startswith(start)]
+
+
+_INDEX = attrgetter("index")
+_PUBLIC = Permissions.PUBLIC_READ
 
 
 def _link(values: Sequence[HandleValue]) -> HandleValue | None:

@@ -41,7 +41,15 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 
 from iinode.errors import InvalidHandle, ValueInvalid
-from iinode.identifiers import VALUE_TYPES, HandleName, HandleValue, StringData
+from iinode.identifiers import (
+    VALUE_TYPES,
+    AdminData,
+    AdminPermission,
+    HandleName,
+    HandleValue,
+    IndexedHandle,
+    StringData,
+)
 from iinode.storage.search import FIRST_ATTRIBUTE_INDEX
 
 #: Value types of a template record's definition and of its readers group index.
@@ -500,6 +508,19 @@ class CompiledTemplate:
         )
         self.dates = tuple(
             a for a in template.attributes if a.type is AttributeType.DATE and a.constraints
+        )
+        #: What registration stores (``TemplateRegistry.normal_form``), made once.
+        self.restricted = frozenset(a.name for a in template.attributes if a.restricted)
+        self.link_data = StringData(
+            json.dumps(
+                {"template": str(template.handle), "unique": list(template.unique_names)},
+                separators=(",", ":"),
+            )
+        )
+        self.reader_grant = HandleValue(
+            READER_GRANT_INDEX,
+            "HS_ADMIN",
+            AdminData(AdminPermission.READ_VALUE, IndexedHandle(READERS_INDEX, template.handle)),
         )
 
     def check(self, values: Iterable[HandleValue]) -> list[Violation]:

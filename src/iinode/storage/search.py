@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from iinode.errors import ValueInvalid
-from iinode.identifiers import HandleValue
+from iinode.identifiers import HandleValue, StringData
 
 #: Index of the template link on an identifier, and of the first attribute.
 TEMPLATE_LINK_INDEX = 1001
@@ -81,16 +81,33 @@ class SearchQuery:
                 raise ValueInvalid(f"search term {name!r} is empty or too long")
 
 
-def link_target(data: bytes) -> tuple[str, tuple[str, ...]] | None:
+def link_target(data: bytes | str) -> tuple[str, tuple[str, ...]] | None:
     """The template handle and the unique attribute names of a link value's data.
 
     The data is UTF-8 JSON ``{"template": "<handle>", "unique": [names]}`` (as the
     node stores it) or the template handle alone (as a client may send it).
     """
-    try:
-        text = data.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return None
+    if isinstance(data, str):
+        text = data.strip()
+    else:
+        try:
+            text = data.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            return None
+    found = _LINKS.get(text)
+    if found is not None:
+        return found
+    found = _link_target(text)
+    if found is not None and len(_LINKS) < 1024:
+        _LINKS[text] = found
+    return found
+
+
+#: Link texts already read (a store holds few distinct ones: one per template version).
+_LINKS: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+
+def _link_target(text: str) -> tuple[str, tuple[str, ...]] | None:
     if not text.startswith("{"):
         return (text, ()) if text else None
     try:
@@ -131,39 +148,55 @@ def _terms(data: bytes) -> list[Term]:
         for _r in range(refs):
             (rlen,) = _U32.unpack_from(data, at)
             at += 4 + rlen + 4
-        items.append((index, vtype, body, perms))
+        if index >= FIRST_ATTRIBUTE_INDEX or vtype in _INDEXED_TYPES:
+            try:
+                items.append((index, vtype.decode("utf-8"), body.decode("utf-8"), perms))
+            except UnicodeDecodeError:
+                continue  # binary data is not searchable
     return _collect(items)
+
+
+#: Types whose values are terms below the attribute indexes.
+_INDEXED_TYPES = frozenset({b"URL", TEMPLATE_LINK_TYPE.encode(), OID_TYPE.encode()})
+_INDEXED_TYPE_NAMES = frozenset(t.decode() for t in _INDEXED_TYPES)
 
 
 def values_terms(values: Iterable[HandleValue]) -> list[Term]:
     """:func:`record_terms` of the record ``values`` encode to, without encoding them (the
     bulk path hands them to the store beside the rows)."""
-    try:
-        return _collect(
-            (v.index, v.type.encode("utf-8"), v.data_bytes, int(v.permissions)) for v in values
-        )
-    except UnicodeDecodeError:
-        return []
+    items = []
+    for v in values:
+        if v.index >= FIRST_ATTRIBUTE_INDEX or v.type in _INDEXED_TYPE_NAMES:
+            data = v.data
+            if isinstance(data, StringData):
+                items.append((v.index, v.type, data.text, int(v.permissions)))
+                continue
+            try:
+                text = v.data_bytes.decode("utf-8")
+            except UnicodeDecodeError:
+                continue  # binary data is not searchable
+            items.append((v.index, v.type, text, int(v.permissions)))
+    return _collect(items)
 
 
-def _collect(items: Iterable[tuple[int, bytes, bytes, int]]) -> list[Term]:
-    """The terms of a record's values given as (index, type, data, permissions)."""
+def _collect(items: Iterable[tuple[int, str, str, int]]) -> list[Term]:
+    """The terms of a record's values given as (index, type, data text, permissions)."""
     urls: list[tuple[str, bool]] = []
     oids: list[tuple[str, bool]] = []
     attrs: list[tuple[str, str, bool]] = []
     link: tuple[str, tuple[str, ...]] | None = None
     link_public = False
-    for index, vtype, body, perms in items:
+    for index, vtype, text, perms in items:
         public = bool(perms & _PUBLIC_READ)
-        if vtype == b"URL":
-            urls.append((body.decode("utf-8"), public))
-        elif index == TEMPLATE_LINK_INDEX and vtype == b"II_TEMPLATE":
-            link = link_target(body)
+        if vtype == "URL":
+            urls.append((text, public))
+        elif index == TEMPLATE_LINK_INDEX and vtype == TEMPLATE_LINK_TYPE:
+            link = link_target(text)
             link_public = public
         elif index >= FIRST_ATTRIBUTE_INDEX:
-            attrs.append((vtype.decode("utf-8"), body.decode("utf-8"), public))
-        elif vtype == b"II_OID":
-            oids.append((body.decode("utf-8"), public))
+            attrs.append((vtype, text, public))
+        elif vtype == OID_TYPE:
+            oids.append((text, public))
     if not oids and link is None and len(urls) == 1:  # the common plain record
         url, public = urls[0]
         return [("url", url, public, False)] if url and len(url) <= MAX_TERM_CHARS else []
