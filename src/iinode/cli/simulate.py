@@ -91,7 +91,7 @@ def simulate(
             username=mqtt_user or None,
             password=mqtt_password or None,
         ) as sim:
-            with Progress(*columns, console=console) as progress:
+            with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
                 task = progress.add_task(f"{group} -> {host}:{port}", total=steps, points=0)
                 for _ in range(steps):
                     sent += await sim.step(dt)
