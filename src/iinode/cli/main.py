@@ -533,15 +533,33 @@ def demo(
         Path | None, typer.Option(help="keep node data here instead of a temp dir")
     ] = None,
     products: Annotated[
-        int, typer.Option(help="product identifiers bulk-registered per enterprise")
+        int, typer.Option(min=0, help="product identifiers bulk-registered per enterprise")
     ] = 2000,
+    enterprises: Annotated[
+        int, typer.Option(min=1, max=60, help="enterprise nodes, spread over three provinces")
+    ] = 6,
+    machines: Annotated[int, typer.Option(min=1, max=40, help="machines per enterprise")] = 3,
+    resolutions: Annotated[
+        float, typer.Option(min=0, help="product identifiers resolved per second from the top")
+    ] = 10.0,
+    headless: Annotated[
+        bool, typer.Option(help="for scripts: no progress or hints, one JSON line once up")
+    ] = False,
 ) -> None:
-    """Boot a miniature national identifier network on local ports."""
+    """Boot a miniature national Industrial Internet on local ports, with its web console."""
     from iinode.demo.network import run_demo
 
     asyncio.run(
         run_demo(
-            console, base_port=base_port, duration=duration, data_dir=data_dir, products=products
+            console,
+            base_port=base_port,
+            duration=duration,
+            data_dir=data_dir,
+            products=products,
+            enterprises=enterprises,
+            machines=machines,
+            resolutions_per_second=resolutions,
+            headless=headless,
         )
     )
 

@@ -1,7 +1,8 @@
 """The miniature national network of ``iinode demo`` (DESIGN.md section 3).
 
-One top-level node (prefix 88), two provincial secondary nodes and four
-enterprise nodes in the seed's key industries, each a full node with its own
+One top-level node (prefix 88), three provincial secondary nodes and (by
+default) six enterprise nodes in the seed's key industries (``--enterprises``,
+``--machines`` size it), each a full node with its own
 SQLite store, HTTP API, native Handle protocol (UDP+TCP, a ``NativeServer`` in
 threads), metrics and monitoring, all in one process.  Each
 enterprise also runs its telemetry pipeline with an embedded MQTT broker and a
@@ -14,13 +15,18 @@ TCP and UDP interfaces, so native resolution walks the hierarchy too.  The
 first enterprise also has a cell of two machines served over OPC UA and Modbus
 TCP (``FieldSimulator``), registered with connection details so the node's own
 connectors read them; every plant's Sparkplug edge node is registered too.
+A simulated public resolves product identifiers from the top at a steady rate
+(HTTP and native), so every level's resolutions per second are live; each node
+serves the web console (``iinode.web``) at its HTTP address.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import random
 import signal
 import socket
 import tempfile
@@ -44,6 +50,7 @@ from iinode.connectivity.sim_sparkplug import SparkplugSimulator
 from iinode.errors import ConfigurationError, IinodeError
 from iinode.identifiers import HandleName, HandleValue, Permissions, Prefix, SecKeyData, UrlData
 from iinode.monitoring.errors import MonitoringError
+from iinode.monitoring.notices import NoticeState
 from iinode.node.changes import COUNTER_FILE, ChangeCounter
 from iinode.node.service import BulkRegistrar, HandleService, site_from_url
 from iinode.node.settings import NodeSettings, Role
@@ -68,10 +75,14 @@ class NodeSpec:
     province: str = ""
 
 
-NETWORK = (
-    NodeSpec(Role.TOP, "88", "National top-level node"),
+TOP = NodeSpec(Role.TOP, "88", "National top-level node")
+PROVINCES = (
     NodeSpec(Role.SECONDARY, "88.118", "Jiangsu provincial node", "88", province="JS"),
     NodeSpec(Role.SECONDARY, "88.120", "Guangdong provincial node", "88", province="GD"),
+    NodeSpec(Role.SECONDARY, "88.121", "Hubei provincial node", "88", province="HB"),
+)
+#: Named enterprises, taken in this order; more are numbered under the provinces in turn.
+ENTERPRISES = (
     NodeSpec(Role.ENTERPRISE, "88.118.8", "Changzhou Auto Works", "88.118", "automobiles", "JS"),
     NodeSpec(
         Role.ENTERPRISE, "88.118.9", "Nanjing Petrochemical", "88.118", "petrochemicals", "JS"
@@ -80,7 +91,47 @@ NETWORK = (
         Role.ENTERPRISE, "88.120.3", "Foshan Home Appliances", "88.120", "home-appliances", "GD"
     ),
     NodeSpec(Role.ENTERPRISE, "88.120.5", "Guangzhou Pharma", "88.120", "medicine", "GD"),
+    NodeSpec(Role.ENTERPRISE, "88.121.2", "Wuhan Auto Parts", "88.121", "automobiles", "HB"),
+    NodeSpec(Role.ENTERPRISE, "88.121.6", "Yichang Pharmaceutical", "88.121", "medicine", "HB"),
+    NodeSpec(
+        Role.ENTERPRISE, "88.118.12", "Suzhou Home Appliances", "88.118", "home-appliances", "JS"
+    ),
+    NodeSpec(
+        Role.ENTERPRISE, "88.120.7", "Maoming Petrochemical", "88.120", "petrochemicals", "GD"
+    ),
 )
+DEFAULT_ENTERPRISES = 6
+DEFAULT_MACHINES = 3
+MAX_ENTERPRISES = 60
+MAX_MACHINES = 40
+#: The enterprise whose operator acknowledges the notice by hand (``iinode monitor ack``).
+MANUAL_ACK = "88.120.5"
+
+
+def network_specs(enterprises: int = DEFAULT_ENTERPRISES) -> tuple[NodeSpec, ...]:
+    """The top, the three provinces and ``enterprises`` enterprises (the named ones first)."""
+    if not 1 <= enterprises <= MAX_ENTERPRISES:
+        raise ConfigurationError(f"enterprises must be from 1 to {MAX_ENTERPRISES}")
+    chosen = list(ENTERPRISES[:enterprises])
+    industries = list(EQUIPMENT)
+    for n in range(len(chosen), enterprises):
+        province = PROVINCES[n % len(PROVINCES)]
+        chosen.append(NodeSpec(
+            Role.ENTERPRISE, f"{province.prefix}.{100 + n}", f"Enterprise {n + 1}",
+            province.prefix, industries[n % len(industries)], province.province,
+        ))  # fmt: skip
+    return (TOP, *PROVINCES, *chosen)
+
+
+def machine_names(industry: str, count: int = DEFAULT_MACHINES) -> list[str]:
+    """The first machines of the industry by name, then numbered ones of the same kinds."""
+    names = EQUIPMENT[industry]
+    out = names[:count]
+    for n in range(len(out), count):
+        stem = names[n % len(names)].rsplit("-", 1)[0]
+        out.append(f"{stem}-{n + 1:02d}")
+    return out
+
 
 EQUIPMENT = {
     "automobiles": ["PRESS-01", "WELD-ROBOT-02", "PAINT-LINE-03"],
@@ -95,18 +146,25 @@ FIELD_MACHINES = ("CNC-OPCUA-11", "CNC-MODBUS-12")
 #: Ports after the handle ports: the cell's OPC UA and Modbus servers.
 FIELD_PORTS = 2
 
-#: Enterprises whose operators acknowledge the demo notice by themselves; the
-#: last one is left for ``iinode monitor ack``.
+#: Enterprises whose operators acknowledge the demo notice by themselves (every
+#: enterprise but ``MANUAL_ACK``; these three are in every network of four or more).
 AUTO_ACK = ("88.118.8", "88.118.9", "88.120.3")
+#: Machines per production line of a simulated plant.
+LINE_SIZE = 4
+#: Default product identifiers the simulated public resolves per second (HTTP and native).
+RESOLUTIONS_PER_SECOND = 10.0
+
+NETWORK = network_specs()
 
 
-def factory_for(spec: NodeSpec, start: datetime) -> Factory:
+def factory_for(spec: NodeSpec, start: datetime, machines: int = DEFAULT_MACHINES) -> Factory:
     """The simulated plant of an enterprise: its industry's machines, always on shift."""
-    machines = [
-        MachineSpec(id=f"{spec.prefix}/{name}", line=f"{spec.prefix}/LINE-1", cycle_s=20.0 + 5 * i)
-        for i, name in enumerate(EQUIPMENT[spec.industry])
-    ]
-    return Factory(spec.prefix, machines, seed=int(spec.prefix.replace('.', '')), start=start,
+    specs = [
+        MachineSpec(id=f"{spec.prefix}/{name}", line=f"{spec.prefix}/LINE-{1 + i // LINE_SIZE}",
+                    cycle_s=20.0 + 5 * (i % 6))
+        for i, name in enumerate(machine_names(spec.industry, machines))
+    ]  # fmt: skip
+    return Factory(spec.prefix, specs, seed=int(spec.prefix.replace('.', '')), start=start,
                    calendar=ShiftCalendar())  # fmt: skip
 
 
@@ -149,14 +207,10 @@ def _check_ports(base: int, count: int, udp_from: int) -> None:
                     ) from None
 
 
-def _enterprises() -> int:
-    return sum(1 for s in NETWORK if s.role is Role.ENTERPRISE)
-
-
-def ports_needed() -> int:
+def ports_needed(enterprises: int = DEFAULT_ENTERPRISES) -> int:
     """HTTP ports for every node, one MQTT port per enterprise, a handle port per node,
     then the field cell's OPC UA and Modbus ports."""
-    return 2 * len(NETWORK) + _enterprises() + FIELD_PORTS
+    return 2 * len(network_specs(enterprises)) + enterprises + FIELD_PORTS
 
 
 @dataclass
@@ -169,18 +223,31 @@ class DemoNetwork:
     products: int = 2000
     heartbeat: float = 2.0
     step_interval: float = 1.0
+    enterprises: int = DEFAULT_ENTERPRISES
+    machines: int = DEFAULT_MACHINES
+    #: Product identifiers the simulated public resolves per second (0: none).
+    resolutions_per_second: float = RESOLUTIONS_PER_SECOND
+    #: No progress bars (``iinode demo --headless``).
+    quiet: bool = False
     nodes: dict[str, RunningNode] = field(default_factory=dict)
+    resolved: int = 0
     simulated: int = 0
     field_cell: FieldSimulator | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @property
+    def specs(self) -> tuple[NodeSpec, ...]:
+        return network_specs(self.enterprises)
+
+    @property
     def first_handle_port(self) -> int:
-        return self.base_port + len(NETWORK) + _enterprises()
+        return self.base_port + len(self.specs) + self.enterprises
 
     async def __aenter__(self) -> DemoNetwork:
-        _check_ports(self.base_port, ports_needed(), self.first_handle_port)
+        if not 1 <= self.machines <= MAX_MACHINES:
+            raise ConfigurationError(f"machines must be from 1 to {MAX_MACHINES}")
+        _check_ports(self.base_port, ports_needed(self.enterprises), self.first_handle_port)
         data = self.data_dir or Path(
             self._stack.enter_context(tempfile.TemporaryDirectory(prefix="iinode-demo-"))
         )
@@ -200,8 +267,8 @@ class DemoNetwork:
         await self.aclose()
 
     async def _boot(self, data: Path) -> None:
-        mqtt_port = self.base_port + len(NETWORK)
-        for n, spec in enumerate(NETWORK):
+        mqtt_port = self.base_port + len(self.specs)
+        for n, spec in enumerate(self.specs):
             url = f"http://127.0.0.1:{self.base_port + n}"
             handle_port = self.first_handle_port + n
             if spec.parent is not None:
@@ -219,6 +286,8 @@ class DemoNetwork:
         await self._issue_notice()
         self._tasks.append(asyncio.create_task(self._simulate()))
         self._tasks.append(asyncio.create_task(self._operators()))
+        if self.resolutions_per_second > 0 and self.products > 0:
+            self._tasks.append(asyncio.create_task(self._public()))
 
     async def _start(
         self, spec: NodeSpec, port: int, handle_port: int, mqtt_port: int | None, data: Path
@@ -279,7 +348,7 @@ class DemoNetwork:
         enterprises = [n for n in self.nodes.values() if n.spec.role is Role.ENTERPRISE]
         start = datetime.now(UTC) - timedelta(hours=1)
         for node in enterprises:
-            node.factory = factory_for(node.spec, start)
+            node.factory = factory_for(node.spec, start, self.machines)
             async with node.client() as c:
                 for item in node.factory.equipment("sparkplug", f"{node.spec.prefix}/sim"):
                     await c.put_equipment(item.to_json())
@@ -287,7 +356,7 @@ class DemoNetwork:
                 await c.put_equipment({"id": edge, "kind": "controller", "connection": {
                     "protocol": "sparkplug", "address": edge}})  # fmt: skip
         await self._register_field_cell()
-        with Progress(console=self.console, transient=True) as progress:
+        with Progress(console=self.console, transient=True, disable=self.quiet) as progress:
             task = progress.add_task(
                 "bulk-registering product identifiers", total=self.products * len(enterprises)
             )
@@ -303,7 +372,7 @@ class DemoNetwork:
                 ]
                 await registrar.write(rows)
                 progress.advance(task, len(rows))
-        machines = sum(len(EQUIPMENT[n.spec.industry]) for n in enterprises)
+        machines = self.machines * len(enterprises)
         self.console.print(
             f"registered {machines} machines and {self.products * len(enterprises)} products "
             f"in {len(enterprises)} enterprises"
@@ -312,14 +381,14 @@ class DemoNetwork:
     async def _register_field_cell(self) -> None:
         """Serve the cell over OPC UA and Modbus; register it so the node reads it."""
         node = self.nodes[FIELD_ENTERPRISE]
-        line = f"{FIELD_ENTERPRISE}/LINE-2"
+        line = f"{FIELD_ENTERPRISE}/CELL-1"  # apart from the plant's LINE-n
         machines = [
             MachineSpec(id=f"{FIELD_ENTERPRISE}/{name}", line=line, cycle_s=30.0 + 5 * i)
             for i, name in enumerate(FIELD_MACHINES)
         ]
         cell = Factory(FIELD_ENTERPRISE, machines, seed=11, start=datetime.now(UTC),
                        calendar=ShiftCalendar())  # fmt: skip
-        port = self.base_port + ports_needed() - FIELD_PORTS
+        port = self.base_port + ports_needed(self.enterprises) - FIELD_PORTS
         self.field_cell = FieldSimulator(cell, "127.0.0.1", port, port + 1)
         await self.field_cell.__aenter__()
         async with node.client() as c:
@@ -363,15 +432,44 @@ class DemoNetwork:
                 if cell is not None and (now - cell.factory.moment).total_seconds() > 0:
                     await cell.step((now - cell.factory.moment).total_seconds())
 
+    async def _public(self) -> None:
+        """Anyone resolving product identifiers from the top: HTTP and native, no cache."""
+        top = self.nodes["88"]
+        http = HttpResolver([site_from_url(top.url)])
+        native = NativeResolver([site_from_url(top.url, top.handle_port)])
+        prefixes = [p for p, n in self.nodes.items() if n.spec.role is Role.ENTERPRISE]
+        pick = random.Random(2641)
+        try:
+            while True:
+                await asyncio.sleep(1.0 / self.resolutions_per_second)
+                name = HandleName(pick.choice(prefixes), f"P{pick.randrange(self.products):08d}")
+                resolver: HttpResolver | NativeResolver = http if self.resolved % 2 else native
+                try:
+                    await resolver.resolve(name)
+                    self.resolved += 1
+                except IinodeError as exc:
+                    log.debug("demo public resolving %s: %s", name, exc)
+        finally:
+            await http.aclose()
+            await native.aclose()
+
     async def _operators(self) -> None:
         """Enterprise operators acknowledge the notice once it has reached them."""
-        waiting = set(AUTO_ACK)
+        waiting = {
+            p for p, n in self.nodes.items() if n.spec.role is Role.ENTERPRISE and p != MANUAL_ACK
+        }
         while waiting:
             await asyncio.sleep(self.heartbeat / 2)
             for prefix in sorted(waiting):
                 node = self.nodes[prefix]
                 monitoring = node.extensions.monitoring
-                if monitoring is None or monitoring.board.state(NOTICE_ID) is None:
+                if monitoring is None:
+                    continue
+                own = monitoring.board.state(NOTICE_ID)
+                if own is None:
+                    continue
+                if own[0] in (NoticeState.ACKNOWLEDGED, NoticeState.COMPLETED):
+                    waiting.discard(prefix)  # answered in an earlier run of this data
                     continue
                 try:
                     async with node.client() as c:
@@ -429,11 +527,16 @@ async def run_demo(
     duration: float | None = None,
     data_dir: Path | None = None,
     products: int = 2000,
+    enterprises: int = DEFAULT_ENTERPRISES,
+    machines: int = DEFAULT_MACHINES,
+    resolutions_per_second: float = RESOLUTIONS_PER_SECOND,
+    headless: bool = False,
 ) -> None:
     """Run the network until ``duration`` is over or SIGTERM, SIGINT or SIGHUP arrives.
 
     A signal during start-up cancels it; either way the network stops cleanly and
-    its temporary directory is removed.
+    its temporary directory is removed.  ``headless`` (for scripts) shows no
+    progress bars, table or hints: one JSON line describes the network once it is up.
     """
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -455,9 +558,21 @@ async def run_demo(
             loop.add_signal_handler(sig, on_signal, sig)
             installed.append(sig)
     try:
-        async with DemoNetwork(console, base_port, data_dir, products) as network:
-            await _resolve_examples(network.nodes, console)
-            _print_howto(network.nodes, console)
+        if data_dir is None:
+            console.print("a fresh network in a temporary directory, removed when the demo stops")
+        else:
+            console.print(f"node data in {data_dir}: kept, and resumed by a later run there")
+        network = DemoNetwork(
+            console, base_port, data_dir, products, enterprises=enterprises, machines=machines,
+            resolutions_per_second=resolutions_per_second, quiet=headless,
+        )  # fmt: skip
+        async with network:
+            if headless:
+                console.print(json.dumps(summary(network, data_dir)), soft_wrap=True,
+                              highlight=False, markup=False)  # fmt: skip
+            else:
+                await _resolve_examples(network.nodes, console)
+                _print_howto(network.nodes, console)
             booted = True
             if duration is None:
                 console.print("serving; press Ctrl-C to stop")
@@ -516,7 +631,7 @@ def howto(nodes: dict[str, RunningNode]) -> list[str]:
         f"iinode monitor ack {NOTICE_ID} --node {pharma} {auth}",
         f"iinode monitor notices --node {top.url} {auth}   (who has acknowledged)",
         f"iinode simulate --node {ent.url} {auth} --steps 60",
-        f"curl {ent.url}/metrics ; open {top.url}/docs",
+        f"curl {ent.url}/metrics",
     ]
 
 
@@ -535,3 +650,24 @@ def _print_howto(nodes: dict[str, RunningNode], console: Console) -> None:
     for line in howto(nodes):
         console.print(f"  {line}", highlight=False, soft_wrap=True)  # copied whole, not cut
     console.print(f"  admin identity of each node: 300:0.NA/<prefix>, secret {SECRET!r}")
+    top = nodes["88"].url
+    console.print(f"console: {top}/  (national view; every node serves its own console)")
+    console.print(f"API docs: {top}/docs  (served offline by the node)", highlight=False)
+
+
+def summary(network: DemoNetwork, data_dir: Path | None) -> dict[str, object]:
+    """What ``iinode demo --headless`` prints as one JSON line once the network is up."""
+    nodes = []
+    for node in network.nodes.values():
+        telemetry = node.extensions.telemetry
+        nodes.append({
+            "prefix": node.spec.prefix, "role": node.spec.role.value, "name": node.spec.name,
+            "parent": node.spec.parent, "url": node.url, "console": f"{node.url}/",
+            "handle_port": node.handle_port,
+            "mqtt": "{}:{}".format(*telemetry.mqtt_address) if telemetry is not None else None,
+        })  # fmt: skip
+    return {
+        "console": f"{network.nodes['88'].url}/", "identity": "300:0.NA/<prefix>",
+        "secret": SECRET, "notice": NOTICE_ID, "nodes": nodes,
+        "data_dir": str(data_dir) if data_dir is not None else None,
+    }  # fmt: skip
