@@ -55,15 +55,13 @@ from iinode.node.root_records import is_root_handle, root_record
 from iinode.node.secret_box import NodeSecrets
 from iinode.node.server_keys import load_server_key
 from iinode.node.settings import NodeSettings, Role
-from iinode.node.sites import site_from_url
+from iinode.node.sites import parent_site, site_from_url
 from iinode.node.template_registry import TemplateRegistry
 from iinode.node.verifier import protect_seckey
 from iinode.storage import HandlePage, HandleStore
 
 #: How HS_SECKEY values are answered, to every reader: without their data.
 REDACTED_SECKEY = SecKeyData(b"")
-#: Seconds the parent's HS_SITE (its host name resolved) is reused for referrals.
-PARENT_SITE_TTL = 300.0
 SITE_TYPES = ("HS_SITE", "HS_SITE.PREFIX", "HS_SERV", "HS_SERV.PREFIX")
 
 
@@ -159,8 +157,9 @@ class HandleService:
         return Answer(ResponseCode.SERVICE_REFERRAL, handle, (value,))
 
     async def parent_site(self) -> SiteData:
-        """The parent's HS_SITE; its host name is resolved in a worker thread, then reused
-        for ``PARENT_SITE_TTL`` seconds (never a DNS query on the event loop per request)."""
+        """The parent's HS_SITE with its server key (``node.sites.parent_site``); its host
+        name is resolved in a worker thread, then reused for ``PARENT_SITE_TTL`` seconds
+        (never a DNS query on the event loop per request)."""
         cached = self._parent_site
         now = self._clock()
         if cached is not None and cached[1] > now:
@@ -168,8 +167,9 @@ class HandleService:
         parent = self.settings.parent_url
         if not parent:
             raise ServerNotResponsible("this node has no parent")
-        site = await asyncio.to_thread(site_from_url, parent, self.settings.parent_handle_port)
-        self._parent_site = (site, now + PARENT_SITE_TTL)
+        learn_key = self.settings.role is not Role.RECURSIVE
+        site, ttl = await parent_site(parent, self.settings.parent_handle_port, learn_key=learn_key)
+        self._parent_site = (site, now + ttl)
         return site
 
     async def answer(

@@ -1,7 +1,8 @@
-"""HS_SITE values for nodes known by their HTTP base URL."""
+"""HS_SITE values for nodes known by their HTTP base URL (the parent's, a child's)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from typing import Any
@@ -9,6 +10,12 @@ from urllib.parse import urlsplit
 
 from iinode.errors import ValueInvalid
 from iinode.identifiers import SiteData, site_for
+from iinode.identifiers.site import with_public_key
+
+#: Seconds the parent's site is reused for referrals once its key is known (or when it
+#: has no native port to ask), and before asking again when the parent did not answer.
+PARENT_SITE_TTL = 300.0
+PARENT_SITE_RETRY = 10.0
 
 
 def site_from_url(url: str, handle_port: int | None = None, public_key: bytes = b"") -> SiteData:
@@ -37,6 +44,34 @@ def site_from_url(url: str, handle_port: int | None = None, public_key: bytes = 
     return site_for(host, http_port=port, handle_port=handle_port, public_key=public_key)
 
 
+async def parent_site(
+    url: str, handle_port: int | None, *, learn_key: bool = True
+) -> tuple[SiteData, float]:
+    """The parent's HS_SITE for referrals upward, and for how many seconds to keep it.
+
+    Made from ``parent_url`` (its host resolved in a worker thread) and
+    ``parent_handle_port``; with a native port, it carries the server key the
+    parent's server proves it holds (``native_trust.learn_server_key``: a
+    certified GET_SITEINFO whose signature verifies with a key the answer names),
+    so that clients following the referral, and this node taking the parent's
+    VERIFY_RESPONSE verdicts, check the parent's signatures.  A parent that does
+    not answer is asked again after ``PARENT_SITE_RETRY`` seconds.  ``learn_key=False``
+    (a recursive node, which resolves through its parent rather than refer to it)
+    skips the question.
+    """
+    site = await asyncio.to_thread(site_from_url, url, handle_port)
+    if handle_port is None or not learn_key:
+        return site, PARENT_SITE_TTL
+    # The resolution layer builds on this one: imported when first needed.
+    from iinode.resolution.native_trust import learn_server_key
+
+    address = site.servers[0].address
+    key = await learn_server_key((address, handle_port))
+    if not key:
+        return site, PARENT_SITE_RETRY
+    return with_public_key(site, key), PARENT_SITE_TTL
+
+
 def site_key(values: list[dict[str, Any]]) -> bytes:
     """The server key in the first HS_SITE among a record's values as the REST API
     gives them (``GET /api/handles/0.NA/<prefix>``); empty if there is none."""
@@ -53,4 +88,4 @@ def site_key(values: list[dict[str, Any]]) -> bytes:
     return b""
 
 
-__all__ = ["site_from_url", "site_key"]
+__all__ = ["PARENT_SITE_RETRY", "PARENT_SITE_TTL", "parent_site", "site_from_url", "site_key"]

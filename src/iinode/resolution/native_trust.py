@@ -16,16 +16,25 @@
   is challenged and a successful answer binds the session.
 
 The key file is read on first use, so handlers that never sign never create one.
+
+``learn_server_key`` is the other direction: the key of another node's server
+(the parent's, for the SERVICE_REFERRALs a node sends upward and the verdicts it
+takes from its parent), asked from that server itself with a certified
+GET_SITEINFO and taken only if the answer is signed with one of the keys its
+site names.  That proves the server holds the key's private half; it does not
+prove the server is the parent (a node that must not trust its network path to
+the parent should have the parent's delegation hold its site instead).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
 from dataclasses import replace
 from pathlib import Path
 
 from iinode.codes import ResponseCode
-from iinode.errors import HandleError
+from iinode.errors import HandleError, IinodeError
 from iinode.identifiers import HandleName, IndexedHandle, SiteData
 from iinode.identifiers.site import with_public_key
 from iinode.node.server_keys import ServerKey, ServerKeyFile
@@ -34,17 +43,29 @@ from iinode.proto import (
     Message,
     OpCode,
     OpFlag,
+    OptionalHandleBody,
     SessionSetupRequest,
     SessionSetupResponse,
+    SiteInfoResponse,
 )
+from iinode.resolution.native_client import NativeClient, random_request_id
 from iinode.resolution.native_dh import server_exchange
 from iinode.resolution.native_sessions import Session, SessionTable
-from iinode.resolution.native_signing import mac_message, sign_message, suggested_version
+from iinode.resolution.native_signing import (
+    mac_message,
+    sign_message,
+    suggested_version,
+    verify_signature,
+)
+
+log = logging.getLogger(__name__)
 
 #: The oldest suggested version whose DH answer carries the encryption algorithm.
 DH_MIN_VERSION = (2, 4)
 #: The oldest version whose session MAC this node computes (Handle.Net's 2.5/2.6 one is flawed).
 MAC_MIN_VERSION = (2, 7)
+#: Seconds ``learn_server_key`` waits for a GET_SITEINFO answer.
+LEARN_TIMEOUT = 2.0
 
 
 class ServerTrust:
@@ -125,4 +146,35 @@ class ServerTrust:
         return replace(reply, session_id=session.session_id)
 
 
-__all__ = ["ServerTrust"]
+async def learn_server_key(address: tuple[str, int], client: NativeClient | None = None) -> bytes:
+    """The public key (HS_PUBKEY encoding) of the native server at ``address``.
+
+    Asks GET_SITEINFO over TCP, certified, and returns the key among the site's
+    server records that the answer's signature verifies with; ``b""`` when the
+    server does not answer, names no key, or signed with none of them.
+    """
+    own = client is None
+    client = client or NativeClient(timeout=LEARN_TIMEOUT, retries=0)
+    request = Message(
+        OpCode.GET_SITEINFO, OptionalHandleBody(), request_id=random_request_id(), flags=OpFlag.CT
+    )
+    try:
+        response = await client.tcp(address, request)
+    except (IinodeError, OSError) as exc:
+        log.info("no site information from %s:%s: %s", *address, exc)
+        return b""
+    finally:
+        if own:
+            await client.aclose()
+    body = response.body
+    if not isinstance(body, SiteInfoResponse):
+        log.info("%s:%s answered GET_SITEINFO with %s", *address, response.response_code.to_text())
+        return b""
+    for key in dict.fromkeys(s.public_key for s in body.site.servers if s.public_key):
+        if verify_signature(response, key):
+            return key
+    log.warning("the site information from %s:%s is not signed by a key it names", *address)
+    return b""
+
+
+__all__ = ["ServerTrust", "learn_server_key"]
