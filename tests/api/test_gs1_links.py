@@ -157,6 +157,7 @@ def test_cli_checks_the_key_before_sending(node_url: str) -> None:
     r = CliRunner().invoke(cli, ["gs1", "link", "remove", KEY, "--index", "500", "--node", node_url,
                                  "--secret", "wrong"])  # fmt: skip
     assert r.exit_code != 0
+    assert str(r.exception) == "authentication as 300:0.NA/88.118.8 failed"
 
 
 async def test_answers_follow_every_write(tmp_path: Path) -> None:

@@ -23,9 +23,11 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from iinode.api.handles import authenticate, json_response, read_body
+from iinode.api.handles import authenticate, bounded_message, json_response, read_body
+from iinode.codes import http_status
 from iinode.errors import (
     HandleAlreadyExists,
+    HandleError,
     ServerBusy,
     ValueAlreadyExists,
     ValueInvalid,
@@ -149,13 +151,21 @@ class LinkStore:
         return HandleValue(link.index, LINK_TYPE, StringData(link.to_value_text()))
 
 
+def refusal(exc: HandleError) -> Response:
+    """The Handle JSON error body, with ``detail`` too (what the CLI's client shows)."""
+    message = bounded_message(exc.message)
+    body: dict[str, Any] = {"responseCode": int(exc.code), "message": message, "detail": message}
+    if exc.handle is not None:
+        body["handle"] = exc.handle
+    return json_response(body, getattr(exc, "http_status", None) or http_status(exc.code))
+
+
 def links_router(service: HandleService) -> APIRouter:
     """``/api/gs1/links/{path}``: list, add and remove the links of one key."""
     router = APIRouter(tags=["gs1"])
     store = LinkStore(service)
 
-    @router.get("/api/gs1/links/{path:path}", summary="Links of a GS1 key")
-    async def list_links(path: str, request: Request) -> Response:
+    async def listed(path: str, request: Request) -> Response:
         link = _path_link(path)
         handle, links = await store.list(link)
         return json_response({
@@ -163,8 +173,7 @@ def links_router(service: HandleService) -> APIRouter:
             "links": [o.to_json() for o in links],
         })  # fmt: skip
 
-    @router.post("/api/gs1/links/{path:path}", summary="Add a link to a GS1 key", status_code=201)
-    async def add_link(path: str, request: Request) -> Response:
+    async def added(path: str, request: Request) -> Response:
         link = _path_link(path)
         identity = await authenticate(service, request, required=True)
         try:
@@ -176,12 +185,32 @@ def links_router(service: HandleService) -> APIRouter:
         body = {"handle": str(handle_for(store.prefix, link)), "link": stored.to_json()}
         return json_response(body, 201)
 
-    @router.delete("/api/gs1/links/{path:path}", summary="Remove a link (index=) of a GS1 key")
-    async def remove_link(path: str, request: Request, index: int) -> Response:
+    async def removed(path: str, request: Request, index: int) -> Response:
         link = _path_link(path)
         identity = await authenticate(service, request, required=True)
         await store.remove(link, index, identity)
         return json_response({"handle": str(handle_for(store.prefix, link)), "removed": index})
+
+    @router.get("/api/gs1/links/{path:path}", summary="Links of a GS1 key")
+    async def list_links(path: str, request: Request) -> Response:
+        try:
+            return await listed(path, request)
+        except HandleError as exc:
+            return refusal(exc)
+
+    @router.post("/api/gs1/links/{path:path}", summary="Add a link to a GS1 key", status_code=201)
+    async def add_link(path: str, request: Request) -> Response:
+        try:
+            return await added(path, request)
+        except HandleError as exc:
+            return refusal(exc)
+
+    @router.delete("/api/gs1/links/{path:path}", summary="Remove a link (index=) of a GS1 key")
+    async def remove_link(path: str, request: Request, index: int) -> Response:
+        try:
+            return await removed(path, request, index)
+        except HandleError as exc:
+            return refusal(exc)
 
     return router
 
@@ -195,4 +224,5 @@ __all__ = [
     "handle_for",
     "links_in",
     "links_router",
+    "refusal",
 ]
