@@ -82,7 +82,8 @@ def test_native_resolve_names_a_node_without_handle_port(tmp_path: Path) -> None
 def test_telemetry_query_piped_is_plain_and_whole(node: Node) -> None:
     out = ok("simulate", "--node", node.url, "--secret", SECRET, "--machines", "1",
              "--steps", "3")  # fmt: skip
-    assert "published" in out and not BOX.search(out), out
+    assert "published" in out, out
+    assert not BOX.search(out), out
     machine = f"{PREFIX}/M001"
 
     def history() -> str | None:
@@ -144,7 +145,8 @@ def test_bulk_load_refuses_a_delegated_prefix(node: Node, tmp_path: Path) -> Non
 
 def test_library_logs_only_with_verbose(node: Node) -> None:
     quiet = piped("resolve", f"{PREFIX}/LONG-1", "--node", node.url)
-    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "", quiet.stderr
     loud = piped("--verbose", "resolve", f"{PREFIX}/LONG-1", "--node", node.url)
     assert loud.returncode == 0, loud.stderr
     assert re.search(r"^INFO httpx: HTTP Request: GET http://127\.0\.0\.1:\d+/api/handles/",

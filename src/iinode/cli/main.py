@@ -608,6 +608,8 @@ def _plain_help(command: object) -> None:
     if hasattr(command, "rich_markup_mode"):
         command.rich_markup_mode = None
     for sub in getattr(command, "commands", {}).values():
+        if not sub.short_help and sub.help:  # whole in the listing, not cut to 45 characters
+            sub.short_help = " ".join(sub.help.split("\n\n")[0].split())
         _plain_help(sub)
 
 

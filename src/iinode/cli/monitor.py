@@ -117,7 +117,7 @@ def recent(
     secret: Secret = None,
     admin: Admin = None,
 ) -> None:
-    """The latest events at this level; ``monitor event`` shows one with its detail."""
+    """The latest events at this level; 'iinode monitor event' shows one with its detail."""
     params: dict[str, Any] = {"limit": limit}
     if kind is not None:
         params["kind"] = kind
@@ -258,7 +258,7 @@ def dead_letters(
     secret: Secret = None,
     admin: Admin = None,
 ) -> None:
-    """Events the parent refused, with its message; ``--requeue [ID...]`` sends them again."""
+    """Events the parent refused, with its message; --requeue [ID...] sends them again."""
     if ids and not requeue:
         fail("event ids are only taken with --requeue")
 
