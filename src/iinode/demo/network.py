@@ -561,7 +561,10 @@ async def run_demo(
         if data_dir is None:
             console.print("a fresh network in a temporary directory, removed when the demo stops")
         else:
-            console.print(f"node data in {data_dir}: kept, and resumed by a later run there")
+            console.print(
+                f"node data in {data_dir}: kept, and resumed by a later run there",
+                soft_wrap=True, highlight=False,
+            )  # fmt: skip
         network = DemoNetwork(
             console, base_port, data_dir, products, enterprises=enterprises, machines=machines,
             resolutions_per_second=resolutions_per_second, quiet=headless,
