@@ -36,6 +36,7 @@ from iinode.node.changes import COUNTER_FILE, ChangeCounter
 from iinode.node.service import HandleService, site_from_url
 from iinode.node.settings import NodeSettings, Role, settings_from_environment
 from iinode.resolution import HttpResolver
+from iinode.resolution.native_verify import RemoteSeckeyVerifier
 from iinode.resolution.shared_cache import close_resolution_cache, resolution_cache_for
 from iinode.storage import open_store
 from iinode.web import mount_console
@@ -128,6 +129,9 @@ def _install(app: FastAPI, service: HandleService, resolver: HttpResolver | None
     """Add the node's routes for an open ``service`` to ``app``."""
     app.state.service = service
     app.state.resolver = resolver
+    if service.auth.remote_verifier is None:
+        # HTTP Basic for identities held by other nodes is checked there (VERIFY_RESPONSE).
+        service.auth.remote_verifier = RemoteSeckeyVerifier(service)
     app.state.answer_cache = AnswerCache(service.changes)
     app.include_router(build_router(service, resolver, app.state.answer_cache))
     app.include_router(templates_router(service, resolver))

@@ -13,6 +13,9 @@ Two ways to prove an identity, one per front end:
 * REST: HTTP Basic with the secret itself (``Authorizer.authenticate``),
   compared in constant time with the opened secret.  A legacy SCRAM verifier
   (``node.verifier``) is checked by its PBKDF2 derivation in a worker thread.
+  An identity without an HS_SECKEY here whose handle lives on another node is
+  checked there: the node answers a fresh nonce with the given secret
+  (HMAC-SHA256, as a client would) and asks with VERIFY_RESPONSE.
 * Native protocol: challenge-response (``Authorizer.verify_answer``), as
   Handle.Net 9 does it.  For an HS_SECKEY the answer is a keyed digest of
   ``nonce || request digest`` of any type Handle.Net clients use
@@ -59,7 +62,7 @@ from iinode.identifiers import (
 from iinode.identifiers.wire import WireReader, WireWriter
 from iinode.node import dsa_keys as dsa
 from iinode.node.ratelimit import FailureLimiter, FailureLimits, retry_text
-from iinode.node.seckey_answers import answer_type, check_answer
+from iinode.node.seckey_answers import answer_type, check_answer, seckey_answer
 from iinode.node.secret_box import NodeSecrets
 from iinode.node.verifier import SecretVerifier, stored_secret
 from iinode.proto import DigestAlgorithm
@@ -389,6 +392,12 @@ class Authorizer:
             self._verified.add(seen)
             return identity
         self._check_limit(identity, peer)
+        if not raw and self.remote_verifier is not None:
+            verdict = await self._remote_secret_check(identity, given)
+            if verdict is not None:
+                if not verdict:
+                    raise self._refuse(identity, peer)
+                return identity
         secret = stored_secret(raw, self.secrets) if raw else None
         if secret is None:
             # As costly as opening a real secret, so a miss does not tell who exists.
@@ -397,6 +406,15 @@ class Authorizer:
         if not (hmac.compare_digest(expected, given) and secret is not None):
             raise self._refuse(identity, peer)
         return identity
+
+    async def _remote_secret_check(self, identity: IndexedHandle, given: bytes) -> bool | None:
+        """Whether ``given`` is the secret of ``identity`` held by another node (``None``:
+        the identity's handle lives here).  The secret never leaves: the holder gets an
+        HMAC-SHA256 answer to a fresh nonce and digest, as from a client."""
+        assert self.remote_verifier is not None
+        nonce, digest = os.urandom(16), os.urandom(32)
+        answer = seckey_answer(given, nonce, digest, DigestAlgorithm.HMAC_SHA256)
+        return await self.remote_verifier(identity, nonce, digest, answer, False)
 
     def failed(self, channel: str, identity: str, peer: str | None) -> None:
         """Tell the observers that an authentication on ``channel`` failed."""

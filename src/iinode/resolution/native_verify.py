@@ -11,9 +11,12 @@ handle in a VERIFY_RESPONSE request and takes its verdict.
 delegation's HS_SITE for one below it.  It asks over TCP, follows referrals for
 at most ``max_hops`` sites, and tries every server of a site in the RFC 3652
 hash order.  The request is certified (CT): a verdict from a server whose
-public key its site names must be signed with it (``native_signing``); a site
-without keys (the parent's site made from ``parent_url``) is taken on the
-connection's word.  Any failure to get a verdict is a refusal.
+public key its site names must be signed with it (``native_signing``): a
+delegation's HS_SITE names the child's key, and the parent's site names the key
+the parent's server proved it holds (``node.sites.parent_site``); a site without
+keys (a parent without a native port, or silent when asked) is taken on the
+connection's word.  Any failure to get a verdict is a refusal.  HTTP Basic uses
+the same path for such identities (``Authorizer.authenticate``).
 """
 
 from __future__ import annotations
@@ -72,6 +75,9 @@ class RemoteSeckeyVerifier:
             route = await self.service.route(identity.handle)
         except HandleNotFound:
             return None  # nowhere else to ask: checked (and refused) here
+        except (IinodeError, HandleError) as exc:  # e.g. the parent's host does not resolve
+            log.warning("cannot find the node holding %s: %s", identity, exc)
+            return False
         if route is None:
             return None
         body = VerifyRequest(str(identity.handle), identity.index, nonce, request_digest, answer)
