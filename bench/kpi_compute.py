@@ -14,8 +14,12 @@ readings (the design target: OEE and friends over 10^8 readings in < 30 s):
   kpi compute (batch)    the tracker over every machine's readings in memory, elements per
                          shift summed per plant, every KPI computed
   kpi compute (stream)   the same readings through ``KpiStream`` in arrival order
-  store read + compute   ``machine_atoms`` (``ParquetStore.history`` per tag) for a sample
-                         of ``--sample`` machines, scaled to all machines
+  store read + compute   ``machine_atoms`` (``ParquetStore.history`` per machine) for a
+                         sample of ``--sample`` machines, scaled to all machines
+  columnar: scan         ``ParquetStore.scan_tags``: the plant's KPI tags in one DuckDB scan
+  columnar: plant KPIs   ``plant_atoms`` (the scan, ordering and the vectorised derivation of
+                         every machine's elements), summed per shift, every KPI computed:
+                         the batch path ``/kpi`` uses; checked equal to the tracker
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import duckdb
 import pyarrow as pa
 
 from iinode.kpi import (
+    KPI_TAGS,
     KpiStream,
     PeriodGrid,
     PeriodKind,
@@ -43,7 +48,9 @@ from iinode.kpi import (
     compute,
     total,
 )
+from iinode.telemetry.kpi_columnar import plant_atoms
 from iinode.telemetry.kpi_window import KpiWindowSettings, machine_atoms
+from iinode.telemetry.model import Equipment, EquipmentKind
 from iinode.telemetry.store import ParquetStore
 
 T0 = 1_767_592_800_000_000  # 2026-01-05T06:00:00Z, a shift start
@@ -176,8 +183,33 @@ def main() -> None:
         m0 = machines[0]
         assert streamed.elements(m0, T0, end) == batch_elements(data[m0], grid, T0, end, tracker)
 
-        sample = machines[: max(1, min(args.sample, len(machines)))]
         settings = KpiWindowSettings()
+        items = [Equipment(id=m, kind=EquipmentKind.MACHINE) for m in machines]
+        trackers = [settings.tracker(m) for m in machines]
+        scan_s, scanned = timed(lambda: store.scan_tags(
+            machines, KPI_TAGS, T0 - trackers[0].lookback_us, end, 10**9))  # fmt: skip
+        assert scanned.num_rows == readings
+        del scanned
+        report("columnar: scan", scan_s)
+
+        def columnar() -> Any:
+            atoms, left = plant_atoms(store, items, T0, end, grid, trackers, 10**9)
+            assert not left
+            per_shift: dict[str, list[Any]] = {}
+            for m in machines:
+                for period, e in by_period(atoms[m], grid, PeriodKind.SHIFT).items():
+                    per_shift.setdefault(period.label, []).append(e)
+            kpis = {label: compute(total(parts)) for label, parts in per_shift.items()}
+            return kpis, atoms
+
+        columnar_s, (kpis, atoms) = timed(columnar)
+        report("columnar: plant KPIs", columnar_s)
+        assert kpis == plant, "the columnar path differs from the tracker"
+        for m in machines[:: max(1, len(machines) // 20)]:
+            assert atoms[m] == batch_elements(data[m], grid, T0, end, tracker)
+        del atoms
+
+        sample = machines[: max(1, min(args.sample, len(machines)))]
         store_s, _ = timed(lambda: [machine_atoms(store, m, T0, end, settings) for m in sample])
         scale = len(machines) / len(sample)
         report("store read + compute*", store_s * scale, cpu_s[0] * scale)

@@ -205,7 +205,7 @@ async def test_too_many_readings_is_refused_not_truncated(
         ok = await http.get(f"/kpi/equipment/{ENT}/M001", params=params)
         assert ok.status_code == 200
         assert ok.json()["periods"][0]["elements"]["gq"] > 0
-        monkeypatch.setattr(kpi_window, "MAX_READINGS", 100)
+        monkeypatch.setattr(kpi_window, "MAX_SCAN_READINGS", 100)
         refused = await http.get(f"/kpi/equipment/{ENT}/M001", params=params)
         assert refused.status_code == 400
         assert refused.json()["error"] == "too_much_data"

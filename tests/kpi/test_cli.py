@@ -63,7 +63,7 @@ def test_show_per_shift(node_url: str) -> None:
     out = invoke("kpi", "show", "plant", ENT, "--node", node_url, "--by", "shift",
                  "--start", "2026-01-05T06:00:00Z", "--end", "2026-01-05T22:00:00Z")  # fmt: skip
     assert "plant 88.118.8" in out
-    rows = [line for line in out.splitlines() if line.startswith("\u2502 2026-01-05/")]
+    rows = [line for line in out.splitlines() if line.lstrip("\u2502 ").startswith("2026-01-05/")]
     assert len(rows) == 2
     assert "%" in rows[0]
     assert "yes" in rows[1]  # the afternoon shift is complete

@@ -111,6 +111,30 @@ class _Atom:
         return out
 
 
+def new_atom() -> _Atom:
+    """An empty atom (for derivations that fill one, e.g. the columnar batch path)."""
+    return _Atom()
+
+
+def atom_elements(atom: _Atom, settings: TrackerSettings) -> Elements:
+    """The elements of one atom's running sums (the one place they are built)."""
+    meters = settings.meters
+    pq = atom.gq + atom.sq + atom.rq
+    pri = settings.pri_s
+    if pri is None and math.isfinite(atom.min_cycle):
+        pri = atom.min_cycle
+    ideal = 0.0 if pq == 0 else None if pri is None else pri * pq
+    energy = "energy" in meters
+    return Elements(
+        atom.apt, atom.asut, atom.adet, atom.adot, atom.pdot, atom.unknown,
+        atom.gq, atom.sq, atom.rq,
+        atom.cm if "consumed_count" in meters else None,
+        atom.energy if energy else None,
+        atom.energy_running if energy else None,
+        ideal, atom.failures, atom.ttr, tuple(dict.fromkeys(atom.issues)),
+    )  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class TrackerSettings:
     """``max_hold_us``: the longest a state sample holds; ``max_gap_us``: the longest two
@@ -309,21 +333,7 @@ class MachineTracker:
     # -- results -------------------------------------------------------------------------
 
     def _elements(self, atom: _Atom) -> Elements:
-        meters = self.settings.meters
-        pq = atom.gq + atom.sq + atom.rq
-        pri = self.settings.pri_s
-        if pri is None and math.isfinite(atom.min_cycle):
-            pri = atom.min_cycle
-        ideal = 0.0 if pq == 0 else None if pri is None else pri * pq
-        energy = "energy" in meters
-        return Elements(
-            atom.apt, atom.asut, atom.adet, atom.adot, atom.pdot, atom.unknown,
-            atom.gq, atom.sq, atom.rq,
-            atom.cm if "consumed_count" in meters else None,
-            atom.energy if energy else None,
-            atom.energy_running if energy else None,
-            ideal, atom.failures, atom.ttr, tuple(dict.fromkeys(atom.issues)),
-        )  # fmt: skip
+        return atom_elements(atom, self.settings)
 
     def elements(self, start_us: int, end_us: int) -> dict[int, Elements]:
         """Elements per atom in ``[start_us, end_us)`` with the state held up to ``end_us``
@@ -351,6 +361,8 @@ __all__ = [
     "STATE",
     "MachineTracker",
     "TrackerSettings",
+    "atom_elements",
+    "new_atom",
     "reading_key",
     "sample_key",
 ]

@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 STATE = "state"
 #: The most readings of one machine read back for one period (about 1 GB in Python).
 MAX_READINGS = 5_000_000
+#: The most readings of a plant's period read in one columnar scan (about 30 bytes each).
+MAX_SCAN_READINGS = 150_000_000
 
 #: Gauge name, ``Kpis`` field, help text; all in base units.
 FAMILIES = (
@@ -343,8 +345,11 @@ def scope_elements(
     """Batch: the summed elements of ``items`` (a machine, line or plant) over
     ``[start_us, end_us)``, per shift, day or week (``kind``) or as one period.
 
-    Each machine's elements are read once; a period sums its machines' elements
-    in identifier order (a machine with no readings in it marks it incomplete)."""
+    All machines are read in one columnar scan (:mod:`iinode.telemetry.kpi_columnar`;
+    machines it does not model go to the tracker); a period sums its machines'
+    elements in identifier order (a machine with no readings in it marks it incomplete)."""
+    from iinode.telemetry.kpi_columnar import plant_atoms  # numpy only when used
+
     grid = settings.grid
     if kind is None:
         periods = [Period(PeriodKind.SHIFT, "total", start_us, end_us)]
@@ -353,10 +358,20 @@ def scope_elements(
             replace(p, start_us=max(p.start_us, start_us), end_us=min(p.end_us, end_us))
             for p in grid.periods(kind, start_us, end_us)
         ]
-    per_machine = {
-        e.id: machine_atoms(store, e.id, start_us, end_us, settings, e)
-        for e in sorted(items, key=lambda e: e.id)
-    }
+    ordered = sorted(items, key=lambda e: e.id)
+    per_machine, left = plant_atoms(
+        store,
+        ordered,
+        start_us,
+        end_us,
+        grid,
+        [settings.tracker(e.id, e) for e in ordered],
+        MAX_SCAN_READINGS,
+    )
+    for e in ordered:
+        if e.id in left:  # readings the columnar path does not model: the tracker itself
+            per_machine[e.id] = machine_atoms(store, e.id, start_us, end_us, settings, e)
+    per_machine = {e.id: per_machine[e.id] for e in ordered}
     out: list[tuple[Period, Elements]] = []
     for p in periods:
         parts = [

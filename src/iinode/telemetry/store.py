@@ -425,6 +425,67 @@ class ParquetStore:
             out.append(Bucket(b, c, lo, hi, avg))
         return out
 
+    def scan_tags(
+        self,
+        equipment: Sequence[str],
+        tags: Sequence[str],
+        start_us: int,
+        end_us: int,
+        limit: int,
+    ) -> pa.Table:
+        """Every reading of ``tags`` of the ``equipment`` (one prefix) in
+        ``[start_us, end_us)``, in one scan, columnar and in storage order (the caller
+        orders them): ``machine`` and ``tag`` (int32 positions in the given lists),
+        ``time_us``, ``value`` (double), ``text``, ``is_int``, ``is_bool``, ``quality``.
+
+        ``ValueInvalid`` when there are more than ``limit`` readings."""
+        prefixes = {_prefix_of(e) for e in equipment}
+        if len(prefixes) > 1:
+            raise ValueInvalid("a scan covers the equipment of one prefix")
+        empty = pa.table({
+            "machine": pa.array([], pa.int32()), "tag": pa.array([], pa.int32()),
+            "time_us": pa.array([], pa.int64()), "value": pa.array([], pa.float64()),
+            "text": pa.array([], pa.string()), "is_int": pa.array([], pa.bool_()),
+            "is_bool": pa.array([], pa.bool_()), "quality": pa.array([], pa.int16()),
+        })  # fmt: skip
+        source = self._source(prefixes) if prefixes else None
+        if source is None:
+            return empty
+        sql = (
+            "SELECT m.machine::INTEGER AS machine, "
+            "(list_position(?::VARCHAR[], s.tag) - 1)::INTEGER AS tag, "
+            "epoch_us(s.time) AS time_us, s.value, s.text, s.int_value IS NOT NULL AS is_int, "
+            "s.bool_value IS NOT NULL AS is_bool, s.quality "
+            f"FROM {source} AS s JOIN (SELECT unnest(?::VARCHAR[]) AS equipment, "
+            "unnest(range(?::BIGINT)) AS machine) AS m ON s.equipment = m.equipment "
+            "WHERE s.tag IN (SELECT unnest(?::VARCHAR[])) "
+            "AND s.day >= ?::DATE AND s.time >= make_timestamptz(?::BIGINT) "
+            "AND s.day <= ?::DATE AND s.time < make_timestamptz(?::BIGINT) LIMIT ?"
+        )
+        params = [list(tags), list(equipment), len(equipment), list(tags),
+                  _day(start_us).isoformat(), start_us, _day(end_us).isoformat(), end_us,
+                  limit + 1]  # fmt: skip
+        for attempt in (1, 2):
+            try:
+                cursor = self._db.cursor()
+                try:
+                    with self._swap.shared():
+                        table = cursor.sql(sql, params=params).to_arrow_table()
+                finally:
+                    cursor.close()
+                break
+            except duckdb.IOException as exc:
+                text = str(exc)
+                if "No files found" in text:
+                    return empty
+                if attempt == 2 or "No such file" not in text:
+                    raise StorageError(f"telemetry query failed: {exc}") from exc
+        else:
+            raise AssertionError("unreachable")
+        if table.num_rows > limit:
+            raise ValueInvalid(f"more than {limit:,} readings in the period; ask for a shorter one")
+        return table.cast(empty.schema)
+
     def count(self, prefix: str | None = None) -> int:
         """Number of stored readings (under one prefix, or all)."""
         prefixes = [_norm(prefix)] if prefix else [p for p, _ in self.partitions()]
