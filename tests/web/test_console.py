@@ -45,7 +45,7 @@ async def network(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Dem
     console = Console(file=io.StringIO())
     async with DemoNetwork(
         console, free_range(ports_needed()), tmp_path_factory.mktemp("demo"),
-        products=20, heartbeat=0.3, step_interval=0.2,
+        products=20, heartbeat=0.5, step_interval=0.3, resolutions_per_second=3,
     ) as net:  # fmt: skip
         yield net
 

@@ -56,8 +56,8 @@ MAX_DEPTH = 2
 MAX_ALIASES = 4
 
 _DOCS_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title} - API</title><link rel="icon" href="data:,">
-<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<html lang="en"><head><meta charset="utf-8"><title>{title} - API</title>
+<link rel="icon" href="data:,"><link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="/docs/assets/swagger-ui-bundle.js"></script>
 <script src="/console/static/docs-init.js"></script>
@@ -109,25 +109,32 @@ class ConsoleData:
             out.append((text, url))
         return out
 
-    async def own(self, base_url: str, client: httpx.AsyncClient) -> dict[str, Any]:
+    async def own(
+        self, base_url: str, client: httpx.AsyncClient, extensions: Any = None
+    ) -> dict[str, Any]:
         s = self.service.settings
         node: dict[str, Any] = {
             "prefix": s.prefix, "name": s.name, "role": s.role.value,
             "province": s.province, "industry": s.industry, "url": base_url,
             "reachable": True, "at": time.time(),
         }  # fmt: skip
-        try:
-            r = await client.get(f"{base_url}/metrics")
-            node.update(metric_figures(r.text) if r.status_code == 200 else {})
-        except httpx.HTTPError:
-            pass
-        if "handles" not in node:
-            node["handles"] = float(await self.service.store.count())
+        registry = getattr(getattr(extensions, "metrics", None), "registry", None)
+        if registry is not None:  # read in process: a scrape would refresh every KPI gauge
+            http = registry.get_sample_value("iinode_resolutions_total", {"transport": "http"})
+            native = registry.get_sample_value("iinode_native_requests_total")
+            node.update(resolutions_http=http or 0.0, resolutions_native=native or 0.0)
+        else:
+            try:
+                r = await client.get(f"{base_url}/metrics")
+                node.update(metric_figures(r.text) if r.status_code == 200 else {})
+            except httpx.HTTPError:
+                pass
+        node["handles"] = float(await self.service.store.count())
         return node
 
-    async def tree(self, base_url: str, depth: int) -> dict[str, Any]:
+    async def tree(self, base_url: str, depth: int, extensions: Any = None) -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=CHILD_TIMEOUT) as client:
-            node = await self.own(base_url, client)
+            node = await self.own(base_url, client, extensions)
             node["children"] = []
             if depth > 0:
                 children = await self.child_urls()
@@ -221,7 +228,8 @@ def console_router(data: ConsoleData) -> APIRouter:
     @router.get("/console/api/tree", summary="This node's figures and its children's")
     async def tree(request: Request, depth: int = Query(1, ge=0, le=MAX_DEPTH)) -> Response:
         base = str(request.base_url).rstrip("/")
-        return _json(await data.tree(base, depth))
+        extensions = getattr(request.app.state, "extensions", None)
+        return _json(await data.tree(base, depth, extensions))
 
     @router.get("/console/api/resolve", summary="Resolve an identifier, showing the path")
     async def resolve(id: str = Query(..., min_length=1, max_length=2048)) -> Response:

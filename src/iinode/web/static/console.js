@@ -3,6 +3,8 @@ import { ApiError, call, credentials, forget, get, signIn } from "./api.js";
 import { History, legend, lineChart } from "./charts.js";
 
 const POLL_MS = 2000;
+const TREND_S = 900; // the plant view's temperature chart: stored readings of the last 15 min
+const TREND_MACHINES = 5;
 const $ = (sel, root = document) => root.querySelector(sel);
 const main = $("#main");
 const state = { node: null, view: null, timer: null, busy: false, rates: new Map(),
@@ -189,9 +191,13 @@ async function plantView() {
   }
   const equipment = (await get(`/telemetry/equipment?prefix=${encodeURIComponent(prefix)}`))
     .filter((e) => e.kind === "machine");
-  const [plant, notices, ...perMachine] = await Promise.all([
+  const since = new Date(Date.now() - TREND_S * 1000).toISOString();
+  const trended = equipment.slice(0, TREND_MACHINES);
+  const [plant, notices, trends, ...perMachine] = await Promise.all([
     get(`/kpi/plants/${encodeURIComponent(prefix)}/live`).catch(() => null),
     get("/monitoring/notices").catch(() => ({ notices: [] })),
+    Promise.all(trended.map((e) => get(`/telemetry/equipment/${path(e.id)}/history?tag=temperature`
+      + `&start=${encodeURIComponent(since)}&limit=2000`).catch(() => ({ readings: [] })))),
     ...equipment.map((e) => Promise.all([
       get(`/telemetry/equipment/${path(e.id)}/live`).catch(() => ({ tags: {} })),
       get(`/kpi/equipment/${path(e.id)}/live`).catch(() => null),
@@ -208,8 +214,6 @@ async function plantView() {
     const line = e.line || "(no line)";
     if (!lines.has(line)) lines.set(line, []);
     lines.get(line).push({ e, live: live.tags || {}, kpi });
-    const temp = live.tags?.temperature?.value;
-    state.history.add(`${e.id} temperature`, t, typeof temp === "number" ? temp : null);
     const power = live.tags?.power?.value;
     state.history.add(`${e.id} power`, t, typeof power === "number" ? power : null);
   });
@@ -261,9 +265,12 @@ async function plantView() {
     { name: "availability", points: state.history.get("availability") },
     { name: "quality", points: state.history.get("quality") },
   ], { min: 0, max: 1 }));
-  charts.append(chartPanel("Machine temperature °C", equipment.slice(0, 6).map((e) => ({
-    name: e.id.split("/").slice(1).join("/"), points: state.history.get(`${e.id} temperature`),
-  }))));
+  charts.append(chartPanel(`Machine temperature °C, last ${TREND_S / 60} min (stored readings)`,
+    trended.map((e, i) => ({
+      name: e.id.split("/").slice(1).join("/"),
+      points: trends[i].readings.filter((r) => typeof r.value === "number")
+        .map((r) => [Date.parse(r.time) / 1000, r.value]),
+    }))));
 }
 
 // -- identifier lookup and registration ------------------------------------------------------
