@@ -7,13 +7,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from cli.cli_support import free_range
+from iinode.analytics.projects import ProjectStore
 from iinode.api.kpi import KpiApp, kpi_router
 from iinode.cli.main import app as cli
 from iinode.kpi.periods import to_us
@@ -37,8 +40,10 @@ def node_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         store.append([r for batch in factory.run(16 * 3600, 60.0) for r in batch])
     app = FastAPI()
     now = to_us(MONDAY + timedelta(hours=10))
+    projects = ProjectStore(tmp_path_factory.mktemp("kpi-projects") / "projects.sqlite3")
     app.include_router(kpi_router(KpiApp(MemoryRegistry(before.equipment()), store,
-                                         clock=lambda: now)))  # fmt: skip
+                                         clock=lambda: now, development=projects.events,
+                                         projects=projects)))  # fmt: skip
     port = free_range(1)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="off"))  # fmt: skip
@@ -95,3 +100,56 @@ def test_errors_are_one_line(node_url: str) -> None:
     assert "--before is START/END" in result.output
     result = CliRunner().invoke(cli, ["kpi", "show", "line", "LINE-1", "--node", node_url])
     assert result.exit_code == 1
+
+
+def test_project_events_feed_the_development_cycle(node_url: str) -> None:
+    admin = ("--secret", "s", "--admin", f"300:0.NA/{ENT}")
+    out = invoke("project", "event", "add", f"{ENT}/PRJ-1", "project_start", "--node", node_url,
+                 "--time", "2025-10-01T00:00:00Z", *admin)  # fmt: skip
+    assert f"{ENT}/PRJ-1" in out
+    invoke("project", "event", "add", f"{ENT}/PRJ-1", "design_freeze", "--node", node_url,
+           "--time", "2025-11-01T00:00:00Z", *admin)  # fmt: skip
+    out = invoke("project", "event", "add", f"{ENT}/PRJ-1", "first_good_lot", "--node",
+                 node_url, "--time", "2026-01-06T08:00:00Z", *admin)  # fmt: skip
+    assert "97.3" in out  # 2025-10-01 to 2026-01-06 08:00 is 97.33 days
+    out = invoke("project", "list", "--node", node_url)
+    assert "design_freeze" in out
+    # the first good lot falls in the "after" period: its cycle is the metric there
+    out = invoke("kpi", "report", "plant", ENT, "--node", node_url,
+                 "--before", "2026-01-05T06:00:00Z/2026-01-05T22:00:00Z",
+                 "--after", "2026-01-06T06:00:00Z/2026-01-06T22:00:00Z")  # fmt: skip
+    line = next(x for x in out.splitlines() if x.lstrip("\u2502 ").startswith("development"))
+    assert "8,409,600" in line  # 97.33 days in seconds, after; n/a before
+    bad = CliRunner().invoke(cli, ["project", "event", "add", "P 1", "project_start", "--node",
+                                   node_url, *admin])  # fmt: skip
+    assert bad.exit_code != 0
+
+
+def test_html_report_renders_offline_with_the_figures(node_url: str, tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    out = invoke("kpi", "report", "plant", ENT, "--node", node_url,
+                 "--before", "2026-01-05T06:00:00Z/2026-01-05T22:00:00Z",
+                 "--after", "2026-01-06T06:00:00Z/2026-01-06T22:00:00Z",
+                 "--html", str(page), "--by", "shift")  # fmt: skip
+    assert "report written" in out
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    assert text.count("<svg") == 2  # the change chart and the KPI chart
+    statement = next(line for line in out.splitlines() if line.startswith("defect rate \u2212"))
+    assert statement in text  # the same figure as the table
+    assert "2026-01-06/14:00" in text  # the after side's shifts are on the chart
+    assert "<script" not in text
+    assert 'src="http' not in text
+    assert 'href="http' not in text
+    # the node serves the same page
+    query = {
+        "before_start": "2026-01-05T06:00:00Z",
+        "before_end": "2026-01-05T22:00:00Z",
+        "after_start": "2026-01-06T06:00:00Z",
+        "after_end": "2026-01-06T22:00:00Z",
+    }
+    response = httpx.get(f"{node_url}/kpi/plants/{ENT}/report.html", params=query, timeout=60)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert statement in response.text
+    assert response.text.count("<svg") == 2

@@ -414,7 +414,11 @@ class NodeExtensions:
             app.include_router(telemetry_router(telemetry_app))
             from iinode.api.kpi import kpi_router, node_kpi_app
 
-            app.include_router(kpi_router(node_kpi_app(telemetry_app, self)))
+            kpi_app = node_kpi_app(telemetry_app, self)
+            app.include_router(kpi_router(kpi_app))
+            from iinode.api.alarms import alarm_router, node_alarm_app
+
+            app.include_router(alarm_router(node_alarm_app(kpi_app, self)))
 
 
 def check_embedded_broker(settings: NodeSettings) -> None:

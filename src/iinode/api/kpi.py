@@ -9,6 +9,11 @@
     GET /{scope...}/live                      the current shift, as the live stream has it
     GET /{scope...}/report                    before/after: ?before_start=&before_end=
                                               &after_start=&after_end=
+                                              (&by=shift|day|week: each side's periods too)
+    GET /{scope...}/report.html               the same as an HTML page with charts
+    GET /projects                             development projects (?project=ID), their
+                                              events and development cycles
+    POST /projects/events                     record an event: {"project", "kind", "time"}
 
 Times are ISO 8601 or epoch milliseconds.  Cost rates for the operating cost
 per good unit are query parameters (``energy_per_kwh``, ``labour_per_hour``,
@@ -32,9 +37,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Query, Request, Response
 
-from iinode.errors import HandleError, InvalidHandle, StorageError, ValueInvalid
+from iinode.analytics.projects import ProjectStore, project_id
+from iinode.errors import HandleError, InvalidHandle, NotAuthorized, StorageError, ValueInvalid
 from iinode.identifiers import HandleName, IndexedHandle, Prefix
 from iinode.kpi import (
     CostRates,
@@ -73,6 +80,12 @@ class KpiApp:
     workers: Callable[[], Sequence[IngestWorker]] = lambda: ()
     #: Recorded development events (project start, first good lot, ...).
     development: Callable[[], Sequence[DevelopmentEvent]] = lambda: ()
+    #: Where development events are recorded (``/kpi/projects``), and who may record them:
+    #: ``authorize(request, prefix)`` returns the writer or raises (``None``: open).
+    projects: ProjectStore | None = None
+    authorize: Callable[[Request, str], Awaitable[str]] | None = None
+    #: The prefix a project named without one belongs to (its writes are checked there).
+    home_prefix: str | None = None
     clock: Callable[[], int] = now_us
     max_days: int = 92
 
@@ -95,9 +108,15 @@ def node_kpi_app(telemetry: TelemetryApp, extensions: Any) -> KpiApp:
         service = extensions.telemetry
         return () if service is None else list(service.workers)
 
+    from iinode.api.alarms import HandleWriteCheck
+
+    settings = extensions.settings
+    projects = ProjectStore(settings.data_dir / "projects.sqlite3")
     app = KpiApp(
         telemetry.registry, telemetry.store, authenticate=telemetry.authenticate,
         reader=telemetry.reader, live=LiveKpis(), workers=workers,
+        development=projects.events, projects=projects,
+        authorize=HandleWriteCheck(extensions.service), home_prefix=settings.prefix,
     )  # fmt: skip
     return app
 
@@ -263,7 +282,8 @@ def kpi_router(app: KpiApp, *, prefix: str = "/kpi") -> APIRouter:
         body = _period_json(shift, e, rates, cycle(shift.start_us, shift.end_us))
         return _json({"scope": kind, "id": name, "source": source, "at": iso(now), **body})
 
-    async def report(kind: str, prefix_text: str, suffix: str | None, request: Request) -> Response:
+    async def report(kind: str, prefix_text: str, suffix: str | None, request: Request,
+                     html: bool = False) -> Response:  # fmt: skip
         found = await scope(kind, prefix_text, suffix, request)
         if isinstance(found, Response):
             return found
@@ -279,7 +299,12 @@ def kpi_router(app: KpiApp, *, prefix: str = "/kpi") -> APIRouter:
                 raise ValueInvalid("before_start, before_end and after_start are required")
         except ValueInvalid as exc:
             return _error(400, "invalid_query", exc.message)
+        try:
+            by = PeriodKind(q.get("by") or "day")
+        except ValueError:
+            return _error(400, "invalid_by", "by is shift, day or week")
         sides: list[Any] = []
+        series: list[Any] = []
         measured = []
         for start_us, end_us in windows:
             rows = await read(items, start_us, end_us)
@@ -288,9 +313,67 @@ def kpi_router(app: KpiApp, *, prefix: str = "/kpi") -> APIRouter:
             (period, e), dev = rows[0], cycle(start_us, end_us)
             sides.append(_period_json(period, e, rates, dev))
             measured.append(metrics(e, rates, dev))
+            if html or q.get("by"):
+                per = await read(items, start_us, end_us, by)
+                if isinstance(per, Response):
+                    return per
+                series.append([_period_json(p, pe, rates, cycle(p.start_us, p.end_us))
+                               for p, pe in per])  # fmt: skip
         changes = [c.to_json() for c in compare(measured[0], measured[1])]
-        return _json({"scope": kind, "id": name, "before": sides[0], "after": sides[1],
-                      "changes": changes})  # fmt: skip
+        data = {"scope": kind, "id": name, "before": sides[0], "after": sides[1],
+                "changes": changes}  # fmt: skip
+        if series:  # ?by= (and the HTML page): each side's periods too
+            data["before_periods"], data["after_periods"] = series
+        if not html:
+            return _json(data)
+        from iinode.analytics.report import render_report  # matplotlib only when asked
+
+        page = await asyncio.to_thread(render_report, data)
+        return Response(page, media_type="text/html; charset=utf-8")
+
+    @router.get("/projects", summary="Development projects and their cycles")
+    async def projects(project: str | None = None) -> Response:
+        if app.projects is None:
+            return _error(404, "not_found", "this node records no development projects")
+        return _json(await asyncio.to_thread(app.projects.summary, project))
+
+    @router.post("/projects/events", summary="Record a development project's event")
+    async def project_event(request: Request) -> Response:
+        store = app.projects
+        if store is None:
+            return _error(404, "not_found", "this node records no development projects")
+        try:
+            body = orjson.loads(await request.body())
+            if not isinstance(body, dict):
+                raise ValueInvalid("body must be a JSON object")
+            name = project_id(body.get("project"))
+            raw = body.get("time")
+            when = parse_time(str(raw)) if raw not in (None, "") else app.clock()
+            if when is None:
+                raise ValueInvalid("time is required")
+            note = body.get("note", "")
+            if not isinstance(note, str):
+                raise ValueInvalid("note is text")
+        except orjson.JSONDecodeError as exc:
+            return _error(400, "invalid_json", str(exc))
+        except ValueInvalid as exc:
+            return _error(400, "invalid_event", exc.message)
+        home = name.partition("/")[0] if "/" in name else app.home_prefix
+        if app.authorize is not None:
+            try:
+                await app.authorize(request, home or name)
+            except _AUTH_ERRORS as exc:
+                return _refusal(exc)
+            except NotAuthorized as exc:
+                return _error(403, "forbidden", exc.message)
+            except HandleError as exc:
+                return _refusal(exc)
+        try:
+            event = await asyncio.to_thread(store.add, name, str(body.get("kind")), when, note)
+        except ValueInvalid as exc:
+            return _error(400, "invalid_event", exc.message)
+        summary = await asyncio.to_thread(store.summary, event.project)
+        return _json(summary[0], 201)
 
     by_query = Query(None, description="shift, day, week or total")
 
@@ -335,6 +418,18 @@ def kpi_router(app: KpiApp, *, prefix: str = "/kpi") -> APIRouter:
     @router.get("/plants/{prefix_text}/report", summary="Before/after, one plant")
     async def plant_report(prefix_text: str, request: Request) -> Response:
         return await report("plant", prefix_text, None, request)
+
+    @router.get("/equipment/{prefix_text}/{suffix}/report.html", summary="HTML report, machine")
+    async def equipment_report_html(prefix_text: str, suffix: str, request: Request) -> Response:
+        return await report("equipment", prefix_text, suffix, request, html=True)
+
+    @router.get("/lines/{prefix_text}/{suffix}/report.html", summary="HTML report, one line")
+    async def line_report_html(prefix_text: str, suffix: str, request: Request) -> Response:
+        return await report("line", prefix_text, suffix, request, html=True)
+
+    @router.get("/plants/{prefix_text}/report.html", summary="HTML report, one plant")
+    async def plant_report_html(prefix_text: str, request: Request) -> Response:
+        return await report("plant", prefix_text, None, request, html=True)
 
     return router
 

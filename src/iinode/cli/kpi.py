@@ -8,6 +8,7 @@ asks its ``/kpi`` API and prints tables.
 from __future__ import annotations
 
 import enum
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -143,6 +144,10 @@ def report(
         float | None, typer.Option(help="disposal cost per scrapped part")
     ] = None,
     rework_per_unit: Annotated[float | None, typer.Option(help="cost per reworked part")] = None,
+    html: Annotated[
+        Path | None, typer.Option(help="also write the report as an HTML page with charts")
+    ] = None,
+    by: Annotated[By, typer.Option(help="the HTML chart's periods")] = By.DAY,
     secret: Secret = None,
     admin: Admin = None,
 ) -> None:
@@ -156,7 +161,9 @@ def report(
     given = (energy_per_kwh, labour_per_hour, maintenance_per_hour, maintenance_per_failure,
              material_per_unit, scrap_per_unit, rework_per_unit)  # fmt: skip
     rates = {name: value for name, value in zip(RATES, given, strict=True) if value is not None}
-    data = _get(node, secret, admin, _path(scope, ident) + "/report", **windows, **rates)
+    series = {} if html is None or by is By.TOTAL else {"by": by.value}
+    data = _get(node, secret, admin, _path(scope, ident) + "/report", **windows, **rates,
+                **series)  # fmt: skip
     table = Table("metric", "before", "after", "change", "better", "improved",
                   title=f"{data['scope']} {data['id']}: before/after")  # fmt: skip
     for c in data["changes"]:
@@ -169,3 +176,8 @@ def report(
         if c["change_pct"] is not None:
             console.print(c["statement"], highlight=False)
     _issues([data["before"], data["after"]])
+    if html is not None:
+        from iinode.analytics.report import render_report  # matplotlib only when asked
+
+        html.write_text(render_report(data), encoding="utf-8")
+        console.print(f"report written to {html}", highlight=False)

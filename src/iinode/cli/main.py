@@ -16,12 +16,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import iinode
+from iinode.cli.alarm import app as alarm_app
 from iinode.cli.common import configure_logging, console, err, node_settings, setting_options
 from iinode.cli.equipment import app as equipment_app
 from iinode.cli.gs1 import app as gs1_app
 from iinode.cli.keys import app as keys_app
 from iinode.cli.kpi import app as kpi_app
 from iinode.cli.monitor import app as monitor_app
+from iinode.cli.project import app as project_app
 from iinode.cli.search import search as search_command
 from iinode.cli.settings_cmd import show_settings
 from iinode.cli.simulate import app as simulate_app
@@ -49,6 +51,8 @@ app.add_typer(prefix_app, name="prefix")
 app.add_typer(equipment_app, name="equipment")
 app.add_typer(telemetry_app, name="telemetry")
 app.add_typer(kpi_app, name="kpi")
+app.add_typer(alarm_app, name="alarm")
+app.add_typer(project_app, name="project")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(keys_app, name="keys")
