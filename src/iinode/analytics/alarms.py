@@ -33,6 +33,7 @@ import re
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -381,7 +382,7 @@ class AlarmEngine:
 
     def _raise(self, rule: Rule, equipment: str, time_us: int, value: float) -> None:
         alarm = Alarm(
-            f"{rule.id}:{equipment}:{time_us}", rule.id, equipment, AlarmState.ACTIVE,
+            f"{rule.id}-{time_us}-{uuid.uuid4().hex[:8]}", rule.id, equipment, AlarmState.ACTIVE,
             rule.severity, time_us, value,
             rule.message or f"{rule.name} {rule.kind.value} {rule.limit:g} ({value:g})",
         )  # fmt: skip
