@@ -264,6 +264,25 @@ async def test_enterprise_view_shows_machines_and_live_figures(
     assert page.errors == []
 
 
+async def test_docs_page_renders_offline(network: DemoNetwork, page: Page) -> None:
+    outside: list[str] = []
+
+    async def only_local(route: Any) -> None:
+        url = route.request.url
+        if url.startswith(("http://127.0.0.1", "data:")):
+            await route.continue_()
+        else:
+            outside.append(url)
+            await route.abort()
+
+    await page.page.route("**/*", only_local)
+    await page.page.goto(f"{network.nodes['88'].url}/docs")
+    await page.page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+    assert "/api/handles/{handle}" in await _text(page, "#swagger-ui")
+    assert outside == []
+    assert page.errors == []
+
+
 async def test_lookup_displays_the_path_through_the_hierarchy(
     network: DemoNetwork, page: Page
 ) -> None:

@@ -48,8 +48,8 @@ from iinode.resolution import HttpResolver
 
 STATIC_DIR = Path(__file__).parent / "static"
 SWAGGER_DIR = Path(swagger_ui_bundle.swagger_ui_path)
-#: Seconds a child may take to answer the tree request.
-CHILD_TIMEOUT = 2.0
+#: Seconds a child may take to answer the tree request, per level it reports.
+CHILD_TIMEOUT = 3.0
 #: Deepest tree a request may ask for (national -> provincial -> enterprise).
 MAX_DEPTH = 2
 #: Most HS_ALIAS hops followed from a GS1 key record.
@@ -191,7 +191,10 @@ async def _child_tree(
     if url is None:
         return node
     try:
-        r = await client.get(f"{url}/console/api/tree", params={"depth": depth})
+        r = await client.get(
+            f"{url}/console/api/tree", params={"depth": depth},
+            timeout=CHILD_TIMEOUT * (depth + 1),
+        )  # fmt: skip
         if r.status_code == 200:
             return {**r.json(), "url": url}
         info, metrics = await asyncio.gather(

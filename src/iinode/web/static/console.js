@@ -227,7 +227,9 @@ async function plantView() {
       ${card("effectiveness", pct(k.effectiveness))}
       ${card("quality ratio", pct(k.quality_ratio))}
       ${card("good units / h", num(m.good_units_per_hour, 1), "card-good")}
-      ${card("energy / good unit", m.energy_yield == null ? "—" : num(m.energy_yield, 3))}
+      ${card("resource utilisation", pct(m.resource_utilisation))}
+      ${card("defect rate", pct(m.defect_rate))}
+      ${card("cost / good unit", num(m.operating_cost_per_good_unit, 2))}
       ${card("machines down", down.length, "card-down")}
       ${card("notices to answer", open.length, "card-open-notices")}
     </div>
