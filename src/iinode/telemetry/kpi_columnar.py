@@ -36,7 +36,6 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from iinode.kpi import KPI_TAGS, Elements, PeriodGrid, TrackerSettings, UnitState
 from iinode.kpi.periods import iso
@@ -310,9 +309,9 @@ def scanned_atoms(
     settings: Sequence[TrackerSettings],
 ) -> tuple[dict[int, dict[int, Elements]], list[int]]:
     """Elements per atom of each machine ``0 .. count-1`` of a :meth:`scan_tags` table (of
-    the tags :data:`KPI_TAGS`, in that order); and the machines left to the tracker."""
-    machine = _column(table, "machine").astype(np.int64)
-    key = machine * 8 + _column(table, "tag").astype(np.int64)
+    the tags :data:`KPI_TAGS`, in that order, texts coded by :class:`UnitState` order); and
+    the machines left to the tracker."""
+    key = _column(table, "key").astype(np.int64)
     t = _column(table, "time_us").astype(np.int64)
     order = np.argsort(key.astype(np.uint16 if count * 8 < 65536 else np.uint32), kind="stable")
     ts, ks = t[order], key[order]
@@ -320,15 +319,10 @@ def scanned_atoms(
         order = np.lexsort((t, key))
         ts, ks = t[order], key[order]
     value = _column(table, "value").astype(np.float64)[order]
-    is_int = _column(table, "is_int").astype(np.bool_)[order]
-    is_bool = _column(table, "is_bool").astype(np.bool_)[order]
-    text = table.column("text")
-    has_text = _column(pa.table({"v": pc.is_valid(text)}), "v").astype(np.bool_)[order]
-    flags = is_int.astype(np.int64) | (is_bool.astype(np.int64) << 1) | (
-        has_text.astype(np.int64) << 2)  # fmt: skip
-    good = ((_column(table, "quality").astype(np.int64) & 0xC0) == 0xC0)[order]
-    state_code = pc.index_in(text, pa.array([s.value for s in _STATES]))
-    code = state_code.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)[order]
+    flags = _column(table, "flags").astype(np.int64)[order]
+    is_int = (flags & 1).astype(np.bool_)
+    code = _column(table, "text_code").astype(np.int64)[order]
+    good = _column(table, "good").astype(np.bool_)[order]
     bounds = np.searchsorted(ks, np.arange(count * 8 + 1, dtype=np.int64))
     lookback = max((s.lookback_us for s in settings), default=0)
     cuts = atom_cuts(grid, start_us - lookback, start_us, end_us)
@@ -407,7 +401,7 @@ def plant_atoms(
         ids = [items[i].id for i in indices]
         own = [settings[i] for i in indices]
         low = start_us - max(s.lookback_us for s in own)
-        table = store.scan_tags(ids, _TAGS, low, end_us, limit)
+        table = store.scan_tags(ids, _TAGS, low, end_us, limit, [s.value for s in _STATES])
         atoms, left = scanned_atoms(table, len(ids), grid, start_us, end_us, own)
         for m, elements in atoms.items():
             out[ids[m]] = elements

@@ -432,37 +432,43 @@ class ParquetStore:
         start_us: int,
         end_us: int,
         limit: int,
+        texts: Sequence[str] = (),
     ) -> pa.Table:
         """Every reading of ``tags`` of the ``equipment`` (one prefix) in
         ``[start_us, end_us)``, in one scan, columnar and in storage order (the caller
-        orders them): ``machine`` and ``tag`` (int32 positions in the given lists),
-        ``time_us``, ``value`` (double), ``text``, ``is_int``, ``is_bool``, ``quality``.
+        orders them).  Columns: ``key`` (int32: the equipment's position in ``equipment``
+        x 8 + the tag's position in ``tags``, so at most 8 tags), ``time_us``, ``value``
+        (double, null for text), ``flags`` (1: an exact integer, 2: a boolean, 4: text),
+        ``text_code`` (the text's position in ``texts``, -1 for another text, -2 for no
+        text) and ``good`` (the quality is good).
 
         ``ValueInvalid`` when there are more than ``limit`` readings."""
+        if len(tags) > 8:
+            raise ValueInvalid("a scan covers at most 8 tags")
         prefixes = {_prefix_of(e) for e in equipment}
         if len(prefixes) > 1:
             raise ValueInvalid("a scan covers the equipment of one prefix")
-        empty = pa.table({
-            "machine": pa.array([], pa.int32()), "tag": pa.array([], pa.int32()),
-            "time_us": pa.array([], pa.int64()), "value": pa.array([], pa.float64()),
-            "text": pa.array([], pa.string()), "is_int": pa.array([], pa.bool_()),
-            "is_bool": pa.array([], pa.bool_()), "quality": pa.array([], pa.int16()),
-        })  # fmt: skip
+        schema = pa.schema([("key", pa.int32()), ("time_us", pa.int64()),
+                            ("value", pa.float64()), ("flags", pa.uint8()),
+                            ("text_code", pa.int16()), ("good", pa.bool_())])  # fmt: skip
         source = self._source(prefixes) if prefixes else None
         if source is None:
-            return empty
+            return schema.empty_table()
         sql = (
-            "SELECT m.machine::INTEGER AS machine, "
-            "(list_position(?::VARCHAR[], s.tag) - 1)::INTEGER AS tag, "
-            "epoch_us(s.time) AS time_us, s.value, s.text, s.int_value IS NOT NULL AS is_int, "
-            "s.bool_value IS NOT NULL AS is_bool, s.quality "
+            "SELECT (m.machine * 8 + list_position(?::VARCHAR[], s.tag) - 1)::INTEGER AS key, "
+            "epoch_us(s.time) AS time_us, s.value, "
+            "((s.int_value IS NOT NULL)::INTEGER + 2 * (s.bool_value IS NOT NULL)::INTEGER "
+            "+ 4 * (s.text IS NOT NULL)::INTEGER)::UTINYINT AS flags, "
+            "(CASE WHEN s.text IS NULL THEN -2 "
+            "ELSE coalesce(list_position(?::VARCHAR[], s.text) - 1, -1) END)::SMALLINT "
+            "AS text_code, (s.quality & 192) = 192 AS good "
             f"FROM {source} AS s JOIN (SELECT unnest(?::VARCHAR[]) AS equipment, "
             "unnest(range(?::BIGINT)) AS machine) AS m ON s.equipment = m.equipment "
             "WHERE s.tag IN (SELECT unnest(?::VARCHAR[])) "
             "AND s.day >= ?::DATE AND s.time >= make_timestamptz(?::BIGINT) "
             "AND s.day <= ?::DATE AND s.time < make_timestamptz(?::BIGINT) LIMIT ?"
         )
-        params = [list(tags), list(equipment), len(equipment), list(tags),
+        params = [list(tags), list(texts) or [""], list(equipment), len(equipment), list(tags),
                   _day(start_us).isoformat(), start_us, _day(end_us).isoformat(), end_us,
                   limit + 1]  # fmt: skip
         for attempt in (1, 2):
@@ -477,14 +483,14 @@ class ParquetStore:
             except duckdb.IOException as exc:
                 text = str(exc)
                 if "No files found" in text:
-                    return empty
+                    return schema.empty_table()
                 if attempt == 2 or "No such file" not in text:
                     raise StorageError(f"telemetry query failed: {exc}") from exc
         else:
             raise AssertionError("unreachable")
         if table.num_rows > limit:
             raise ValueInvalid(f"more than {limit:,} readings in the period; ask for a shorter one")
-        return table.cast(empty.schema)
+        return table.cast(schema)
 
     def count(self, prefix: str | None = None) -> int:
         """Number of stored readings (under one prefix, or all)."""
