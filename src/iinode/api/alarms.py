@@ -180,7 +180,8 @@ def monitoring_notifier(node: Any) -> Callable[[Transition], None]:
 
 def node_alarm_app(kpi_app: Any, extensions: Any) -> AlarmApp:
     """The node's alarms: rules and history in ``alarms.sqlite3`` of its data dir, tag rules
-    fed by its ingest workers, KPI rules by the live KPI stream, transitions to monitoring."""
+    fed by its ingest workers, KPI rules by the live KPI stream, transitions to monitoring; and
+    the failure predictor saved as ``maintenance.pickle`` there, if any (and scikit-learn)."""
     from iinode.kpi import PeriodKind, compute
 
     settings = extensions.settings
@@ -196,14 +197,21 @@ def node_alarm_app(kpi_app: Any, extensions: Any) -> AlarmApp:
         return compute(live.stream.period([equipment], shift, now_us))
 
     engine = AlarmEngine(store, notify, kpis=kpis)
+    observers: list[Callable[..., None]] = [engine.observe]
+    from iinode.analytics import maintenance  # scikit-learn only if a model was saved
+
+    predictor = maintenance.load(settings.data_dir / "maintenance.pickle")
+    if predictor is not None and settings.prefix is not None:
+        observers.append(maintenance.MaintenanceWatcher(predictor, engine, settings.prefix).observe)
 
     async def attach() -> None:
         while True:
             if any(k.source.value == "kpi" for k in engine.rules()):
                 await kpi_app.attach()
             for worker in kpi_app.workers():
-                if engine.observe not in worker.observers:
-                    worker.observers.append(engine.observe)
+                for observe in observers:
+                    if observe not in worker.observers:
+                        worker.observers.append(observe)
             await asyncio.sleep(1.0)
 
     try:
