@@ -149,6 +149,8 @@ FIELD_PORTS = 2
 #: Enterprises whose operators acknowledge the demo notice by themselves (every
 #: enterprise but ``MANUAL_ACK``; these three are in every network of four or more).
 AUTO_ACK = ("88.118.8", "88.118.9", "88.120.3")
+#: A GTIN the first enterprise resolves as a GS1 Digital Link (``/01/<gtin>``).
+DEMO_GTIN = "09506000134352"
 #: Machines per production line of a simulated plant.
 LINE_SIZE = 4
 #: Default product identifiers the simulated public resolves per second (HTTP and native).
@@ -356,6 +358,7 @@ class DemoNetwork:
                 await c.put_equipment({"id": edge, "kind": "controller", "connection": {
                     "protocol": "sparkplug", "address": edge}})  # fmt: skip
         await self._register_field_cell()
+        await self._register_gtin()
         with Progress(console=self.console, transient=True, disable=self.quiet) as progress:
             task = progress.add_task(
                 "bulk-registering product identifiers", total=self.products * len(enterprises)
@@ -377,6 +380,16 @@ class DemoNetwork:
             f"registered {machines} machines and {self.products * len(enterprises)} products "
             f"in {len(enterprises)} enterprises"
         )
+
+    async def _register_gtin(self) -> None:
+        """A GS1 key of the first enterprise's first product, for the GS1 Digital Link front end."""
+        node = self.nodes[FIELD_ENTERPRISE]
+        link = {"linkType": "gs1:pip", "href": f"{node.url}/products/P00000000",
+                "title": "Product information"}  # fmt: skip
+        async with node.client() as c:
+            existing = await c.call_json("GET", f"/api/gs1/links/01/{DEMO_GTIN}")
+            if not existing["links"]:  # a resumed run has it already
+                await c.call_json("POST", f"/api/gs1/links/01/{DEMO_GTIN}", json=link)
 
     async def _register_field_cell(self) -> None:
         """Serve the cell over OPC UA and Modbus; register it so the node reads it."""
@@ -456,7 +469,9 @@ class DemoNetwork:
     async def _operators(self) -> None:
         """Enterprise operators acknowledge the notice once it has reached them."""
         waiting = {
-            p for p, n in self.nodes.items() if n.spec.role is Role.ENTERPRISE and p != MANUAL_ACK
+            p
+            for p, n in self.nodes.items()
+            if n.spec.role is Role.ENTERPRISE and p != _manual_ack(self.nodes).spec.prefix
         }
         while waiting:
             await asyncio.sleep(self.heartbeat / 2)
@@ -600,7 +615,7 @@ async def _resolve_examples(nodes: dict[str, RunningNode], console: Console) -> 
     native = NativeResolver([site_from_url(top.url, top.handle_port)])
     walks: list[tuple[str, str, HttpResolver | NativeResolver]] = [
         ("88.118.8/PRESS-01", "HTTP", http),
-        ("88.120.5/REACTOR-01", "native", native),
+        (_first_machine(_manual_ack(nodes)), "native", native),
     ]
     try:
         for handle, how, resolver in walks:
@@ -616,16 +631,28 @@ async def _resolve_examples(nodes: dict[str, RunningNode], console: Console) -> 
         await native.aclose()
 
 
+def _manual_ack(nodes: dict[str, RunningNode]) -> RunningNode:
+    """The enterprise left to acknowledge by hand (the last one in a smaller network)."""
+    return (
+        nodes.get(MANUAL_ACK) or [n for n in nodes.values() if n.spec.role is Role.ENTERPRISE][-1]
+    )
+
+
+def _first_machine(node: RunningNode) -> str:
+    return f"{node.spec.prefix}/{machine_names(node.spec.industry, 1)[0]}"
+
+
 def howto(nodes: dict[str, RunningNode]) -> list[str]:
     """The commands to try against the running network."""
     top = nodes["88"]
     ent = nodes["88.118.8"]
-    pharma = nodes["88.120.5"].url
+    pharma = _manual_ack(nodes).url
+    other = nodes.get("88.120.3") or _manual_ack(nodes)
     auth = f"--secret {SECRET}"
     return [
         f"iinode resolve 88.118.8/PRESS-01 --node {top.url}",
         f"iinode resolve --native 88.118.8/PRESS-01 --server 127.0.0.1:{top.handle_port}",
-        f"curl -L {top.url}/api/handles/88.120.3/INJECTION-01",
+        f"curl -L {top.url}/api/handles/{_first_machine(other)}",
         f"iinode equipment list --node {ent.url} {auth}",
         f"iinode telemetry query 88.118.8/PRESS-01 --node {ent.url} --tag temperature"
         " --interval 600",
@@ -635,6 +662,7 @@ def howto(nodes: dict[str, RunningNode]) -> list[str]:
         f"iinode monitor notices --node {top.url} {auth}   (who has acknowledged)",
         f"iinode simulate --node {ent.url} {auth} --steps 60",
         f"curl {ent.url}/metrics",
+        f"curl -i {ent.url}/01/{DEMO_GTIN}   (GS1 Digital Link)",
     ]
 
 
@@ -655,6 +683,10 @@ def _print_howto(nodes: dict[str, RunningNode], console: Console) -> None:
     console.print(f"  admin identity of each node: 300:0.NA/<prefix>, secret {SECRET!r}")
     top = nodes["88"].url
     console.print(f"console: {top}/  (national view; every node serves its own console)")
+    ent = nodes[FIELD_ENTERPRISE].url
+    lookup = f"{ent}/console/#/lookup?id=/01/{DEMO_GTIN}"
+    console.print(f"  a plant: {ent}/ ; a GS1 Digital Link: {lookup}", highlight=False,
+                  soft_wrap=True)  # fmt: skip
     console.print(f"API docs: {top}/docs  (served offline by the node)", highlight=False)
 
 
