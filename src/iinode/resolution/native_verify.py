@@ -15,16 +15,22 @@ public key its site names must be signed with it (``native_signing``): a
 delegation's HS_SITE names the child's key, and the parent's site names the key
 the parent's server proved it holds (``node.sites.parent_site``); a site without
 keys (a parent without a native port, or silent when asked) is taken on the
-connection's word.  Any failure to get a verdict is a refusal.  HTTP Basic uses
-the same path for such identities (``Authorizer.authenticate``).
+connection's word.  The request also asks for the request digest (RD), and a
+verdict is taken only if its digest is that of the request sent
+(``answers_request``): the signature covers no question, so without it a signed
+"valid" the parent gave about someone else's answer (asked under the same
+request id by whoever sits in between) would pass.  Any failure to get a verdict
+is a refusal.  HTTP Basic uses the same path for such identities
+(``Authorizer.authenticate``).
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 
 from iinode.codes import ResponseCode
-from iinode.errors import HandleError, HandleNotFound, IinodeError
+from iinode.errors import HandleError, HandleNotFound, IinodeError, LocalProtocolError
 from iinode.identifiers import IndexedHandle, SiteData, TransportProtocol
 from iinode.node.service import HandleService
 from iinode.proto import (
@@ -33,6 +39,7 @@ from iinode.proto import (
     OpCode,
     OpFlag,
     ReferralResponse,
+    RequestDigest,
     VerifyRequest,
     VerifyResponse,
 )
@@ -45,6 +52,23 @@ log = logging.getLogger(__name__)
 #: Sites asked at most for one verification (referrals followed).
 MAX_HOPS = 4
 _REFERRALS = (ResponseCode.SERVICE_REFERRAL, ResponseCode.PREFIX_REFERRAL)
+
+
+def answers_request(request: Message, response: Message) -> bool:
+    """Whether ``response`` carries the digest of ``request`` as sent (with RD), in the
+    response's digest algorithm (Handle.Net's ``verifyRequestDigestIfNeeded``).
+
+    ``request`` must be the message as it went out (``NativeClient.stamp`` adds an
+    ExpirationTime to the header the digest covers).
+    """
+    echoed = response.request_digest
+    if echoed is None:
+        return False
+    try:
+        digest = RequestDigest.of(request.signed_data(), echoed.algorithm).digest
+    except LocalProtocolError:  # an algorithm this node cannot compute
+        return False
+    return hmac.compare_digest(digest, echoed.digest)
 
 
 class RemoteSeckeyVerifier:
@@ -109,11 +133,11 @@ class RemoteSeckeyVerifier:
                 if address is None:
                     continue
                 # Certified, as a Handle.Net server asks: a server whose key the site names
-                # must sign its verdict.
-                request = Message(
+                # must sign its verdict, which must name this request's digest.
+                request = self.client.stamp(Message(
                     OpCode.VERIFY_RESPONSE, body, request_id=random_request_id(), version=version,
-                    flags=OpFlag.CT,
-                )  # fmt: skip
+                    flags=OpFlag.CT | OpFlag.RD,
+                ))  # fmt: skip
                 try:
                     response = await self.client.tcp(address, request)
                 except (IinodeError, HandleError, OSError) as exc:
@@ -121,6 +145,9 @@ class RemoteSeckeyVerifier:
                     continue
                 if server.public_key and not verify_signature(response, server.public_key):
                     log.warning("VERIFY_RESPONSE from %s:%s is not signed by its key", *address)
+                    continue
+                if not answers_request(request, response):
+                    log.warning("VERIFY_RESPONSE from %s:%s answers another request", *address)
                     continue
                 if isinstance(response.body, VerifyResponse):
                     return response.body.valid, []
@@ -139,4 +166,4 @@ class RemoteSeckeyVerifier:
         return None, []
 
 
-__all__ = ["MAX_HOPS", "RemoteSeckeyVerifier"]
+__all__ = ["MAX_HOPS", "RemoteSeckeyVerifier", "answers_request"]

@@ -1,0 +1,138 @@
+"""A VERIFY_RESPONSE verdict counts only for the question asked (its request digest).
+
+The verdict body is a bare boolean and the parent's signature covers no question: a
+node in the middle that holds any HS_SECKEY on the parent could ask the parent, under
+the child's request id, about its own identity and hand the signed "valid" back.
+The asking node sends RD and takes only a verdict whose digest is that of its request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from iinode.codes import ResponseCode
+from iinode.identifiers import HandleName, HandleValue, IndexedHandle, SecKeyData, site_for
+from iinode.node.seckey_answers import answer_type_for, seckey_answer
+from iinode.node.server_keys import load_server_key
+from iinode.node.service import Answer
+from iinode.node.settings import Role
+from iinode.proto import (
+    CLIENT_VERSION,
+    CLOSED,
+    NEED_DATA,
+    Message,
+    OpFlag,
+    TcpFramer,
+    VerifyRequest,
+)
+from iinode.resolution.native_client import NativeClient
+from iinode.resolution.native_verify import RemoteSeckeyVerifier
+from native.nodes import SECRET, Node, start_node
+
+MALLORY = IndexedHandle.parse("300:0.NA/88.118")  # holds SECRET on the parent
+VICTIM = IndexedHandle.parse("300:88.118/ALICE")  # whose secret Mallory does not know
+NONCE = bytes(range(16))
+DIGEST = bytes(range(32))
+
+
+@pytest.fixture
+def parent(tmp_path: Path) -> Iterator[Node]:
+    records = {"88.118/ALICE": [HandleValue(300, "HS_SECKEY", SecKeyData(b"alice-only"))]}
+    node = start_node(tmp_path, Role.SECONDARY, "88.118", records)
+    yield node
+    node.server.stop()
+
+
+class _Route:
+    """What ``HandleService.route`` says for a handle the parent holds: its site."""
+
+    def __init__(self, port: int, key: bytes) -> None:
+        self.site = site_for("127.0.0.1", handle_port=port, public_key=key)
+
+    async def route(self, handle: HandleName) -> Answer:
+        value = HandleValue(1, "HS_SITE", self.site)
+        return Answer(ResponseCode.SERVICE_REFERRAL, handle, (value,))
+
+
+async def _read_request(reader: asyncio.StreamReader) -> Message:
+    framer = TcpFramer()
+    while True:
+        event = framer.next_event()
+        if event is NEED_DATA:
+            framer.receive_data(await reader.read(65_536))
+            continue
+        assert event is not CLOSED, "the child closed the connection"
+        return Message.from_frame(event)
+
+
+@pytest.fixture
+async def mallory_in_between(parent: Node) -> AsyncIterator[tuple[int, list[Message]]]:
+    """A proxy before the parent that asks, under the child's request id and flags (RD
+    kept or dropped per ``dropped``), about Mallory's own answer instead, and relays the
+    parent's signed verdict."""
+    seen: list[Message] = []
+    client = NativeClient(timeout=3.0)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await _read_request(reader)
+            seen.append(request)
+            body = request.body
+            assert isinstance(body, VerifyRequest)
+            kind = answer_type_for(CLIENT_VERSION)
+            answer = seckey_answer(SECRET.encode(), body.nonce, body.request_digest, kind)
+            own = VerifyRequest(
+                str(MALLORY.handle), MALLORY.index, body.nonce, body.request_digest, answer
+            )
+            flags = request.flags & ~OpFlag.RD if len(seen) % 2 == 0 else request.flags
+            forged = replace(request, body=own, flags=flags, received_bytes=b"")
+            response = await client.tcp(parent.address, forged)
+            writer.write(response.to_wire())
+            await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield port, seen
+    finally:
+        server.close()
+        await server.wait_closed()
+        await client.aclose()
+
+
+async def test_a_verdict_about_another_identity_is_refused(
+    parent: Node, mallory_in_between: tuple[int, list[Message]]
+) -> None:
+    port, seen = mallory_in_between
+    key = load_server_key(parent.settings.data_dir).public_bytes
+    verifier = RemoteSeckeyVerifier(_Route(port, key), timeout=3.0)  # type: ignore[arg-type]
+    try:
+        wrong = b"\x02" + bytes(20)
+        # Twice: the proxy keeps RD on the first forged request and drops it on the second.
+        assert await verifier(VICTIM, NONCE, DIGEST, wrong, False) is False
+        assert await verifier(VICTIM, NONCE, DIGEST, wrong, False) is False
+    finally:
+        await verifier.client.aclose()
+    assert len(seen) == 2
+    assert all(m.flags & OpFlag.CT and m.flags & OpFlag.RD for m in seen)
+
+
+async def test_an_honest_verdict_is_taken(parent: Node) -> None:
+    key = load_server_key(parent.settings.data_dir).public_bytes
+    verifier = RemoteSeckeyVerifier(_Route(parent.port, key), timeout=3.0)  # type: ignore[arg-type]
+    kind = answer_type_for(CLIENT_VERSION)
+    right = seckey_answer(SECRET.encode(), NONCE, DIGEST, kind)
+    old = seckey_answer(SECRET.encode(), NONCE, DIGEST, answer_type_for((2, 0)))
+    try:
+        assert await verifier(MALLORY, NONCE, DIGEST, right, False) is True
+        assert await verifier(MALLORY, NONCE, DIGEST, old, True) is True
+        assert await verifier(MALLORY, NONCE, DIGEST, b"\x02" + bytes(20), False) is False
+    finally:
+        await verifier.client.aclose()
