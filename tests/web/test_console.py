@@ -22,7 +22,7 @@ import pytest_asyncio
 from rich.console import Console
 
 from cli.cli_support import free_range
-from iinode.demo.network import NOTICE_ID, SECRET, DemoNetwork, ports_needed
+from iinode.demo.network import DEMO_GTIN, NOTICE_ID, SECRET, DemoNetwork, ports_needed
 from iinode.web import STATIC_DIR
 from support import services_required
 
@@ -146,13 +146,13 @@ async def test_resolve_a_gs1_digital_link(network: DemoNetwork) -> None:
     ent = network.nodes["88.118.8"]
     link = {"linkType": "gs1:pip", "href": "https://example.com/press", "title": "Press"}
     async with httpx.AsyncClient(timeout=10) as c:
-        r = await c.post(f"{ent.url}/api/gs1/links/01/09506000134352", json=link,
+        r = await c.post(f"{ent.url}/api/gs1/links/01/09506000134369", json=link,
                          auth=_auth("88.118.8"))  # fmt: skip
         assert r.status_code == 201, r.text
-        r = await c.get(f"{ent.url}/console/api/resolve", params={"id": "/01/09506000134352"})
+        r = await c.get(f"{ent.url}/console/api/resolve", params={"id": "/01/09506000134369"})
         answer = r.json()
         assert answer["gs1"] is True
-        assert answer["handle"] == "88.118.8/gs1/01/09506000134352"
+        assert answer["handle"] == "88.118.8/gs1/01/09506000134369"
         assert answer["chain"][-1]["code"] == "SUCCESS"
         assert ent.url in {h["server"] for h in answer["chain"]}
         links = [v for v in answer["values"] if v["type"] == "GS1_LINK"]
@@ -296,6 +296,13 @@ async def test_lookup_displays_the_path_through_the_hierarchy(
     assert hops == [network.nodes[p].url for p in ("88", "88.118", "88.118.8")]
     assert "IINODE_EQUIPMENT" in await _text(page, "#lookup-values")
     await page.shot("lookup")
+    # a GS1 Digital Link at the enterprise that holds the key (the demo registers one)
+    ent = network.nodes["88.118.8"].url
+    await page.page.goto(f"{ent}/console/#/lookup?id=/01/{DEMO_GTIN}")
+    await page.page.wait_for_selector("#lookup-result h2:text('GS1 linkset')")
+    assert f"88.118.8/gs1/01/{DEMO_GTIN}" in await _text(page, "#lookup-result")
+    assert "GS1_LINK" in await _text(page, "#lookup-values")
+    assert "/products/P00000000" in await _text(page, "#lookup-linkset")
     assert page.errors == []
 
 

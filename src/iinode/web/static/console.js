@@ -333,7 +333,7 @@ async function resolveInto(id) {
     try {
       const ls = await fetch(`${new URL(id, location.origin).pathname}?linkType=linkset`,
         { headers: { Accept: "application/linkset+json" } });
-      if (ls.ok) linkset = `<h2>GS1 linkset</h2><pre>${h(JSON.stringify(await ls.json(), null, 1))}</pre>`;
+      if (ls.ok) linkset = `<h2>GS1 linkset</h2><pre id="lookup-linkset">${h(JSON.stringify(await ls.json(), null, 1))}</pre>`;
     } catch { /* the record above is what matters */ }
   }
   out.innerHTML = `<h2>${h(answer.handle)} <span class="muted">in ${h(answer.ms)} ms</span></h2>
