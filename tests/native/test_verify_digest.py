@@ -3,19 +3,22 @@
 The verdict body is a bare boolean and the parent's signature covers no question: a
 node in the middle that holds any HS_SECKEY on the parent could ask the parent, under
 the child's request id, about its own identity and hand the signed "valid" back.
-The asking node sends RD and takes only a verdict whose digest is that of its request.
+The asking node sends RD and takes only a verdict whose digest is that of its request;
+so do ``learn_server_key`` (GET_SITEINFO) and the certified ``NativeResolver``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from iinode.codes import ResponseCode
+from iinode.errors import TransportError
 from iinode.identifiers import HandleName, HandleValue, IndexedHandle, SecKeyData, site_for
 from iinode.node.seckey_answers import answer_type_for, seckey_answer
 from iinode.node.server_keys import load_server_key
@@ -30,9 +33,11 @@ from iinode.proto import (
     TcpFramer,
     VerifyRequest,
 )
-from iinode.resolution.native_client import NativeClient
+from iinode.resolution.driver import Query
+from iinode.resolution.native_client import NativeClient, NativeResolver
+from iinode.resolution.native_trust import learn_server_key
 from iinode.resolution.native_verify import RemoteSeckeyVerifier
-from native.nodes import SECRET, Node, start_node
+from native.nodes import SECRET, Node, start_node, url
 
 MALLORY = IndexedHandle.parse("300:0.NA/88.118")  # holds SECRET on the parent
 VICTIM = IndexedHandle.parse("300:88.118/ALICE")  # whose secret Mallory does not know
@@ -42,7 +47,10 @@ DIGEST = bytes(range(32))
 
 @pytest.fixture
 def parent(tmp_path: Path) -> Iterator[Node]:
-    records = {"88.118/ALICE": [HandleValue(300, "HS_SECKEY", SecKeyData(b"alice-only"))]}
+    records = {
+        "88.118/ALICE": [HandleValue(300, "HS_SECKEY", SecKeyData(b"alice-only"))],
+        "88.118/DOC": [url(1, "http://example.org/doc")],
+    }
     node = start_node(tmp_path, Role.SECONDARY, "88.118", records)
     yield node
     node.server.stop()
@@ -70,11 +78,12 @@ async def _read_request(reader: asyncio.StreamReader) -> Message:
         return Message.from_frame(event)
 
 
-@pytest.fixture
-async def mallory_in_between(parent: Node) -> AsyncIterator[tuple[int, list[Message]]]:
-    """A proxy before the parent that asks, under the child's request id and flags (RD
-    kept or dropped per ``dropped``), about Mallory's own answer instead, and relays the
-    parent's signed verdict."""
+@asynccontextmanager
+async def _in_between(
+    target: tuple[str, int], tamper: Callable[[Message, int], Message]
+) -> AsyncIterator[tuple[int, list[Message]]]:
+    """A TCP proxy before ``target`` that sends it ``tamper(request, n)`` instead of the
+    n-th request (under the same request id) and relays its signed answer unchanged."""
     seen: list[Message] = []
     client = NativeClient(timeout=3.0)
 
@@ -82,46 +91,81 @@ async def mallory_in_between(parent: Node) -> AsyncIterator[tuple[int, list[Mess
         try:
             request = await _read_request(reader)
             seen.append(request)
-            body = request.body
-            assert isinstance(body, VerifyRequest)
-            kind = answer_type_for(CLIENT_VERSION)
-            answer = seckey_answer(SECRET.encode(), body.nonce, body.request_digest, kind)
-            own = VerifyRequest(
-                str(MALLORY.handle), MALLORY.index, body.nonce, body.request_digest, answer
-            )
-            flags = request.flags & ~OpFlag.RD if len(seen) % 2 == 0 else request.flags
-            forged = replace(request, body=own, flags=flags, received_bytes=b"")
-            response = await client.tcp(parent.address, forged)
+            forged = replace(tamper(request, len(seen)), received_bytes=b"")
+            response = await client.tcp(target, forged)
             writer.write(response.to_wire())
             await writer.drain()
         finally:
             writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     try:
-        yield port, seen
+        yield server.sockets[0].getsockname()[1], seen
     finally:
         server.close()
         await server.wait_closed()
         await client.aclose()
 
 
-async def test_a_verdict_about_another_identity_is_refused(
-    parent: Node, mallory_in_between: tuple[int, list[Message]]
-) -> None:
-    port, seen = mallory_in_between
+def _ask_about_mallory(request: Message, n: int) -> Message:
+    """Mallory's own question with the child's nonce and digest; RD kept, then dropped."""
+    body = request.body
+    assert isinstance(body, VerifyRequest)
+    kind = answer_type_for(CLIENT_VERSION)
+    answer = seckey_answer(SECRET.encode(), body.nonce, body.request_digest, kind)
+    own = VerifyRequest(str(MALLORY.handle), MALLORY.index, body.nonce, body.request_digest, answer)
+    flags = request.flags & ~OpFlag.RD if n % 2 == 0 else request.flags
+    return replace(request, body=own, flags=flags)
+
+
+def _older(request: Message, n: int) -> Message:
+    """The same question asked earlier (a recorded answer replayed): RD dropped on the
+    first, an earlier ExpirationTime on the second."""
+    if n % 2:
+        return replace(request, flags=request.flags & ~OpFlag.RD)
+    return replace(request, expiration=request.expiration - 60)
+
+
+async def test_a_verdict_about_another_identity_is_refused(parent: Node) -> None:
     key = load_server_key(parent.settings.data_dir).public_bytes
-    verifier = RemoteSeckeyVerifier(_Route(port, key), timeout=3.0)  # type: ignore[arg-type]
-    try:
-        wrong = b"\x02" + bytes(20)
-        # Twice: the proxy keeps RD on the first forged request and drops it on the second.
-        assert await verifier(VICTIM, NONCE, DIGEST, wrong, False) is False
-        assert await verifier(VICTIM, NONCE, DIGEST, wrong, False) is False
-    finally:
-        await verifier.client.aclose()
+    async with _in_between(parent.address, _ask_about_mallory) as (port, seen):
+        verifier = RemoteSeckeyVerifier(_Route(port, key), timeout=3.0)  # type: ignore[arg-type]
+        try:
+            wrong = b"\x02" + bytes(20)
+            assert await verifier(VICTIM, NONCE, DIGEST, wrong, False) is False
+            assert await verifier(VICTIM, NONCE, DIGEST, wrong, False) is False
+        finally:
+            await verifier.client.aclose()
     assert len(seen) == 2
     assert all(m.flags & OpFlag.CT and m.flags & OpFlag.RD for m in seen)
+
+
+async def test_a_replayed_site_answer_teaches_no_key(parent: Node) -> None:
+    key = load_server_key(parent.settings.data_dir).public_bytes
+    assert await learn_server_key(parent.address) == key
+    async with _in_between(parent.address, _older) as (port, seen):
+        assert await learn_server_key(("127.0.0.1", port)) == b""
+        assert await learn_server_key(("127.0.0.1", port)) == b""
+    assert len(seen) == 2
+
+
+async def test_a_replayed_certified_resolution_is_refused(parent: Node) -> None:
+    key = load_server_key(parent.settings.data_dir).public_bytes
+    handle = HandleName.parse("88.118/DOC")
+    honest = NativeResolver([], certified=True)
+    try:
+        site = site_for("127.0.0.1", handle_port=parent.port, public_key=key)
+        answer = await honest.ask(Query(handle, site, 0))
+        assert answer.code == ResponseCode.SUCCESS
+        assert answer.values
+        async with _in_between(parent.address, _older) as (port, seen):
+            site = site_for("127.0.0.1", handle_port=port, public_key=key)
+            for _ in range(2):
+                with pytest.raises(TransportError, match="another request"):
+                    await honest.ask(Query(handle, site, 0))
+        assert len(seen) == 2
+    finally:
+        await honest.aclose()
 
 
 async def test_an_honest_verdict_is_taken(parent: Node) -> None:

@@ -59,6 +59,7 @@ from iinode.proto import (
     OpFlag,
     ProtoLimits,
     ReferralResponse,
+    RequestDigest,
     ResolutionRequest,
     ResolutionResponse,
     TcpFramer,
@@ -359,12 +360,14 @@ class NativeResolver:
 
     async def ask(self, query: Query, *, recursion_count: int = 0) -> RemoteAnswer:
         """Ask the site of ``query`` (its servers in hash order) for the whole record."""
-        request = Message(
+        # Certified: signed, and naming this request's digest (RD), so that no signed
+        # answer to another request (an older one under the same id) passes.
+        request = self.client.stamp(Message(
             OpCode.RESOLUTION, ResolutionRequest(str(query.handle)),
             request_id=random_request_id(), recursion_count=min(recursion_count, 0xFF),
-            flags=OpFlag.PO | (OpFlag.CT if self.certified else OpFlag(0)),
+            flags=OpFlag.PO | (OpFlag.CT | OpFlag.RD if self.certified else OpFlag(0)),
             version=CLIENT_VERSION, suggested_version=NODE_VERSION,
-        )  # fmt: skip
+        ))  # fmt: skip
         last: Exception | None = None
         for server in select_server(query.site, query.handle):
             udp = server_address(server, TransportProtocol.UDP)
@@ -377,6 +380,12 @@ class NativeResolver:
                 response, via = await self.client.exchange(address, request, udp=udp is not None)
                 if self.certified and not verify_signature(response, server.public_key):
                     raise RemoteProtocolError(f"the answer of {label} is not signed by its key")
+                echoed = response.request_digest
+                if self.certified and (
+                    echoed is None
+                    or RequestDigest.of(request.signed_data(), echoed.algorithm) != echoed
+                ):
+                    raise RemoteProtocolError(f"the answer of {label} is to another request")
                 return to_remote_answer(response, f"{via}://{label}", query.handle)
             except (TransportError, RemoteProtocolError) as exc:
                 last = exc

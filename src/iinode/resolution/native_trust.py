@@ -28,13 +28,14 @@ the parent should have the parent's delegation hold its site instead).
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncGenerator
 from dataclasses import replace
 from pathlib import Path
 
 from iinode.codes import ResponseCode
-from iinode.errors import HandleError, IinodeError
+from iinode.errors import HandleError, IinodeError, LocalProtocolError
 from iinode.identifiers import HandleName, IndexedHandle, SiteData
 from iinode.identifiers.site import with_public_key
 from iinode.node.server_keys import ServerKey, ServerKeyFile
@@ -44,6 +45,7 @@ from iinode.proto import (
     OpCode,
     OpFlag,
     OptionalHandleBody,
+    RequestDigest,
     SessionSetupRequest,
     SessionSetupResponse,
     SiteInfoResponse,
@@ -66,6 +68,23 @@ DH_MIN_VERSION = (2, 4)
 MAC_MIN_VERSION = (2, 7)
 #: Seconds ``learn_server_key`` waits for a GET_SITEINFO answer.
 LEARN_TIMEOUT = 2.0
+
+
+def answers_request(request: Message, response: Message) -> bool:
+    """Whether ``response`` carries the digest of ``request`` as sent (with RD), in the
+    response's digest algorithm (Handle.Net's ``verifyRequestDigestIfNeeded``).
+
+    ``request`` must be the message as it went out (``NativeClient.stamp`` adds an
+    ExpirationTime to the header the digest covers).
+    """
+    echoed = response.request_digest
+    if echoed is None:
+        return False
+    try:
+        digest = RequestDigest.of(request.signed_data(), echoed.algorithm).digest
+    except LocalProtocolError:  # an algorithm this node cannot compute
+        return False
+    return hmac.compare_digest(digest, echoed.digest)
 
 
 class ServerTrust:
@@ -149,15 +168,19 @@ class ServerTrust:
 async def learn_server_key(address: tuple[str, int], client: NativeClient | None = None) -> bytes:
     """The public key (HS_PUBKEY encoding) of the native server at ``address``.
 
-    Asks GET_SITEINFO over TCP, certified, and returns the key among the site's
-    server records that the answer's signature verifies with; ``b""`` when the
-    server does not answer, names no key, or signed with none of them.
+    Asks GET_SITEINFO over TCP, certified and with RD, and returns the key among
+    the site's server records that the answer's signature verifies with; ``b""``
+    when the server does not answer, answers without this request's digest, names
+    no key, or signed with none of them.
     """
     own = client is None
     client = client or NativeClient(timeout=LEARN_TIMEOUT, retries=0)
-    request = Message(
-        OpCode.GET_SITEINFO, OptionalHandleBody(), request_id=random_request_id(), flags=OpFlag.CT
-    )
+    request = client.stamp(
+        Message(
+            OpCode.GET_SITEINFO, OptionalHandleBody(), request_id=random_request_id(),
+            flags=OpFlag.CT | OpFlag.RD,
+        )
+    )  # fmt: skip
     try:
         response = await client.tcp(address, request)
     except (IinodeError, OSError) as exc:
@@ -170,6 +193,9 @@ async def learn_server_key(address: tuple[str, int], client: NativeClient | None
     if not isinstance(body, SiteInfoResponse):
         log.info("%s:%s answered GET_SITEINFO with %s", *address, response.response_code.to_text())
         return b""
+    if not answers_request(request, response):
+        log.warning("the site information from %s:%s answers another request", *address)
+        return b""
     for key in dict.fromkeys(s.public_key for s in body.site.servers if s.public_key):
         if verify_signature(response, key):
             return key
@@ -177,4 +203,4 @@ async def learn_server_key(address: tuple[str, int], client: NativeClient | None
     return b""
 
 
-__all__ = ["ServerTrust", "learn_server_key"]
+__all__ = ["ServerTrust", "answers_request", "learn_server_key"]

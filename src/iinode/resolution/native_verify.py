@@ -26,11 +26,10 @@ is a refusal.  HTTP Basic uses the same path for such identities
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 from iinode.codes import ResponseCode
-from iinode.errors import HandleError, HandleNotFound, IinodeError, LocalProtocolError
+from iinode.errors import HandleError, HandleNotFound, IinodeError
 from iinode.identifiers import IndexedHandle, SiteData, TransportProtocol
 from iinode.node.service import HandleService
 from iinode.proto import (
@@ -39,36 +38,19 @@ from iinode.proto import (
     OpCode,
     OpFlag,
     ReferralResponse,
-    RequestDigest,
     VerifyRequest,
     VerifyResponse,
 )
 from iinode.resolution.driver import select_server
 from iinode.resolution.native_client import NativeClient, random_request_id, server_address
 from iinode.resolution.native_signing import verify_signature
+from iinode.resolution.native_trust import answers_request
 
 log = logging.getLogger(__name__)
 
 #: Sites asked at most for one verification (referrals followed).
 MAX_HOPS = 4
 _REFERRALS = (ResponseCode.SERVICE_REFERRAL, ResponseCode.PREFIX_REFERRAL)
-
-
-def answers_request(request: Message, response: Message) -> bool:
-    """Whether ``response`` carries the digest of ``request`` as sent (with RD), in the
-    response's digest algorithm (Handle.Net's ``verifyRequestDigestIfNeeded``).
-
-    ``request`` must be the message as it went out (``NativeClient.stamp`` adds an
-    ExpirationTime to the header the digest covers).
-    """
-    echoed = response.request_digest
-    if echoed is None:
-        return False
-    try:
-        digest = RequestDigest.of(request.signed_data(), echoed.algorithm).digest
-    except LocalProtocolError:  # an algorithm this node cannot compute
-        return False
-    return hmac.compare_digest(digest, echoed.digest)
 
 
 class RemoteSeckeyVerifier:
@@ -166,4 +148,4 @@ class RemoteSeckeyVerifier:
         return None, []
 
 
-__all__ = ["MAX_HOPS", "RemoteSeckeyVerifier", "answers_request"]
+__all__ = ["MAX_HOPS", "RemoteSeckeyVerifier"]
