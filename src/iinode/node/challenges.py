@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
+import os
 import secrets
 import sqlite3
 import time
@@ -35,6 +37,30 @@ MAX_PER_SOURCE = 64
 
 def new_challenge_id() -> int:
     return secrets.randbelow(2**31 - 1) + 1
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (mode 0700) if it is missing."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def connect_private(path: Path, timeout: float = 5.0) -> sqlite3.Connection:
+    """A WAL connection to ``path``, the file and its ``-wal``/``-shm`` readable by
+    the owner only (they may hold session keys or pending requests), whatever the
+    process's umask: the file is made 0600 before SQLite opens it, and the WAL
+    files, which SQLite creates later (and again after each last close), are set
+    to 0600 once WAL mode is on."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{path}{suffix}", 0o600)
+    return db
 
 
 class ChallengeTable(abc.ABC):
@@ -137,9 +163,8 @@ class SQLiteChallengeTable(ChallengeTable):
         self._ready = False
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        db = connect_private(self.path)
         if not self._ready:
-            db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
             self._ready = True
         db.execute("PRAGMA synchronous=NORMAL")
@@ -211,7 +236,7 @@ class SQLiteChallengeTable(ChallengeTable):
 def challenge_table_for(data_dir: Path | None, *, shared: bool) -> ChallengeTable:
     """The node's table: in ``data_dir`` when its processes share a store, else in memory."""
     if shared and data_dir is not None:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
         return SQLiteChallengeTable(data_dir / CHALLENGES_FILE)
     return MemoryChallengeTable()
 
@@ -222,5 +247,7 @@ __all__ = [
     "MemoryChallengeTable",
     "SQLiteChallengeTable",
     "challenge_table_for",
+    "connect_private",
     "new_challenge_id",
+    "private_dir",
 ]

@@ -66,12 +66,14 @@ class SecretBox:
         """Whether ``raw`` claims to be a sealed secret (it may still not open)."""
         return raw.startswith(_PREFIX)
 
-    def seal(self, secret: bytes) -> bytes:
+    def seal(self, secret: bytes, aad: bytes = _AAD) -> bytes:
+        """``secret`` sealed; ``aad`` names what it is (default: an HS_SECKEY), and
+        ``open`` must be given the same."""
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, secret, _AAD)
+        sealed = self._aead.encrypt(nonce, secret, aad)
         return b"$".join([_SCHEME, self.key_id.encode(), base64.b64encode(nonce + sealed)])
 
-    def open(self, raw: bytes) -> bytes:
+    def open(self, raw: bytes, aad: bytes = _AAD) -> bytes:
         """The secret in ``raw``; raises ``ValueInvalid`` if it does not open with this key."""
         parts = raw.split(b"$")
         if len(parts) != 3 or parts[0] != _SCHEME:
@@ -83,7 +85,7 @@ class SecretBox:
             )
         try:
             blob = base64.b64decode(parts[2], validate=True)
-            return self._aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], _AAD)
+            return self._aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], aad)
         except (binascii.Error, InvalidTag, ValueError):
             raise ValueInvalid("sealed HS_SECKEY data does not open with the node key") from None
 

@@ -36,7 +36,6 @@ RECUR_LIMIT_EXCEEDED a request whose recursion count reached
 
 from __future__ import annotations
 
-import hmac
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
@@ -91,14 +90,16 @@ from iinode.proto import (
 )
 from iinode.resolution.driver import Resolved
 from iinode.resolution.native_sessions import (
+    OPENING_SOURCE,
     NativeCounters,
     OffenderTally,
     PeerState,
     PendingChallenge,
+    Session,
     SessionTable,
     session_mac,
 )
-from iinode.resolution.native_signing import is_reference_mac, verify_mac
+from iinode.resolution.native_signing import verify_mac
 from iinode.resolution.native_trust import ServerTrust
 from iinode.resolution.native_verify import RemoteSeckeyVerifier
 from iinode.resolution.shared_sessions import session_table_for
@@ -134,6 +135,11 @@ LIST_CHUNK_BYTES = 256 * 1024
 _U32_MAX = 0xFFFF_FFFF
 #: Recursion count from which a recursive node refuses to resolve further.
 MAX_RECURSION = 8
+#: Largest request held while its challenge is open (Handle.Net's
+#: ``Common.MAX_MESSAGE_LENGTH``): larger unauthenticated requests are refused.
+MAX_CHALLENGED_BYTES = 256 * 1024
+#: What sealed challenge payloads are bound to (``SecretBox`` associated data).
+CHALLENGE_AAD = b"iinode pending challenge v1"
 
 
 class Resolver(Protocol):
@@ -258,21 +264,23 @@ class NativeHandler:
             counters.dropped += 1
             self.offenders.note(state.address, "dropped")
             return Outcome(None)
+        maced: Session | None = None
         try:
-            identity = self._session_identity(request)
-            outcome = await self._dispatch(request, state, identity)
+            identity, maced = self._session_identity(request)
+            outcome = await self._dispatch(request, state, identity, maced)
         except Exception as exc:
             outcome = Outcome(self.failure(request, exc, state.address))
-        return self._certified(request, self._stamped(outcome))
+        return self._certified(request, self._stamped(outcome), maced)
 
-    def _certified(self, request: Message, outcome: Outcome) -> Outcome:
+    def _certified(self, request: Message, outcome: Outcome, session: Session | None) -> Outcome:
         """A certified request's answer with its credential (``native_trust``); the
-        last change to an answer.  A signed answer names its request: never cached."""
+        last change to an answer.  A signed answer names its request: never cached.
+
+        ``session`` is the session whose MAC the request carried (verified); only
+        then is the answer MAC'd with its key, else it is signed with the server key
+        (naming someone's session id must not get answers under their key)."""
         if outcome.message is None or not request.flags & OpFlag.CT:
             return outcome
-        session = None
-        if request.session_id:
-            session = self.sessions.get(request.session_id, self._clock())
         trust = self.trust
         more = outcome.more
         if more is not None:
@@ -305,9 +313,17 @@ class NativeHandler:
         return challenge_table_for(settings.data_dir, shared=shared)
 
     # -- sessions -----------------------------------------------------------------
-    def _session_identity(self, request: Message) -> IndexedHandle | None:
+    def _session_identity(self, request: Message) -> tuple[IndexedHandle | None, Session | None]:
+        """The identity a request acts as, and its session when it carried that
+        session's valid MAC (``None`` otherwise).
+
+        Every session MAC is Handle.Net's from protocol 2.7 on (``verify_mac``): it
+        covers the session id, request id and session counter as well as header and
+        body, and the counter is the replay guard.  Older layouts, whose MAC left the
+        replay guard uncovered, are refused.
+        """
         if not request.session_id or request.opcode == OpCode.CHALLENGE_RESPONSE:
-            return None  # a challenge answer's session id names the challenge
+            return None, None  # a challenge answer's session id names the challenge
         session = self.sessions.get(request.session_id, self._clock())
         if session is None:
             raise _error(ResponseCode.SESSION_TIMEOUT, "session expired or unknown; set up again")
@@ -318,23 +334,25 @@ class NativeHandler:
                     ResponseCode.INVALID_CREDENTIAL,
                     f"{request.opcode.to_text()} in a session must carry the session's MAC",
                 )
-            return None  # e.g. a resolution: answered as anonymous
-        if session.handle_net or is_reference_mac(request):
-            # Handle.Net's MAC layout; its replay guard is the session counter.
-            if not verify_mac(request, session.key):
-                raise _error(ResponseCode.INVALID_CREDENTIAL, "session MAC does not match")
-            if not self.sessions.first_use(session, cred.signer_index):
-                raise _error(ResponseCode.INVALID_CREDENTIAL, "session counter replayed")
-            return session.identity
-        if not hmac.compare_digest(session.mac(request.signed_data()), cred.signed_data):
+            return None, None  # e.g. a resolution: answered as anonymous
+        if request.version < (2, 7):
+            raise _error(
+                ResponseCode.INVALID_CREDENTIAL,
+                "session MACs need protocol 2.7 or later (the counter must be signed)",
+            )
+        if not verify_mac(request, session.key):
             raise _error(ResponseCode.INVALID_CREDENTIAL, "session MAC does not match")
-        if not session.first_use(request.request_id):
-            raise _error(ResponseCode.INVALID_CREDENTIAL, "request id replayed in this session")
-        return session.identity
+        if not self.sessions.first_use(session, cred.signer_index):
+            raise _error(ResponseCode.INVALID_CREDENTIAL, "session counter replayed")
+        return session.identity, session
 
     # -- dispatch -----------------------------------------------------------------
     async def _dispatch(
-        self, request: Message, state: PeerState, identity: IndexedHandle | None
+        self,
+        request: Message,
+        state: PeerState,
+        identity: IndexedHandle | None,
+        maced: Session | None = None,
     ) -> Outcome:
         op = request.opcode
         if op == OpCode.RESOLUTION:
@@ -343,7 +361,7 @@ class NativeHandler:
             return Outcome(request.reply(SiteInfoResponse(self.trust.site(self.site))))
         if op in ADMIN_OPS:
             if identity is None:
-                return Outcome(await self._challenge(request, state, None))
+                return Outcome(await self._challenge(request, state, None, maced))
             return await self._admin(request, identity)
         if op == OpCode.CHALLENGE_RESPONSE:
             return await self._challenge_answer(request, state)
@@ -353,20 +371,20 @@ class NativeHandler:
             body = request.body
             assert isinstance(body, SessionSetupRequest)
             if body.mode == KeyExchangeMode.DIFFIE_HELLMAN:
-                return Outcome(self._open_dh_session(request))
+                return Outcome(self._open_dh_session(request, state))
             if body.mode != KeyExchangeMode.CIPHER_CLIENT:
                 raise _error(
                     ResponseCode.SESSION_NO_SUPPORT,
                     "key exchange DIFFIE_HELLMAN or CIPHER_CLIENT is supported",
                 )
             if identity is not None:
-                return Outcome(self._open_session(request, identity))
+                return Outcome(self._open_session(request, identity, state))
             claimed = IndexedHandle(body.identity_index, HandleName.parse(body.identity_handle))
-            return Outcome(await self._challenge(request, state, claimed))
+            return Outcome(await self._challenge(request, state, claimed, maced))
         if op == OpCode.SESSION_TERMINATE:
             # A Diffie-Hellman session may end before anyone authenticated in it: its
             # MAC (checked in _session_identity) is what proves the sender holds the key.
-            if identity is None and not self._maced_in_unbound_session(request):
+            if maced is None:
                 raise _error(
                     ResponseCode.INVALID_CREDENTIAL,
                     "SESSION_TERMINATE must name a session and carry its MAC",
@@ -418,13 +436,20 @@ class NativeHandler:
 
     # -- authentication -----------------------------------------------------------
     async def _challenge(
-        self, request: Message, state: PeerState, claimed: IndexedHandle | None
+        self,
+        request: Message,
+        state: PeerState,
+        claimed: IndexedHandle | None,
+        maced: Session | None = None,
     ) -> Message:
         """AUTHENTICATION_NEEDED for ``request``, its state stored in the shared table.
 
         Like Handle.Net's ``ChallengeResponse``: the request digest is always there,
-        in the algorithm of the answer's version; the session id names the challenge
-        (the request's own session id when it came in a session).
+        in the algorithm of the answer's version; the session id names the challenge:
+        the request's own session id when it carried that session's MAC (``maced``),
+        else a fresh one (a session id travels in clear: naming it must not replace
+        its owner's open challenge).  The request is stored sealed with the node key
+        (it may carry an HS_SECKEY); one above ``MAX_CHALLENGED_BYTES`` is refused.
         """
         nonce = new_nonce()
         reply = request.reply(ChallengeBody(nonce), ResponseCode.AUTHENTICATION_NEEDED)
@@ -434,10 +459,17 @@ class NativeHandler:
             reply = replace(reply, body=body, flags=reply.flags & ~OpFlag.RD, request_digest=None)
         else:
             reply = replace(reply, flags=reply.flags | OpFlag.RD, request_digest=digest)
-        pending = PendingChallenge(request, nonce, digest.digest, claimed)
+        payload = PendingChallenge(request, nonce, digest.digest, claimed).to_bytes()
+        if len(payload) > MAX_CHALLENGED_BYTES:
+            raise _error(
+                ResponseCode.OPERATION_DENIED,
+                f"request of {len(payload)} octets is too large to authenticate "
+                f"(at most {MAX_CHALLENGED_BYTES}); split it into smaller requests",
+            )
+        sealed = self.service.secrets.box.seal(payload, CHALLENGE_AAD)
         challenge_id = await self.challenges.put(
-            pending.to_bytes(), self.challenge_timeout, source=state.address,
-            challenge_id=request.session_id,
+            sealed, self.challenge_timeout, source=state.address,
+            challenge_id=maced.session_id if maced is not None else 0,
         )  # fmt: skip
         return replace(reply, session_id=challenge_id)
 
@@ -450,7 +482,14 @@ class NativeHandler:
                 ResponseCode.AUTHENTICATION_TIMEOUT,
                 "no challenge is open with this session id (expired or already answered)",
             )
-        pending = PendingChallenge.from_bytes(payload)
+        try:
+            pending = PendingChallenge.from_bytes(
+                self.service.secrets.box.open(payload, CHALLENGE_AAD)
+            )
+        except HandleError as exc:
+            raise _error(
+                ResponseCode.AUTHENTICATION_TIMEOUT, "the open challenge cannot be read"
+            ) from exc
         identity = IndexedHandle(body.key_index, HandleName.parse(body.key_handle))
         if pending.claimed is not None and identity != pending.claimed:
             raise AuthenticationFailed(f"answer is for {identity}, not {pending.claimed}")
@@ -467,7 +506,7 @@ class NativeHandler:
         original = replace(pending.request, request_id=request.request_id)
         self._bind_session(original, verified)
         if original.opcode == OpCode.SESSION_SETUP:
-            return Outcome(self._open_session(original, verified))
+            return Outcome(self._open_session(original, verified, state))
         return await self._admin(original, verified)
 
     async def _verify(self, request: Message, state: PeerState) -> Outcome:
@@ -504,24 +543,22 @@ class NativeHandler:
         shared = service.settings.store_url not in ("memory:", "memory://")
         return session_table_for(service.settings.data_dir, shared=shared)
 
-    def _maced_in_unbound_session(self, request: Message) -> bool:
-        if not request.session_id or not is_reference_mac(request):
-            return False
-        session = self.sessions.get(request.session_id, self._clock())
-        return session is not None and session.handle_net and session.identity is None
-
-    def _open_dh_session(self, request: Message) -> Message:
-        reply = self.trust.open_dh_session(request, self.sessions, self._clock())
+    def _open_dh_session(self, request: Message, state: PeerState) -> Message:
+        token = OPENING_SOURCE.set(state.address)  # capped per source while unbound
+        try:
+            reply = self.trust.open_dh_session(request, self.sessions, self._clock())
+        finally:
+            OPENING_SOURCE.reset(token)
         self.counters.sessions_opened += 1
         return reply
 
-    def _open_session(self, request: Message, identity: IndexedHandle) -> Message:
+    def _open_session(self, request: Message, identity: IndexedHandle, state: PeerState) -> Message:
         body = request.body
         assert isinstance(body, SessionSetupRequest)
         public = decode_public_key(body.public_key)
         if not isinstance(public, rsa.RSAPublicKey):
             raise _error(ResponseCode.SESSION_NO_SUPPORT, "the exchange key must be an RSA key")
-        session = self.sessions.open(identity, self._clock(), body.timeout)
+        session = self.sessions.open(identity, self._clock(), body.timeout, source=state.address)
         encrypted = public.encrypt(session.key, _OAEP)
         self.counters.sessions_opened += 1
         reply = request.reply(SessionSetupResponse(KeyExchangeMode.CIPHER_CLIENT, encrypted))

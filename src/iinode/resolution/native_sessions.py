@@ -18,14 +18,22 @@ import hmac
 import os
 from collections import OrderedDict
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 
 from iinode.identifiers import HandleName, IndexedHandle
 from iinode.identifiers.wire import WireReader, WireWriter
+from iinode.node.ratelimit import source_of
 from iinode.proto import Message
 
 #: How far behind the highest request id of a session a late request may be.
 REPLAY_WINDOW = 4096
+#: Unbound sessions (set up, nobody authenticated yet) one source address may hold;
+#: opening another drops its earliest-expiring one.  IPv6 counts per /64.
+MAX_UNBOUND_PER_SOURCE = 16
+#: The address a session is being opened for (set by the handler around an
+#: opening it does not make itself, such as ``native_trust``'s Diffie-Hellman one).
+OPENING_SOURCE: ContextVar[str | None] = ContextVar("OPENING_SOURCE", default=None)
 
 
 @dataclass(slots=True)
@@ -149,6 +157,8 @@ class Session:
     sent: int = 0
     #: Set up the Handle.Net way (Diffie-Hellman): MACs in Handle.Net's layout only.
     handle_net: bool = False
+    #: The address (IPv6: /64) that opened it, for the cap on unbound sessions.
+    source: str = ""
 
     def authenticate(self, identity: IndexedHandle) -> bool:
         """Bind the session to ``identity`` after a successful challenge answer."""
@@ -195,7 +205,13 @@ def session_mac(key: bytes, signed_data: bytes) -> bytes:
 
 
 class SessionTable:
-    """Open sessions of one server process, bounded and expiring."""
+    """Open sessions of one server process, bounded and expiring.
+
+    At most ``max_sessions``; when full, unbound sessions (anyone may set one up)
+    go first, earliest expiring first, and a bound one only when no unbound one
+    is left.  One source address holds at most ``max_unbound_per_source``
+    unbound sessions.
+    """
 
     def __init__(
         self,
@@ -204,12 +220,16 @@ class SessionTable:
         default_timeout: float = 3600.0,
         max_timeout: float = 86_400.0,
         random: Callable[[int], bytes] = os.urandom,
+        max_unbound_per_source: int = MAX_UNBOUND_PER_SOURCE,
     ) -> None:
         self.max_sessions = max_sessions
         self.default_timeout = default_timeout
         self.max_timeout = max_timeout
+        self.max_unbound_per_source = max_unbound_per_source
         self._random = random
         self._sessions: OrderedDict[int, Session] = OrderedDict()
+        #: Unbound sessions, in order of opening (the timeout may differ; close enough).
+        self._unbound: OrderedDict[int, None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -223,8 +243,32 @@ class SessionTable:
         key: bytes | None = None,
         claimed: IndexedHandle | None = None,
         handle_net: bool = False,
+        source: str | None = None,
     ) -> Session:
-        """A new session (``key``: an agreed session key; default a random one)."""
+        """A new session (``key``: an agreed session key; default a random one).
+
+        ``source``: the client's address (default ``OPENING_SOURCE``).
+        """
+        session = self._new_session(
+            identity, now, timeout, key=key, claimed=claimed, handle_net=handle_net,
+            source=source,
+        )  # fmt: skip
+        if identity is None:
+            self._drop_unbound_of(session.source, self.max_unbound_per_source - 1)
+        self._insert(session)
+        return session
+
+    def _new_session(
+        self,
+        identity: IndexedHandle | None,
+        now: float,
+        timeout: int,
+        *,
+        key: bytes | None,
+        claimed: IndexedHandle | None,
+        handle_net: bool,
+        source: str | None,
+    ) -> Session:
         seconds = min(float(timeout) if timeout else self.default_timeout, self.max_timeout)
         while True:
             # Positive as a Java int: Handle.Net clients treat ids above 2**31 - 1 as none.
@@ -232,24 +276,46 @@ class SessionTable:
             if session_id and session_id not in self._sessions:
                 break
         session_key = self._random(32) if key is None else key
-        session = Session(
+        address = source if source is not None else OPENING_SOURCE.get()
+        return Session(
             session_id, identity, session_key, now + seconds, claimed=claimed,
-            handle_net=handle_net,
+            handle_net=handle_net, source=source_of(address) if address else "",
         )  # fmt: skip
-        self._sessions[session_id] = session
+
+    def _drop_unbound_of(self, source: str, keep: int) -> None:
+        mine = [i for i in self._unbound if self._sessions[i].source == source]
+        for session_id in mine[: max(0, len(mine) - keep)]:
+            self._forget(session_id)
+
+    def _insert(self, session: Session) -> None:
+        self._remember(session)
+        if session.identity is None:
+            self._unbound[session.session_id] = None
         while len(self._sessions) > self.max_sessions:
-            self._sessions.popitem(last=False)
-        return session
+            if self._unbound:
+                self._forget(next(iter(self._unbound)))
+            else:
+                self._forget(next(iter(self._sessions)))
+
+    def _remember(self, session: Session) -> None:
+        self._sessions[session.session_id] = session
+
+    def _forget(self, session_id: int) -> bool:
+        self._unbound.pop(session_id, None)
+        return self._sessions.pop(session_id, None) is not None
 
     def get(self, session_id: int, now: float) -> Session | None:
         session = self._sessions.get(session_id)
         if session is not None and session.expires <= now:
-            del self._sessions[session_id]
+            self._forget(session_id)
             return None
         return session
 
     def close(self, session_id: int) -> bool:
-        return self._sessions.pop(session_id, None) is not None
+        return self._forget(session_id)
+
+    def shutdown(self) -> None:
+        """Release what the table holds open (a file for a shared table)."""
 
     # What a table shared by several processes (``shared_sessions``) keeps in step.
     def first_use(self, session: Session, number: int) -> bool:
@@ -258,7 +324,10 @@ class SessionTable:
 
     def bind(self, session: Session, identity: IndexedHandle) -> bool:
         """Bind an unbound session to ``identity`` (``Session.authenticate``)."""
-        return session.authenticate(identity)
+        if not session.authenticate(identity):
+            return False
+        self._unbound.pop(session.session_id, None)
+        return True
 
     def next_counter(self, session: Session) -> int:
         """The session counter of the next answer MAC'd with the session key."""

@@ -157,19 +157,17 @@ def mac_message(message: Message, key: bytes, session_counter: int) -> Message:
 def verify_mac(message: Message, key: bytes) -> bool:
     """True if ``message`` carries a Handle.Net-style HS_MAC valid for session ``key``.
 
-    Protocol 2.5 and 2.6 clients computed a different, flawed MAC; they are refused.
+    Only the layout of protocol 2.7 and later is accepted: before it the MAC
+    covered header and body only (not the session counter that guards against
+    replay; 2.5 and 2.6 computed a flawed one), so a captured request could be
+    sent again under a new counter.
     """
     cred = message.credential
     if cred is None or cred.type != CredentialType.MAC:
         return False
-    version = message.version
-    if _at_least(version, 2, 5) and not _at_least(version, 2, 7):
+    if not _at_least(message.version, 2, 7):
         return False
-    data = (
-        signed_octets(message, cred.signer_index)
-        if _at_least(version, 2, 7)
-        else (message.signed_data())
-    )
+    data = signed_octets(message, cred.signer_index)
     expected = _keyed_digest(cred.digest_algorithm, key, data)
     return expected is not None and hmac.compare_digest(expected, cred.signed_data)
 

@@ -3,17 +3,28 @@
 A Handle.Net client sets up a session on one TCP connection and sends each
 later request, and its challenge answer, on a new one; with several worker
 processes on one port the kernel may hand each to another process.  So a
-session (its key, identity, claimed identity, expiry), the session counters
-already used in it (the replay guard of Handle.Net-style MACs) and the counter
-of MAC'd answers live in ``<data dir>/sessions.sqlite3`` (WAL), read and
-written by every worker.
+session (its key, identity, claimed identity, expiry, source address), the
+replay state of its Handle.Net-style MACs and the counter of MAC'd answers live
+in ``<data dir>/sessions.sqlite3`` (WAL, mode 0600: it holds session keys), read
+and written by every worker.
 
-Each process keeps the sessions it has seen in memory and asks the file only
-for what may have changed elsewhere: an unknown session id, a session still
-unbound (another process may have bound it), and every counter (an
-``INSERT`` that fails for one already used, so a request cannot be replayed to
-another process).  Session operations are administrative and rare next to
-resolutions; the queries are small and run on the event loop.
+Every ``get`` reads the session's row (a primary-key lookup), so a session
+ended or evicted in one process ends in all.  Ended bound sessions stay as a
+closed row (with their used counters) until they would have expired.
+
+Replay guard: per session a sliding window in the table, as in
+``Session.first_use``: the highest counter accepted and the counters used
+within ``REPLAY_WINDOW`` below it (older rows are deleted as the window moves;
+anything at or below the low-water mark is refused).  Counters are recorded
+only for bound sessions; an unbound session (anyone may set one up) only moves
+its highest counter, and binding it refuses every counter up to that one, so a
+request sent before the binding cannot be replayed after it, and nobody without
+credentials can grow the table beyond one row per session.
+
+The table is bounded: ``max_sessions`` sessions, unbound ones (and closed rows)
+evicted before any bound one, at most ``max_unbound_per_source`` unbound ones
+per source address.  Each operation is a few indexed statements (no scans but
+the row count when opening), short enough for the event loop.
 """
 
 from __future__ import annotations
@@ -22,10 +33,13 @@ import sqlite3
 from pathlib import Path
 
 from iinode.identifiers import IndexedHandle
-from iinode.resolution.native_sessions import Session, SessionTable
+from iinode.node.challenges import connect_private, private_dir
+from iinode.resolution.native_sessions import REPLAY_WINDOW, Session, SessionTable
 
 #: File of the shared table inside the node's data directory.
 SESSIONS_FILE = "sessions.sqlite3"
+#: ``PRAGMA user_version`` of the layout below; a file with another is emptied.
+_SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -35,8 +49,18 @@ CREATE TABLE IF NOT EXISTS sessions (
     identity TEXT,
     claimed TEXT,
     handle_net INTEGER NOT NULL,
-    sent INTEGER NOT NULL DEFAULT 0
+    sent INTEGER NOT NULL DEFAULT 0,
+    source TEXT NOT NULL DEFAULT '',
+    highest INTEGER NOT NULL DEFAULT 0,
+    floor INTEGER NOT NULL DEFAULT 0,
+    closed INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS sessions_expires ON sessions (expires);
+CREATE INDEX IF NOT EXISTS sessions_closed ON sessions (expires) WHERE closed;
+CREATE INDEX IF NOT EXISTS sessions_unbound ON sessions (expires)
+    WHERE identity IS NULL AND NOT closed;
+CREATE INDEX IF NOT EXISTS sessions_unbound_source ON sessions (source, expires)
+    WHERE identity IS NULL AND NOT closed;
 CREATE TABLE IF NOT EXISTS used (
     session INTEGER NOT NULL,
     number INTEGER NOT NULL,
@@ -64,17 +88,26 @@ class SQLiteSessionTable(SessionTable):
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
-            db = sqlite3.connect(
-                self.path, timeout=5.0, isolation_level=None, check_same_thread=False
-            )
-            db.execute("PRAGMA journal_mode=WAL")
+            db = connect_private(self.path)
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version != _SCHEMA_VERSION:
+                # Sessions are short-lived: an older layout is simply started afresh.
+                db.executescript(
+                    "BEGIN IMMEDIATE; DROP TABLE IF EXISTS sessions; DROP TABLE IF EXISTS used;"
+                    f"{_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;"
+                )
             self._db = db
         return self._db
 
+    def shutdown(self) -> None:
+        """Close the file (a later use opens it again)."""
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()
+
     def __len__(self) -> int:
-        (count,) = self.db.execute("SELECT count(*) FROM sessions").fetchone()
+        (count,) = self.db.execute("SELECT count(*) FROM sessions WHERE NOT closed").fetchone()
         return int(count)
 
     def open(
@@ -86,81 +119,156 @@ class SQLiteSessionTable(SessionTable):
         key: bytes | None = None,
         claimed: IndexedHandle | None = None,
         handle_net: bool = False,
+        source: str | None = None,
     ) -> Session:
         db = self.db
-        db.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
-        db.execute("DELETE FROM used WHERE session NOT IN (SELECT id FROM sessions)")
-        while True:
-            session = super().open(
-                identity, now, timeout, key=key, claimed=claimed, handle_net=handle_net
-            )
-            try:
-                db.execute(
-                    "INSERT INTO sessions (id, expires, key, identity, claimed, handle_net) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (session.session_id, session.expires, session.key, _text(identity),
-                     _text(claimed), int(handle_net)),
-                )  # fmt: skip
-            except sqlite3.IntegrityError:
-                super().close(session.session_id)  # an id another process holds: draw again
-                continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
             db.execute(
-                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
-                "ORDER BY expires DESC LIMIT -1 OFFSET ?)",
-                (self.max_sessions,),
+                "DELETE FROM used WHERE session IN (SELECT id FROM sessions WHERE expires <= ?)",
+                (now,),
             )
-            return session
+            db.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
+            while True:
+                session = self._new_session(
+                    identity, now, timeout, key=key, claimed=claimed, handle_net=handle_net,
+                    source=source,
+                )  # fmt: skip
+                if identity is None:
+                    db.execute(
+                        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
+                        "WHERE identity IS NULL AND NOT closed AND source = ? "
+                        "ORDER BY expires DESC LIMIT -1 OFFSET ?)",
+                        (session.source, max(0, self.max_unbound_per_source - 1)),
+                    )
+                try:
+                    db.execute(
+                        "INSERT INTO sessions (id, expires, key, identity, claimed, handle_net, "
+                        "source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (session.session_id, session.expires, session.key, _text(identity),
+                         _text(claimed), int(handle_net), session.source),
+                    )  # fmt: skip
+                except sqlite3.IntegrityError:
+                    continue  # an id another process holds: draw again
+                break
+            self._evict()
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._remember(session)
+        return session
+
+    def _evict(self) -> None:
+        """Down to ``max_sessions`` rows: closed rows first, then unbound sessions,
+        then (only when no unbound one is left) bound ones; earliest expiring first."""
+        db = self.db
+        (count,) = db.execute("SELECT count(*) FROM sessions").fetchone()
+        excess = int(count) - self.max_sessions
+        for where in ("closed", "identity IS NULL AND NOT closed", "1"):
+            if excess <= 0:
+                return
+            ids = [
+                row[0]
+                for row in db.execute(
+                    f"SELECT id FROM sessions WHERE {where} ORDER BY expires LIMIT ?",
+                    (excess,),
+                )
+            ]
+            for session_id in ids:
+                db.execute("DELETE FROM used WHERE session = ?", (session_id,))
+                db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            excess -= len(ids)
 
     def get(self, session_id: int, now: float) -> Session | None:
-        session = super().get(session_id, now)
-        if session is not None and session.identity is not None:
-            return session
         row = self.db.execute(
-            "SELECT expires, key, identity, claimed, handle_net FROM sessions "
-            "WHERE id = ? AND expires > ?",
+            "SELECT expires, key, identity, claimed, handle_net, source FROM sessions "
+            "WHERE id = ? AND expires > ? AND NOT closed",
             (session_id, now),
         ).fetchone()
+        session = self._sessions.get(session_id)
         if row is None:
-            super().close(session_id)
+            if session is not None:
+                self._forget(session_id)
             return None
-        expires, key, identity, claimed, handle_net = row
+        expires, key, identity, claimed, handle_net, source = row
         if session is None:
             session = Session(
                 session_id, _identity(identity), bytes(key), float(expires),
-                claimed=_identity(claimed), handle_net=bool(handle_net),
+                claimed=_identity(claimed), handle_net=bool(handle_net), source=source,
             )  # fmt: skip
             self._remember(session)
-        elif identity is not None:
+        elif identity is not None and session.identity is None:
             session.identity = _identity(identity)
         return session
 
     def _remember(self, session: Session) -> None:
+        # Only a cache of the file here: bounded, oldest forgotten first.
         self._sessions[session.session_id] = session
         while len(self._sessions) > self.max_sessions:
             self._sessions.popitem(last=False)
 
     def close(self, session_id: int) -> bool:
-        super().close(session_id)
-        deleted = self.db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount
-        self.db.execute("DELETE FROM used WHERE session = ?", (session_id,))
-        return bool(deleted)
+        self._forget(session_id)
+        db = self.db
+        row = db.execute(
+            "SELECT identity FROM sessions WHERE id = ? AND NOT closed", (session_id,)
+        ).fetchone()
+        if row is None:
+            return False
+        if row[0] is None:
+            db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        else:
+            # Kept, with its used counters, until it would have expired.
+            db.execute("UPDATE sessions SET closed = 1 WHERE id = ?", (session_id,))
+        return True
 
     def first_use(self, session: Session, number: int) -> bool:
         if not session.first_use(number):
             return False
-        try:
-            self.db.execute(
-                "INSERT INTO used (session, number) VALUES (?, ?)", (session.session_id, number)
+        db = self.db
+        if session.identity is None:
+            # Unbound: only the highest counter (binding refuses everything up to it).
+            db.execute(
+                "UPDATE sessions SET highest = max(highest, ?) WHERE id = ?",
+                (number, session.session_id),
             )
+            return True
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            accepted = self._record(session.session_id, number)
+        finally:
+            db.execute("COMMIT")
+        return accepted
+
+    def _record(self, session_id: int, number: int) -> bool:
+        db = self.db
+        row = db.execute(
+            "SELECT highest, floor FROM sessions WHERE id = ? AND NOT closed", (session_id,)
+        ).fetchone()
+        if row is None:
+            return False
+        highest, floor = int(row[0]), int(row[1])
+        if number <= floor or number <= highest - REPLAY_WINDOW:
+            return False
+        try:
+            db.execute("INSERT INTO used (session, number) VALUES (?, ?)", (session_id, number))
         except sqlite3.IntegrityError:
             return False  # used through another process
+        if number > highest:
+            db.execute("UPDATE sessions SET highest = ? WHERE id = ?", (number, session_id))
+            db.execute(
+                "DELETE FROM used WHERE session = ? AND number <= ?",
+                (session_id, number - REPLAY_WINDOW),
+            )
         return True
 
     def bind(self, session: Session, identity: IndexedHandle) -> bool:
-        if not session.authenticate(identity):
+        if not super().bind(session, identity):
             return False
         self.db.execute(
-            "UPDATE sessions SET identity = ? WHERE id = ? AND identity IS NULL",
+            "UPDATE sessions SET identity = ?, floor = max(floor, highest) "
+            "WHERE id = ? AND identity IS NULL",
             (str(identity), session.session_id),
         )
         return True
@@ -179,7 +287,7 @@ class SQLiteSessionTable(SessionTable):
 def session_table_for(data_dir: Path | None, *, shared: bool) -> SessionTable:
     """The node's sessions: in ``data_dir`` when its processes share a store, else in memory."""
     if shared and data_dir is not None:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
         return SQLiteSessionTable(data_dir / SESSIONS_FILE)
     return SessionTable()
 
