@@ -50,7 +50,6 @@ from iinode.kpi import (
 )
 from iinode.telemetry.kpi_columnar import plant_atoms
 from iinode.telemetry.kpi_window import KpiWindowSettings, machine_atoms
-from iinode.telemetry.model import Equipment, EquipmentKind
 from iinode.telemetry.store import ParquetStore
 
 T0 = 1_767_592_800_000_000  # 2026-01-05T06:00:00Z, a shift start
@@ -211,7 +210,6 @@ def columnar_rows(args: Any, store: ParquetStore, machines: list[str], data: dic
     """The columnar scan and the columnar plant KPIs; every 50th machine checked against
     the tracker.  Returns the plant's KPIs per shift."""
     settings = KpiWindowSettings()
-    items = [Equipment(id=m, kind=EquipmentKind.MACHINE) for m in machines]
     trackers = [settings.tracker(m) for m in machines]
     scan_s, scanned = timed(lambda: store.scan_tags(
         machines, KPI_TAGS, T0 - trackers[0].lookback_us, end, 10**9))  # fmt: skip
@@ -220,7 +218,7 @@ def columnar_rows(args: Any, store: ParquetStore, machines: list[str], data: dic
     report("columnar: scan", scan_s)
 
     def columnar() -> Any:
-        atoms, left = plant_atoms(store, items, T0, end, grid, trackers, 10**9)
+        atoms, left = plant_atoms(store, machines, T0, end, grid, trackers, 10**9)
         assert not left
         per_shift: dict[str, list[Any]] = {}
         for m in machines:

@@ -74,7 +74,7 @@ def test_columnar_equals_tracker_on_messy_data(tmp_path: Path) -> None:
     grid = settings.grid
     start, end = T0, T0 + 4 * 3600 * S
     trackers = [settings.tracker(e.id, e) for e in items]
-    atoms, fallback = plant_atoms(store, items, start, end, grid, trackers, 10**7)
+    atoms, fallback = plant_atoms(store, [e.id for e in items], start, end, grid, trackers, 10**7)
     assert fallback == []
     issues = 0
     for item in items:
@@ -98,7 +98,13 @@ def test_columnar_equals_tracker_on_the_simulator(tmp_path: Path) -> None:
     items = factory.equipment()
     start, end = T0 + 3600 * S, T0 + 19 * 3600 * S
     atoms, fallback = plant_atoms(
-        store, items, start, end, settings.grid, [settings.tracker(e.id, e) for e in items], 10**7
+        store,
+        [e.id for e in items],
+        start,
+        end,
+        settings.grid,
+        [settings.tracker(e.id, e) for e in items],
+        10**7,
     )
     assert fallback == []
     for item in items:
@@ -119,7 +125,7 @@ def test_machines_the_fast_path_does_not_model_go_to_the_tracker(tmp_path: Path)
     ])  # fmt: skip
     settings = KpiWindowSettings()
     items = [_item(x) for x in (a, b, c)]
-    atoms, fallback = plant_atoms(store, items, T0, T0 + 60 * S, settings.grid,
+    atoms, fallback = plant_atoms(store, [e.id for e in items], T0, T0 + 60 * S, settings.grid,
                                   [settings.tracker(e.id, e) for e in items], 10**7)  # fmt: skip
     assert fallback == [b, c]
     assert sum(e.gq for e in atoms[a].values()) == 4
@@ -135,7 +141,7 @@ def test_an_empty_store_gives_no_atoms(tmp_path: Path) -> None:
     store = ParquetStore(tmp_path)
     settings = KpiWindowSettings()
     item = _item(f"{ENT}/M0")
-    atoms, fallback = plant_atoms(store, [item], T0, T0 + S, settings.grid,
+    atoms, fallback = plant_atoms(store, [item.id], T0, T0 + S, settings.grid,
                                   [settings.tracker(item.id, item)], 10**7)  # fmt: skip
     assert atoms == {item.id: {}}
     assert fallback == []
@@ -148,6 +154,6 @@ def test_columnar_per_shift_sums_equal_the_tracker(tmp_path: Path, seed: int) ->
     store.append(messy(item.id, seed, 3000))
     settings = KpiWindowSettings(max_hold_s=60, max_gap_s=120)
     start, end = T0 + 1800 * S, T0 + 8 * 3600 * S
-    atoms, _ = plant_atoms(store, [item], start, end, settings.grid,
+    atoms, _ = plant_atoms(store, [item.id], start, end, settings.grid,
                            [settings.tracker(item.id, item)], 10**7)  # fmt: skip
     assert atoms[item.id] == machine_atoms(store, item.id, start, end, settings, item)

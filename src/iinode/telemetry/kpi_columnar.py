@@ -41,7 +41,6 @@ from iinode.kpi import KPI_TAGS, Elements, PeriodGrid, TrackerSettings, UnitStat
 from iinode.kpi.periods import iso
 from iinode.kpi.tracker import COUNTERS, CYCLE, STATE, atom_elements, new_atom
 from iinode.kpi.tracker import _num as num_text
-from iinode.telemetry.model import Equipment
 from iinode.telemetry.store import ParquetStore
 
 I64 = npt.NDArray[np.int64]
@@ -383,22 +382,23 @@ def scanned_atoms(
 
 def plant_atoms(
     store: ParquetStore,
-    items: Sequence[Equipment],
+    equipment: Sequence[str],
     start_us: int,
     end_us: int,
     grid: PeriodGrid,
     settings: Sequence[TrackerSettings],
     limit: int,
 ) -> tuple[dict[str, dict[int, Elements]], list[str]]:
-    """Batch: every machine's elements per atom of ``[start_us, end_us)`` from one scan
-    per prefix (blocking); and the machines the caller must compute with the tracker."""
+    """Batch: every machine's (``equipment``: identifiers, ``settings`` in the same order)
+    elements per atom of ``[start_us, end_us)`` from one scan per prefix (blocking); and the
+    machines the caller must compute with the tracker."""
     out: dict[str, dict[int, Elements]] = {}
     fallback: list[str] = []
     by_prefix: dict[str, list[int]] = {}
-    for i, e in enumerate(items):
-        by_prefix.setdefault(e.id.partition("/")[0], []).append(i)
+    for i, e in enumerate(equipment):
+        by_prefix.setdefault(e.partition("/")[0], []).append(i)
     for indices in by_prefix.values():
-        ids = [items[i].id for i in indices]
+        ids = [equipment[i] for i in indices]
         own = [settings[i] for i in indices]
         low = start_us - max(s.lookback_us for s in own)
         table = store.scan_tags(ids, _TAGS, low, end_us, limit, [s.value for s in _STATES])

@@ -230,13 +230,17 @@ class KpiMetrics(Collector):
 
     def compute(self, store: ParquetStore, equipment: Iterable[str]) -> dict[str, Kpis]:
         """KPIs of every machine in ``equipment`` that has data in the window (blocking)."""
+        from iinode.telemetry.kpi_columnar import plant_atoms
+
         end_us = self._clock()
-        out: dict[str, Kpis] = {}
-        for equipment_id in equipment:
-            kpis = window_kpis(store, equipment_id, end_us, self.settings)
-            if kpis is not None:
-                out[equipment_id] = kpis
-        return out
+        start_us = end_us - int(self.settings.window_s * 1e6)
+        ids = list(equipment)
+        s = self.settings
+        atoms, left = plant_atoms(store, ids, start_us, end_us, s.grid,
+                                  [s.tracker(e) for e in ids], MAX_SCAN_READINGS)  # fmt: skip
+        for equipment_id in left:
+            atoms[equipment_id] = machine_atoms(store, equipment_id, start_us, end_us, s)
+        return {e: compute(machine_total(e, atoms[e])) for e in ids if atoms.get(e)}
 
     def stale(self) -> bool:
         at = self._computed_at
@@ -361,7 +365,7 @@ def scope_elements(
     ordered = sorted(items, key=lambda e: e.id)
     per_machine, left = plant_atoms(
         store,
-        ordered,
+        [e.id for e in ordered],
         start_us,
         end_us,
         grid,
