@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from iinode.errors import ValueInvalid
 from iinode.kpi import PeriodKind, UnitState
 from iinode.telemetry.kpi_columnar import plant_atoms
 from iinode.telemetry.kpi_window import KpiWindowSettings, machine_atoms, scope_elements
@@ -157,3 +158,15 @@ def test_columnar_per_shift_sums_equal_the_tracker(tmp_path: Path, seed: int) ->
     atoms, _ = plant_atoms(store, [item.id], start, end, settings.grid,
                            [settings.tracker(item.id, item)], 10**7)  # fmt: skip
     assert atoms[item.id] == machine_atoms(store, item.id, start, end, settings, item)
+
+
+def test_a_scan_covers_one_prefix_and_at_most_eight_tags(tmp_path: Path) -> None:
+    store = ParquetStore(tmp_path)
+    with pytest.raises(ValueInvalid):
+        store.scan_tags([f"{ENT}/M1", "88.200/M1"], ["state"], T0, T0 + S, 10)
+    with pytest.raises(ValueInvalid):
+        store.scan_tags([f"{ENT}/M1"], [f"t{i}" for i in range(9)], T0, T0 + S, 10)
+    store.append([Reading(f"{ENT}/M1", "state", T0 + i, "running") for i in range(5)])
+    assert store.scan_tags([f"{ENT}/M1"], ["state"], T0, T0 + S, 5).num_rows == 5
+    with pytest.raises(ValueInvalid):
+        store.scan_tags([f"{ENT}/M1"], ["state"], T0, T0 + S, 4)
