@@ -103,6 +103,8 @@ class Rule:
             raise ValueInvalid("deadband must not be negative")
         if self.source is RuleSource.KPI and self.name not in Kpis.__dataclass_fields__:
             raise ValueInvalid(f"unknown KPI {self.name!r}")
+        if not isinstance(self.message, str) or len(self.message) > 500:
+            raise ValueInvalid("message is text of at most 500 characters")
         if self.severity not in SEVERITIES:
             raise ValueInvalid(f"severity is one of {', '.join(SEVERITIES)}")
 
