@@ -159,14 +159,25 @@ def _indexes(request: Request) -> list[int] | None:
 
 
 def handle_text(request: Request) -> str:
-    """The handle named by the request path, decoded from the raw path as strict UTF-8."""
+    """The handle named by the request path, decoded from the raw path as strict UTF-8.
+
+    The raw path must start with the route's prefix (after the app's ``root_path``)
+    literally: a prefix spelt with escapes (``/api/handle%73/...``) is refused
+    rather than read from the decoded path, which is lossy (invalid UTF-8 becomes
+    U+FFFD) and may hold a second ``/api/handles/`` further on.
+    """
     raw = request.scope.get("raw_path")
-    at = raw.find(_API_PATH) if isinstance(raw, bytes) else -1
-    if not isinstance(raw, bytes) or at < 0:
-        text: str = request.path_params["handle"]
-        return text
+    if not isinstance(raw, bytes):
+        raise InvalidHandle("the request carries no raw path")
+    root = str(request.scope.get("root_path", "")).encode("latin-1")
+    prefix = root.rstrip(b"/") + _API_PATH
+    if not raw.startswith(prefix):
+        if raw.startswith(_API_PATH):
+            prefix = _API_PATH  # a server that keeps root_path in the raw path only
+        else:
+            raise InvalidHandle("the path must start with /api/handles/ unescaped")
     try:
-        return unquote_to_bytes(raw[at + len(_API_PATH) :]).decode("utf-8")
+        return unquote_to_bytes(raw[len(prefix) :]).decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidHandle("handle is not valid UTF-8") from None
 

@@ -58,12 +58,15 @@ MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
 
 def is_native_request(scope: Scope) -> bool:
-    """A POST whose Content-Type is the native message type."""
+    """A POST whose Content-Type's media type is exactly the native message type
+    (parameters aside).  Anything else, such as ``text/plain; x=application/x-hdl-message``
+    (which a web page may send anywhere without a CORS preflight), goes to the app."""
     if scope.get("type") != "http" or scope.get("method") != "POST":
         return False
     for key, value in scope.get("headers", ()):
         if key == b"content-type":
-            return HDL_MIME_TYPE.encode() in value.lower()
+            media_type = value.split(b";", 1)[0].strip(b" \t").lower()
+            return bool(media_type == HDL_MIME_TYPE.encode())
     return False
 
 
@@ -99,6 +102,10 @@ class NativeHttpEndpoint:
         self.max_peers = max_peers
         self.max_answer_bytes = max_answer_bytes
         self._peers: OrderedDict[str, PeerState] = OrderedDict()
+
+    def close(self) -> None:
+        """Release the session table's file (the app is shutting down)."""
+        self.handler.sessions.shutdown()
 
     @property
     def max_body_bytes(self) -> int:
@@ -194,13 +201,18 @@ class NativeOverHttp:
         if not isinstance(service, HandleService):
             return None
         current = getattr(state, "native_http", None)
-        if isinstance(current, NativeHttpEndpoint) and current.service is service:
-            return current
+        if isinstance(current, NativeHttpEndpoint):
+            if current.service is service:
+                return current
+            current.close()
         endpoint = NativeHttpEndpoint(service)
         state.native_http = endpoint
         return endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") == "lifespan":
+            await self.app(scope, receive, self._closing(scope, send))
+            return
         if not is_native_request(scope):
             await self.app(scope, receive, send)
             return
@@ -221,6 +233,20 @@ class NativeOverHttp:
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
+
+    @staticmethod
+    def _closing(scope: Scope, send: Send) -> Send:
+        """``send`` that closes the endpoint once the app has shut down."""
+
+        async def closing(message: Any) -> None:
+            if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                state: Any = getattr(scope.get("app"), "state", None)
+                endpoint = getattr(state, "native_http", None)
+                if isinstance(endpoint, NativeHttpEndpoint):
+                    endpoint.close()
+            await send(message)
+
+        return closing
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:

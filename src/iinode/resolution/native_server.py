@@ -198,6 +198,8 @@ class NativeServer:
             await self._store.close()
         if self.changes is not None:
             self.changes.close()
+        if self.handler is not None:
+            self.handler.sessions.shutdown()  # no sessions.sqlite3-wal left behind
 
     def own_site(self, service: HandleService) -> SiteData:
         owned = service.owned
