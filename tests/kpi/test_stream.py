@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 from iinode.kpi import PeriodKind, compute, total
+from iinode.telemetry.kpi_columnar import plant_atoms
 from iinode.telemetry.kpi_window import KpiWindowSettings, LiveKpis, machine_atoms
 from iinode.telemetry.model import Reading
 from iinode.telemetry.simulator import Factory
@@ -42,6 +43,17 @@ def test_stream_equals_batch_from_the_store(tmp_path: Path) -> None:
             streamed = live.stream.elements(machine.spec.id, shift.start_us, shift.end_us)
             batch = machine_atoms(store, machine.spec.id, shift.start_us, shift.end_us, settings)
             assert streamed == batch  # exactly: same elements, same issues
+            columnar, left = plant_atoms(
+                store,
+                [machine.spec.id],
+                shift.start_us,
+                shift.end_us,
+                grid,
+                [settings.tracker(machine.spec.id)],
+                10**7,
+            )
+            assert not left
+            assert columnar[machine.spec.id] == streamed  # the columnar batch path too
             assert compute(total(batch.values())) == compute(total(streamed.values()))
             compared += len(batch)
         afternoon = machine_atoms(store, machine.spec.id, shifts[1].start_us, shifts[1].end_us,
