@@ -205,14 +205,21 @@ def node_alarm_app(kpi_app: Any, extensions: Any) -> AlarmApp:
         observers.append(maintenance.MaintenanceWatcher(predictor, engine, settings.prefix).observe)
 
     async def attach() -> None:
-        while True:
-            if any(k.source.value == "kpi" for k in engine.rules()):
-                await kpi_app.attach()
-            for worker in kpi_app.workers():
-                for observe in observers:
-                    if observe not in worker.observers:
-                        worker.observers.append(observe)
-            await asyncio.sleep(1.0)
+        """Join the ingest workers as they come (the lease may move); close the SQLite
+        files when the node's extensions stop (they cancel this task)."""
+        try:
+            while True:
+                if any(k.source.value == "kpi" for k in engine.rules()):
+                    await kpi_app.attach()
+                for worker in kpi_app.workers():
+                    for observe in observers:
+                        if observe not in worker.observers:
+                            worker.observers.append(observe)
+                await asyncio.sleep(1.0)
+        finally:
+            store.close()
+            if kpi_app.projects is not None:
+                kpi_app.projects.close()
 
     try:
         loop = asyncio.get_running_loop()
