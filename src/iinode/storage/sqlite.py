@@ -28,6 +28,7 @@ import contextlib
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -112,6 +113,11 @@ INSERT OR IGNORE INTO handle_terms (field, value, handle, prefix, public, uniq)
     FROM handles AS h, json_each(iinode_terms(h.data)) AS t
 """
 
+#: How many rows of a search term are counted, at most, to pick the rarest one to drive.
+_COUNT_BOUND = 2000
+_TERM_COUNT = (
+    "SELECT count(*) FROM (SELECT 1 FROM handle_terms WHERE field = ? AND value = ? LIMIT ?)"
+)
 #: Handles per ``IN (...)`` query of ``get_many`` (below SQLite's bound-parameter limit).
 _BATCH = 500
 #: First pause of a point read that found the database busy (doubles up to 50 ms).
@@ -254,10 +260,20 @@ class SQLiteStore:
         if not query.terms:
             assert query.prefix is not None  # a query has terms or a prefix
             return await self.list_after(query.prefix, query.after, limit=query.limit)
-        sql, args = search_sql(query, "handle_terms", "?")
 
         def read() -> list[str]:
-            return [r[0] for r in self._scanner.execute(sql, args)]
+            db = self._scanner
+            ordered = query
+            if len(query.terms) > 1:
+                # The rarest term drives the scan (bounded counts: SQLite keeps no
+                # statistics of values); the others are probes.
+                sizes = {
+                    term: db.execute(_TERM_COUNT, (*term, _COUNT_BOUND)).fetchone()[0]
+                    for term in query.terms
+                }
+                ordered = replace(query, terms=tuple(sorted(query.terms, key=sizes.__getitem__)))
+            sql, args = search_sql(ordered, "handle_terms", "?")
+            return [r[0] for r in db.execute(sql, args)]
 
         return await self._in(self._scan_thread, read, "search")
 
