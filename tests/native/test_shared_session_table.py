@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from iinode.identifiers import IndexedHandle
-from iinode.node.challenges import SQLiteChallengeTable, challenge_table_for
+from iinode.node.challenges import MemoryChallengeTable, SQLiteChallengeTable, challenge_table_for
 from iinode.resolution.native_sessions import (
     MAX_UNBOUND_PER_SOURCE,
     OPENING_SOURCE,
@@ -183,3 +183,21 @@ def test_an_older_session_file_is_started_afresh(tmp_path: Path) -> None:
     assert len(table) == 0
     assert table.open(ADMIN, NOW).session_id
     table.shutdown()
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_open_challenges_are_bounded_in_bytes_and_per_ipv6_64(
+    tmp_path: Path, shared: bool
+) -> None:
+    table = (
+        SQLiteChallengeTable(tmp_path / "c.sqlite3", max_bytes=10_000, max_per_source=4)
+        if shared
+        else MemoryChallengeTable(max_bytes=10_000, max_per_source=4)
+    )
+    ids = [await table.put(b"x" * 3000, 60 + n, source=f"192.0.2.{n}") for n in range(5)]
+    assert len(table) == 3  # 9,000 octets at most fit
+    assert await table.take(ids[0]) is None
+    assert await table.take(ids[-1]) == b"x" * 3000
+    for n in range(10):
+        await table.put(b"y", 100 + n, source=f"2001:db8:0:7::{n + 1:x}")
+    assert len(table) == 2 + 4  # one /64: four open challenges

@@ -12,7 +12,8 @@ short connection per operation, run in a worker thread), or
 Each entry is taken at most once (``take`` deletes it: an answer cannot be
 replayed), expires after ``ttl`` seconds, and the table is bounded: at most
 ``max_entries`` open challenges, at most ``max_per_source`` per source address
-(oldest dropped first).  Ids are random, positive and below 2**31 (Handle.Net
+(oldest dropped first; IPv6 sources count per /64), at most ``max_bytes`` of
+payloads in all (oldest dropped first).  Ids are random, positive and below 2**31 (Handle.Net
 keeps session ids in a signed 32-bit integer).
 """
 
@@ -29,10 +30,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
+from iinode.node.ratelimit import source_of
+
 #: File of the shared table inside the node's data directory.
 CHALLENGES_FILE = "challenges.sqlite3"
 MAX_ENTRIES = 10_000
 MAX_PER_SOURCE = 64
+#: Octets of payloads the table holds at most (each is at most 256 KiB plus a little).
+MAX_BYTES = 64 * 1024 * 1024
 
 
 def new_challenge_id() -> int:
@@ -72,9 +77,11 @@ class ChallengeTable(abc.ABC):
         max_entries: int = MAX_ENTRIES,
         max_per_source: int = MAX_PER_SOURCE,
         clock: Callable[[], float] = time.time,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
         self.max_entries = max_entries
         self.max_per_source = max_per_source
+        self.max_bytes = max_bytes
         self._clock = clock
 
     @abc.abstractmethod
@@ -100,46 +107,62 @@ class MemoryChallengeTable(ChallengeTable):
         max_entries: int = MAX_ENTRIES,
         max_per_source: int = MAX_PER_SOURCE,
         clock: Callable[[], float] = time.time,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
-        super().__init__(max_entries=max_entries, max_per_source=max_per_source, clock=clock)
+        super().__init__(
+            max_entries=max_entries, max_per_source=max_per_source, clock=clock,
+            max_bytes=max_bytes,
+        )  # fmt: skip
         self._entries: OrderedDict[int, tuple[float, str, bytes]] = OrderedDict()
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _purge(self, now: float, source: str) -> None:
+    def _drop(self, key: int) -> tuple[float, str, bytes] | None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= len(entry[2])
+        return entry
+
+    def _purge(self, now: float, source: str, size: int) -> None:
         entries = self._entries
         for key in [k for k, (expires, _, _) in entries.items() if expires <= now]:
-            del entries[key]
+            self._drop(key)
         mine = [k for k, (_, src, _) in entries.items() if src == source]
         for key in mine[: max(0, len(mine) - self.max_per_source + 1)]:
-            del entries[key]
-        while len(entries) >= self.max_entries:
-            entries.popitem(last=False)
+            self._drop(key)
+        while entries and (len(entries) >= self.max_entries or self._bytes + size > self.max_bytes):
+            self._drop(next(iter(entries)))
 
     async def put(
         self, payload: bytes, ttl: float, *, source: str | None = None, challenge_id: int = 0
     ) -> int:
         now = self._clock()
-        self._entries.pop(challenge_id, None)  # a given id replaces what it named
-        self._purge(now, source or "")
+        self._drop(challenge_id)  # a given id replaces what it named
+        key = source_of(source) if source else ""
+        self._purge(now, key, len(payload))
         while not challenge_id or challenge_id in self._entries:
             challenge_id = new_challenge_id()
-        self._entries[challenge_id] = (now + ttl, source or "", payload)
+        self._entries[challenge_id] = (now + ttl, key, payload)
+        self._bytes += len(payload)
         return challenge_id
 
     async def take(self, challenge_id: int) -> bytes | None:
-        entry = self._entries.pop(challenge_id, None)
+        entry = self._drop(challenge_id)
         if entry is None or entry[0] <= self._clock():
             return None
         return entry[2]
 
 
+#: ``PRAGMA user_version`` of the layout below; a file with another is emptied.
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS challenges (
     id INTEGER PRIMARY KEY,
     expires REAL NOT NULL,
     source TEXT NOT NULL,
+    size INTEGER NOT NULL,
     payload BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS challenges_source ON challenges (source, expires);
@@ -157,15 +180,25 @@ class SQLiteChallengeTable(ChallengeTable):
         max_entries: int = MAX_ENTRIES,
         max_per_source: int = MAX_PER_SOURCE,
         clock: Callable[[], float] = time.time,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
-        super().__init__(max_entries=max_entries, max_per_source=max_per_source, clock=clock)
+        super().__init__(
+            max_entries=max_entries, max_per_source=max_per_source, clock=clock,
+            max_bytes=max_bytes,
+        )  # fmt: skip
         self.path = path
         self._ready = False
 
     def _connect(self) -> sqlite3.Connection:
         db = connect_private(self.path)
         if not self._ready:
-            db.executescript(_SCHEMA)
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version != _SCHEMA_VERSION:
+                # Challenges live a minute: an older layout is simply started afresh.
+                db.executescript(
+                    "BEGIN IMMEDIATE; DROP TABLE IF EXISTS challenges;"
+                    f"{_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;"
+                )
             self._ready = True
         db.execute("PRAGMA synchronous=NORMAL")
         return db
@@ -188,12 +221,24 @@ class SQLiteChallengeTable(ChallengeTable):
             )
             if challenge_id:
                 db.execute("DELETE FROM challenges WHERE id = ?", (challenge_id,))
+            (total,) = db.execute("SELECT coalesce(sum(size), 0) FROM challenges").fetchone()
+            excess = int(total) + len(payload) - self.max_bytes
+            if excess > 0:
+                # Oldest first, until the new payload fits.
+                for key, size in db.execute(
+                    "SELECT id, size FROM challenges ORDER BY expires"
+                ).fetchall():
+                    db.execute("DELETE FROM challenges WHERE id = ?", (key,))
+                    excess -= int(size)
+                    if excess <= 0:
+                        break
             while True:
                 key = challenge_id or new_challenge_id()
                 try:
                     db.execute(
-                        "INSERT INTO challenges (id, expires, source, payload) VALUES (?, ?, ?, ?)",
-                        (key, now + ttl, source, payload),
+                        "INSERT INTO challenges (id, expires, source, size, payload) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (key, now + ttl, source, len(payload), payload),
                     )
                     break
                 except sqlite3.IntegrityError:
@@ -217,7 +262,8 @@ class SQLiteChallengeTable(ChallengeTable):
     async def put(
         self, payload: bytes, ttl: float, *, source: str | None = None, challenge_id: int = 0
     ) -> int:
-        return await asyncio.to_thread(self._put, payload, ttl, source or "", challenge_id)
+        key = source_of(source) if source else ""
+        return await asyncio.to_thread(self._put, payload, ttl, key, challenge_id)
 
     async def take(self, challenge_id: int) -> bytes | None:
         return await asyncio.to_thread(self._take, challenge_id)
