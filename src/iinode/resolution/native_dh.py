@@ -16,10 +16,16 @@ as session key its first 32 octets after any leading zero octets
 requests (``native_signing.mac_message``).
 
 Plain integer arithmetic: the ``cryptography`` package marks finite-field DH
-deprecated, and a Handle client picks its own group, so the group is checked
-here (an odd prime-sized modulus of 1024 to 4096 bits, a generator and public
-values strictly between 1 and p - 1).  The secret exponent has twice the bits of the
-group's strength (NIST SP 800-56A): 256 up to 2048-bit groups, 384 above.
+deprecated.  A Handle client picks its own group, so only published safe-prime
+groups with generator 2 are accepted (``native_dh_groups``: the one a stock client
+sends, RFC 3526 and RFC 7919 up to 4096 bits), and public values strictly between
+1 and p - 1.  The secret exponent has twice the bits of the group's strength (NIST
+SP 800-56A): 256 up to 2048-bit groups, 384 above.
+
+The exponentiations (``modexp``) go a few exponent bits per step: the built-in
+``pow`` holds the interpreter lock for a whole 4096-bit exponentiation, so a
+set-up run in a worker thread (``ServerTrust.open_dh_session``) would still stall
+the event loop; split into short steps it lets the loop run in between.
 """
 
 from __future__ import annotations
@@ -30,26 +36,19 @@ from dataclasses import dataclass
 from iinode.codes import ResponseCode
 from iinode.errors import HandleError
 from iinode.identifiers.wire import WireReader, WireWriter
+from iinode.resolution.native_dh_groups import GENERATOR, MODP_2048, SAFE_PRIME_GROUPS
 
 DH_KEY_TYPE = "DH_PUB_KEY"
 #: ``HdlSecurityProvider.ENCRYPT_ALG_AES``: what a Handle.Net server announces by default.
 ENCRYPT_ALG_AES = 3
 SESSION_KEY_BYTES = 32
-MIN_GROUP_BITS = 1024
-MAX_GROUP_BITS = 4096
 EXPONENT_BITS = 256
 LARGE_GROUP_EXPONENT_BITS = 384
 #: RFC 3526 group 14 (2048-bit MODP), what iinode's own client proposes.
-GROUP14_P = int(
-    "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A0879"
-    "8E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B"
-    "0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF0598DA4836"
-    "1C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB9ED529077096966D670C354E4ABC9804"
-    "F1746C08CA18217C32905E462E36CE3BE39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF6"
-    "955817183995497CEA956AE515D2261898FA051015728E5A8AACAA68FFFFFFFFFFFFFFFF",
-    16,
-)
-GROUP14_G = 2
+GROUP14_P = MODP_2048
+GROUP14_G = GENERATOR
+#: Exponent bits per step of ``modexp`` (a window of 2**5 precomputed powers).
+_WINDOW = 5
 
 
 def _failed(message: str) -> HandleError:
@@ -92,13 +91,29 @@ class DhPublic:
 
     def check(self) -> None:
         p = self.p
-        if not MIN_GROUP_BITS <= p.bit_length() <= MAX_GROUP_BITS or p % 2 == 0:
+        if p not in SAFE_PRIME_GROUPS or self.g != GENERATOR:
             raise _failed(
-                f"Diffie-Hellman modulus of {p.bit_length()} bits; "
-                f"{MIN_GROUP_BITS} to {MAX_GROUP_BITS} are accepted"
+                f"Diffie-Hellman modulus of {p.bit_length()} bits (generator {self.g}) is not "
+                "a known safe-prime group (RFC 2409 group 2, RFC 3526, RFC 7919)"
             )
-        if not 1 < self.g < p - 1 or not 1 < self.y < p - 1:
-            raise _failed("Diffie-Hellman generator or public value out of range")
+        if not 1 < self.y < p - 1:
+            raise _failed("Diffie-Hellman public value out of range")
+
+
+def modexp(base: int, exponent: int, modulus: int) -> int:
+    """``pow(base, exponent, modulus)`` in steps of ``_WINDOW`` exponent bits, each a
+    short call, so a thread running it gives up the interpreter lock in between."""
+    table = [1, base % modulus]
+    for _ in range(2, 1 << _WINDOW):
+        table.append(table[-1] * base % modulus)
+    mask, square = (1 << _WINDOW) - 1, 1 << _WINDOW
+    result = 1
+    for shift in range((exponent.bit_length() - 1) // _WINDOW * _WINDOW, -1, -_WINDOW):
+        result = pow(result, square, modulus)
+        digit = (exponent >> shift) & mask
+        if digit:
+            result = result * table[digit] % modulus
+    return result
 
 
 def session_key(shared: int, p: int) -> bytes:
@@ -119,18 +134,20 @@ class DhKeyPair:
     def generate(cls, p: int = GROUP14_P, g: int = GROUP14_G) -> DhKeyPair:
         bits = EXPONENT_BITS if p.bit_length() <= 2048 else LARGE_GROUP_EXPONENT_BITS
         x = secrets.randbits(bits) | (1 << (bits - 1))
-        return cls(x, DhPublic(pow(g, x, p), p, g))
+        return cls(x, DhPublic(modexp(g, x, p), p, g))
 
     def shared_key(self, peer: DhPublic) -> bytes:
         if (peer.p, peer.g) != (self.public.p, self.public.g):
             raise _failed("the peer's Diffie-Hellman key is in another group")
         peer.check()
-        return session_key(pow(peer.y, self.secret, self.public.p), self.public.p)
+        return session_key(modexp(peer.y, self.secret, self.public.p), self.public.p)
 
 
-def server_exchange(client_key: bytes) -> tuple[bytes, bytes]:
-    """The SESSION_SETUP answer data and the session key for a client's DH key."""
-    client = DhPublic.from_wire(client_key)
+def server_exchange(client_key: bytes | DhPublic) -> tuple[bytes, bytes]:
+    """The SESSION_SETUP answer data and the session key for a client's DH key (read
+    and checked unless already a ``DhPublic``).  Two exponentiations: run it off the
+    event loop."""
+    client = client_key if isinstance(client_key, DhPublic) else DhPublic.from_wire(client_key)
     mine = DhKeyPair.generate(client.p, client.g)
     data = ENCRYPT_ALG_AES.to_bytes(4, "big") + mine.public.to_wire()
     return data, mine.shared_key(client)
@@ -152,6 +169,7 @@ __all__ = [
     "DhKeyPair",
     "DhPublic",
     "client_finish",
+    "modexp",
     "server_exchange",
     "session_key",
 ]

@@ -371,7 +371,7 @@ class NativeHandler:
             body = request.body
             assert isinstance(body, SessionSetupRequest)
             if body.mode == KeyExchangeMode.DIFFIE_HELLMAN:
-                return Outcome(self._open_dh_session(request, state))
+                return Outcome(await self._open_dh_session(request, state))
             if body.mode != KeyExchangeMode.CIPHER_CLIENT:
                 raise _error(
                     ResponseCode.SESSION_NO_SUPPORT,
@@ -543,10 +543,10 @@ class NativeHandler:
         shared = service.settings.store_url not in ("memory:", "memory://")
         return session_table_for(service.settings.data_dir, shared=shared)
 
-    def _open_dh_session(self, request: Message, state: PeerState) -> Message:
+    async def _open_dh_session(self, request: Message, state: PeerState) -> Message:
         token = OPENING_SOURCE.set(state.address)  # capped per source while unbound
         try:
-            reply = self.trust.open_dh_session(request, self.sessions, self._clock())
+            reply = await self.trust.open_dh_session(request, self.sessions, self._clock)
         finally:
             OPENING_SOURCE.reset(token)
         self.counters.sessions_opened += 1

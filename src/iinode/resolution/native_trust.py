@@ -10,10 +10,11 @@
   whose answer the client must check against the server key), else an
   HS_SIGNED with the server key (``native_signing``).  A signed answer names
   its request id, so it is never cached for replay to others;
-* ``open_dh_session``: SESSION_SETUP with key exchange DIFFIE_HELLMAN opens a
-  session at once, not yet bound to an identity (``Session.identity`` None),
-  as a Handle.Net server does; the client's first administrative request in it
-  is challenged and a successful answer binds the session.
+* ``open_dh_session``: SESSION_SETUP with key exchange DIFFIE_HELLMAN (in a
+  known safe-prime group, computed in a worker thread) opens a session at once,
+  not yet bound to an identity (``Session.identity`` None), as a Handle.Net
+  server does; the client's first administrative request in it is challenged and
+  a successful answer binds the session.
 
 The key file is read on first use, so handlers that never sign never create one.
 
@@ -28,9 +29,10 @@ the parent should have the parent's delegation hold its site instead).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -51,7 +53,7 @@ from iinode.proto import (
     SiteInfoResponse,
 )
 from iinode.resolution.native_client import NativeClient, random_request_id
-from iinode.resolution.native_dh import server_exchange
+from iinode.resolution.native_dh import DhPublic, server_exchange
 from iinode.resolution.native_sessions import Session, SessionTable
 from iinode.resolution.native_signing import (
     mac_message,
@@ -66,6 +68,10 @@ log = logging.getLogger(__name__)
 DH_MIN_VERSION = (2, 4)
 #: The oldest version whose session MAC this node computes (Handle.Net's 2.5/2.6 one is flawed).
 MAC_MIN_VERSION = (2, 7)
+#: Diffie-Hellman set-ups computed at once per handler (each in a worker thread).
+DH_THREADS = 1
+#: Set-ups that may wait for a thread; more are answered SERVER_BUSY.
+DH_WAITING = 32
 #: Seconds ``learn_server_key`` waits for a GET_SITEINFO answer.
 LEARN_TIMEOUT = 2.0
 
@@ -91,6 +97,8 @@ class ServerTrust:
     def __init__(self, data_dir: Path | None = None, keys: ServerKeyFile | None = None) -> None:
         self._data_dir = data_dir
         self._keys = keys
+        self._dh_threads = asyncio.Semaphore(DH_THREADS)
+        self._dh_queued = 0
 
     @property
     def keys(self) -> ServerKeyFile:
@@ -147,8 +155,16 @@ class ServerTrust:
             await messages.aclose()
 
     # -- sessions ---------------------------------------------------------------------
-    def open_dh_session(self, request: Message, sessions: SessionTable, now: float) -> Message:
-        """Answer a SESSION_SETUP with key exchange DIFFIE_HELLMAN: a new, unbound session."""
+    async def open_dh_session(
+        self, request: Message, sessions: SessionTable, clock: Callable[[], float]
+    ) -> Message:
+        """Answer a SESSION_SETUP with key exchange DIFFIE_HELLMAN: a new, unbound session.
+
+        The client's key is read and its group checked on the event loop; the two
+        exponentiations run in a worker thread, ``DH_THREADS`` at a time, with at most
+        ``DH_WAITING`` set-ups waiting (more: SERVER_BUSY), so that set-ups never hold
+        up resolutions.  ``clock`` gives the time the session opens.
+        """
         body = request.body
         assert isinstance(body, SessionSetupRequest)
         if suggested_version(request) < DH_MIN_VERSION or request.version < MAC_MIN_VERSION:
@@ -156,11 +172,23 @@ class ServerTrust:
                 ResponseCode.SESSION_NO_SUPPORT,
                 "Diffie-Hellman sessions need protocol 2.7 or later",
             )
-        data, key = server_exchange(body.public_key)
+        client = DhPublic.from_wire(body.public_key)
+        if self._dh_queued >= DH_THREADS + DH_WAITING:
+            raise HandleError.for_code(
+                ResponseCode.SERVER_BUSY, "too many Diffie-Hellman set-ups at once"
+            )
+        self._dh_queued += 1
+        try:
+            async with self._dh_threads:
+                data, key = await asyncio.to_thread(server_exchange, client)
+        finally:
+            self._dh_queued -= 1
         claimed = None
         if body.identity_handle:
             claimed = IndexedHandle(body.identity_index, HandleName.parse(body.identity_handle))
-        session = sessions.open(None, now, body.timeout, key=key, claimed=claimed, handle_net=True)
+        session = sessions.open(
+            None, clock(), body.timeout, key=key, claimed=claimed, handle_net=True
+        )
         reply = request.reply(SessionSetupResponse(KeyExchangeMode.DIFFIE_HELLMAN, data))
         return replace(reply, session_id=session.session_id)
 
@@ -203,4 +231,4 @@ async def learn_server_key(address: tuple[str, int], client: NativeClient | None
     return b""
 
 
-__all__ = ["ServerTrust", "answers_request", "learn_server_key"]
+__all__ = ["DH_THREADS", "DH_WAITING", "ServerTrust", "answers_request", "learn_server_key"]
