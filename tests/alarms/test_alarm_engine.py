@@ -152,3 +152,16 @@ async def test_transitions_become_operational_monitoring_events(tmp_path: Path) 
         assert not node.store.recent(10, kind=EventKind.SECURITY)
     finally:
         await node.close()
+
+
+def test_processes_sharing_the_store_see_rules_and_acknowledgements(tmp_path: Path) -> None:
+    primary, seen = engine(tmp_path)
+    other = AlarmEngine(AlarmStore(tmp_path / "alarms.sqlite3"))  # an API-only process
+    other.put_rule(HOT)
+    primary.refresh_rules()
+    primary.observe(temp([90]))
+    (alarm,) = other.alarms()
+    assert other.acknowledge(alarm.id, "op") is not None
+    primary.observe(temp([60]))  # cleared where it was raised: acknowledged, so closed
+    assert other.alarms() == []
+    assert [t.event for t in seen] == ["raised", "cleared"]

@@ -391,7 +391,17 @@ class AlarmEngine:
         self._open[(rule.id, equipment)] = alarm
         self._record(alarm, "raised", time_us, value)
 
+    def refresh_rules(self) -> None:
+        """Re-read the rules (another process of the node may have changed them)."""
+        rules = self.store.rules()
+        with self._lock:
+            self._rules = rules
+
     def _clear(self, alarm: Alarm, time_us: int, value: float) -> None:
+        stored = next((a for a in self.store.open_alarms() if a.id == alarm.id), None)
+        if stored is not None and alarm.acknowledged_us is None:  # acknowledged elsewhere
+            alarm.acknowledged_by, alarm.acknowledged_us = (
+                stored.acknowledged_by, stored.acknowledged_us)  # fmt: skip
         alarm.in_alarm = False
         alarm.state = AlarmState.CLEARED
         alarm.cleared_us = time_us

@@ -209,6 +209,7 @@ def node_alarm_app(kpi_app: Any, extensions: Any) -> AlarmApp:
         files when the node's extensions stop (they cancel this task)."""
         try:
             while True:
+                await asyncio.to_thread(engine.refresh_rules)  # changed by another process
                 if any(k.source.value == "kpi" for k in engine.rules()):
                     await kpi_app.attach()
                 for worker in kpi_app.workers():
