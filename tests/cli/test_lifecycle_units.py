@@ -94,3 +94,17 @@ def test_two_listeners_of_the_node_on_one_port_are_refused_before_any_claim() ->
     )
     udp_only = Listener("x", "127.0.0.1", port, ("udp",), "")
     claim_ports([http, udp_only]).close()  # TCP and UDP ports are separate
+
+
+def test_nodes_on_the_wildcard_and_a_specific_address_of_one_port_exclude_each_other() -> None:
+    port = free_range(1)
+    wildcard = Listener("native Handle protocol", "0.0.0.0", port, ("udp", "tcp"), "set it")
+    first = claim_ports([wildcard])
+    try:
+        with pytest.raises(PortInUse, match=f"held by iinode node process {os.getpid()}"):
+            claim_ports([listener(port)])
+    finally:
+        first.close()
+    # One node listening on two specific addresses of one port claims it once.
+    other = Listener("native Handle protocol", "127.0.0.2", port, ("tcp",), "set it")
+    claim_ports([listener(port, ("tcp",)), other]).close()

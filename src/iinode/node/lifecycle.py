@@ -181,8 +181,11 @@ def probe(host: str, port: int, transport: str) -> OSError | None:
     return None
 
 
-def _lock_name(transport: str, host: str, port: int) -> str:
-    return f"\0iinode-port/{transport}/{host}/{port}"
+def _lock_name(transport: str, port: int) -> str:
+    """The lock of a port, whatever the address: 0.0.0.0:p and 127.0.0.1:p overlap
+    (and a wildcard bind may still succeed next to a specific one), so two nodes
+    starting together on them must not both pass."""
+    return f"\0iinode-port/{transport}/{port}"
 
 
 def _holder(name: str) -> int | None:
@@ -204,12 +207,14 @@ class PortClaims:
     def __init__(self, listeners: Iterable[Listener]) -> None:
         self.listeners = list(listeners)
         self._locks: list[socket.socket] = []
+        self._names: set[str] = set()
 
     def _claim(self, listener: Listener) -> None:
         for transport in listener.transports:
             where = f"port {listener.address}/{transport} ({listener.what})"
-            if sys.platform.startswith("linux"):
-                name = _lock_name(transport, listener.host, listener.port)
+            name = _lock_name(transport, listener.port)
+            # (A name held already: the node's own listener on another address of this port.)
+            if sys.platform.startswith("linux") and name not in self._names:
                 lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 try:
                     lock.bind(name)
@@ -220,6 +225,7 @@ class PortClaims:
                     owner = f"iinode node process {holder}" if holder else "another iinode node"
                     raise PortInUse(f"{where} is held by {owner}; {listener.hint}") from None
                 self._locks.append(lock)
+                self._names.add(name)
             error = probe(listener.host, listener.port, transport)
             if error is not None:
                 if error.errno == errno.EADDRINUSE:
@@ -229,6 +235,7 @@ class PortClaims:
 
     def close(self) -> None:
         locks, self._locks = self._locks, []
+        self._names.clear()
         for lock in locks:
             lock.close()
 
