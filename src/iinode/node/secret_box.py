@@ -103,12 +103,26 @@ def _read_key(path: Path) -> bytes:
     return key
 
 
+def sync_dir(path: Path) -> None:
+    """fsync the directory ``path``: a link, rename or new file in it survives a power loss."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def load_or_create_key(data_dir: Path) -> bytes:
-    """The node key of ``data_dir``, created (mode 0600) if there is none yet."""
+    """The node key of ``data_dir``, created (mode 0600) if there is none yet.
+
+    Creating it (``iinode init``, or the first secret written) also makes the data
+    directory private (0700): it holds the session and challenge tables too.
+    """
     path = data_dir / NODE_KEY_FILE
     if path.exists():
         return _read_key(path)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
     temporary = data_dir / f".{NODE_KEY_FILE}.{os.getpid()}.{threading.get_ident()}"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -120,6 +134,7 @@ def load_or_create_key(data_dir: Path) -> bytes:
             os.link(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+    sync_dir(data_dir)  # else the key could vanish on power loss while sealed secrets stay
     return _read_key(path)
 
 

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from iinode.errors import ConfigurationError
 from iinode.node.auth import encode_public_key
+from iinode.node.secret_box import sync_dir
 
 #: File name of the private key inside the node's data directory.
 KEY_FILE = "server_key.pem"
@@ -114,6 +115,7 @@ def load_server_key(data_dir: Path, *, create: bool = True) -> ServerKey:
         return _read(path)
     finally:
         tmp.unlink()
+        sync_dir(path.parent)
     return key
 
 
@@ -126,6 +128,7 @@ def rotate_server_key(data_dir: Path) -> ServerKey:
     if path.exists():
         os.replace(path, path.with_name(OLD_KEY_FILE))
     os.replace(tmp, path)
+    sync_dir(path.parent)
     return key
 
 
