@@ -28,6 +28,7 @@ from iinode.proto import (
     CLIENT_VERSION,
     CLOSED,
     NEED_DATA,
+    NODE_VERSION,
     Message,
     OpFlag,
     TcpFramer,
@@ -138,6 +139,9 @@ async def test_a_verdict_about_another_identity_is_refused(parent: Node) -> None
             await verifier.client.aclose()
     assert len(seen) == 2
     assert all(m.flags & OpFlag.CT and m.flags & OpFlag.RD for m in seen)
+    # Answered in the version this node suggests, even for a pre-2.1 answer (a Handle.Net
+    # server writes a 2.0 answer's request digest in a layout no decoder reads).
+    assert all(m.suggests == NODE_VERSION for m in seen)
 
 
 async def test_a_replayed_site_answer_teaches_no_key(parent: Node) -> None:

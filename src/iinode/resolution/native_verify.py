@@ -34,6 +34,7 @@ from iinode.identifiers import IndexedHandle, SiteData, TransportProtocol
 from iinode.node.service import HandleService
 from iinode.proto import (
     CLIENT_VERSION,
+    NODE_VERSION,
     Message,
     OpCode,
     OpFlag,
@@ -88,6 +89,9 @@ class RemoteSeckeyVerifier:
             return None
         body = VerifyRequest(str(identity.handle), identity.index, nonce, request_digest, answer)
         # Before 2.1 the answer is a bare MD5 digest: the version tells the verifier so.
+        # The answer is asked in the version suggested (``NODE_VERSION``): a Handle.Net
+        # server writes the request digest of a 2.0 VERIFY_RESPONSE answer in a layout
+        # no decoder reads (a type octet before a bare MD5 digest).
         version = (2, 0) if old_format else CLIENT_VERSION
         sites = route.sites()
         for _ in range(self.max_hops):
@@ -118,7 +122,7 @@ class RemoteSeckeyVerifier:
                 # must sign its verdict, which must name this request's digest.
                 request = self.client.stamp(Message(
                     OpCode.VERIFY_RESPONSE, body, request_id=random_request_id(), version=version,
-                    flags=OpFlag.CT | OpFlag.RD,
+                    flags=OpFlag.CT | OpFlag.RD, suggested_version=NODE_VERSION,
                 ))  # fmt: skip
                 try:
                     response = await self.client.tcp(address, request)
