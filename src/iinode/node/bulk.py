@@ -140,9 +140,7 @@ class BulkRegistrar:
                 await self.refuse_delegated(HandleName.parse(handle))
         try:
             terms = {r[0]: self._terms.pop(r[0], []) for r in rows}
-            result = await self.service.store.bulk_put(
-                rows, overwrite=self.overwrite, terms=terms
-            )
+            result = await self.service.store.bulk_put(rows, overwrite=self.overwrite, terms=terms)
         finally:
             # Also after a failure: part of the rows may have been committed.
             self.service.changes.bump()
