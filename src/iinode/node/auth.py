@@ -70,6 +70,9 @@ from iinode.proto import DigestAlgorithm
 _MAX_GROUP_DEPTH = 4
 
 #: Authentication types of a challenge answer (RFC 3652 s3.5.2).
+#: HS_SECKEY values one challenge answer is checked against (identity index 0 names
+#: all of a handle's).
+MAX_ANSWER_CANDIDATES = 4
 SECKEY_AUTH = "HS_SECKEY"
 PUBKEY_AUTH = "HS_PUBKEY"
 #: Names of the public-key encodings of RFC 3651 (HS_PUBKEY data).
@@ -282,7 +285,9 @@ class Authorizer:
         What VERIFY_RESPONSE asks; no limit or count here (callers do that).
         PBKDF2 answers are checked in a worker thread.
         """
-        found = await self._secrets_of(identity)
+        # Index 0 names every HS_SECKEY of the handle: at most MAX_ANSWER_CANDIDATES are
+        # tried (each may cost a PBKDF2 derivation).
+        found = (await self._secrets_of(identity))[:MAX_ANSWER_CANDIDATES]
         candidates = found or [self._decoy_secret(identity)]
         kind = answer_type(answer, old_format=old_format)
         if kind is None:
