@@ -3,6 +3,7 @@ and what an unauthenticated request cannot make the node hold."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import sqlite3
@@ -15,6 +16,7 @@ from iinode.codes import ResponseCode
 from iinode.identifiers import HandleName
 from iinode.node.auth import encode_public_key
 from iinode.node.challenges import CHALLENGES_FILE
+from iinode.node.settings import Role
 from iinode.proto import (
     Credential,
     CredentialType,
@@ -32,7 +34,19 @@ from iinode.resolution.native_dh import DhKeyPair, client_finish
 from iinode.resolution.native_handler import MAX_CHALLENGED_BYTES, NativeHandler
 from iinode.resolution.native_sessions import PeerState
 from iinode.resolution.native_signing import mac_message, verify_mac
-from native.test_dh_sessions import ADMIN, PREFIX, VERSION, _create, _handler, _service, _setup, url
+from iinode.resolution.shared_sessions import SESSIONS_FILE
+from native.nodes import start_node
+from native.test_dh_sessions import (
+    ADMIN,
+    PREFIX,
+    VERSION,
+    _create,
+    _handler,
+    _send,
+    _service,
+    _setup,
+    url,
+)
 
 VICTIM = PeerState(address="192.0.2.10")
 ATTACKER = PeerState(address="198.51.100.66")
@@ -163,3 +177,15 @@ async def test_an_open_challenge_is_stored_sealed(tmp_path: Path) -> None:
         assert f"{PREFIX}/S".encode() not in bytes(payload)
     finally:
         await service.store.close()
+
+
+def test_a_stopped_native_server_leaves_no_session_wal(tmp_path: Path) -> None:
+    node = start_node(tmp_path, Role.ENTERPRISE, PREFIX, {})
+    wal = node.settings.data_dir / f"{SESSIONS_FILE}-wal"
+    try:
+        setup = asyncio.run(_send(node, _setup(DhKeyPair.generate())))
+        assert setup.response_code == ResponseCode.SUCCESS
+        assert wal.exists()
+    finally:
+        node.server.stop()
+    assert not wal.exists()
