@@ -186,6 +186,14 @@ class Credentials:
     secret: str
 
 
+#: Failure limits for VERIFY_RESPONSE checks asked by neighbour nodes: one failure a
+#: second per identity and node keeps its bucket full (a client limits a client to one
+#: every 5 s); a node guessing for itself is still bounded.
+NODE_FAILURE_LIMITS = FailureLimits(
+    burst=100, per_second=1.0, source_burst=300, source_per_second=5.0, identities_per_source=64
+)
+
+
 #: Told of each failed authentication: ``(channel, identity text, peer address or None)``.
 AuthFailureObserver = Callable[[str, str, str | None], None]
 
@@ -208,7 +216,13 @@ class Authorizer:
         #: Observers of failed authentications (monitoring); they must not raise.
         self.failure_observers: list[AuthFailureObserver] = []
         #: Failed authentications per source address.
+        # Per process: with N worker processes a source may get N times the attempts
+        # (see "Failures" in docs/architecture.md).
         self.limiter = FailureLimiter(limits, clock)
+        #: Failed VERIFY_RESPONSE checks asked by neighbour nodes (parent, children) for
+        #: their clients, whom they limit themselves: counted far more leniently, so
+        #: that one client of a child cannot lock an identity out for all of them.
+        self.node_limiter = FailureLimiter(NODE_FAILURE_LIMITS, clock)
         #: Checks answers for identities held by other nodes (None: refuse them).
         self.remote_verifier: RemoteVerify | None = None
         self._verified: set[bytes] = set()
@@ -316,16 +330,19 @@ class Authorizer:
         *,
         old_format: bool = False,
         peer: str | None = None,
+        neighbour: bool = False,
     ) -> bool:
         """Answer a VERIFY_RESPONSE request: ``check_seckey_answer`` with the failure
-        limit of ``peer`` (a source out of attempts gets ``False`` unchecked)."""
-        if self.retry_after(identity, peer) > 0:
+        limit of ``peer`` (a source out of attempts gets ``False`` unchecked); a
+        ``neighbour`` node asking for its clients has the lenient ``node_limiter``."""
+        limiter = self.node_limiter if neighbour else self.limiter
+        if limiter.retry_after(self._limit_key(identity, peer)) > 0:
             return False
         ok = await self.check_seckey_answer(
             identity, nonce, request_digest, answer, old_format=old_format
         )
         if not ok:
-            self.limiter.failed(self._limit_key(identity, peer))
+            limiter.failed(self._limit_key(identity, peer))
         return ok
 
     async def verify_answer(
