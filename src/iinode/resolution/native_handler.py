@@ -101,7 +101,7 @@ from iinode.resolution.native_sessions import (
 )
 from iinode.resolution.native_signing import verify_mac
 from iinode.resolution.native_trust import ServerTrust
-from iinode.resolution.native_verify import RemoteSeckeyVerifier
+from iinode.resolution.native_verify import NeighbourNodes, RemoteSeckeyVerifier
 from iinode.resolution.shared_sessions import session_table_for
 
 ADMIN_OPS = frozenset(
@@ -220,6 +220,8 @@ class NativeHandler:
         self.max_recursion = max_recursion
         #: The server key: signs certified answers, published in the site (``native_trust``).
         self.trust = trust if trust is not None else ServerTrust(service.settings.data_dir)
+        #: The parent's and the children's server addresses (VERIFY_RESPONSE limits).
+        self.neighbours = NeighbourNodes(service)
         if not 0 < message_lifetime <= _U32_MAX:
             raise ConfigurationError("message_lifetime must be a positive number of seconds")
         #: Seconds from now each answer's ExpirationTime lies (Handle.Net: 12 hours).
@@ -521,9 +523,11 @@ class NativeHandler:
             handle = str(delegated.na_handle) if delegated is not None else ""
             referral = ReferralResponse(handle, elsewhere.values)
             return Outcome(request.reply(referral, elsewhere.code))
+        # A neighbour node (parent, child) asks for its own clients, whom it limits itself.
+        neighbour = await self.neighbours.contains(state.address)
         valid = await self.service.auth.verify_request(
             identity, body.nonce, body.request_digest, body.signed_response,
-            old_format=request.version < (2, 1), peer=state.address,
+            old_format=request.version < (2, 1), peer=state.address, neighbour=neighbour,
         )  # fmt: skip
         return Outcome(request.reply(VerifyResponse(valid)))
 

@@ -26,12 +26,16 @@ is a refusal.  HTTP Basic uses the same path for such identities
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
+import time
+from collections.abc import Callable
 
 from iinode.codes import ResponseCode
 from iinode.errors import HandleError, HandleNotFound, IinodeError
-from iinode.identifiers import IndexedHandle, SiteData, TransportProtocol
-from iinode.node.service import HandleService
+from iinode.identifiers import HandleName, IndexedHandle, SiteData, TransportProtocol
+from iinode.node.service import SITE_TYPES, HandleService
 from iinode.proto import (
     CLIENT_VERSION,
     NODE_VERSION,
@@ -51,6 +55,10 @@ log = logging.getLogger(__name__)
 
 #: Sites asked at most for one verification (referrals followed).
 MAX_HOPS = 4
+#: Seconds ``NeighbourNodes`` keeps the addresses it read.
+NEIGHBOURS_TTL = 60.0
+#: Delegation records ``NeighbourNodes`` reads at most.
+MAX_DELEGATIONS = 10_000
 _REFERRALS = (ResponseCode.SERVICE_REFERRAL, ResponseCode.PREFIX_REFERRAL)
 
 
@@ -152,4 +160,82 @@ class RemoteSeckeyVerifier:
         return None, []
 
 
-__all__ = ["MAX_HOPS", "RemoteSeckeyVerifier"]
+def _normal(address: str) -> str:
+    """An IP address in one spelling (an IPv4-mapped IPv6 address as IPv4)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+class NeighbourNodes:
+    """The addresses of the nodes next to this one: the servers of the parent's site
+    and of every delegation's HS_SITE below the owned prefix.
+
+    The node holding a secret answers VERIFY_RESPONSE for them on behalf of their own
+    clients (which they limit per client address), so a failed check is not charged to
+    them as to a client (``Authorizer.verify_request``).  Read again at most every
+    ``ttl`` seconds; at most ``MAX_DELEGATIONS`` delegation records are read.
+    """
+
+    def __init__(
+        self,
+        service: HandleService,
+        *,
+        ttl: float = NEIGHBOURS_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.service = service
+        self.ttl = ttl
+        self._clock = clock
+        self._addresses: frozenset[str] = frozenset()
+        self._read_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def contains(self, address: str | None) -> bool:
+        if address is None:
+            return False
+        now = self._clock()
+        if self._read_at is None or now - self._read_at >= self.ttl:
+            async with self._lock:
+                if self._read_at is None or now - self._read_at >= self.ttl:
+                    self._addresses = await self._read()
+                    self._read_at = self._clock()
+        return _normal(address) in self._addresses
+
+    async def _read(self) -> frozenset[str]:
+        sites: list[SiteData] = []
+        service = self.service
+        if service.settings.parent_url:
+            try:
+                sites.append(await service.parent_site())
+            except (IinodeError, HandleError, OSError) as exc:
+                log.info("the parent's site is not known: %s", exc)
+        owned = service.owned
+        if owned is not None:
+            after: str | None = None
+            read = 0
+            while read < MAX_DELEGATIONS:
+                names = await service.store.list_after("0.NA", after, limit=1000)
+                if not names:
+                    break
+                after = names[-1]
+                for name in names:
+                    try:
+                        handle = HandleName.parse(name)
+                    except HandleError:
+                        continue
+                    delegated = handle.authority
+                    if delegated == owned or not delegated.is_within(owned):
+                        continue
+                    read += 1
+                    for value in await service.lookup(handle) or ():
+                        if value.type.upper() in SITE_TYPES and isinstance(value.data, SiteData):
+                            sites.append(value.data)
+        return frozenset(_normal(server.address) for site in sites for server in site.servers)
+
+
+__all__ = ["MAX_HOPS", "NeighbourNodes", "RemoteSeckeyVerifier"]
