@@ -25,6 +25,7 @@ import contextlib
 import os
 import secrets
 import sqlite3
+import stat
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -49,22 +50,48 @@ def private_dir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
+def ensure_schema(
+    db: sqlite3.Connection, version: int, schema: str, tables: tuple[str, ...]
+) -> None:
+    """Create ``schema`` (``PRAGMA user_version`` ``version``) in ``db``, dropping
+    ``tables`` first when the file holds another version; under the write lock, so
+    processes opening the file together neither both create it nor drop each other's."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        (found,) = db.execute("PRAGMA user_version").fetchone()
+        if found != version:
+            for table in tables:
+                db.execute(f"DROP TABLE IF EXISTS {table}")
+            for statement in schema.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {int(version)}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _private(path: str | Path) -> None:
+    """Make ``path`` mode 0600 if it exists (by name: opening and closing a descriptor
+    of a database file would drop the SQLite locks this process holds on it)."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_IMODE(os.stat(path).st_mode) != 0o600:
+            os.chmod(path, 0o600)
+
+
 def connect_private(path: Path, timeout: float = 5.0) -> sqlite3.Connection:
     """A WAL connection to ``path``, the file and its ``-wal``/``-shm`` readable by
     the owner only (they may hold session keys or pending requests), whatever the
-    process's umask: the file is made 0600 before SQLite opens it, and the WAL
-    files, which SQLite creates later (and again after each last close), are set
-    to 0600 once WAL mode is on."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+    process's umask: the file is set to 0600 as soon as SQLite has created it, before
+    anything is written (SQLite gives the WAL files the database file's mode; they
+    are set too), inside a data directory that ``private_dir`` made 0700."""
     db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA schema_version").fetchone()  # creates the file
+    _private(path)
     db.execute("PRAGMA journal_mode=WAL")
     for suffix in ("-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(f"{path}{suffix}", 0o600)
+        _private(f"{path}{suffix}")
     return db
 
 
@@ -192,13 +219,9 @@ class SQLiteChallengeTable(ChallengeTable):
     def _connect(self) -> sqlite3.Connection:
         db = connect_private(self.path)
         if not self._ready:
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version != _SCHEMA_VERSION:
-                # Challenges live a minute: an older layout is simply started afresh.
-                db.executescript(
-                    "BEGIN IMMEDIATE; DROP TABLE IF EXISTS challenges;"
-                    f"{_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;"
-                )
+            # Challenges live a minute: an older layout is simply started afresh (checked
+            # inside the write lock: another process may be creating it at this moment).
+            ensure_schema(db, _SCHEMA_VERSION, _SCHEMA, ("challenges",))
             self._ready = True
         db.execute("PRAGMA synchronous=NORMAL")
         return db
@@ -294,6 +317,7 @@ __all__ = [
     "SQLiteChallengeTable",
     "challenge_table_for",
     "connect_private",
+    "ensure_schema",
     "new_challenge_id",
     "private_dir",
 ]

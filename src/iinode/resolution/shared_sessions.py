@@ -33,7 +33,7 @@ import sqlite3
 from pathlib import Path
 
 from iinode.identifiers import IndexedHandle
-from iinode.node.challenges import connect_private, private_dir
+from iinode.node.challenges import connect_private, ensure_schema, private_dir
 from iinode.resolution.native_sessions import REPLAY_WINDOW, Session, SessionTable
 
 #: File of the shared table inside the node's data directory.
@@ -90,13 +90,8 @@ class SQLiteSessionTable(SessionTable):
         if self._db is None:
             db = connect_private(self.path)
             db.execute("PRAGMA synchronous=NORMAL")
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version != _SCHEMA_VERSION:
-                # Sessions are short-lived: an older layout is simply started afresh.
-                db.executescript(
-                    "BEGIN IMMEDIATE; DROP TABLE IF EXISTS sessions; DROP TABLE IF EXISTS used;"
-                    f"{_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;"
-                )
+            # Sessions are short-lived: an older layout is simply started afresh.
+            ensure_schema(db, _SCHEMA_VERSION, _SCHEMA, ("sessions", "used"))
             self._db = db
         return self._db
 
