@@ -32,6 +32,7 @@ does not exist), so it only works against iinode.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -52,6 +53,7 @@ from iinode.node.auth import (
 from iinode.node.seckey_answers import answer_type_for, hashed_secret, seckey_answer
 from iinode.proto import (
     CLIENT_VERSION,
+    DEFAULT_MESSAGE_LIFETIME,
     Body,
     ChallengeAnswer,
     ChallengeBody,
@@ -107,6 +109,11 @@ class PublicKeyAuth:
 
 
 Authentication = SecretKeyAuth | PublicKeyAuth
+
+
+def _expiration() -> int:
+    """The expiration time every request carries, as the reference client sets it."""
+    return int(time.time()) + DEFAULT_MESSAGE_LIFETIME
 
 
 class NativeAdminClient:
@@ -239,7 +246,7 @@ class NativeAdminClient:
         """Send a request, answer challenges, return the success response or raise."""
         request = Message(
             opcode, body, flags=flags | OpFlag.KA, request_id=next_request_id(),
-            version=self.version,
+            version=self.version, expiration=_expiration(),
         )  # fmt: skip
         if session and self.session_id:
             request = self._sign(request)
@@ -264,7 +271,7 @@ class NativeAdminClient:
         answer = Message(
             OpCode.CHALLENGE_RESPONSE, self._signed(body.nonce, digest, challenge),
             flags=OpFlag.KA, request_id=next_request_id(), session_id=challenge.session_id,
-            version=version,
+            version=version, expiration=_expiration(),
         )  # fmt: skip
         if self.answer_on_new_connection:
             await self.close()
