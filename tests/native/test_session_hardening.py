@@ -31,8 +31,8 @@ from iinode.proto import (
 )
 from iinode.resolution.native_client import next_request_id
 from iinode.resolution.native_dh import DhKeyPair, client_finish
-from iinode.resolution.native_handler import MAX_CHALLENGED_BYTES, NativeHandler
-from iinode.resolution.native_sessions import PeerState
+from iinode.resolution.native_handler import CHALLENGE_AAD, MAX_CHALLENGED_BYTES, NativeHandler
+from iinode.resolution.native_sessions import PeerState, PendingChallenge
 from iinode.resolution.native_signing import mac_message, verify_mac
 from iinode.resolution.shared_sessions import SESSIONS_FILE
 from native.nodes import start_node
@@ -189,3 +189,29 @@ def test_a_stopped_native_server_leaves_no_session_wal(tmp_path: Path) -> None:
     finally:
         node.server.stop()
     assert not wal.exists()
+
+
+async def test_replaying_a_request_of_an_unbound_session_cannot_replace_its_challenge(
+    tmp_path: Path,
+) -> None:
+    one = _service(tmp_path, "sqlite:handles.sqlite3")
+    two = _service(tmp_path, "sqlite:handles.sqlite3")
+    first, second = _handler(one), _handler(two)
+    try:
+        sid, key = await _dh_session(first)
+        request = _create(f"{PREFIX}/R1", sid, key, 1)
+        challenge = (await first.handle(request, VICTIM)).message
+        assert challenge is not None
+        assert challenge.response_code == ResponseCode.AUTHENTICATION_NEEDED
+        replayed = (await second.handle(request, ATTACKER)).message  # another worker
+        assert replayed is not None
+        assert replayed.response_code == ResponseCode.INVALID_CREDENTIAL
+        payload = await first.challenges.take(sid)
+        assert payload is not None
+        pending = PendingChallenge.from_bytes(one.secrets.box.open(payload, CHALLENGE_AAD))
+        assert challenge.body.nonce == pending.nonce  # type: ignore[attr-defined]
+    finally:
+        first.sessions.shutdown()
+        second.sessions.shutdown()
+        await one.store.close()
+        await two.store.close()

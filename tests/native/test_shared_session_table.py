@@ -201,3 +201,24 @@ async def test_open_challenges_are_bounded_in_bytes_and_per_ipv6_64(
     for n in range(10):
         await table.put(b"y", 100 + n, source=f"2001:db8:0:7::{n + 1:x}")
     assert len(table) == 2 + 4  # one /64: four open challenges
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_counters_of_an_unbound_session_strictly_increase_and_nothing_grows(
+    tmp_path: Path, shared: bool
+) -> None:
+    one: SessionTable = SQLiteSessionTable(tmp_path / SESSIONS_FILE) if shared else SessionTable()
+    two = SQLiteSessionTable(tmp_path / SESSIONS_FILE) if shared else one
+    session = one.open(None, NOW, handle_net=True, source="192.0.2.1")
+    for n in range(1, 3 * REPLAY_WINDOW):
+        assert one.first_use(session, n)
+    assert not session.seen  # no memory per counter either
+    other = two.get(session.session_id, NOW)
+    assert other is not None
+    assert not two.first_use(other, 3 * REPLAY_WINDOW - 1)  # a replay, in either process
+    assert not two.first_use(other, 5)
+    assert one.bind(session, ADMIN)
+    assert not one.first_use(session, 3 * REPLAY_WINDOW - 2)
+    assert one.first_use(session, 3 * REPLAY_WINDOW + 1)
+    one.shutdown()
+    two.shutdown()

@@ -159,12 +159,15 @@ class Session:
     handle_net: bool = False
     #: The address (IPv6: /64) that opened it, for the cap on unbound sessions.
     source: str = ""
+    #: Counters up to this one are refused (set when the session is bound).
+    floor: int = 0
 
     def authenticate(self, identity: IndexedHandle) -> bool:
         """Bind the session to ``identity`` after a successful challenge answer."""
         if self.claimed is not None and identity != self.claimed:
             return False
         self.identity = identity
+        self.floor = max(self.floor, self.highest)  # nothing sent before binding replays
         return True
 
     def next_counter(self) -> int:
@@ -187,9 +190,18 @@ class Session:
         ``REPLAY_WINDOW`` below it are accepted once (requests may arrive a
         little out of order); anything older is refused, however many requests
         came in between, so memory stays bounded and no old request replays.
+
+        While nobody has authenticated the session (anyone may set one up), ids must
+        strictly increase and only the highest is kept; binding the session refuses
+        every id up to it.
         """
-        if request_id <= self.low_water or request_id in self.seen:
+        if request_id <= self.floor or request_id <= self.low_water or request_id in self.seen:
             return False
+        if self.identity is None:
+            if request_id <= self.highest:
+                return False
+            self.highest = request_id
+            return True
         self.seen.add(request_id)
         if request_id > self.highest:
             self.highest = request_id

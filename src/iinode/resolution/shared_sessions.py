@@ -16,10 +16,11 @@ Replay guard: per session a sliding window in the table, as in
 ``Session.first_use``: the highest counter accepted and the counters used
 within ``REPLAY_WINDOW`` below it (older rows are deleted as the window moves;
 anything at or below the low-water mark is refused).  Counters are recorded
-only for bound sessions; an unbound session (anyone may set one up) only moves
-its highest counter, and binding it refuses every counter up to that one, so a
-request sent before the binding cannot be replayed after it, and nobody without
-credentials can grow the table beyond one row per session.
+only for bound sessions; in an unbound session (anyone may set one up) counters
+must strictly increase and only the highest is kept, and binding it refuses
+every counter up to that one, so a request sent before the binding cannot be
+replayed after it, and nobody without credentials can grow the table beyond
+one row per session.
 
 The table is bounded: ``max_sessions`` sessions, unbound ones (and closed rows)
 evicted before any bound one, at most ``max_unbound_per_source`` unbound ones
@@ -223,12 +224,14 @@ class SQLiteSessionTable(SessionTable):
             return False
         db = self.db
         if session.identity is None:
-            # Unbound: only the highest counter (binding refuses everything up to it).
-            db.execute(
-                "UPDATE sessions SET highest = max(highest, ?) WHERE id = ?",
-                (number, session.session_id),
-            )
-            return True
+            # Unbound: strictly increasing, only the highest kept (binding refuses every
+            # counter up to it).
+            moved = db.execute(
+                "UPDATE sessions SET highest = ? WHERE id = ? AND highest < ? "
+                "AND identity IS NULL AND NOT closed",
+                (number, session.session_id, number),
+            ).rowcount
+            return bool(moved)
         db.execute("BEGIN IMMEDIATE")
         try:
             accepted = self._record(session.session_id, number)
