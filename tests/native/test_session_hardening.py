@@ -32,7 +32,7 @@ from iinode.proto import (
 from iinode.resolution.native_client import next_request_id
 from iinode.resolution.native_dh import DhKeyPair, client_finish
 from iinode.resolution.native_handler import CHALLENGE_AAD, MAX_CHALLENGED_BYTES, NativeHandler
-from iinode.resolution.native_sessions import PeerState, PendingChallenge
+from iinode.resolution.native_sessions import MAX_UNBOUND_PER_SOURCE, PeerState, PendingChallenge
 from iinode.resolution.native_signing import mac_message, verify_mac
 from iinode.resolution.shared_sessions import SESSIONS_FILE
 from native.nodes import start_node
@@ -215,3 +215,18 @@ async def test_replaying_a_request_of_an_unbound_session_cannot_replace_its_chal
         second.sessions.shutdown()
         await one.store.close()
         await two.store.close()
+
+
+async def test_one_address_holds_a_bounded_number_of_unbound_dh_sessions(tmp_path: Path) -> None:
+    handler = _handler(_service(tmp_path))
+    ids = [(await _dh_session(handler))[0] for _ in range(MAX_UNBOUND_PER_SOURCE + 4)]
+    assert len(handler.sessions) == MAX_UNBOUND_PER_SOURCE
+    now = handler._clock()
+    assert handler.sessions.get(ids[-1], now) is not None
+    assert handler.sessions.get(ids[0], now) is None
+    # Another address is not affected.
+    pair = DhKeyPair.generate()
+    other = (await handler.handle(_setup(pair), ATTACKER)).message
+    assert other is not None
+    assert handler.sessions.get(other.session_id, now) is not None
+    assert len(handler.sessions) == MAX_UNBOUND_PER_SOURCE + 1
