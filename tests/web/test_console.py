@@ -264,6 +264,53 @@ async def test_enterprise_view_shows_machines_and_live_figures(
     assert page.errors == []
 
 
+async def test_enterprise_view_lists_alarms_and_acknowledges_them(
+    network: DemoNetwork, page: Page
+) -> None:
+    ent = network.nodes["88.118.8"].url
+    rule = {
+        "equipment": "88.118.8/PRESS-01",
+        "source": "tag",
+        "name": "temperature",
+        "kind": "high",
+        "limit": 1.0,
+        "severity": "high",
+        "message": "console test",
+    }
+    async with httpx.AsyncClient(timeout=10) as c:
+        r = await c.put(f"{ent}/alarms/rules/console-hot", json=rule)
+        assert r.status_code == 401  # rule changes need credentials
+        r = await c.put(f"{ent}/alarms/rules/console-hot", json=rule, auth=_auth("88.118.8"))
+        assert r.status_code == 200, r.text
+    try:
+        await page.open(f"{ent}/")
+        row = "#alarm-list tr.alarm[data-rule='console-hot']"
+        # the simulator's press runs far above 1 °C: its next reading raises the alarm
+        await page.page.wait_for_selector(f"{row} .alarm-state:text('active')", timeout=20_000)
+        text = await _text(page, row)
+        assert "88.118.8/PRESS-01" in text
+        assert "temperature" in text
+        assert "console test" in text
+        alarm_id = await page.page.get_attribute(row, "data-id")
+        async with httpx.AsyncClient(timeout=10) as c:
+            r = await c.post(f"{ent}/alarms/{alarm_id}/ack")
+            assert r.status_code == 401  # not without the signed-in user's credentials
+        assert (await _text(page, "#machines-down")).startswith("machines down:")
+        await page.page.click(f"{row} button.ack")
+        await page.page.wait_for_selector(f"{row} .alarm-state:text('acknowledged')")
+        assert await page.page.locator(f"{row} button.ack").count() == 0
+        async with httpx.AsyncClient(timeout=10) as c:
+            alarms = (await c.get(f"{ent}/alarms")).json()
+        mine = next(a for a in alarms if a["id"] == alarm_id)
+        assert mine["state"] == "acknowledged"
+        assert mine["acknowledged_by"] == "300:0.NA/88.118.8"
+        await page.shot("enterprise-alarms")
+        assert page.errors == []
+    finally:
+        async with httpx.AsyncClient(timeout=10) as c:
+            await c.delete(f"{ent}/alarms/rules/console-hot", auth=_auth("88.118.8"))
+
+
 async def test_docs_page_renders_offline(network: DemoNetwork, page: Page) -> None:
     outside: list[str] = []
 

@@ -181,6 +181,31 @@ async function networkView() {
 
 const path = (id) => id.split("/").map(encodeURIComponent).join("/");
 
+// The node's open alarms (GET /alarms: active, acknowledged, or cleared and not yet
+// acknowledged), each with its rule's source: a tag or KPI threshold, or the maintenance model.
+function alarmSource(a, rules) {
+  const rule = rules.find((r) => r.id === a.rule);
+  if (!rule) return `${a.rule} (maintenance model)`;
+  const what = rule.source === "model" ? "maintenance model" : rule.source;
+  return `${rule.id}: ${what} ${rule.name} ${rule.kind} ${num(rule.limit, 2)}`;
+}
+
+function alarmTable(alarms, rules) {
+  if (alarms === null) return '<p class="muted">this node has no alarm API</p>';
+  if (!alarms.length) return '<p class="muted">no open alarm</p>';
+  const cls = { active: "bad", acknowledged: "warn", cleared: "idle" };
+  const rows = alarms.map((a) => `<tr class="alarm" data-id="${h(a.id)}" data-rule="${h(a.rule)}">
+    <td>${h(a.equipment)}</td><td>${h(alarmSource(a, rules))}${a.message ? `<div class="muted">${h(a.message)}</div>` : ""}</td>
+    <td><span class="pill ${h(a.severity)}">${h(a.severity)}</span></td>
+    <td><span class="pill ${cls[a.state] || "idle"} alarm-state">${h(a.state)}</span>${a.acknowledged_by
+      ? `<div class="muted">by ${h(a.acknowledged_by)}</div>` : ""}</td>
+    <td class="muted">${new Date(a.raised_us / 1000).toLocaleTimeString()}</td>
+    <td class="num">${num(a.value, 2)}</td>
+    <td>${a.state === "acknowledged" ? "" : `<button class="ack" data-id="${h(a.id)}">Acknowledge</button>`}</td></tr>`).join("");
+  return `<table id="alarm-list"><thead><tr><th>equipment</th><th>source</th><th>severity</th><th>state</th>
+    <th>since</th><th class="num">value</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
+}
+
 async function plantView() {
   const prefix = state.node.prefix;
   if (!credentials()) {
@@ -193,9 +218,11 @@ async function plantView() {
     .filter((e) => e.kind === "machine");
   const since = new Date(Date.now() - TREND_S * 1000).toISOString();
   const trended = equipment.slice(0, TREND_MACHINES);
-  const [plant, notices, trends, ...perMachine] = await Promise.all([
+  const [plant, notices, alarms, rules, trends, ...perMachine] = await Promise.all([
     get(`/kpi/plants/${encodeURIComponent(prefix)}/live`).catch(() => null),
     get("/monitoring/notices").catch(() => ({ notices: [] })),
+    get("/alarms").catch(() => null),
+    get("/alarms/rules").catch(() => []),
     Promise.all(trended.map((e) => get(`/telemetry/equipment/${path(e.id)}/history?tag=temperature`
       + `&start=${encodeURIComponent(since)}&limit=2000`).catch(() => ({ readings: [] })))),
     ...equipment.map((e) => Promise.all([
@@ -230,16 +257,24 @@ async function plantView() {
       ${card("resource utilisation", pct(m.resource_utilisation))}
       ${card("defect rate", pct(m.defect_rate))}
       ${card("cost / good unit", num(m.operating_cost_per_good_unit, 2))}
+      ${card("alarms not acknowledged", alarms ? num(alarms.filter((a) => a.state !== "acknowledged").length) : "—", "card-alarms")}
       ${card("machines down", down.length, "card-down")}
       ${card("notices to answer", open.length, "card-open-notices")}
     </div>
     <div id="lines"></div>
     <div class="grid2" id="charts"></div>
-    <div class="panel"><h2>Alarms</h2>${down.length
-      ? `<ul>${down.map((e) => `<li><span class="pill bad">down</span> ${h(e.id)}</li>`).join("")}</ul>`
-      : '<p class="muted">no machine is down</p>'}
+    <div class="panel" id="alarms"><h2>Alarms</h2>${alarmTable(alarms, rules)}
+      <p class="muted" id="machines-down">machines down: ${down.length
+        ? down.map((e) => `<span class="pill bad">${h(e.id)}</span>`).join(" ") : "none"}</p>
       ${plant?.issues?.length ? `<details><summary class="muted">${plant.issues.length} data-quality notes</summary>
         <pre>${h(plant.issues.join("\n"))}</pre></details>` : ""}</div>`;
+  main.querySelectorAll("#alarms button.ack").forEach((b) => b.addEventListener("click", async () => {
+    b.disabled = true;
+    try {
+      await call("POST", `/alarms/${encodeURIComponent(b.dataset.id)}/ack`);
+    } catch (err) { b.insertAdjacentHTML("afterend", `<span class="error">${h(err.message)}</span>`); return; }
+    refresh();
+  }));
   const linesDiv = $("#lines");
   for (const [line, machines] of lines) {
     const panel = document.createElement("div");
