@@ -71,7 +71,7 @@ def test_columnar_equals_tracker_on_messy_data(tmp_path: Path) -> None:
         readings = messy(item.id, i)
         store.append(readings[: len(readings) // 2])
         store.append(readings[len(readings) // 2 :])  # two files, out of time order
-    settings = KpiWindowSettings()
+    settings = KpiWindowSettings(max_hold_s=300)
     grid = settings.grid
     start, end = T0, T0 + 4 * 3600 * S
     trackers = [settings.tracker(e.id, e) for e in items]

@@ -39,6 +39,13 @@ per failure event, and MTTR the time spent ``down`` per failure event.
 A ratio whose denominator is zero (no planned time, nothing produced, no
 failure) is ``None``, never an error; so is one whose input is unknown (no PRI,
 no energy meter, no consumed-material counter).
+
+Unknown state time: every counted part is in PQ, but time with no known state
+is in no time element, so parts made in it would inflate PRI x PQ / APT.  When
+a period has unknown time (``unknown_us`` > 0), effectiveness, and with it OEE,
+NEE and the equipment load ratio, is ``None`` if the unknown time exceeds the
+known planned busy time (PBT) or the ratio would exceed 1; the period's issues
+say which time was unknown.  A ratio above 1 is never made of missing time.
 """
 
 from __future__ import annotations
@@ -57,9 +64,16 @@ def availability(e: Elements) -> float | None:
     return _ratio(e.apt_us, e.pbt_us)
 
 
+def _unknown_spoils(e: Elements, value: float | None) -> bool:
+    """Whether unknown state time makes a PRI x PQ ratio no figure (module docstring)."""
+    return e.unknown_us > 0 and value is not None and (value > 1 or e.unknown_us > e.pbt_us)
+
+
 def effectiveness(e: Elements) -> float | None:
-    """PRI x PQ / APT (the sum of PRI x PQ over the parts of ``e``)."""
-    return _ratio(e.ideal_s, e.apt_us / US)
+    """PRI x PQ / APT (the sum of PRI x PQ over the parts of ``e``); ``None`` when unknown
+    state time dominates or would make it exceed 1."""
+    value = _ratio(e.ideal_s, e.apt_us / US)
+    return None if _unknown_spoils(e, value) else value
 
 
 def quality_ratio(e: Elements) -> float | None:
@@ -127,8 +141,10 @@ def allocation_efficiency(e: Elements) -> float | None:
 
 
 def equipment_load_ratio(e: Elements) -> float | None:
-    """PQ / EPC with EPC = PBT / PRI, i.e. PRI x PQ / PBT."""
-    return _ratio(e.ideal_s, e.pbt_us / US)
+    """PQ / EPC with EPC = PBT / PRI, i.e. PRI x PQ / PBT (``None`` as effectiveness is
+    when unknown state time dominates or would make it exceed 1)."""
+    value = _ratio(e.ideal_s, e.pbt_us / US)
+    return None if _unknown_spoils(e, value) else value
 
 
 def setup_rate(e: Elements) -> float | None:

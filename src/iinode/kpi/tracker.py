@@ -137,13 +137,16 @@ def atom_elements(atom: _Atom, settings: TrackerSettings) -> Elements:
 
 @dataclass(frozen=True, slots=True)
 class TrackerSettings:
-    """``max_hold_us``: the longest a state sample holds; ``max_gap_us``: the longest two
+    """``max_hold_us``: the longest a state sample holds (24 h: sources report the state
+    by exception, e.g. Sparkplug B sends only changes, so a machine running all shift may
+    have its only state sample hours before; a source that goes silent is marked by a
+    bad-quality reading); ``max_gap_us``: the longest two
     readings of one counter may be apart and still give an increase; ``pri_s``: the
     planned runtime per item (else the shortest ``cycle_time`` of the atom);
     ``meters``: the counters the machine has (a missing energy meter gives no energy
     KPIs rather than zero energy)."""
 
-    max_hold_us: int = 300_000_000
+    max_hold_us: int = 86_400_000_000
     max_gap_us: int = 900_000_000
     pri_s: float | None = None
     meters: frozenset[str] = frozenset({"good_count", "scrap_count", "energy"})
@@ -159,6 +162,14 @@ class TrackerSettings:
     def lookback_us(self) -> int:
         """How far before a period the readings it depends on may lie."""
         return max(self.max_hold_us, self.max_gap_us)
+
+    @property
+    def full_us(self) -> int:
+        """Carry-in: readings from ``max_gap_us`` before a period on are read in full;
+        before that, back to :attr:`lookback_us`, only each tag's last reading (the
+        state in effect, a counter's previous value) is needed, and gives the same
+        elements as all of them."""
+        return self.max_gap_us
 
 
 class MachineTracker:

@@ -19,7 +19,10 @@ The derivation is the tracker's, column by column, and gives the same
   to the tracker's running sums;
 * energy drawn while running: the state in effect just before each reading;
 * failures: entries into ``down`` from another state still in effect;
-* identical duplicate readings are dropped.
+* identical duplicate readings are dropped;
+* carry-in: readings are scanned in full from ``full_us`` before the period; before
+  that, back to ``lookback_us``, only each tag's last readings (the state in effect,
+  a counter's previous value), which give the same elements as all of them.
 
 A machine whose readings the fast path does not model exactly (a reading of
 bad or uncertain quality, an unknown state text, a counter that is not a
@@ -401,7 +404,12 @@ def plant_atoms(
         ids = [equipment[i] for i in indices]
         own = [settings[i] for i in indices]
         low = start_us - max(s.lookback_us for s in own)
-        table = store.scan_tags(ids, _TAGS, low, end_us, limit, [s.value for s in _STATES])
+        full = start_us - max(s.full_us for s in own)
+        texts = [s.value for s in _STATES]
+        table = store.scan_tags(ids, _TAGS, full, end_us, limit, texts)
+        if low < full:  # the carry-in: each tag's last readings before the full scan
+            carried = store.scan_tags(ids, _TAGS, low, full, limit, texts, last_only=True)
+            table = pa.concat_tables([carried, table])
         atoms, left = scanned_atoms(table, len(ids), grid, start_us, end_us, own)
         for m, elements in atoms.items():
             out[ids[m]] = elements

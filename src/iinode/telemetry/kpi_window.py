@@ -96,7 +96,7 @@ class KpiWindowSettings:
 
     window_s: float = 3600.0
     cache_s: float = 15.0
-    max_hold_s: float = 300.0
+    max_hold_s: float = 86400.0
     max_gap_s: float = 900.0
     ideal_cycle_s: Mapping[str, float] = field(default_factory=dict)
     tz: str = "UTC"
@@ -149,6 +149,22 @@ def stored_samples(store: ParquetStore, equipment: str, start_us: int, end_us: i
     return out
 
 
+def carried_samples(
+    store: ParquetStore, equipment: str, start_us: int, tracker: TrackerSettings
+) -> list[Sample]:
+    """A period's carry-in: each KPI tag's last readings between ``tracker.lookback_us``
+    and ``tracker.full_us`` before ``start_us`` (one small query), in feeding order.  A
+    machine that publishes its state only when it changes has its state known from the
+    period's start on (up to ``max_hold_us`` after that reading)."""
+    low, high = start_us - tracker.lookback_us, start_us - tracker.full_us
+    if low >= high:
+        return []
+    rows = store.last_before(equipment, KPI_TAGS, low, high)
+    out = [(r.time_us, r.tag, r.value, r.quality.is_good) for r in rows]
+    out.sort(key=sample_key)
+    return out
+
+
 def machine_atoms(
     store: ParquetStore,
     equipment: str,
@@ -159,7 +175,8 @@ def machine_atoms(
 ) -> dict[int, Elements]:
     """Batch: one machine's elements per atom of ``[start_us, end_us)`` (blocking)."""
     tracker = settings.tracker(equipment, item)
-    samples = stored_samples(store, equipment, start_us - tracker.lookback_us, end_us)
+    samples = carried_samples(store, equipment, start_us, tracker)
+    samples += stored_samples(store, equipment, start_us - tracker.full_us, end_us)
     return batch_elements(samples, settings.grid, start_us, end_us, tracker)
 
 
@@ -329,6 +346,7 @@ __all__ = [
     "KpiMetrics",
     "KpiWindowSettings",
     "LiveKpis",
+    "carried_samples",
     "kpi_metrics",
     "machine_atoms",
     "refresh_kpis",

@@ -377,6 +377,24 @@ class ParquetStore:
         )
         return [Reading(equipment, t, us, _value(*v), Quality(q)) for t, us, q, *v in rows]
 
+    def last_before(
+        self, equipment: str, tags: Sequence[str], start_us: int, end_us: int
+    ) -> list[Reading]:
+        """Each tag's last readings (every reading at its last instant) in
+        ``[start_us, end_us)``, ordered by time and tag: what a period starting at
+        ``end_us`` carries in (the state in effect, a counter's previous value)."""
+        source = self._source([_prefix_of(equipment)])
+        if source is None or not tags:
+            return []
+        where, params = self._window(start_us, end_us)
+        rows = self._query(
+            f"SELECT tag, epoch_us(time), quality, {_VALUES} FROM {source} "
+            f"WHERE {where} AND tag IN (SELECT unnest(?::VARCHAR[])) "
+            "QUALIFY time = max(time) OVER (PARTITION BY tag) ORDER BY time, tag",
+            [equipment, *params, list(tags)],
+        )
+        return [Reading(equipment, t, us, _value(*v), Quality(q)) for t, us, q, *v in rows]
+
     def latest(self, equipment: str) -> dict[str, tuple[int, Value | None, Quality]]:
         """The last stored value of every tag: ``{tag: (time_us, value, quality)}``."""
         source = self._source([_prefix_of(equipment)])
@@ -433,6 +451,8 @@ class ParquetStore:
         end_us: int,
         limit: int,
         texts: Sequence[str] = (),
+        *,
+        last_only: bool = False,
     ) -> pa.Table:
         """Every reading of ``tags`` of the ``equipment`` (one prefix) in
         ``[start_us, end_us)``, in one scan, columnar and in storage order (the caller
@@ -441,6 +461,9 @@ class ParquetStore:
         (double, null for text), ``flags`` (1: an exact integer, 2: a boolean, 4: text),
         ``text_code`` (the text's position in ``texts``, -1 for another text, -2 for no
         text) and ``good`` (the quality is good).
+
+        ``last_only``: only each (equipment, tag)'s readings at its last instant in the
+        window (a period's carry-in).
 
         ``ValueInvalid`` when there are more than ``limit`` readings."""
         if len(tags) > 8:
@@ -466,8 +489,11 @@ class ParquetStore:
             "unnest(range(?::BIGINT)) AS machine) AS m ON s.equipment = m.equipment "
             "WHERE s.tag IN (SELECT unnest(?::VARCHAR[])) "
             "AND s.day >= ?::DATE AND s.time >= make_timestamptz(?::BIGINT) "
-            "AND s.day <= ?::DATE AND s.time < make_timestamptz(?::BIGINT) LIMIT ?"
-        )
+            "AND s.day <= ?::DATE AND s.time < make_timestamptz(?::BIGINT) "
+            + ("QUALIFY s.time = max(s.time) OVER (PARTITION BY s.equipment, s.tag) "
+               if last_only else "")
+            + "LIMIT ?"
+        )  # fmt: skip
         params = [list(tags), list(texts) or [""], list(equipment), len(equipment), list(tags),
                   _day(start_us).isoformat(), start_us, _day(end_us).isoformat(), end_us,
                   limit + 1]  # fmt: skip
