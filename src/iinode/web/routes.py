@@ -3,7 +3,7 @@
 The console is static HTML, CSS and JavaScript modules shipped in this package
 (``static/``), served under ``/console/``; ``/`` redirects there.  Its views
 read the node's own JSON APIs (``/api/node``, ``/monitoring/...``,
-``/telemetry/...``, ``/kpi/...``) with the signed-in user's HTTP Basic
+``/telemetry/...``, ``/kpi/...``, ``/alarms``) with the signed-in user's HTTP Basic
 credentials, so every write is authorised by the API exactly as for any other
 client.  Three small read routes exist for what no API answers:
 
