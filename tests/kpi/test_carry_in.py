@@ -8,7 +8,7 @@ from pathlib import Path
 from iinode.kpi import Elements, KpiStream, Period, PeriodKind, compute, machine_total
 from iinode.kpi.indicators import effectiveness, equipment_load_ratio, oee_index
 from iinode.telemetry.kpi_columnar import plant_atoms
-from iinode.telemetry.kpi_window import KpiWindowSettings, machine_atoms
+from iinode.telemetry.kpi_window import KpiWindowSettings, LiveKpis, machine_atoms
 from iinode.telemetry.model import Equipment, EquipmentKind, Reading
 from iinode.telemetry.simulator import TAGS
 from iinode.telemetry.store import ParquetStore
@@ -95,3 +95,26 @@ def test_unknown_time_never_gives_a_ratio_above_one() -> None:
     # no unknown time: the ratio stands as computed, even above 1 (a wrong PRI shows)
     fast = Elements(apt_us=60 * S, gq=180, ideal_s=3240.0)
     assert effectiveness(fast) == 54.0
+
+
+def test_a_stream_attached_mid_shift_carries_in_from_the_store(tmp_path: Path) -> None:
+    data = readings()
+    store = ParquetStore(tmp_path)
+    store.append(data)  # all stored; the stream sees only what is stored after 06:30
+    settings = KpiWindowSettings()
+    items = [Equipment(id=e, kind=EquipmentKind.MACHINE, tags=TAGS) for e in (BLIND, RUNNING)]
+    live = LiveKpis(settings, {e.id: e for e in items}.get, store=store)
+    live.observe([r for r in data if r.time_us >= T0 + HOUR // 2])
+    live.stream.flush(T0 + HOUR)
+    window = Period(PeriodKind.SHIFT, "w", T0, T0 + HOUR)
+    for e in items:
+        expected = machine_total(e.id, machine_atoms(store, e.id, T0, T0 + HOUR, settings, e))
+        assert live.stream.period([e.id], window, T0 + HOUR) == expected
+    running = live.stream.period([RUNNING], window, T0 + HOUR)
+    assert running.apt_us == HOUR
+    assert running.gq == 180
+    # without the store, the stream knows no state before 06:30 and misses half the parts
+    bare = LiveKpis(settings, {e.id: e for e in items}.get)
+    bare.observe([r for r in data if r.time_us >= T0 + HOUR // 2])
+    bare.stream.flush(T0 + HOUR)
+    assert bare.stream.period([RUNNING], window, T0 + HOUR).apt_us == 0

@@ -202,10 +202,13 @@ class LiveKpis:
         equipment: Callable[[str], Equipment | None] | None = None,
         *,
         lateness_s: float = 5.0,
+        store: ParquetStore | None = None,
     ) -> None:
         self.settings = settings or KpiWindowSettings()
         #: Registered equipment, whose records say which meters a machine has.
         self.known: dict[str, Equipment] = {}
+        #: Where a machine new to the stream gets its carry-in (set by :meth:`attach`).
+        self.store: ParquetStore | None = store
         self._equipment = equipment or self.known.get
         s = self.settings
         self.stream = KpiStream(
@@ -213,17 +216,47 @@ class LiveKpis:
         )
 
     def attach(self, workers: Iterable[IngestWorker]) -> None:
-        """Observe the batches these ingest workers store (each worker once)."""
+        """Observe the batches these ingest workers store (each worker once); the first
+        worker's store gives each machine's carry-in (:meth:`carry_in`)."""
         for worker in workers:
+            if self.store is None:
+                self.store = worker.store
             if self.observe not in worker.observers:
                 worker.observers.append(self.observe)
 
     def observe(self, readings: Iterable[Reading]) -> None:
-        """Feed stored readings (only the KPI tags are used)."""
+        """Feed stored readings (only the KPI tags are used); a machine new to the stream
+        first gets its carry-in from the store."""
         tags = frozenset(KPI_TAGS)
-        for r in readings:
-            if r.tag in tags:
-                self.stream.add(r.equipment, r.time_us, r.tag, r.value, r.quality.is_good)
+        batch = [r for r in readings if r.tag in tags]
+        first: dict[str, int] = {}
+        for r in batch:
+            if r.equipment not in self.stream.machines:
+                first[r.equipment] = min(r.time_us, first.get(r.equipment, r.time_us))
+        for equipment, before_us in first.items():
+            self.carry_in(equipment, before_us)
+        for r in batch:
+            self.stream.add(r.equipment, r.time_us, r.tag, r.value, r.quality.is_good)
+
+    def carry_in(self, equipment: str, before_us: int) -> None:
+        """Feed a machine's stored readings from the start of the atom (shift piece) of
+        ``before_us`` up to it, with the same look-back and carry-in as the batch path,
+        so a stream attached mid-shift knows the state a machine reported (only on change)
+        long before, and the shift so far matches the batch."""
+        store = self.store
+        if store is None:
+            return
+        s = self.settings
+        tracker = s.tracker(equipment, self._equipment(equipment))
+        start = s.grid.atom_start(before_us)
+        try:
+            samples = carried_samples(store, equipment, start, tracker)
+            samples += stored_samples(store, equipment, start - tracker.full_us, before_us)
+        except IinodeError as exc:
+            log.warning("KPI carry-in of %s failed, starting without it: %s", equipment, exc)
+            return
+        for t, tag, value, good in samples:
+            self.stream.add(equipment, t, tag, value, good)
 
 
 class KpiMetrics(Collector):
