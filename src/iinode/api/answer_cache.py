@@ -20,22 +20,29 @@ first.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
 from iinode.node.changes import ChangeCounter
 
-__all__ = ["AnswerCache"]
+__all__ = ["AnswerCache", "UntilWrite"]
 
 #: (handle as it appears in the request path, raw query string)
 CacheKey = tuple[str, bytes]
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
-class AnswerCache:
+class UntilWrite(Generic[K, V]):
+    """Entries kept until the next committed write (any kind of key and value)."""
+
     __slots__ = ("_changes", "_entries", "_generation", "max_entries")
 
     def __init__(self, changes: ChangeCounter, max_entries: int = 65_536) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self._changes = changes
-        self._entries: dict[CacheKey, bytes] = {}
+        self._entries: dict[K, V] = {}
         self._generation = changes.value()
         self.max_entries = max_entries
 
@@ -43,7 +50,7 @@ class AnswerCache:
         """The counter value to pass to :meth:`put`; take it before reading the store."""
         return self._changes.value()
 
-    def get(self, key: CacheKey) -> bytes | None:
+    def get(self, key: K) -> V | None:
         generation = self._changes.value()
         if generation != self._generation:
             self._entries.clear()
@@ -51,7 +58,7 @@ class AnswerCache:
             return None
         return self._entries.get(key)
 
-    def put(self, key: CacheKey, body: bytes, generation: int) -> None:
+    def put(self, key: K, body: V, generation: int) -> None:
         """Keep ``body`` unless a write was committed since ``generation`` was taken."""
         if generation != self._changes.value():
             return
@@ -65,3 +72,9 @@ class AnswerCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class AnswerCache(UntilWrite[CacheKey, bytes]):
+    """Rendered JSON of anonymous, locally answered ``GET /api/handles/{h}`` requests."""
+
+    __slots__ = ()

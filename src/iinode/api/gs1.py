@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Hashable
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -32,6 +31,7 @@ from fastapi.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
+from iinode.api.answer_cache import UntilWrite
 from iinode.api.gs1_links import LINK_TYPE, description_of, handle_for, links_in, links_router
 from iinode.errors import (
     HandleNotFound,
@@ -54,7 +54,6 @@ from iinode.gs1 import (
 )
 from iinode.gs1 import Request as LinkRequest
 from iinode.identifiers import AliasData, HandleName, Record
-from iinode.node.changes import ChangeCounter
 from iinode.node.service import HandleService
 from iinode.resolution import HttpResolver
 
@@ -120,46 +119,8 @@ def descriptions(levels: Levels) -> list[tuple[DigitalLink, str]]:
     return [(lvl, text or lvl.describe()) for lvl, _, _, text in levels]
 
 
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
 #: Status, headers and body of a resolver answer to GET.
 Answer = tuple[int, dict[str, str], bytes]
-
-
-class UntilWrite(Generic[K, V]):
-    """Entries kept until the next committed write.
-
-    Every entry belongs to one value of the node's :class:`~iinode.node.changes.ChangeCounter`
-    (as in :class:`~iinode.api.answer_cache.AnswerCache`), so a write in any process
-    serving the data directory drops them all; the oldest go first past ``max_entries``.
-    """
-
-    def __init__(self, changes: ChangeCounter, max_entries: int = 65_536) -> None:
-        self._changes = changes
-        self._entries: dict[K, V] = {}
-        self._generation = changes.value()
-        self.max_entries = max_entries
-
-    def generation(self) -> int:
-        return self._changes.value()
-
-    def get(self, key: K) -> V | None:
-        generation = self._changes.value()
-        if generation != self._generation:
-            self._entries.clear()
-            self._generation = generation
-            return None
-        return self._entries.get(key)
-
-    def put(self, key: K, value: V, generation: int) -> None:
-        if generation != self._changes.value():
-            return
-        if generation != self._generation:
-            self._entries.clear()
-            self._generation = generation
-        if len(self._entries) >= self.max_entries and key not in self._entries:
-            del self._entries[next(iter(self._entries))]
-        self._entries[key] = value
 
 
 class DigitalLinkResolver:
