@@ -200,7 +200,9 @@ class AlarmStore:
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        self._db.close()
+        # Under the lock: closing while another thread is inside a statement crashes SQLite.
+        with self._lock:
+            self._db.close()
 
     def rules(self) -> list[Rule]:
         with self._lock:
