@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from iinode.errors import StorageError
+from iinode.storage.wal import closing_in_turn
 
 _SYNC = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -147,7 +148,11 @@ class SqliteFile:
 
     def close(self) -> None:
         with self.lock:
-            self._db.close()
+            if self.path is None:
+                self._db.close()
+                return
+            with closing_in_turn(self.path):
+                self._db.close()
 
 
 __all__ = ["SqliteFile"]

@@ -41,6 +41,7 @@ from iinode.storage.search import (
     search_sql,
     terms_json,
 )
+from iinode.storage.wal import closing_in_turn
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS handles (
@@ -340,7 +341,12 @@ class SQLiteStore:
         for thread, db in ((self._write_thread, self._writer), (self._scan_thread, self._scanner)):
             await loop.run_in_executor(thread, db.close)
             thread.shutdown(wait=False)
-        self._db.close()
+        # The loop's connection closes last, in this process's turn (see storage.wal).
+        await asyncio.to_thread(self._close_in_turn)
+
+    def _close_in_turn(self) -> None:
+        with closing_in_turn(self.path):
+            self._db.close()
 
 
 def _bulk_with_terms(
