@@ -1,6 +1,6 @@
 """GS1-Conformant Resolver 1.2 criteria as tests.
 
-docs/architecture.md lists which SHALL statement each test pins.
+src/iinode/gs1/README.md lists which SHALL statement each test pins.
 """
 
 from __future__ import annotations
