@@ -17,9 +17,12 @@ import hashlib
 import hmac
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
+from enum import Enum
+from itertools import islice
 
 from iinode.identifiers import HandleName, IndexedHandle
 from iinode.identifiers.wire import WireReader, WireWriter
@@ -216,6 +219,17 @@ def session_mac(key: bytes, signed_data: bytes) -> bytes:
     return hmac.new(key, signed_data, hashlib.sha256).digest()
 
 
+class Evictable(Enum):
+    """What ``SessionTable`` evicts when full, in this order, earliest first."""
+
+    #: Ended sessions kept only for their replay state (a shared table's closed rows).
+    CLOSED = "closed"
+    #: Sessions nobody has authenticated yet (anyone may set one up).
+    UNBOUND = "unbound"
+    #: Any session, bound ones included.
+    ANY = "any"
+
+
 class SessionTable:
     """Open sessions of one server process, bounded and expiring.
 
@@ -223,6 +237,13 @@ class SessionTable:
     go first, earliest expiring first, and a bound one only when no unbound one
     is left.  One source address holds at most ``max_unbound_per_source``
     unbound sessions.
+
+    ``open`` and that eviction policy (``_drop_unbound_of``, ``_evict``) are the
+    same for every backend; a backend supplies the storage steps they are made
+    of: ``_transaction``, ``_drop_expired``, ``_store``, ``_unbound_of``,
+    ``_earliest``, ``_count`` and ``_delete``.  Here they act on the in-memory
+    table, where "earliest" is the order of opening (the timeout may differ;
+    close enough) and an expired session goes when it is asked for.
     """
 
     def __init__(
@@ -240,7 +261,7 @@ class SessionTable:
         self.max_unbound_per_source = max_unbound_per_source
         self._random = random
         self._sessions: OrderedDict[int, Session] = OrderedDict()
-        #: Unbound sessions, in order of opening (the timeout may differ; close enough).
+        #: Unbound sessions, in order of opening.
         self._unbound: OrderedDict[int, None] = OrderedDict()
 
     def __len__(self) -> int:
@@ -261,13 +282,18 @@ class SessionTable:
 
         ``source``: the client's address (default ``OPENING_SOURCE``).
         """
-        session = self._new_session(
-            identity, now, timeout, key=key, claimed=claimed, handle_net=handle_net,
-            source=source,
-        )  # fmt: skip
-        if identity is None:
-            self._drop_unbound_of(session.source, self.max_unbound_per_source - 1)
-        self._insert(session)
+        with self._transaction():
+            self._drop_expired(now)
+            while True:
+                session = self._new_session(
+                    identity, now, timeout, key=key, claimed=claimed, handle_net=handle_net,
+                    source=source,
+                )  # fmt: skip
+                if identity is None:
+                    self._drop_unbound_of(session.source, self.max_unbound_per_source - 1)
+                if self._store(session):
+                    break
+            self._evict()
         return session
 
     def _new_session(
@@ -294,20 +320,55 @@ class SessionTable:
             handle_net=handle_net, source=source_of(address) if address else "",
         )  # fmt: skip
 
+    # -- the eviction policy ------------------------------------------------------
     def _drop_unbound_of(self, source: str, keep: int) -> None:
-        mine = [i for i in self._unbound if self._sessions[i].source == source]
-        for session_id in mine[: max(0, len(mine) - keep)]:
-            self._forget(session_id)
+        """Down to the ``keep`` latest unbound sessions of ``source``."""
+        mine = self._unbound_of(source)
+        self._delete(mine[: max(0, len(mine) - keep)])
 
-    def _insert(self, session: Session) -> None:
+    def _evict(self) -> None:
+        """Down to ``max_sessions``: each kind of ``Evictable`` in turn, earliest first."""
+        excess = self._count() - self.max_sessions
+        for kind in Evictable:
+            if excess <= 0:
+                return
+            ids = self._earliest(kind, excess)
+            self._delete(ids)
+            excess -= len(ids)
+
+    # -- storage steps (in memory) ------------------------------------------------
+    def _transaction(self) -> AbstractContextManager[object]:
+        """What ``open`` runs in: all of it or nothing (in memory: nothing can fail)."""
+        return nullcontext()
+
+    def _drop_expired(self, now: float) -> None:
+        """Delete what has expired by ``now`` (in memory: left to ``get``)."""
+
+    def _store(self, session: Session) -> bool:
+        """Add ``session``; False when its id turns out taken (draw again)."""
         self._remember(session)
         if session.identity is None:
             self._unbound[session.session_id] = None
-        while len(self._sessions) > self.max_sessions:
-            if self._unbound:
-                self._forget(next(iter(self._unbound)))
-            else:
-                self._forget(next(iter(self._sessions)))
+        return True
+
+    def _unbound_of(self, source: str) -> list[int]:
+        """The unbound sessions opened from ``source``, earliest first."""
+        return [i for i in self._unbound if self._sessions[i].source == source]
+
+    def _earliest(self, kind: Evictable, limit: int) -> list[int]:
+        """At most ``limit`` sessions of ``kind``, earliest first."""
+        if kind is Evictable.CLOSED:
+            return []  # an ended session is forgotten at once
+        order = self._unbound if kind is Evictable.UNBOUND else self._sessions
+        return list(islice(order, limit))
+
+    def _count(self) -> int:
+        """What counts against ``max_sessions``."""
+        return len(self._sessions)
+
+    def _delete(self, session_ids: Iterable[int]) -> None:
+        for session_id in session_ids:
+            self._forget(session_id)
 
     def _remember(self, session: Session) -> None:
         self._sessions[session.session_id] = session

@@ -24,18 +24,21 @@ one row per session.
 
 The table is bounded: ``max_sessions`` sessions, unbound ones (and closed rows)
 evicted before any bound one, at most ``max_unbound_per_source`` unbound ones
-per source address.  Each operation is a few indexed statements (no scans but
-the row count when opening), short enough for the event loop.
+per source address: ``SessionTable``'s ``open`` and eviction policy, run over
+this table's statements.  Each operation is a few indexed statements (no scans
+but the row count when opening), short enough for the event loop.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from iinode.identifiers import IndexedHandle
 from iinode.node.challenges import connect_private, ensure_schema, private_dir
-from iinode.resolution.native_sessions import REPLAY_WINDOW, Session, SessionTable
+from iinode.resolution.native_sessions import REPLAY_WINDOW, Evictable, Session, SessionTable
 
 #: File of the shared table inside the node's data directory.
 SESSIONS_FILE = "sessions.sqlite3"
@@ -68,6 +71,14 @@ CREATE TABLE IF NOT EXISTS used (
     PRIMARY KEY (session, number)
 ) WITHOUT ROWID;
 """
+
+
+#: Each kind of row ``SessionTable._evict`` takes, as a condition on ``sessions``.
+_KINDS = {
+    Evictable.CLOSED: "closed",
+    Evictable.UNBOUND: "identity IS NULL AND NOT closed",
+    Evictable.ANY: "1",
+}
 
 
 def _text(identity: IndexedHandle | None) -> str | None:
@@ -106,75 +117,63 @@ class SQLiteSessionTable(SessionTable):
         (count,) = self.db.execute("SELECT count(*) FROM sessions WHERE NOT closed").fetchone()
         return int(count)
 
-    def open(
-        self,
-        identity: IndexedHandle | None,
-        now: float,
-        timeout: int = 0,
-        *,
-        key: bytes | None = None,
-        claimed: IndexedHandle | None = None,
-        handle_net: bool = False,
-        source: str | None = None,
-    ) -> Session:
+    # -- storage steps of ``SessionTable.open`` and its eviction policy -------------
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute(
-                "DELETE FROM used WHERE session IN (SELECT id FROM sessions WHERE expires <= ?)",
-                (now,),
-            )
-            db.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
-            while True:
-                session = self._new_session(
-                    identity, now, timeout, key=key, claimed=claimed, handle_net=handle_net,
-                    source=source,
-                )  # fmt: skip
-                if identity is None:
-                    db.execute(
-                        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
-                        "WHERE identity IS NULL AND NOT closed AND source = ? "
-                        "ORDER BY expires DESC LIMIT -1 OFFSET ?)",
-                        (session.source, max(0, self.max_unbound_per_source - 1)),
-                    )
-                try:
-                    db.execute(
-                        "INSERT INTO sessions (id, expires, key, identity, claimed, handle_net, "
-                        "source) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (session.session_id, session.expires, session.key, _text(identity),
-                         _text(claimed), int(handle_net), session.source),
-                    )  # fmt: skip
-                except sqlite3.IntegrityError:
-                    continue  # an id another process holds: draw again
-                break
-            self._evict()
+            yield
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        self._remember(session)
-        return session
 
-    def _evict(self) -> None:
-        """Down to ``max_sessions`` rows: closed rows first, then unbound sessions,
-        then (only when no unbound one is left) bound ones; earliest expiring first."""
+    def _drop_expired(self, now: float) -> None:
         db = self.db
-        (count,) = db.execute("SELECT count(*) FROM sessions").fetchone()
-        excess = int(count) - self.max_sessions
-        for where in ("closed", "identity IS NULL AND NOT closed", "1"):
-            if excess <= 0:
-                return
-            ids = [
-                row[0]
-                for row in db.execute(
-                    f"SELECT id FROM sessions WHERE {where} ORDER BY expires LIMIT ?",
-                    (excess,),
-                )
-            ]
-            for session_id in ids:
-                db.execute("DELETE FROM used WHERE session = ?", (session_id,))
-                db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
-            excess -= len(ids)
+        db.execute(
+            "DELETE FROM used WHERE session IN (SELECT id FROM sessions WHERE expires <= ?)",
+            (now,),
+        )
+        db.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
+
+    def _store(self, session: Session) -> bool:
+        try:
+            self.db.execute(
+                "INSERT INTO sessions (id, expires, key, identity, claimed, handle_net, "
+                "source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (session.session_id, session.expires, session.key, _text(session.identity),
+                 _text(session.claimed), int(session.handle_net), session.source),
+            )  # fmt: skip
+        except sqlite3.IntegrityError:
+            return False  # an id another process holds
+        self._remember(session)
+        return True
+
+    def _unbound_of(self, source: str) -> list[int]:
+        rows = self.db.execute(
+            f"SELECT id FROM sessions WHERE {_KINDS[Evictable.UNBOUND]} AND source = ? "
+            "ORDER BY expires",
+            (source,),
+        )
+        return [row[0] for row in rows]
+
+    def _earliest(self, kind: Evictable, limit: int) -> list[int]:
+        rows = self.db.execute(
+            f"SELECT id FROM sessions WHERE {_KINDS[kind]} ORDER BY expires LIMIT ?", (limit,)
+        )
+        return [row[0] for row in rows]
+
+    def _count(self) -> int:
+        """Every row, closed ones included."""
+        (count,) = self.db.execute("SELECT count(*) FROM sessions").fetchone()
+        return int(count)
+
+    def _delete(self, session_ids: Iterable[int]) -> None:
+        db = self.db
+        for session_id in session_ids:
+            db.execute("DELETE FROM used WHERE session = ?", (session_id,))
+            db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
 
     def get(self, session_id: int, now: float) -> Session | None:
         row = self.db.execute(
