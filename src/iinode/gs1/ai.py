@@ -3,8 +3,11 @@
 The table follows the GS1 General Specifications (section 3.2, the AI table):
 each AI has one or more components, numeric (``N``) or alphanumeric, of fixed
 length (``N6``) or up to a maximum (``X..20``).  Alphanumeric components use
-GS1 character set 82 (``X``) or, for a CPID, character set 39 (``Y``).  Keys
-whose value carries a GS1 mod-10 check digit name its 1-based position.
+GS1 character set 82 (``X``) or, for a CPID, character set 39 (``Y``).  The
+third column lists checks: ``cN``, a GS1 mod-10 check digit at 1-based position N;
+``a``, the check character pair of a GMN (mod 1021 over character set 82, General
+Specifications 7.9.6); ``g``, a value that starts with a GS1 Company Prefix (at
+least its first four characters are digits, the Syntax Dictionary's ``gcppos1``).
 
 The component split is the one the GS1 Digital Link compression algorithm
 encodes by (a fixed numeric part, then a variable part), so one table serves
@@ -14,6 +17,7 @@ validation and compression.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from iinode.errors import ValueInvalid
@@ -51,6 +55,8 @@ class ApplicationIdentifier:
     title: str
     components: tuple[Component, ...]
     check_digit: int | None = None  # 1-based position of a mod-10 check digit
+    check_pair: bool = False  # ends in a GMN check character pair
+    company_prefix: bool = False  # starts with a GS1 Company Prefix
 
     @property
     def fixed_length(self) -> bool:
@@ -61,11 +67,12 @@ class ApplicationIdentifier:
         return "+".join(c.describe() for c in self.components)
 
 
-# AI  format  [check-digit position]  title.  Ranges ``310n`` expand n = 0..5 (0..9 for 39xx).
+# AI  format  checks (``-``: none)  title.  Ranges ``310n`` expand n = 0..5 (0..9 for 39xx).
 _TABLE = """
 00 N18 c18 SSCC
 01 N14 c14 GTIN
 02 N14 c14 CONTENT
+03 N14 c14 MTO GTIN
 10 X..20 - BATCH/LOT
 11 N6 - PROD DATE
 12 N6 - DUE DATE
@@ -89,7 +96,7 @@ _TABLE = """
 30 N..8 - VAR. COUNT
 37 N..8 - COUNT
 400 X..30 - ORDER NUMBER
-401 X..30 - GINC
+401 X..30 g GINC
 402 N17 c17 GSIN
 403 X..30 - ROUTE
 410 N13 c13 SHIP TO LOC
@@ -135,6 +142,10 @@ _TABLE = """
 4324 N10 - NBEF DEL DT
 4325 N10 - NAFT DEL DT
 4326 N6 - REL DATE
+4330 N6+X..1 - MAX TEMP F.
+4331 N6+X..1 - MAX TEMP C.
+4332 N6+X..1 - MIN TEMP F.
+4333 N6+X..1 - MIN TEMP C.
 7001 N13 - NSN
 7002 X..30 - MEAT CUT
 7003 N10 - EXPIRY TIME
@@ -145,36 +156,57 @@ _TABLE = """
 7008 X..3 - AQUATIC SPECIES
 7009 X..10 - FISHING GEAR TYPE
 7010 X..2 - PROD METHOD
+7011 N6+N..4 - TEST BY DATE
 7020 X..20 - REFURB LOT
 7021 X..20 - FUNC STAT
 7022 X..20 - REV STAT
-7023 X..30 - GIAI - ASSEMBLY
+7023 X..30 g GIAI - ASSEMBLY
 7040 N1+X3 - UIC+EXT
+7041 X..4 - UFRGT UNIT TYPE
 710 X..20 - NHRN PZN
 711 X..20 - NHRN CIP
 712 X..20 - NHRN CN
 713 X..20 - NHRN DRN
 714 X..20 - NHRN AIM
 715 X..20 - NHRN NDC
+716 X..20 - NHRN AIC
+717 X..20 - NHRN SRN
 7240 X..20 - PROTOCOL
+7241 N2 - AIDC MEDIA TYPE
+7242 X..25 - VCN
+7250 N8 - DOB
+7251 N12 - DOB TIME
+7252 N1 - BIO SEX
+7253 X..40 - FAMILY NAME
+7254 X..40 - GIVEN NAME
+7255 X..10 - SUFFIX
+7256 X..90 - FULL NAME
+7257 X..70 - PERSON ADDR
+7258 X3 - BIRTH SEQUENCE
+7259 X..40 - BABY
 8001 N14 - DIMENSIONS
 8002 X..20 - CMT No.
 8003 N14+X..16 c14 GRAI
-8004 X..30 - GIAI
+8004 X..30 g GIAI
 8005 N6 - PRICE PER UNIT
 8006 N18 c14 ITIP
 8007 X..34 - IBAN
 8008 N8+N..4 - PROD TIME
 8009 X..50 - OPTSEN
-8010 Y..30 - CPID
+8010 Y..30 g CPID
 8011 N..12 - CPID SERIAL
 8012 X..20 - VERSION
-8013 X..25 - GMN
+8013 X..25 a,g GMN
+8014 X..25 a,g MUDI
 8017 N18 c18 GSRN - PROVIDER
 8018 N18 c18 GSRN - RECIPIENT
 8019 N..10 - SRIN
 8020 X..25 - REF No.
 8026 N18 c14 ITIP CONTENT
+8040 N15 - IMEI
+8041 N15 - IMEI2
+8042 N32 - ESIM
+8043 N18+N..2 - PSIM
 8110 X..70 - COUPON
 8111 N4 - POINTS
 8112 X..70 - COUPON
@@ -213,9 +245,12 @@ def _components(spec: str) -> tuple[Component, ...]:
 def _build() -> dict[str, ApplicationIdentifier]:
     table: dict[str, ApplicationIdentifier] = {}
     for line in _TABLE.strip().splitlines():
-        ai, spec, check, title = line.split(" ", 3)
-        position = None if check == "-" else int(check[1:])
-        table[ai] = ApplicationIdentifier(ai, title, _components(spec), position)
+        ai, spec, checks, title = line.split(" ", 3)
+        flags = set() if checks == "-" else set(checks.split(","))
+        position = next((int(f[1:]) for f in flags if f.startswith("c")), None)
+        table[ai] = ApplicationIdentifier(
+            ai, title, _components(spec), position, "a" in flags, "g" in flags
+        )
     for stems, rule in re.findall(r"([\d\s]+?) : (.+)", _FAMILIES):
         digits, spec, title = rule.split(" ", 2)
         first, last = (int(d) for d in digits.split("-"))
@@ -231,34 +266,85 @@ def _build() -> dict[str, ApplicationIdentifier]:
 #: Every AI the resolver knows, by its digits.
 AI_TABLE: dict[str, ApplicationIdentifier] = _build()
 
-#: Primary keys of the GS1 Digital Link path grammar and their key qualifiers:
-#: a sequence of optional slots, in the order they must appear, each slot one AI
-#: out of its alternatives (``/01/{gtin}[/22/{cpv}][/10/{lot}][/21/{ser}|/235/{tpx}]``).
+#: Primary keys of the GS1 Digital Link path grammar and their key qualifiers, as the
+#: Syntax Dictionary's ``dlpkey`` attribute gives them: alternative sequences, each a
+#: list of optional qualifiers in the order they must appear; a path follows one
+#: alternative (``01``: ``/22/../10/../21/..`` or ``/235/..``, never both kinds).
 PRIMARY_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "01": (("22",), ("10",), ("21", "235")),
-    "8006": (("22",), ("10",), ("21",)),
     "00": (),
+    "01": (("22", "10", "21"), ("235",)),
     "253": (),
     "255": (),
     "401": (),
     "402": (),
-    "414": (("254", "7040"),),
+    "414": (("254",), ("7040",)),
+    "415": (("8020",),),
     "417": (("7040",),),
     "8003": (),
     "8004": (("7040",),),
+    "8006": (("22", "10", "21"),),
     "8010": (("8011",),),
     "8013": (),
     "8017": (("8019",),),
     "8018": (("8019",),),
 }
 #: Every AI that may stand in a path after some primary key.
-QUALIFIERS = frozenset(ai for slots in PRIMARY_KEYS.values() for slot in slots for ai in slot)
+QUALIFIERS = frozenset(ai for alts in PRIMARY_KEYS.values() for alt in alts for ai in alt)
+
+
+def qualifier_alternative(key: str, qualifiers: Sequence[str]) -> tuple[str, ...] | None:
+    """The alternative of ``key`` that ``qualifiers`` follow (in order, each at most
+    once), ``None`` when none does."""
+    for alt in PRIMARY_KEYS.get(key, ()):
+        positions = [alt.index(ai) if ai in alt else -1 for ai in qualifiers]
+        if all(p >= 0 for p in positions) and positions == sorted(set(positions)):
+            return alt
+    return None if qualifiers else ()
 
 
 def check_digit(digits: str) -> int:
     """The GS1 mod-10 check digit for ``digits`` (weights 3, 1, 3, ... from the right)."""
     total = 3 * sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2]))
     return (10 - total % 10) % 10
+
+
+#: The check characters of a GMN pair (General Specifications figure 7.9.6-1).
+CSET32 = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+_CSET82_VALUE = {c: i for i, c in enumerate(sorted(CSET82))}
+
+
+def _primes() -> tuple[int, ...]:
+    found: list[int] = []
+    n = 2
+    while len(found) < 100:
+        if all(n % p for p in found if p * p <= n):
+            found.append(n)
+        n += 1
+    return tuple(found)
+
+
+#: Weights of the check character pair: the primes, from the rightmost character.
+_PAIR_WEIGHTS = _primes()
+
+
+def check_pair(text: str) -> str:
+    """The two check characters of a GMN whose other characters are ``text``.
+
+    Each character's value is its position in character set 82 (``!`` is 0, ``z``
+    81); the values weighted by the primes 2, 3, 5, ... from the right, summed,
+    modulo 1021, give a 10-bit number whose high and low five bits pick the two
+    characters of ``CSET32``.
+    """
+    if len(text) > len(_PAIR_WEIGHTS):
+        raise DigitalLinkError(f"{len(text)} characters is too long for a check character pair")
+    try:
+        total = sum(
+            _CSET82_VALUE[c] * w for c, w in zip(reversed(text), _PAIR_WEIGHTS, strict=False)
+        )
+    except KeyError as exc:
+        raise DigitalLinkError(f"{exc.args[0]!r} is not in GS1 character set 82") from None
+    total %= 1021
+    return CSET32[total >> 5] + CSET32[total & 31]
 
 
 def normalise_gtin(value: str) -> str:
@@ -312,6 +398,18 @@ def validate(ai: str, value: str) -> None:
         )
     if not value:
         raise DigitalLinkError(f"AI {ai} ({entry.title}) has an empty value")
+    if entry.company_prefix and not (value[:4].isascii() and value[:4].isdigit()):
+        raise DigitalLinkError(
+            f"AI {ai} ({entry.title}) {value!r} must start with a GS1 Company Prefix "
+            "(at least four digits)"
+        )
+    if entry.check_pair:
+        pair, wanted = value[-2:], check_pair(value[:-2])
+        if pair != wanted:
+            raise DigitalLinkError(
+                f"AI {ai} ({entry.title}) {value!r}: check character pair {pair!r} is wrong "
+                f"(the characters before it give {wanted!r})"
+            )
     if entry.check_digit is not None:
         n = entry.check_digit
         body, given = value[: n - 1], int(value[n - 1])

@@ -16,11 +16,12 @@ from urllib.parse import quote, unquote
 from iinode.gs1.ai import (
     AI_TABLE,
     PRIMARY_KEYS,
-    QUALIFIERS,
     DigitalLinkError,
     normalise_gtin,
+    qualifier_alternative,
     validate,
 )
+from iinode.gs1.associations import NOT_DATA_ATTRIBUTES, check_associations
 
 #: The characters of a value left as they are in a canonical URI (RFC 3986 unreserved).
 _SAFE = "-._~"
@@ -77,40 +78,56 @@ def check_elements(
     qualifiers: Sequence[tuple[str, str]],
     attributes: Sequence[tuple[str, str]] = (),
 ) -> None:
-    """Raise ``DigitalLinkError`` unless the elements form a valid Digital Link."""
+    """Raise ``DigitalLinkError`` unless the elements form a valid Digital Link.
+
+    This is the syntax of each element and of the path; the rules on which AIs
+    stand together are ``check_associations``, applied where a URI comes in.
+    """
     key, value = primary
     if key not in PRIMARY_KEYS:
         if key in AI_TABLE:
             raise DigitalLinkError(f"AI {key} ({AI_TABLE[key].title}) is not a GS1 primary key")
         raise DigitalLinkError(f"unknown GS1 Application Identifier {key!r}")
     validate(key, value)
-    slots = PRIMARY_KEYS[key]
-    position = 0
+    alternatives = PRIMARY_KEYS[key]
+    allowed = " | ".join(", ".join(alt) for alt in alternatives) or "none"
+    path_ais = [ai for ai, _ in qualifiers]
     for ai, v in qualifiers:
         if ai not in AI_TABLE:
             raise DigitalLinkError(f"unknown GS1 Application Identifier {ai!r}")
-        where = next((i for i, slot in enumerate(slots) if ai in slot), None)
-        if where is None:
-            allowed = ", ".join("|".join(s) for s in slots) or "none"
+        if not any(ai in alt for alt in alternatives):
             raise DigitalLinkError(
                 f"AI {ai} is not a key qualifier of primary key {key} (its qualifiers: {allowed})"
             )
-        if where < position:
-            order = " then ".join("|".join(s) for s in slots)
-            raise DigitalLinkError(
-                f"key qualifier {ai} is out of order or repeated; after {key} the order is {order}"
-            )
         validate(ai, v)
-        position = where + 1
-    seen = set()
-    for ai, v in attributes:
-        if ai in PRIMARY_KEYS or ai in QUALIFIERS:
+    if qualifier_alternative(key, path_ais) is None:
+        if any(all(ai in alt for ai in path_ais) for alt in alternatives):
             raise DigitalLinkError(
-                f"AI {ai} is a GS1 key or key qualifier; it belongs in the path, not the query"
+                f"key qualifiers {', '.join(path_ais)} are out of order or repeated; "
+                f"after {key} the order is {allowed}"
             )
+        raise DigitalLinkError(
+            f"key qualifiers {', '.join(path_ais)} cannot be combined after {key} "
+            f"(one of the sequences {allowed})"
+        )
+    seen = {key, *path_ais}
+    for ai, v in attributes:
         if ai in seen:
-            raise DigitalLinkError(f"AI {ai} appears twice in the query string")
+            raise DigitalLinkError(f"AI {ai} appears twice in the Digital Link")
         seen.add(ai)
+        if ai not in AI_TABLE:
+            raise DigitalLinkError(f"unknown GS1 Application Identifier {ai!r}")
+        for cut in range(len(path_ais) + 1):
+            if qualifier_alternative(key, [*path_ais[:cut], ai, *path_ais[cut:]]) is not None:
+                raise DigitalLinkError(
+                    f"AI {ai} is a key qualifier of {key} here; it belongs in the path, "
+                    "not the query"
+                )
+        if ai in NOT_DATA_ATTRIBUTES:
+            raise DigitalLinkError(
+                f"AI {ai} ({AI_TABLE[ai].title}) is not permitted as a GS1 Digital Link "
+                "data attribute"
+            )
         validate(ai, v)
 
 
@@ -146,18 +163,37 @@ def parse_path(raw_path: str, query: Iterable[tuple[str, str]] = ()) -> DigitalL
     if key == "01":
         value = normalise_gtin(value)
     attributes = [(k, v) for k, v in query if is_ai(k)]
-    return DigitalLink((key, value), tuple(qualifiers), tuple(attributes))
+    link = DigitalLink((key, value), tuple(qualifiers), tuple(attributes))
+    check_associations(link.elements())
+    return link
 
 
 def from_elements(elements: dict[str, str]) -> DigitalLink:
-    """The Digital Link of a set of AI values (as decompression gives them)."""
+    """The Digital Link of a set of AI values (as decompression gives them).
+
+    The qualifiers of the key follow the alternative that takes the most of them
+    into the path (the first one whose link is valid); the other AIs are data
+    attributes.
+    """
     keys = [ai for ai in elements if ai in PRIMARY_KEYS]
     if len(keys) != 1:
         found = ", ".join(keys) or "none"
         raise DigitalLinkError(f"exactly one GS1 primary key is needed (found: {found})")
     key = keys[0]
-    slots = PRIMARY_KEYS[key]
-    qualifiers = [(ai, elements[ai]) for slot in slots for ai in slot if ai in elements]
-    used = {key, *(ai for ai, _ in qualifiers)}
-    attributes = [(ai, v) for ai, v in elements.items() if ai not in used]
-    return DigitalLink((key, elements[key]), tuple(qualifiers), tuple(attributes))
+    alternatives = sorted(
+        PRIMARY_KEYS[key] or ((),), key=lambda alt: -sum(ai in elements for ai in alt)
+    )
+    failure: DigitalLinkError | None = None
+    for alt in alternatives:
+        qualifiers = [(ai, elements[ai]) for ai in alt if ai in elements]
+        used = {key, *(ai for ai, _ in qualifiers)}
+        attributes = [(ai, v) for ai, v in elements.items() if ai not in used]
+        try:
+            link = DigitalLink((key, elements[key]), tuple(qualifiers), tuple(attributes))
+        except DigitalLinkError as exc:
+            failure = failure or exc
+            continue
+        check_associations(link.elements())
+        return link
+    assert failure is not None
+    raise failure
