@@ -30,7 +30,9 @@ holds the secret.  Every failure says the same thing whether the identity exists
 or not, an unknown identity costs about what a known one does (a decoy secret),
 and failures are counted per source address, and per address and identity
 (``node.ratelimit``): a source out of attempts is refused before any secret is
-checked.
+checked.  The counts are shared by all processes of the node when the
+``Authorizer`` is given a ``FailureStore`` (``node.failure_counts``:
+``failure_store_for(settings)``), else kept per process.
 """
 
 from __future__ import annotations
@@ -61,7 +63,13 @@ from iinode.identifiers import (
 )
 from iinode.identifiers.wire import WireReader, WireWriter
 from iinode.node import dsa_keys as dsa
-from iinode.node.ratelimit import FailureLimiter, FailureLimits, retry_text
+from iinode.node.failure_counts import (
+    CLIENT_SCOPE,
+    NODE_SCOPE,
+    FailureStore,
+    SharedFailureLimiter,
+)
+from iinode.node.ratelimit import FailureCounter, FailureLimiter, FailureLimits, retry_text
 from iinode.node.seckey_answers import answer_type, check_answer, seckey_answer
 from iinode.node.secret_box import NodeSecrets
 from iinode.node.verifier import SecretVerifier, stored_secret
@@ -208,21 +216,30 @@ class Authorizer:
         *,
         secrets: NodeSecrets | None = None,
         limits: FailureLimits | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
+        failures: FailureStore | None = None,
     ) -> None:
         self._lookup = lookup
         self._node_admins = node_admins
         self.secrets = secrets if secrets is not None else NodeSecrets(None)
         #: Observers of failed authentications (monitoring); they must not raise.
         self.failure_observers: list[AuthFailureObserver] = []
-        #: Failed authentications per source address.
-        # Per process: with N worker processes a source may get N times the attempts
-        # (see "Failures" in docs/architecture.md).
-        self.limiter = FailureLimiter(limits, clock)
+        #: Failed authentications per source address, and per address and identity:
+        #: in ``failures`` (shared by the node's processes) if given, else per process.
+        self.limiter: FailureCounter
         #: Failed VERIFY_RESPONSE checks asked by neighbour nodes (parent, children) for
         #: their clients, whom they limit themselves: counted far more leniently, so
         #: that one client of a child cannot lock an identity out for all of them.
-        self.node_limiter = FailureLimiter(NODE_FAILURE_LIMITS, clock)
+        self.node_limiter: FailureCounter
+        if failures is None:
+            self.limiter = FailureLimiter(limits, clock or time.monotonic)
+            self.node_limiter = FailureLimiter(NODE_FAILURE_LIMITS, clock or time.monotonic)
+        else:
+            wall = clock or time.time
+            self.limiter = SharedFailureLimiter(failures, CLIENT_SCOPE, limits, clock=wall)
+            self.node_limiter = SharedFailureLimiter(
+                failures, NODE_SCOPE, NODE_FAILURE_LIMITS, clock=wall
+            )
         #: Checks answers for identities held by other nodes (None: refuse them).
         self.remote_verifier: RemoteVerify | None = None
         self._verified: set[bytes] = set()
@@ -269,21 +286,32 @@ class Authorizer:
         escape the address's own bound (``node.ratelimit``)."""
         return None if peer is None else (peer, str(identity))
 
-    def retry_after(self, identity: IndexedHandle, peer: str | None) -> float:
-        """Seconds until ``peer`` may try to authenticate as ``identity`` again (0: now)."""
-        return self.limiter.retry_after(self._limit_key(identity, peer))
+    async def wait_time(self, identity: IndexedHandle, peer: str | None) -> float:
+        """Seconds until ``peer`` may try to authenticate as ``identity`` again (0: now),
+        counting the failures every process of the node has seen."""
+        return await self.limiter.wait(self._limit_key(identity, peer))
 
-    def _check_limit(self, identity: IndexedHandle, peer: str | None) -> None:
-        wait = self.retry_after(identity, peer)
+    def retry_after(self, identity: IndexedHandle, peer: str | None) -> float:
+        """``wait_time`` as far as this process knows without asking the shared
+        counts (exact when they are kept per process)."""
+        return self.limiter.known_wait(self._limit_key(identity, peer))
+
+    async def _check_limit(self, identity: IndexedHandle, peer: str | None) -> None:
+        wait = await self.wait_time(identity, peer)
         if wait > 0:
             raise AuthenticationFailed(
                 f"too many failed authentications as {identity} from {peer}; "
                 f"try again in {retry_text(wait)}"
             )
 
-    def _refuse(self, identity: IndexedHandle, peer: str | None) -> AuthenticationFailed:
-        self.limiter.failed(self._limit_key(identity, peer))
+    async def _refuse(self, identity: IndexedHandle, peer: str | None) -> AuthenticationFailed:
+        await self.limiter.charge(self._limit_key(identity, peer))
         return AuthenticationFailed(f"authentication as {identity} failed")
+
+    async def aclose(self) -> None:
+        """Close the shared failure counts' connections (a later use opens them again)."""
+        await self.limiter.aclose()
+        await self.node_limiter.aclose()
 
     async def check_seckey_answer(
         self,
@@ -336,13 +364,13 @@ class Authorizer:
         limit of ``peer`` (a source out of attempts gets ``False`` unchecked); a
         ``neighbour`` node asking for its clients has the lenient ``node_limiter``."""
         limiter = self.node_limiter if neighbour else self.limiter
-        if limiter.retry_after(self._limit_key(identity, peer)) > 0:
+        if await limiter.wait(self._limit_key(identity, peer)) > 0:
             return False
         ok = await self.check_seckey_answer(
             identity, nonce, request_digest, answer, old_format=old_format
         )
         if not ok:
-            limiter.failed(self._limit_key(identity, peer))
+            await limiter.charge(self._limit_key(identity, peer))
         return ok
 
     async def verify_answer(
@@ -361,7 +389,7 @@ class Authorizer:
         ``old_format``: the peer speaks a version below 2.1, whose HS_SECKEY answer
         is a bare MD5 digest.
         """
-        self._check_limit(identity, peer)
+        await self._check_limit(identity, peer)
         if auth_type == SECKEY_AUTH:
             verdict = None
             remote = self.remote_verifier
@@ -372,20 +400,20 @@ class Authorizer:
                     identity, nonce, request_digest, answer, old_format=old_format
                 )
             if not verdict:
-                raise self._refuse(identity, peer)
+                raise await self._refuse(identity, peer)
             return identity
         if auth_type == PUBKEY_AUTH:
             value = await self._key_value(identity)
             if value is None or not isinstance(value.data, PubKeyData):
-                raise self._refuse(identity, peer)
+                raise await self._refuse(identity, peer)
             try:
                 public = decode_public_key(value.data.raw)
             except AuthenticationFailed:
-                raise self._refuse(identity, peer) from None
+                raise await self._refuse(identity, peer) from None
             if not verify_pubkey_answer(public, nonce, request_digest, answer):
-                raise self._refuse(identity, peer)
+                raise await self._refuse(identity, peer)
             return identity
-        self.limiter.failed(self._limit_key(identity, peer))
+        await self.limiter.charge(self._limit_key(identity, peer))
         raise AuthenticationFailed(f"unsupported authentication type {auth_type!r}")
 
     async def authenticate(self, creds: Credentials, *, peer: str | None = None) -> IndexedHandle:
@@ -406,19 +434,19 @@ class Authorizer:
             ).digest()
             if seen in self._verified:
                 return identity
-            self._check_limit(identity, peer)
+            await self._check_limit(identity, peer)
             if not await asyncio.to_thread(verifier.check_secret, creds.secret):
-                raise self._refuse(identity, peer)
+                raise await self._refuse(identity, peer)
             if len(self._verified) >= _VERIFIED_CACHE:
                 self._verified.clear()
             self._verified.add(seen)
             return identity
-        self._check_limit(identity, peer)
+        await self._check_limit(identity, peer)
         if not raw and self.remote_verifier is not None:
             verdict = await self._remote_secret_check(identity, given)
             if verdict is not None:
                 if not verdict:
-                    raise self._refuse(identity, peer)
+                    raise await self._refuse(identity, peer)
                 return identity
         secret = stored_secret(raw, self.secrets) if raw else None
         if secret is None:
@@ -426,7 +454,7 @@ class Authorizer:
             self.secrets.open(self._decoy_sealed(identity))
         expected = secret if secret is not None else self._decoy_secret(identity)
         if not (hmac.compare_digest(expected, given) and secret is not None):
-            raise self._refuse(identity, peer)
+            raise await self._refuse(identity, peer)
         return identity
 
     async def _remote_secret_check(self, identity: IndexedHandle, given: bytes) -> bool | None:
