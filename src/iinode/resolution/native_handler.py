@@ -5,103 +5,67 @@ pass it with the peer's ``PeerState``, and send back what ``handle`` returns.
 Every operation goes through ``HandleService`` and its ``Authorizer``, exactly
 as the REST API does, so both front ends answer and refuse alike.
 
-Authentication (RFC 3652 s3.5), as the Handle.Net 9 server does it: an
-administrative request without an authenticated session gets
-AUTHENTICATION_NEEDED with a 16-octet nonce, the request digest (always, in the
-algorithm the answer's version implies: MD5 in the body before 2.1, SHA-1 from
-2.1, SHA-256 from 2.7) and a non-zero session id naming the challenge.  The
-client sends CHALLENGE_RESPONSE with that session id (any request id, on any
-connection, over UDP or TCP, to any worker process: open challenges live in the
-node's shared ``ChallengeTable``, each taken once); the answer to it is the
-original request's, with the answer's request id.  The answer is checked against
-the identity's HS_SECKEY (any Handle.Net digest type, ``node.seckey_answers``;
-on the node that holds it, through VERIFY_RESPONSE, when that is another node:
-``native_verify``) or HS_PUBKEY.  VERIFY_RESPONSE requests are answered for the
-secrets held here.  Failed answers are charged to the client's address
-(``PeerState.address``, the ``Authorizer``'s per-address limit, as for REST): an
-address out of attempts is refused before its answer is checked.
-SESSION_SETUP (key exchange CIPHER_CLIENT: the session key encrypted with the
-client's RSA key) opens a session; later requests carrying its session id and
-an HS_MAC credential act as the session's identity without a challenge.  An
-administrative request or SESSION_TERMINATE naming a session must carry its
-MAC (the session id travels in clear), and request ids within a session must
-not repeat or fall behind the replay window (``Session.first_use``).
-
-LIST_HANDLES answers are streamed: one message per ``list_chunk_bytes`` of
-handles, all but the last with the CN flag (RFC 3652 s3.8), read from the store
-a page at a time (``Outcome.more``).  A recursive node refuses with
-RECUR_LIMIT_EXCEEDED a request whose recursion count reached
-``max_recursion``, and sends its own requests with the count plus one.
+The handler answers resolutions and site information itself and hands the rest
+on: who a request acts as, challenges and sessions to
+``native_authentication``; administrative operations, once authenticated, to
+``native_admin_ops`` (LIST_HANDLES answers are streamed, ``Outcome.more``).
+Every answer leaves stamped with its expiration time and, for a certified
+request, with its credential (``native_trust``).  A recursive node refuses with
+RECUR_LIMIT_EXCEEDED a request whose recursion count reached ``max_recursion``,
+and sends its own requests with the count plus one.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
 from iinode.codes import ResponseCode
 from iinode.errors import (
-    AuthenticationFailed,
     ConfigurationError,
     HandleError,
     HandleNotFound,
     IinodeError,
-    InvalidHandle,
     RecursionLimitExceeded,
     StorageError,
     TransportError,
 )
-from iinode.identifiers import HandleName, IndexedHandle, Prefix, SiteData
-from iinode.node.auth import decode_public_key
+from iinode.identifiers import HandleName, IndexedHandle, SiteData
 from iinode.node.challenges import ChallengeTable, challenge_table_for
 from iinode.node.service import HandleService
 from iinode.proto import (
     DEFAULT_MESSAGE_LIFETIME,
-    ChallengeAnswer,
-    ChallengeBody,
-    CredentialType,
-    DigestAlgorithm,
     EmptyBody,
-    HandleBody,
     KeyExchangeMode,
-    ListHandlesResponse,
     Message,
     OpCode,
     OpFlag,
-    OptionalHandleBody,
     ReferralResponse,
-    RemoveValueRequest,
-    RequestDigest,
     ResolutionRequest,
     ResolutionResponse,
     SessionSetupRequest,
-    SessionSetupResponse,
     SiteInfoResponse,
-    ValuesRequest,
-    VerifyRequest,
-    VerifyResponse,
-    digest_algorithm_for,
 )
 from iinode.resolution.driver import Resolved
+from iinode.resolution.native_admin_ops import LIST_CHUNK_BYTES, LIST_PAGE, list_handles, write
+from iinode.resolution.native_authentication import (
+    CHALLENGE_AAD,
+    MAX_CHALLENGED_BYTES,
+    NativeAuthentication,
+    new_nonce,
+)
 from iinode.resolution.native_sessions import (
-    OPENING_SOURCE,
     NativeCounters,
     OffenderTally,
     PeerState,
-    PendingChallenge,
     Session,
     SessionTable,
     session_mac,
 )
-from iinode.resolution.native_signing import verify_mac
 from iinode.resolution.native_trust import ServerTrust
-from iinode.resolution.native_verify import NeighbourNodes, RemoteSeckeyVerifier
+from iinode.resolution.native_verify import RemoteSeckeyVerifier
 from iinode.resolution.shared_sessions import session_table_for
 
 ADMIN_OPS = frozenset(
@@ -126,20 +90,10 @@ _AUTH_CODES = frozenset(
 )
 #: Operations that act as a session's identity: they need its MAC when they name it.
 SESSION_BOUND_OPS = ADMIN_OPS | {OpCode.SESSION_TERMINATE}
-_OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
-#: Handles read from the store per page while listing.
-LIST_PAGE = 10_000
-#: Octets of handle names per LIST_HANDLES message (each name costs 4 + its length).
-LIST_CHUNK_BYTES = 256 * 1024
 #: Largest ExpirationTime (a 4-octet field).
 _U32_MAX = 0xFFFF_FFFF
 #: Recursion count from which a recursive node refuses to resolve further.
 MAX_RECURSION = 8
-#: Largest request held while its challenge is open (Handle.Net's
-#: ``Common.MAX_MESSAGE_LENGTH``): larger unauthenticated requests are refused.
-MAX_CHALLENGED_BYTES = 256 * 1024
-#: What sealed challenge payloads are bound to (``SecretBox`` associated data).
-CHALLENGE_AAD = b"iinode pending challenge v1"
 
 
 class Resolver(Protocol):
@@ -168,14 +122,6 @@ class Outcome:
     message: Message | None
     cacheable: bool = False
     more: AsyncGenerator[Message, None] | None = None
-
-
-#: Octets of a challenge nonce (Handle.Net ``Common.CHALLENGE_NONCE_SIZE``).
-NONCE_BYTES = 16
-
-
-def new_nonce() -> bytes:
-    return os.urandom(NONCE_BYTES)
 
 
 def _error(code: ResponseCode, message: str) -> HandleError:
@@ -207,12 +153,7 @@ class NativeHandler:
         self.counters = counters if counters is not None else NativeCounters()
         #: Offences per source address (what the transports count, by peer).
         self.offenders = offenders if offenders is not None else OffenderTally()
-        #: Open sessions, shared by the node's processes (``shared_sessions``).
-        self.sessions = sessions if sessions is not None else self._session_table(service)
         self._clock = clock
-        self.challenge_timeout = challenge_timeout
-        #: Open challenges, shared by the node's processes (``node.challenges``).
-        self.challenges = challenges if challenges is not None else self._challenge_table()
         if service.auth.remote_verifier is None:
             # Answers for identities held by other nodes are checked there.
             service.auth.remote_verifier = RemoteSeckeyVerifier(service)
@@ -220,13 +161,40 @@ class NativeHandler:
         self.max_recursion = max_recursion
         #: The server key: signs certified answers, published in the site (``native_trust``).
         self.trust = trust if trust is not None else ServerTrust(service.settings.data_dir)
-        #: The parent's and the children's server addresses (VERIFY_RESPONSE limits).
-        self.neighbours = NeighbourNodes(service)
+        # Open sessions and challenges, by default shared by the node's processes
+        # (``shared_sessions``, ``node.challenges``) unless its store is in memory.
+        settings = service.settings
+        shared = settings.store_url not in ("memory:", "memory://")
+        if sessions is None:
+            sessions = session_table_for(settings.data_dir, shared=shared)
+        if challenges is None:
+            challenges = challenge_table_for(settings.data_dir, shared=shared)
+        #: Challenges and sessions (``native_authentication``).
+        self.auth = NativeAuthentication(
+            service,
+            sessions=sessions,
+            challenges=challenges,
+            trust=self.trust,
+            counters=self.counters,
+            session_bound=SESSION_BOUND_OPS,
+            clock=clock,
+            challenge_timeout=challenge_timeout,
+        )
         if not 0 < message_lifetime <= _U32_MAX:
             raise ConfigurationError("message_lifetime must be a positive number of seconds")
         #: Seconds from now each answer's ExpirationTime lies (Handle.Net: 12 hours).
         self.message_lifetime = message_lifetime
         self._wall_clock = wall_clock
+
+    @property
+    def sessions(self) -> SessionTable:
+        """Open sessions, shared by the node's processes (``shared_sessions``)."""
+        return self.auth.sessions
+
+    @property
+    def challenges(self) -> ChallengeTable:
+        """Open challenges, shared by the node's processes (``node.challenges``)."""
+        return self.auth.challenges
 
     def expiration(self) -> int:
         """ExpirationTime for a message sent now: seconds since the epoch + ``message_lifetime``."""
@@ -268,7 +236,7 @@ class NativeHandler:
             return Outcome(None)
         maced: Session | None = None
         try:
-            identity, maced = self._session_identity(request)
+            identity, maced = self.auth.session_identity(request)
             outcome = await self._dispatch(request, state, identity, maced)
         except Exception as exc:
             outcome = Outcome(self.failure(request, exc, state.address))
@@ -309,45 +277,6 @@ class NativeHandler:
         counters.internal_errors += 1
         return request.error_reply(ResponseCode.ERROR, "internal error")
 
-    def _challenge_table(self) -> ChallengeTable:
-        settings = self.service.settings
-        shared = settings.store_url not in ("memory:", "memory://")
-        return challenge_table_for(settings.data_dir, shared=shared)
-
-    # -- sessions -----------------------------------------------------------------
-    def _session_identity(self, request: Message) -> tuple[IndexedHandle | None, Session | None]:
-        """The identity a request acts as, and its session when it carried that
-        session's valid MAC (``None`` otherwise).
-
-        Every session MAC is Handle.Net's from protocol 2.7 on (``verify_mac``): it
-        covers the session id, request id and session counter as well as header and
-        body, and the counter is the replay guard.  Older layouts, whose MAC left the
-        replay guard uncovered, are refused.
-        """
-        if not request.session_id or request.opcode == OpCode.CHALLENGE_RESPONSE:
-            return None, None  # a challenge answer's session id names the challenge
-        session = self.sessions.get(request.session_id, self._clock())
-        if session is None:
-            raise _error(ResponseCode.SESSION_TIMEOUT, "session expired or unknown; set up again")
-        cred = request.credential
-        if cred is None or cred.type != CredentialType.MAC:
-            if request.opcode in SESSION_BOUND_OPS:
-                raise _error(
-                    ResponseCode.INVALID_CREDENTIAL,
-                    f"{request.opcode.to_text()} in a session must carry the session's MAC",
-                )
-            return None, None  # e.g. a resolution: answered as anonymous
-        if request.version < (2, 7):
-            raise _error(
-                ResponseCode.INVALID_CREDENTIAL,
-                "session MACs need protocol 2.7 or later (the counter must be signed)",
-            )
-        if not verify_mac(request, session.key):
-            raise _error(ResponseCode.INVALID_CREDENTIAL, "session MAC does not match")
-        if not self.sessions.first_use(session, cred.signer_index):
-            raise _error(ResponseCode.INVALID_CREDENTIAL, "session counter replayed")
-        return session.identity, session
-
     # -- dispatch -----------------------------------------------------------------
     async def _dispatch(
         self,
@@ -366,26 +295,29 @@ class NativeHandler:
                 return Outcome(await self._challenge(request, state, None, maced))
             return await self._admin(request, identity)
         if op == OpCode.CHALLENGE_RESPONSE:
-            return await self._challenge_answer(request, state)
+            original, verified = await self.auth.accept_answer(request, state)
+            if original.opcode == OpCode.SESSION_SETUP:
+                return Outcome(self.auth.open_session(original, verified, state))
+            return await self._admin(original, verified)
         if op == OpCode.VERIFY_RESPONSE:
-            return await self._verify(request, state)
+            return Outcome(await self.auth.verify(request, state))
         if op == OpCode.SESSION_SETUP:
             body = request.body
             assert isinstance(body, SessionSetupRequest)
             if body.mode == KeyExchangeMode.DIFFIE_HELLMAN:
-                return Outcome(await self._open_dh_session(request, state))
+                return Outcome(await self.auth.open_dh_session(request, state))
             if body.mode != KeyExchangeMode.CIPHER_CLIENT:
                 raise _error(
                     ResponseCode.SESSION_NO_SUPPORT,
                     "key exchange DIFFIE_HELLMAN or CIPHER_CLIENT is supported",
                 )
             if identity is not None:
-                return Outcome(self._open_session(request, identity, state))
+                return Outcome(self.auth.open_session(request, identity, state))
             claimed = IndexedHandle(body.identity_index, HandleName.parse(body.identity_handle))
             return Outcome(await self._challenge(request, state, claimed, maced))
         if op == OpCode.SESSION_TERMINATE:
             # A Diffie-Hellman session may end before anyone authenticated in it: its
-            # MAC (checked in _session_identity) is what proves the sender holds the key.
+            # MAC (checked in session_identity) is what proves the sender holds the key.
             if maced is None:
                 raise _error(
                     ResponseCode.INVALID_CREDENTIAL,
@@ -436,236 +368,44 @@ class NativeHandler:
         values = tuple(v for v in resolved.values if v.publicly_readable)
         return Outcome(request.reply(ResolutionResponse(str(name), values)))
 
-    # -- authentication -----------------------------------------------------------
     async def _challenge(
         self,
         request: Message,
         state: PeerState,
         claimed: IndexedHandle | None,
-        maced: Session | None = None,
+        maced: Session | None,
     ) -> Message:
-        """AUTHENTICATION_NEEDED for ``request``, its state stored in the shared table.
-
-        Like Handle.Net's ``ChallengeResponse``: the request digest is always there,
-        in the algorithm of the answer's version; the session id names the challenge:
-        the request's own session id when it carried that session's MAC (``maced``),
-        else a fresh one (a session id travels in clear: naming it must not replace
-        its owner's open challenge).  The request is stored sealed with the node key
-        (it may carry an HS_SECKEY); one above ``MAX_CHALLENGED_BYTES`` is refused.
-        """
-        nonce = new_nonce()
-        reply = request.reply(ChallengeBody(nonce), ResponseCode.AUTHENTICATION_NEEDED)
-        digest = RequestDigest.of(request.signed_data(), digest_algorithm_for(reply.version))
-        if digest.algorithm == DigestAlgorithm.MD5_OLD_FORMAT:
-            body = ChallengeBody(nonce, digest.digest)
-            reply = replace(reply, body=body, flags=reply.flags & ~OpFlag.RD, request_digest=None)
-        else:
-            reply = replace(reply, flags=reply.flags | OpFlag.RD, request_digest=digest)
-        payload = PendingChallenge(request, nonce, digest.digest, claimed).to_bytes()
-        if len(payload) > MAX_CHALLENGED_BYTES:
-            raise _error(
-                ResponseCode.OPERATION_DENIED,
-                f"request of {len(payload)} octets is too large to authenticate "
-                f"(at most {MAX_CHALLENGED_BYTES}); split it into smaller requests",
-            )
-        sealed = self.service.secrets.box.seal(payload, CHALLENGE_AAD)
-        challenge_id = await self.challenges.put(
-            sealed, self.challenge_timeout, source=state.address,
-            challenge_id=maced.session_id if maced is not None else 0,
-        )  # fmt: skip
-        return replace(reply, session_id=challenge_id)
-
-    async def _challenge_answer(self, request: Message, state: PeerState) -> Outcome:
-        body = request.body
-        assert isinstance(body, ChallengeAnswer)
-        payload = await self.challenges.take(request.session_id) if request.session_id else None
-        if payload is None:
-            raise _error(
-                ResponseCode.AUTHENTICATION_TIMEOUT,
-                "no challenge is open with this session id (expired or already answered)",
-            )
-        try:
-            pending = PendingChallenge.from_bytes(
-                self.service.secrets.box.open(payload, CHALLENGE_AAD)
-            )
-        except HandleError as exc:
-            raise _error(
-                ResponseCode.AUTHENTICATION_TIMEOUT, "the open challenge cannot be read"
-            ) from exc
-        identity = IndexedHandle(body.key_index, HandleName.parse(body.key_handle))
-        if pending.claimed is not None and identity != pending.claimed:
-            raise AuthenticationFailed(f"answer is for {identity}, not {pending.claimed}")
-        verified = await self.service.auth.verify_answer(
-            identity,
-            body.auth_type,
-            pending.nonce,
-            pending.digest,
-            body.signed_response,
-            peer=state.address,
-            old_format=request.suggests < (2, 1),
-        )
-        # Answered as the original request, under the answer's request id (Handle.Net).
-        original = replace(pending.request, request_id=request.request_id)
-        self._bind_session(original, verified)
-        if original.opcode == OpCode.SESSION_SETUP:
-            return Outcome(self._open_session(original, verified, state))
-        return await self._admin(original, verified)
-
-    async def _verify(self, request: Message, state: PeerState) -> Outcome:
-        """VERIFY_RESPONSE: is this HS_SECKEY answer right?  Asked by another node (or a
-        client checking its own secret) of the node that holds the secret."""
-        body = request.body
-        assert isinstance(body, VerifyRequest)
-        identity = IndexedHandle(body.key_index, HandleName.parse(body.key_handle))
-        elsewhere = await self.service.route(identity.handle)
-        if elsewhere is not None:
-            delegated = elsewhere.delegated_prefix
-            handle = str(delegated.na_handle) if delegated is not None else ""
-            referral = ReferralResponse(handle, elsewhere.values)
-            return Outcome(request.reply(referral, elsewhere.code))
-        # A neighbour node (parent, child) asks for its own clients, whom it limits itself.
-        neighbour = await self.neighbours.contains(state.address)
-        valid = await self.service.auth.verify_request(
-            identity, body.nonce, body.request_digest, body.signed_response,
-            old_format=request.version < (2, 1), peer=state.address, neighbour=neighbour,
-        )  # fmt: skip
-        return Outcome(request.reply(VerifyResponse(valid)))
-
-    def _bind_session(self, original: Message, identity: IndexedHandle) -> None:
-        """A challenge answered for a request in a session not yet bound to anyone (a
-        Diffie-Hellman session) binds that session to the identity it proved."""
-        if not original.session_id:
-            return
-        session = self.sessions.get(original.session_id, self._clock())
-        if session is None or session.identity is not None:
-            return
-        if not self.sessions.bind(session, identity):
-            raise AuthenticationFailed(f"the session was set up for {session.claimed}")
-
-    @staticmethod
-    def _session_table(service: HandleService) -> SessionTable:
-        shared = service.settings.store_url not in ("memory:", "memory://")
-        return session_table_for(service.settings.data_dir, shared=shared)
-
-    async def _open_dh_session(self, request: Message, state: PeerState) -> Message:
-        token = OPENING_SOURCE.set(state.address)  # capped per source while unbound
-        try:
-            reply = await self.trust.open_dh_session(request, self.sessions, self._clock)
-        finally:
-            OPENING_SOURCE.reset(token)
-        self.counters.sessions_opened += 1
-        return reply
-
-    def _open_session(self, request: Message, identity: IndexedHandle, state: PeerState) -> Message:
-        body = request.body
-        assert isinstance(body, SessionSetupRequest)
-        public = decode_public_key(body.public_key)
-        if not isinstance(public, rsa.RSAPublicKey):
-            raise _error(ResponseCode.SESSION_NO_SUPPORT, "the exchange key must be an RSA key")
-        session = self.sessions.open(identity, self._clock(), body.timeout, source=state.address)
-        encrypted = public.encrypt(session.key, _OAEP)
-        self.counters.sessions_opened += 1
-        reply = request.reply(SessionSetupResponse(KeyExchangeMode.CIPHER_CLIENT, encrypted))
-        return replace(reply, session_id=session.session_id)
+        """AUTHENTICATION_NEEDED for ``request`` (``NativeAuthentication.challenge``)."""
+        return await self.auth.challenge(request, state, claimed, maced, new_nonce())
 
     # -- administration -----------------------------------------------------------
     async def _admin(self, request: Message, identity: IndexedHandle) -> Outcome:
-        if request.opcode == OpCode.LIST_HANDLES:
-            return await self._list(request, identity)
-        return Outcome(await self._write(request, identity))
-
-    async def _write(self, request: Message, identity: IndexedHandle) -> Message:
-        service = self.service
-        body = request.body
-        op = request.opcode
-        overwrite = bool(request.flags & OpFlag.OW)
-        if op == OpCode.CREATE_HANDLE:
-            assert isinstance(body, ValuesRequest)
-            name = HandleName.parse(body.handle)
-            if request.flags & OpFlag.MINT:
-                name = service.mint(body.handle)
-            await service.create(name, body.values, identity, overwrite=overwrite)
-            minted = str(name) if request.flags & OpFlag.MINT else None
-            return request.reply(OptionalHandleBody(minted))
-        if op in (OpCode.ADD_VALUE, OpCode.MODIFY_VALUE):
-            assert isinstance(body, ValuesRequest)
-            name = HandleName.parse(body.handle)
-            # ADD_VALUE (without OW): all indexes new; MODIFY_VALUE: all present.  The
-            # service checks this against the record it replaces, atomically with the write.
-            existing = None if overwrite and op == OpCode.ADD_VALUE else op == OpCode.MODIFY_VALUE
-            await service.put_values(name, body.values, identity, existing=existing)
-            return request.reply(EmptyBody())
-        if op == OpCode.REMOVE_VALUE:
-            assert isinstance(body, RemoveValueRequest)
-            name = HandleName.parse(body.handle)
-            await service.remove_values(name, body.indexes, identity)
-            return request.reply(EmptyBody())
-        assert op == OpCode.DELETE_HANDLE
-        assert isinstance(body, HandleBody)
-        await service.delete(HandleName.parse(body.handle), identity)
-        return request.reply(EmptyBody())
-
-    async def _list(self, request: Message, identity: IndexedHandle) -> Outcome:
-        """The first message of the list; the others follow from ``Outcome.more``."""
-        body = request.body
-        assert isinstance(body, HandleBody)
-        na = HandleName.parse(body.handle)
-        if not na.is_na_handle:
-            raise InvalidHandle(f"list handles names a prefix record 0.NA/..., not {na}")
-        prefix = na.authority
-        # The first page is read here, so a refusal is an ordinary error answer.
-        first = await self.service.list_after(prefix, identity, None, limit=LIST_PAGE)
-        messages = self._list_messages(request, self._list_chunks(prefix, identity, first))
+        if request.opcode != OpCode.LIST_HANDLES:
+            return Outcome(await write(self.service, request, identity))
+        # The first page is read here, so a refusal is an ordinary error answer; the
+        # other messages follow from ``Outcome.more``.
+        messages = await list_handles(
+            self.service, request, identity, chunk_bytes=self.list_chunk_bytes,
+            page_size=LIST_PAGE, failure=self.failure,
+        )  # fmt: skip
         message = await anext(messages)
         if not message.flags & OpFlag.CN:
             await messages.aclose()
             return Outcome(message)
         return Outcome(message, more=messages)
 
-    async def _list_chunks(
-        self, prefix: Prefix, identity: IndexedHandle, page: list[str]
-    ) -> AsyncIterator[tuple[str, ...]]:
-        """The handles under ``prefix`` in chunks of at most ``list_chunk_bytes``.
-
-        Pages by keyset (each page starts after the last handle of the one before).
-        """
-        budget = self.list_chunk_bytes
-        chunk: list[str] = []
-        size = 0
-        while True:
-            for handle in page:
-                cost = 4 + len(handle.encode())
-                if chunk and size + cost > budget:
-                    yield tuple(chunk)
-                    chunk, size = [], 0
-                chunk.append(handle)
-                size += cost
-            if len(page) < LIST_PAGE:
-                break
-            page = await self.service.list_after(prefix, identity, page[-1], limit=LIST_PAGE)
-        yield tuple(chunk)
-
-    async def _list_messages(
-        self, request: Message, chunks: AsyncIterator[tuple[str, ...]]
-    ) -> AsyncGenerator[Message, None]:
-        """One message per chunk, CN on all but the last; a failure ends the list."""
-        held: tuple[str, ...] | None = None
-        try:
-            async for chunk in chunks:
-                if held is not None:
-                    yield request.reply(ListHandlesResponse(held), flags=OpFlag.CN)
-                held = chunk
-        except Exception as exc:
-            yield self.failure(request, exc)
-            return
-        yield request.reply(ListHandlesResponse(held or ()))
-
 
 __all__ = [
     "ADMIN_OPS",
+    "CHALLENGE_AAD",
+    "LIST_CHUNK_BYTES",
+    "LIST_PAGE",
+    "MAX_CHALLENGED_BYTES",
+    "MAX_RECURSION",
     "SESSION_BOUND_OPS",
     "NativeHandler",
     "Outcome",
     "Resolver",
+    "new_nonce",
     "session_mac",
 ]
