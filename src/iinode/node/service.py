@@ -41,19 +41,18 @@ from iinode.identifiers import (
     Record,
     SecKeyData,
     SiteData,
-    VListData,
     check_record,
     decode_record,
     encode_record,
-    site_for,
 )
 from iinode.node.auth import Authorizer
 from iinode.node.bulk import DEFAULT_ADMIN_PERMISSIONS, BulkRegistrar
 from iinode.node.changes import ChangeCounter
+from iinode.node.oid import OidAnswer, answer_oid
 from iinode.node.record_rules import admins_of, check_indexes, keep_secrets, same_value
 from iinode.node.root_records import is_root_handle, root_record
 from iinode.node.secret_box import NodeSecrets
-from iinode.node.server_keys import load_server_key
+from iinode.node.service_setup import NodeSetup
 from iinode.node.settings import NodeSettings, Role
 from iinode.node.sites import parent_site, site_from_url
 from iinode.node.template_registry import TemplateRegistry
@@ -90,7 +89,7 @@ class _Conflict(Exception):
     """The record changed between read and write; the write is retried."""
 
 
-class HandleService:
+class HandleService(NodeSetup):
     def __init__(
         self,
         settings: NodeSettings,
@@ -444,67 +443,19 @@ class HandleService:
         )
         return Answer(ResponseCode.SUCCESS, handle, values)
 
-    # -- node set-up -------------------------------------------------------------
-    def _own_site(self, owned: Prefix) -> SiteData:
-        """The HS_SITE describing where this node is served, with its server key
-        (created here on the first start of a node that has none: ``node.server_keys``)."""
-        return site_for(
-            self.settings.public_host,
-            http_port=self.settings.http_port,
-            handle_port=self.settings.handle_port,
-            description=self.settings.name or f"{self.settings.role.value} node for {owned}",
-            public_key=load_server_key(self.settings.data_dir).public_bytes,
-        )
-
-    async def initialise(self, secret: str) -> HandleName:
-        """Create this node's prefix record ``0.NA/<prefix>`` with its admin identity."""
-        owned = self.owned
-        if owned is None:
-            raise ServerNotResponsible("a recursive node owns no prefix")
-        na = owned.na_handle
-        now = self.now()
-        site = self._own_site(owned)
-        self.secrets.ensure()  # the node key is created with the node
-        sealed = await asyncio.to_thread(self.secrets.seal, secret.encode("utf-8"))
-        record = check_record(
-            [
-                HandleValue(1, "HS_SITE", site, timestamp=now),
-                HandleValue(
-                    100,
-                    "HS_ADMIN",
-                    AdminData(AdminPermission.all(), IndexedHandle(200, na)),
-                    timestamp=now,
-                ),
-                HandleValue(200, "HS_VLIST", VListData((IndexedHandle(300, na),)), timestamp=now),
-                HandleValue(
-                    300,
-                    "HS_SECKEY",
-                    SecKeyData(sealed),
-                    timestamp=now,
-                    permissions=Permissions.ADMIN_READ | Permissions.ADMIN_WRITE,
-                ),
-            ]
-        )
-        await self.store.modify(str(na), lambda _old: encode_record(record))
-        self.changes.bump()
-        return na
-
-    async def refresh_site(self) -> None:
-        """Keep the HS_SITE of ``0.NA/<prefix>`` in step with the configured ports."""
-        owned = self.owned
-        if owned is None:
-            return
-        record = await self.lookup(owned.na_handle)
-        if record is None:
-            return
-        site = self._own_site(owned)
-        new = tuple(
-            replace(v, data=site) if v.index == 1 and v.type == "HS_SITE" else v for v in record
-        )
-        if new != record:
-            raw = encode_record(new)
-            await self.store.modify(str(owned.na_handle), lambda _old: raw)
-            self.changes.bump()
+    # -- OID names (``node.oid``) ----------------------------------------------------
+    async def answer_oid(
+        self,
+        name: str,
+        *,
+        identity: IndexedHandle | None = None,
+        types: Sequence[str] = (),
+        indexes: Sequence[int] = (),
+    ) -> OidAnswer:
+        """What an OID name (``oid:1.2.156…``, ``urn:oid:…``; ``is_oid_name``) resolves
+        to: an HS_ALIAS to the mapped handle, then its values when answered here.
+        Raises InvalidOid (an InvalidHandle) or HandleNotFound."""
+        return await answer_oid(self, name, identity=identity, types=types, indexes=indexes)
 
 
 __all__ = [
