@@ -1,4 +1,7 @@
-"""The receiving side's event store: idempotent insert, node status, aggregates.
+"""The receiving side's event store: idempotent insert, node status, details on demand.
+
+The reads behind the views (aggregates, latest events, node status) are
+``EventQueries`` (``monitoring._event_queries``), which ``EventStore`` extends.
 
 SQLite (WAL, ``synchronous=FULL``); ``":memory:"`` works for tests.  Events are
 keyed by ``(origin, id)`` so a re-delivered event is counted as a duplicate and
@@ -39,8 +42,9 @@ from typing import Any
 
 import orjson
 
+from iinode.monitoring._event_queries import GROUPS, EventQueries, NodeStatus
 from iinode.monitoring.errors import ReportReplayed
-from iinode.monitoring.events import Event, EventKind, Severity
+from iinode.monitoring.events import Event
 from iinode.monitoring.outbox import Outbox
 from iinode.monitoring.sqlite import SqliteFile
 
@@ -89,36 +93,21 @@ _INSERT_EVENT = "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
 #: Event keys looked up per statement (two bound parameters each).
 _PROBE_CHUNK = 400
 
-#: Columns an aggregate may be grouped by.
-GROUPS = ("province", "industry", "severity", "kind", "asset_kind", "origin")
-
 
 @dataclass(frozen=True, slots=True)
-class NodeStatus:
-    origin: str
+class _Batch:
+    """What ``EventStore.insert`` stores about a batch besides its events."""
+
     via: str
-    province: str
-    industry: str
-    last_seen: float
-    last_observed: float
+    batch_id: str
+    received_at: float
     clock_skew: float | None
-    stale: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "origin": self.origin,
-            "via": self.via,
-            "province": self.province,
-            "industry": self.industry,
-            "last_seen": self.last_seen,
-            "last_observed": self.last_observed,
-            "clock_skew": self.clock_skew,
-            "stale": self.stale,
-        }
+    sent_at: float | None
 
 
-class EventStore:
-    """Events received from children, with the queries behind the per-level views."""
+class EventStore(EventQueries):
+    """Events received from children, with the queries behind the per-level views
+    (``EventQueries``, ``monitoring._event_queries``)."""
 
     def __init__(self, path: Path | str | SqliteFile = ":memory:") -> None:
         """``path``: a file (``":memory:"`` for tests) or an open ``SqliteFile`` to share."""
@@ -136,10 +125,6 @@ class EventStore:
 
     def close(self) -> None:
         self.db.close()
-
-    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        """Rows of one statement, run under the lock (never inside another's transaction)."""
-        return self.db.rows(sql, args)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -190,29 +175,16 @@ class EventStore:
         leaves both unchanged.  A batch id stored before raises ``ReportReplayed``
         (checked under the lock and again inside the transaction).
         """
+        batch = _Batch(via, batch_id, received_at, clock_skew, sent_at)
         with self._lock:
             if self.seen_batch(batch_id):
                 raise ReportReplayed(f"batch {batch_id} was already received")
-            return self._insert_locked(
-                events,
-                via=via,
-                batch_id=batch_id,
-                received_at=received_at,
-                clock_skew=clock_skew,
-                sent_at=sent_at,
-                forward=forward,
-                upward=upward,
-            )
+            return self._insert_locked(events, batch, forward, upward)
 
     def _insert_locked(
         self,
         events: Sequence[Event],
-        *,
-        via: str,
-        batch_id: str,
-        received_at: float,
-        clock_skew: float | None,
-        sent_at: float | None,
+        batch: _Batch,
         forward: Outbox | None,
         upward: Sequence[tuple[str, bytes]],
     ) -> tuple[int, int]:
@@ -226,38 +198,21 @@ class EventStore:
                     first.append(item)
             forward.enqueue_raw(first)
             forward = None
-        rows = [_row(e, received_at, via) for e in events]
+        rows = [_row(e, batch.received_at, batch.via) for e in events]
         latest: dict[str, list[Any]] = {}
         for e in events:
             entry = latest.setdefault(e.origin.text, [e.observed_at, "", ""])
             entry[0] = max(entry[0], e.observed_at)
             if e.province or e.industry:
                 entry[1], entry[2] = e.province, e.industry
-        return self._insert(
-            rows, latest, via, batch_id, received_at, clock_skew, sent_at, forward, upward
-        )
-
-    def _insert(
-        self,
-        rows: list[tuple[Any, ...]],
-        latest: dict[str, list[Any]],
-        via: str,
-        batch_id: str,
-        received_at: float,
-        clock_skew: float | None,
-        sent_at: float | None,
-        forward: Outbox | None,
-        upward: Sequence[tuple[str, bytes]],
-    ) -> tuple[int, int]:
         added = size = 0
         items: Sequence[tuple[str, bytes]] = ()
         # The outbox's counts change with its rows: its lock (maybe this one) is held too.
         with self.db.lock, forward.db.lock if forward is not None else self.db.lock:
             with self.db.transaction() as db:
                 accepted, added, size, items = self._insert_rows(
-                    db, rows, latest, via, batch_id, received_at, clock_skew, sent_at,
-                    forward, upward,
-                )  # fmt: skip
+                    db, rows, latest, batch, forward, upward
+                )
             if forward is not None:
                 forward.added(len(items), added, size)
         return accepted, len(rows) - accepted
@@ -267,22 +222,21 @@ class EventStore:
         db: sqlite3.Connection,
         rows: list[tuple[Any, ...]],
         latest: dict[str, list[Any]],
-        via: str,
-        batch_id: str,
-        received_at: float,
-        clock_skew: float | None,
-        sent_at: float | None,
+        batch: _Batch,
         forward: Outbox | None,
         upward: Sequence[tuple[str, bytes]],
     ) -> tuple[int, int, int, Sequence[tuple[str, bytes]]]:
-        """The statements of ``_insert``, inside its transaction."""
+        """The statements of ``_insert_locked``, inside its transaction."""
         added = size = 0
         items: Sequence[tuple[str, bytes]] = ()
+        received_at, sent_at = batch.received_at, batch.sent_at
         kept_from = received_at if sent_at is None else max(received_at, sent_at)
         try:
-            db.execute("INSERT INTO batches VALUES (?, ?, ?)", (batch_id, via, kept_from))
+            db.execute(
+                "INSERT INTO batches VALUES (?, ?, ?)", (batch.batch_id, batch.via, kept_from)
+            )
         except sqlite3.IntegrityError:  # stored by another connection to the file
-            raise ReportReplayed(f"batch {batch_id} was already received") from None
+            raise ReportReplayed(f"batch {batch.batch_id} was already received") from None
         if forward is None:
             accepted = db.executemany(_INSERT_EVENT, rows).rowcount
         else:
@@ -302,7 +256,7 @@ class EventStore:
             " ELSE industry END,"
             " clock_skew = excluded.clock_skew",
             [
-                (origin, via, prov, ind, received_at, observed, clock_skew)
+                (origin, batch.via, prov, ind, received_at, observed, batch.clock_skew)
                 for origin, (observed, prov, ind) in latest.items()
             ],
         )
@@ -409,126 +363,6 @@ class EventStore:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def count(self) -> int:
-        return int(self._all("SELECT COUNT(*) FROM events")[0][0])
-
-    def keys(self) -> set[tuple[str, str]]:
-        return {(str(o), str(i)) for o, i in self._all("SELECT origin, id FROM events")}
-
-    def get(self, origin: str, event_id: str) -> Event | None:
-        rows = self._all(
-            "SELECT origin, id, kind, severity, observed_at, province, industry, asset,"
-            " asset_kind, detail, detail_at FROM events WHERE origin = ? AND id = ?",
-            (origin, event_id),
-        )
-        if not rows:
-            return None
-        row = rows[0]
-        return Event.from_json(
-            {
-                k: v
-                for k, v in zip(
-                    (
-                        "id",
-                        "origin",
-                        "kind",
-                        "severity",
-                        "observed_at",
-                        "province",
-                        "industry",
-                        "asset",
-                        "asset_kind",
-                        "detail",
-                        "detail_at",
-                    ),
-                    (
-                        row[1],
-                        row[0],
-                        row[2],
-                        Severity(row[3]).label,
-                        row[4],
-                        row[5],
-                        row[6],
-                        row[7],
-                        row[8],
-                        None if row[9] is None else orjson.loads(row[9]),
-                        row[10],
-                    ),
-                    strict=True,
-                )
-                if v is not None
-            }
-        )
-
-    def recent(
-        self, limit: int = 50, *, kind: EventKind | None = None, origin: str | None = None
-    ) -> list[Event]:
-        """The latest events by ``observed_at`` (as stored: summaries stay summaries)."""
-        where, args = _filters(None, None, kind)
-        if origin is not None:
-            where += (" AND" if where else " WHERE") + " origin = ?"
-            args = (*args, origin)
-        with self._lock:  # one consistent snapshot of the listed events
-            rows = self._all(
-                f"SELECT origin, id FROM events{where} ORDER BY observed_at DESC LIMIT ?",
-                (*args, limit),
-            )
-            return [e for o, i in rows if (e := self.get(o, i)) is not None]
-
-    def counts(
-        self,
-        by: str,
-        *,
-        since: float | None = None,
-        until: float | None = None,
-        kind: EventKind | None = None,
-    ) -> dict[str, int]:
-        """Event counts grouped by one of ``GROUPS``, over ``observed_at`` in [since, until)."""
-        if by not in GROUPS:
-            raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(GROUPS)}")
-        where, args = _filters(since, until, kind)
-        rows = self._all(f"SELECT {by}, COUNT(*) FROM events{where} GROUP BY {by}", args)
-        if by == "severity":
-            return {Severity(k).label: int(n) for k, n in rows}
-        return {str(k): int(n) for k, n in rows}
-
-    def trend(
-        self, bucket: float, *, since: float | None = None, kind: EventKind | None = None
-    ) -> list[tuple[float, int]]:
-        """Counts per ``bucket`` seconds of ``observed_at``, oldest first."""
-        if bucket <= 0:
-            raise ValueError("bucket must be positive")
-        where, args = _filters(since, None, kind)
-        rows = self._all(
-            f"SELECT CAST(observed_at / ? AS INTEGER) AS b, COUNT(*) FROM events{where}"
-            " GROUP BY b ORDER BY b",
-            (bucket, *args),
-        )
-        return [(b * bucket, int(n)) for b, n in rows]
-
-    def nodes(self, *, now: float, stale_after: float) -> list[NodeStatus]:
-        rows = self._all(
-            "SELECT origin, via, province, industry, last_seen, last_observed, clock_skew"
-            " FROM nodes ORDER BY origin"
-        )
-        return [
-            NodeStatus(o, v, p, i, ls, lo, sk, now - ls > stale_after)
-            for o, v, p, i, ls, lo, sk in rows
-        ]
-
-    def notice_states(self, notice_id: str) -> dict[str, tuple[str, float, list[str]]]:
-        """Latest notice status per origin: ``{origin: (state, observed_at, assets)}``."""
-        rows = self._all(
-            "SELECT origin, detail, observed_at FROM events WHERE kind = ?"
-            " AND json_extract(detail, '$.notice') = ? ORDER BY observed_at",
-            (EventKind.NOTICE_STATUS.value, notice_id),
-        )
-        out: dict[str, tuple[str, float, list[str]]] = {}
-        for origin, detail, observed in rows:
-            body = orjson.loads(detail)
-            out[origin] = (str(body.get("state")), float(observed), list(body.get("assets", [])))
-        return out
-
 
 def _row(e: Event, received_at: float, via: str) -> tuple[Any, ...]:
     """The ``events`` table row of ``e``."""
@@ -549,18 +383,4 @@ def _row(e: Event, received_at: float, via: str) -> tuple[Any, ...]:
     )
 
 
-def _filters(
-    since: float | None, until: float | None, kind: EventKind | None
-) -> tuple[str, tuple[Any, ...]]:
-    clauses: list[str] = []
-    args: list[Any] = []
-    if since is not None:
-        clauses.append("observed_at >= ?")
-        args.append(since)
-    if until is not None:
-        clauses.append("observed_at < ?")
-        args.append(until)
-    if kind is not None:
-        clauses.append("kind = ?")
-        args.append(kind.value)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
+__all__ = ["GROUPS", "EventStore", "NodeStatus"]
