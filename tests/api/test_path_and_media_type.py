@@ -4,12 +4,10 @@ native endpoint's session file is closed when the app shuts down."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from iinode.api.app import create_app
 from iinode.api.native_http import (
@@ -20,30 +18,10 @@ from iinode.api.native_http import (
 )
 from iinode.identifiers import HandleName, IndexedHandle
 from iinode.node.service import HandleService
-from iinode.node.settings import NodeSettings, Role
 from iinode.resolution.shared_sessions import SESSIONS_FILE
-from iinode.storage import SQLiteStore
+from rest_node import ADMIN
 
-SECRET = "s3cret"
-ADMIN = httpx.BasicAuth("300%3A0.NA/88.118.8", SECRET)
 URL = {"index": 1, "type": "URL", "data": {"format": "string", "value": "http://a.cn/"}}
-
-
-@pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[HandleService]:
-    settings = NodeSettings(role=Role.ENTERPRISE, data_dir=tmp_path, prefix="88.118.8")
-    store = SQLiteStore(tmp_path / "h.sqlite3")
-    svc = HandleService(settings, store)
-    await svc.initialise(SECRET)
-    yield svc
-    await store.close()
-
-
-@pytest.fixture
-async def client(service: HandleService) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(service))
-    async with httpx.AsyncClient(transport=transport, base_url="http://node") as c:
-        yield c
 
 
 async def test_an_escaped_route_prefix_never_names_a_handle(

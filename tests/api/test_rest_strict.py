@@ -14,7 +14,6 @@ only up to ``MAX_BODY_BYTES``.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,30 +26,11 @@ from iinode.api.app import create_app
 from iinode.api.handles import MAX_BODY_BYTES, QUOTE_LIMIT
 from iinode.identifiers import HandleName
 from iinode.node.service import HandleService
-from iinode.node.settings import NodeSettings, Role
-from iinode.storage import SQLiteStore
+from iinode.node.settings import Role
+from rest_node import ADMIN, SECRET
 
-SECRET = "s3cret"
-ADMIN = httpx.BasicAuth("300%3A0.NA/88.118.8", SECRET)
 URL = {"index": 1, "type": "URL", "data": {"format": "string", "value": "http://a.cn/x"}}
 JSON = {"content-type": "application/json"}
-
-
-@pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[HandleService]:
-    settings = NodeSettings(role=Role.ENTERPRISE, data_dir=tmp_path, prefix="88.118.8")
-    store = SQLiteStore(tmp_path / "h.sqlite3")
-    svc = HandleService(settings, store)
-    await svc.initialise(SECRET)
-    yield svc
-    await store.close()
-
-
-@pytest.fixture
-async def client(service: HandleService) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(service))
-    async with httpx.AsyncClient(transport=transport, base_url="http://node") as c:
-        yield c
 
 
 def error(r: httpx.Response, status: int, code: int) -> dict[str, Any]:
