@@ -16,6 +16,7 @@ validation and compression.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -295,6 +296,11 @@ QUALIFIERS = frozenset(ai for alts in PRIMARY_KEYS.values() for alt in alts for 
 def qualifier_alternative(key: str, qualifiers: Sequence[str]) -> tuple[str, ...] | None:
     """The alternative of ``key`` that ``qualifiers`` follow (in order, each at most
     once), ``None`` when none does."""
+    return _alternative(key, tuple(qualifiers))
+
+
+@functools.lru_cache(maxsize=1024)
+def _alternative(key: str, qualifiers: tuple[str, ...]) -> tuple[str, ...] | None:
     for alt in PRIMARY_KEYS.get(key, ()):
         positions = [alt.index(ai) if ai in alt else -1 for ai in qualifiers]
         if all(p >= 0 for p in positions) and positions == sorted(set(positions)):

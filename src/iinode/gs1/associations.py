@@ -20,6 +20,7 @@ path as a key qualifier belongs there (``syntax.check_elements``).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -179,7 +180,15 @@ def matches(pattern: str, ai: str) -> bool:
 def check_associations(elements: Mapping[str, str]) -> None:
     """Raise ``DigitalLinkError`` for the first invalid pair or unmet association
     among the AIs of ``elements`` (each AI once), in AI order."""
-    present = sorted(elements)
+    problem = _problem(tuple(sorted(elements)))
+    if problem is not None:
+        raise DigitalLinkError(problem)
+
+
+@functools.lru_cache(maxsize=4096)
+def _problem(present: tuple[str, ...]) -> str | None:
+    """What is wrong with a set of AIs (sorted), ``None`` if nothing: the rules look at
+    which AIs are there, never at their values, so the verdict is kept per set."""
     for ai in present:
         rules = RULES.get(ai)
         if rules is None:
@@ -187,19 +196,20 @@ def check_associations(elements: Mapping[str, str]) -> None:
         for pattern in rules.excludes:
             other = next((o for o in present if o != ai and matches(pattern, o)), None)
             if other is not None:
-                raise DigitalLinkError(
+                return (
                     f"AI {ai} ({_title(ai)}) and AI {other} ({_title(other)}) "
                     "must not be used together (GS1 invalid pair)"
                 )
         for groups in rules.requires:
             if not any(all(_present(g, present) for g in group) for group in groups):
-                raise DigitalLinkError(
+                return (
                     f"AI {ai} ({_title(ai)}) needs {rules.describe_requirement(groups)} "
                     "in the same Digital Link (GS1 mandatory association)"
                 )
+    return None
 
 
-def _present(pattern: str, present: list[str]) -> bool:
+def _present(pattern: str, present: tuple[str, ...]) -> bool:
     return any(matches(pattern, ai) for ai in present)
 
 

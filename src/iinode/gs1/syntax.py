@@ -117,7 +117,8 @@ def check_elements(
         seen.add(ai)
         if ai not in AI_TABLE:
             raise DigitalLinkError(f"unknown GS1 Application Identifier {ai!r}")
-        for cut in range(len(path_ais) + 1):
+        qualifies = any(ai in alt for alt in alternatives)
+        for cut in range(len(path_ais) + 1 if qualifies else 0):
             if qualifier_alternative(key, [*path_ais[:cut], ai, *path_ais[cut:]]) is not None:
                 raise DigitalLinkError(
                     f"AI {ai} is a key qualifier of {key} here; it belongs in the path, "
