@@ -71,6 +71,14 @@ def test_gmn_in_a_digital_link() -> None:
         parse_path("/8013/1987654Ad4X4bL5ttr%20310c2K")
 
 
+def test_mudi_needs_a_non_digit() -> None:
+    validate("8014", "1987654Ad4X4bL5ttr2310c2K")
+    digits = "1000000000029"
+    assert check_pair(digits) == "52"  # an all-digit value with a correct pair
+    with pytest.raises(DigitalLinkError, match="must not be all digits"):
+        validate("8014", digits + "52")
+
+
 def test_company_prefix_starts_keys_of_letters_and_digits() -> None:
     validate("8004", "0541234537290A41&GHpp33")
     for ai in ("401", "8004", "8010", "8013", "7023"):

@@ -7,7 +7,8 @@ GS1 character set 82 (``X``) or, for a CPID, character set 39 (``Y``).  The
 third column lists checks: ``cN``, a GS1 mod-10 check digit at 1-based position N;
 ``a``, the check character pair of a GMN (mod 1021 over character set 82, General
 Specifications 7.9.6); ``g``, a value that starts with a GS1 Company Prefix (at
-least its first four characters are digits, the Syntax Dictionary's ``gcppos1``).
+least its first four characters are digits, the Syntax Dictionary's ``gcppos1``);
+``d``, a value that is not all digits (``hasnondigit``).
 
 The component split is the one the GS1 Digital Link compression algorithm
 encodes by (a fixed numeric part, then a variable part), so one table serves
@@ -58,6 +59,7 @@ class ApplicationIdentifier:
     check_digit: int | None = None  # 1-based position of a mod-10 check digit
     check_pair: bool = False  # ends in a GMN check character pair
     company_prefix: bool = False  # starts with a GS1 Company Prefix
+    non_digit: bool = False  # holds at least one character that is not a digit
 
     @property
     def fixed_length(self) -> bool:
@@ -198,7 +200,7 @@ _TABLE = """
 8011 N..12 - CPID SERIAL
 8012 X..20 - VERSION
 8013 X..25 a,g GMN
-8014 X..25 a,g MUDI
+8014 X..25 a,g,d MUDI
 8017 N18 c18 GSRN - PROVIDER
 8018 N18 c18 GSRN - RECIPIENT
 8019 N..10 - SRIN
@@ -250,7 +252,7 @@ def _build() -> dict[str, ApplicationIdentifier]:
         flags = set() if checks == "-" else set(checks.split(","))
         position = next((int(f[1:]) for f in flags if f.startswith("c")), None)
         table[ai] = ApplicationIdentifier(
-            ai, title, _components(spec), position, "a" in flags, "g" in flags
+            ai, title, _components(spec), position, "a" in flags, "g" in flags, "d" in flags
         )
     for stems, rule in re.findall(r"([\d\s]+?) : (.+)", _FAMILIES):
         digits, spec, title = rule.split(" ", 2)
@@ -409,6 +411,8 @@ def validate(ai: str, value: str) -> None:
             f"AI {ai} ({entry.title}) {value!r} must start with a GS1 Company Prefix "
             "(at least four digits)"
         )
+    if entry.non_digit and value.isdigit():
+        raise DigitalLinkError(f"AI {ai} ({entry.title}) {value!r} must not be all digits")
     if entry.check_pair:
         pair, wanted = value[-2:], check_pair(value[:-2])
         if pair != wanted:
