@@ -11,9 +11,9 @@ Nothing here waits for a lock on the event loop:
   holds the write lock for seconds) leaves the loop serving.
 * Reads that scan (``get_many``, ``list_handles``, ``list_after``, ``count``, ``search``) run
   in one reader thread with its own connection.
-* The search index (``handle_terms``, see ``storage.search``) is kept by TEMP triggers of
-  the writer connection (calling its ``iinode_terms`` function), in each write's
-  transaction; a program writing the file by other means leaves the index behind.
+* The search index (``handle_terms``, see ``storage.sqlite_terms``) is kept by TEMP
+  triggers of the writer connection (calling its ``iinode_terms`` function), in each
+  write's transaction; a program writing the file by other means leaves the index behind.
 
 Several processes may open the same file (WAL allows concurrent readers, and
 ``BEGIN IMMEDIATE`` serialises writers).  A ``modify`` mutation runs in the
@@ -24,7 +24,6 @@ Every ``sqlite3`` error leaves as ``StorageError``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,13 +33,8 @@ from typing import TypeVar
 
 from iinode.errors import StorageError
 from iinode.storage.base import BulkResult, HandlePage, Mutation, check_limit, page_total
-from iinode.storage.search import (
-    BulkTerms,
-    SearchQuery,
-    UniqueValueTaken,
-    search_sql,
-    terms_json,
-)
+from iinode.storage.search import BulkTerms, SearchQuery, UniqueValueTaken, search_sql
+from iinode.storage.sqlite_terms import bulk_with_terms, open_terms, rollback
 from iinode.storage.wal import closing_in_turn
 
 _SCHEMA = """
@@ -50,68 +44,6 @@ CREATE TABLE IF NOT EXISTS handles (
     data   BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS handles_by_prefix ON handles (prefix, handle);
-"""
-
-#: The search index (``storage.search``): terms kept by the writer connection's TEMP
-#: triggers in the record's transaction (the file itself needs no iinode function).
-#: A trigger's statements take the conflict policy of the statement firing them (a bulk
-#: load's OR IGNORE / OR REPLACE), so a taken unique value is refused by RAISE(ABORT),
-#: which no policy overrides, before the terms are inserted.  A bulk load given its rows'
-#: terms (``bulk_put(terms=)``) writes them itself, with the triggers off
-#: (``temp.iinode_bulk_terms`` holds a row meanwhile): no Python call per row.
-_TERMS_SCHEMA = """
-CREATE TEMP TABLE IF NOT EXISTS iinode_bulk_terms (on_ INTEGER);
-CREATE TABLE IF NOT EXISTS handle_terms (
-    field  TEXT NOT NULL,
-    value  TEXT NOT NULL,
-    handle TEXT NOT NULL,
-    prefix TEXT NOT NULL,
-    public INTEGER NOT NULL,
-    uniq   INTEGER NOT NULL,
-    PRIMARY KEY (field, value, handle)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS handle_terms_by_handle ON handle_terms (handle);
-CREATE UNIQUE INDEX IF NOT EXISTS handle_terms_unique
-    ON handle_terms (prefix, field, value) WHERE uniq = 1;
-CREATE TEMP TRIGGER IF NOT EXISTS handles_terms_insert AFTER INSERT ON main.handles
-WHEN NOT EXISTS (SELECT 1 FROM temp.iinode_bulk_terms) BEGIN
-    DELETE FROM handle_terms WHERE handle = new.handle;
-    SELECT RAISE(ABORT, 'handle_terms: a unique attribute value is taken under the prefix')
-        FROM json_each(iinode_terms(new.data)) AS t
-        WHERE json_extract(t.value, '$[3]') = 1 AND EXISTS (
-            SELECT 1 FROM handle_terms AS u
-            WHERE u.prefix = new.prefix AND u.field = json_extract(t.value, '$[0]')
-              AND u.value = json_extract(t.value, '$[1]') AND u.uniq = 1
-              AND u.handle <> new.handle);
-    INSERT INTO handle_terms (field, value, handle, prefix, public, uniq)
-        SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), new.handle,
-               new.prefix, json_extract(t.value, '$[2]'), json_extract(t.value, '$[3]')
-        FROM json_each(iinode_terms(new.data)) AS t;
-END;
-CREATE TEMP TRIGGER IF NOT EXISTS handles_terms_update AFTER UPDATE ON main.handles
-WHEN NOT EXISTS (SELECT 1 FROM temp.iinode_bulk_terms) BEGIN
-    DELETE FROM handle_terms WHERE handle = old.handle;
-    SELECT RAISE(ABORT, 'handle_terms: a unique attribute value is taken under the prefix')
-        FROM json_each(iinode_terms(new.data)) AS t
-        WHERE json_extract(t.value, '$[3]') = 1 AND EXISTS (
-            SELECT 1 FROM handle_terms AS u
-            WHERE u.prefix = new.prefix AND u.field = json_extract(t.value, '$[0]')
-              AND u.value = json_extract(t.value, '$[1]') AND u.uniq = 1
-              AND u.handle <> new.handle);
-    INSERT INTO handle_terms (field, value, handle, prefix, public, uniq)
-        SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), new.handle,
-               new.prefix, json_extract(t.value, '$[2]'), json_extract(t.value, '$[3]')
-        FROM json_each(iinode_terms(new.data)) AS t;
-END;
-CREATE TEMP TRIGGER IF NOT EXISTS handles_terms_delete AFTER DELETE ON main.handles BEGIN
-    DELETE FROM handle_terms WHERE handle = old.handle;
-END;
-"""
-_TERMS_BACKFILL = """
-INSERT OR IGNORE INTO handle_terms (field, value, handle, prefix, public, uniq)
-    SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), h.handle, h.prefix,
-           json_extract(t.value, '$[2]'), json_extract(t.value, '$[3]')
-    FROM handles AS h, json_each(iinode_terms(h.data)) AS t
 """
 
 #: How many rows of a search term are counted, at most, to pick the rarest one to drive.
@@ -140,7 +72,7 @@ class SQLiteStore:
             writer = self._connect(synchronous, busy_timeout)
             writer.execute("PRAGMA journal_mode=WAL")
             writer.executescript(_SCHEMA)
-            _open_terms(writer)
+            open_terms(writer)
             self._writer = writer
             # The loop's connection never waits for a lock: BUSY is retried by yielding.
             self._db = self._connect(synchronous, 0.0)
@@ -296,7 +228,7 @@ class SQLiteStore:
                     )
                 db.execute("COMMIT")
             except BaseException:
-                _rollback(db)
+                rollback(db)
                 raise
             return new
 
@@ -324,10 +256,10 @@ class SQLiteStore:
                         f"{verb} INTO handles (handle, prefix, data) VALUES (?, ?, ?)", batch
                     ).rowcount
                 else:
-                    written = _bulk_with_terms(db, verb, batch, terms, overwrite)
+                    written = bulk_with_terms(db, verb, batch, terms, overwrite)
                 db.execute("COMMIT")
             except BaseException:
-                _rollback(db)
+                rollback(db)
                 raise
             return BulkResult(written, len(batch) - written)
 
@@ -347,81 +279,3 @@ class SQLiteStore:
     def _close_in_turn(self) -> None:
         with closing_in_turn(self.path):
             self._db.close()
-
-
-def _bulk_with_terms(
-    db: sqlite3.Connection,
-    verb: str,
-    batch: list[tuple[str, str, bytes]],
-    terms: BulkTerms,
-    overwrite: bool,
-) -> int:
-    """Write a batch and the given terms of the rows written, the triggers off."""
-    db.execute("INSERT INTO temp.iinode_bulk_terms VALUES (1)")
-    names = [r[0] for r in batch]
-    kept: set[str] = set()
-    if overwrite:
-        db.executemany("DELETE FROM handle_terms WHERE handle = ?", ((h,) for h in names))
-    else:
-        for start in range(0, len(names), _BATCH):
-            chunk = names[start : start + _BATCH]
-            marks = ",".join("?" * len(chunk))
-            found = db.execute(f"SELECT handle FROM handles WHERE handle IN ({marks})", chunk)
-            kept.update(r[0] for r in found)
-    written = db.executemany(
-        f"{verb} INTO handles (handle, prefix, data) VALUES (?, ?, ?)", batch
-    ).rowcount
-    # In key order: each index page is filled once, not revisited for every row.
-    rows = sorted(
-        (f, v, handle, prefix, p, u)
-        for handle, prefix, _ in batch
-        if handle not in kept
-        for f, v, p, u in terms.get(handle, ())
-    )
-    db.executemany(
-        "INSERT INTO handle_terms (field, value, handle, prefix, public, uniq) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        rows,
-    )
-    db.execute("DELETE FROM temp.iinode_bulk_terms")
-    return written
-
-
-class _TermsOnce:
-    """``terms_json`` remembering its last answer: each trigger asks twice per record
-    (the unique check, then the insert)."""
-
-    def __init__(self) -> None:
-        self._last: tuple[bytes, str | None] = (b"", None)
-
-    def __call__(self, data: bytes) -> str | None:
-        last = self._last
-        if data is last[0] or data == last[0]:
-            return last[1]
-        answer = terms_json(data)
-        self._last = (data, answer)
-        return answer
-
-
-def _open_terms(db: sqlite3.Connection) -> None:
-    """Register the term function the index triggers call and create the index; a store
-    made before the index existed has its records indexed once, here."""
-    db.create_function("iinode_terms", 1, _TermsOnce(), deterministic=True)
-    existed = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'handle_terms'"
-    ).fetchone()
-    db.executescript(_TERMS_SCHEMA)
-    if existed is None:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute(_TERMS_BACKFILL)
-            db.execute("COMMIT")
-        except BaseException:
-            _rollback(db)
-            raise
-
-
-def _rollback(db: sqlite3.Connection) -> None:
-    if db.in_transaction:
-        with contextlib.suppress(sqlite3.Error):  # the first error is the one to report
-            db.execute("ROLLBACK")
