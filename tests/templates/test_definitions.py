@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from iinode.errors import ValueInvalid
 from iinode.identifiers import HandleValue, StringData
+from iinode.node.template_check import CompiledTemplate
 from iinode.node.templates import (
-    CompiledTemplate,
     Template,
     TemplateViolations,
     industry_levels,
@@ -119,3 +119,52 @@ def test_the_compiled_predicate_agrees_with_jsonschema(instance: dict[str, Any])
 
 
 COMPILED = CompiledTemplate(Template.from_json(BEARING, prefix="88.118.8"))
+
+
+_attribute_values = st.lists(
+    st.tuples(
+        st.sampled_from([*INDEX, "other"]),
+        st.sampled_from([*INDEX.values(), 2999, 3000]),
+        st.one_of(_texts, st.integers(-10, 1000).map(str), st.just("1e400")),
+    ),
+    max_size=9,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_attribute_values)
+def test_the_value_by_value_check_agrees_with_the_full_one(
+    given_values: list[tuple[str, int, str]],
+) -> None:
+    """A record in index order (as stored) passes the quick check exactly when the full
+    check finds nothing; out of order, it passes only if the full check finds nothing."""
+    given = [HandleValue(1, "URL", StringData("http://f.cn/x"))] + [
+        HandleValue(index, name, StringData(text)) for name, index, text in given_values
+    ]
+    fine = COMPILED._violations(given) == []
+    assert COMPILED._valid(sorted(given, key=lambda v: v.index)) == fine
+    assert not COMPILED._valid(given) or fine
+    assert (COMPILED.check(given) == []) == fine
+
+
+def test_the_normal_form_hides_replaces_and_sorts() -> None:
+    from iinode.identifiers import AdminData, Permissions
+
+    stray_grant = HandleValue(1002, "HS_ADMIN", COMPILED.reader_grant.data)
+    assert isinstance(stray_grant.data, AdminData)
+    given_values = [
+        HandleValue(INDEX["cost"], "cost", StringData("12.5")),
+        HandleValue(1001, "II_TEMPLATE", StringData("88.118.8/template/bearing/1")),
+        HandleValue(1, "URL", StringData("http://f.cn/x")),
+        stray_grant,
+        HandleValue(INDEX["model"], "model", StringData("X1")),
+    ]
+    for values in (given_values, sorted(given_values, key=lambda v: v.index)):
+        stored = COMPILED.normal_form(values)
+        assert [v.index for v in stored] == [1, 1001, 1002, INDEX["model"], INDEX["cost"]]
+        assert stored[1].data == COMPILED.link_data
+        assert stored[2] == COMPILED.reader_grant
+        assert stored[4].permissions == Permissions.ADMIN_READ | (
+            given_values[0].permissions & ~Permissions.PUBLIC_READ
+        )
+        assert stored[3] is values[[v.index for v in values].index(INDEX["model"])]

@@ -15,7 +15,7 @@ from iinode.identifiers import HandleName, HandleValue, StringData, UrlData
 from iinode.node.bulk import BulkRegistrar
 from iinode.node.service import HandleService
 from iinode.node.sites import site_from_url
-from iinode.node.templates import CompiledTemplate
+from iinode.node.template_check import CompiledTemplate
 from iinode.resolution import HttpResolver
 from templates.conftest import (
     ADMIN,

@@ -39,13 +39,12 @@ from iinode.identifiers import (
     StringData,
     VListData,
 )
+from iinode.node.template_check import CompiledTemplate
 from iinode.node.templates import (
     DEFINITION_INDEX,
     DEFINITION_TYPE,
-    READER_GRANT_INDEX,
     READERS_INDEX,
     TRANSITIONS,
-    CompiledTemplate,
     Status,
     Template,
     TemplateViolations,
@@ -53,7 +52,6 @@ from iinode.node.templates import (
     definition_of,
 )
 from iinode.storage.search import (
-    FIRST_ATTRIBUTE_INDEX,
     TEMPLATE_LINK_INDEX,
     TEMPLATE_LINK_TYPE,
     SearchQuery,
@@ -167,31 +165,7 @@ class TemplateRegistry:
 
     def normal_form(self, values: Sequence[HandleValue], compiled: CompiledTemplate) -> Record:
         """The record as stored: canonical link, restricted attributes hidden, readers grant."""
-        template = compiled.template
-        link_data = compiled.link_data
-        restricted = compiled.restricted
-        grant = template.has_restricted
-        out: list[HandleValue] = []
-        for v in values:
-            if v.index == TEMPLATE_LINK_INDEX and v.type == TEMPLATE_LINK_TYPE:
-                if v.data != link_data:
-                    v = replace(v, data=link_data)
-            elif v.index == READER_GRANT_INDEX and grant:
-                continue  # replaced below
-            elif v.type in restricted and v.index >= FIRST_ATTRIBUTE_INDEX:
-                hidden = Permissions((v.permissions | Permissions.ADMIN_READ) & ~_PUBLIC)
-                if hidden != v.permissions:
-                    v = replace(v, permissions=hidden)
-            out.append(v)
-        if grant:
-            stamp = values[0].timestamp if values else 0
-            out.append(
-                compiled.reader_grant
-                if stamp == 0
-                else replace(compiled.reader_grant, timestamp=stamp)
-            )
-        out.sort(key=_INDEX)
-        return tuple(out)
+        return compiled.normal_form(values)
 
     async def _unique_conflicts(
         self, handle: HandleName, compiled: CompiledTemplate, values: Record

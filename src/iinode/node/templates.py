@@ -21,10 +21,8 @@ HS_ADMIN at index 1002 granting READ_VALUE to the template's readers group
 Each attribute has a type (string, number, date, enum, reference), may be
 required or unique, and has constraints (``min``/``max`` for numbers,
 ``minLength``/``maxLength``/``pattern`` for text, ``values`` for an enum).
-:class:`CompiledTemplate` turns a definition into a JSON Schema (draft 2020-12)
-and compiles its validator once; a record is checked by building the object of
-its attribute values and collecting every error, with the checks JSON Schema
-does not express (unknown attributes, wrong indexes, repeated values).
+:meth:`Template.json_schema` turns a definition into a JSON Schema (draft 2020-12);
+``node.template_check`` compiles it once and checks records against it.
 """
 
 from __future__ import annotations
@@ -32,9 +30,8 @@ from __future__ import annotations
 import enum
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
@@ -43,12 +40,8 @@ from jsonschema.exceptions import SchemaError
 from iinode.errors import InvalidHandle, ValueInvalid
 from iinode.identifiers import (
     VALUE_TYPES,
-    AdminData,
-    AdminPermission,
     HandleName,
     HandleValue,
-    IndexedHandle,
-    StringData,
 )
 from iinode.storage.search import FIRST_ATTRIBUTE_INDEX
 
@@ -299,7 +292,7 @@ def _check_constraints(
                 bad(key, f"{key} of a number is a number")
     if kind is AttributeType.DATE:
         for key in ("min", "max"):
-            if key in c and not _is_date(c[key]):
+            if key in c and not is_date(c[key]):
                 bad(key, f"{key} of a date is a date YYYY-MM-DD")
     for key in ("minLength", "maxLength"):
         if key in c and (isinstance(c[key], bool) or not isinstance(c[key], int) or c[key] < 0):
@@ -320,7 +313,8 @@ def _check_constraints(
             bad("values", "an enum needs a list of distinct, non-empty texts")
 
 
-def _is_date(text: Any) -> bool:
+def is_date(text: Any) -> bool:
+    """Whether ``text`` is a date as JSON Schema's ``date`` format takes it."""
     return isinstance(text, str) and FormatChecker(["date"]).conforms(text, "date")
 
 
@@ -493,190 +487,6 @@ def definition_of(values: Iterable[HandleValue]) -> bytes | None:
     return None
 
 
-class CompiledTemplate:
-    """A template version with its validator compiled once (``check`` per record)."""
-
-    def __init__(self, template: Template) -> None:
-        self.template = template
-        self.validator = Draft202012Validator(
-            template.json_schema(), format_checker=FormatChecker(["date"])
-        )
-        self.accepts = _fast_check(template.json_schema())
-        self.by_name = {a.name: a for a in template.attributes}
-        self.numbers = frozenset(
-            a.name for a in template.attributes if a.type is AttributeType.NUMBER
-        )
-        self.dates = tuple(
-            a for a in template.attributes if a.type is AttributeType.DATE and a.constraints
-        )
-        #: What registration stores (``TemplateRegistry.normal_form``), made once.
-        self.restricted = frozenset(a.name for a in template.attributes if a.restricted)
-        self.link_data = StringData(
-            json.dumps(
-                {"template": str(template.handle), "unique": list(template.unique_names)},
-                separators=(",", ":"),
-            )
-        )
-        self.reader_grant = HandleValue(
-            READER_GRANT_INDEX,
-            "HS_ADMIN",
-            AdminData(AdminPermission.READ_VALUE, IndexedHandle(READERS_INDEX, template.handle)),
-        )
-
-    def check(self, values: Iterable[HandleValue]) -> list[Violation]:
-        """Every violation of the template by the attribute values among ``values``."""
-        problems: list[Violation] = []
-        instance: dict[str, Any] = {}
-        by_name = self.by_name
-        for v in values:
-            if v.index < FIRST_ATTRIBUTE_INDEX:
-                continue
-            data = v.data
-            text = (
-                data.text
-                if isinstance(data, StringData)
-                else v.data_bytes.decode("utf-8", "replace")
-            )
-            attribute = by_name.get(v.type)
-            if attribute is None:
-                problems.append(
-                    Violation(v.type, text, "unknown", "the template has no such attribute")
-                )
-                continue
-            if v.index != attribute.index:
-                problems.append(
-                    Violation(
-                        v.type, text, "index", f"this attribute is at index {attribute.index}"
-                    )
-                )
-            if v.type in instance:
-                problems.append(Violation(v.type, text, "repeated", "one value per attribute"))
-                continue
-            instance[v.type] = _number(text) if v.type in self.numbers else text
-        if not self.accepts(instance):  # the schema's own report, only when it is needed
-            for error in self.validator.iter_errors(instance):
-                problems.extend(_violations(error, instance))
-        for attribute in self.dates:
-            given = instance.get(attribute.name)
-            if isinstance(given, str) and _is_date(given):
-                text = given
-                low, high = attribute.constraints.get("min"), attribute.constraints.get("max")
-                if low is not None and text < low:
-                    problems.append(
-                        Violation(attribute.name, text, "min", f"must not be before {low}")
-                    )
-                if high is not None and text > high:
-                    problems.append(
-                        Violation(attribute.name, text, "max", f"must not be after {high}")
-                    )
-        return problems
-
-
-#: A date as JSON Schema's ``date`` format takes it (then ``date.fromisoformat``).
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
-
-
-def _fast_check(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool]:
-    """A predicate true only of instances the schema accepts, compiled from the very
-    keywords :meth:`Template.json_schema` writes (type, minimum, maximum, minLength,
-    maxLength, pattern, enum, format date, required, additionalProperties false).
-
-    It spares the full validator on valid records; a false answer hands the instance to
-    ``jsonschema`` for the report, so the library stays the judge of what is wrong.
-    A schema using any other keyword gets a predicate that always defers.
-    """
-    known = {"type", "minimum", "maximum", "minLength", "maxLength", "pattern", "enum", "format"}
-    checks: dict[str, Callable[[Any], bool]] = {}
-    for name, prop in schema.get("properties", {}).items():
-        if set(prop) - known or prop.get("format", "date") != "date":
-            return lambda instance: False
-        checks[name] = _property_check(prop)
-    required = tuple(schema.get("required", ()))
-
-    def accepts(instance: Mapping[str, Any]) -> bool:
-        for name in required:
-            if name not in instance:
-                return False
-        for name, value in instance.items():
-            check = checks.get(name)
-            if check is None or not check(value):
-                return False
-        return True
-
-    return accepts
-
-
-def _property_check(prop: Mapping[str, Any]) -> Callable[[Any], bool]:
-    """One property's keywords as one compiled expression (no per-value dispatch)."""
-    env: dict[str, Any] = {"bool": bool, "int": int, "float": float, "str": str, "len": len}
-    if prop.get("type") == "number":
-        terms = ["(type(v) is int or type(v) is float)"]
-        if "minimum" in prop:
-            env["low"] = prop["minimum"]
-            terms.append("v >= low")
-        if "maximum" in prop:
-            env["high"] = prop["maximum"]
-            terms.append("v <= high")
-    else:
-        terms = ["type(v) is str"]
-        if "enum" in prop:
-            env["allowed"] = frozenset(prop["enum"])
-            terms.append("v in allowed")
-        if "minLength" in prop:
-            env["shortest"] = int(prop["minLength"])
-            terms.append("len(v) >= shortest")
-        if "maxLength" in prop:
-            env["longest"] = int(prop["maxLength"])
-            terms.append("len(v) <= longest")
-        if "pattern" in prop:
-            env["search"] = re.compile(prop["pattern"]).search
-            terms.append("search(v) is not None")
-        if prop.get("format") == "date":
-            env["is_date"] = _is_iso_date
-            terms.append("is_date(v)")
-    env["type"] = type
-    check: Callable[[Any], bool] = eval(f"lambda v: {' and '.join(terms)}", env)
-    return check
-
-
-def _is_iso_date(text: str) -> bool:
-    if not _DATE.fullmatch(text):
-        return False
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _number(text: str) -> Any:
-    """A number attribute's text as a JSON number, or the text (the schema says "type")."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return value if value == value and value not in (float("inf"), float("-inf")) else text
-
-
-_RULES = {"minimum": "min", "maximum": "max", "format": "date"}
-
-
-def _violations(error: Any, instance: Mapping[str, Any]) -> list[Violation]:
-    rule = str(error.validator)
-    if rule == "required":
-        missing = [n for n in error.validator_value if n not in instance]
-        return [Violation(n, None, "required", "this attribute is required") for n in missing]
-    name = str(error.path[0]) if error.path else "?"
-    value = error.instance
-    shown = None if value is None else str(value)
-    message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
-    return [Violation(name, shown, _RULES.get(rule, rule), message)]
-
-
 __all__ = [
     "DEFINITION_INDEX",
     "DEFINITION_TYPE",
@@ -686,12 +496,12 @@ __all__ = [
     "TRANSITIONS",
     "Attribute",
     "AttributeType",
-    "CompiledTemplate",
     "Status",
     "Template",
     "TemplateViolations",
     "Violation",
     "definition_of",
     "industry_levels",
+    "is_date",
     "template_handle",
 ]
