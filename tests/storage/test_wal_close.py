@@ -61,7 +61,7 @@ def _open_write_close(path: Path, go: Event) -> None:
 
 
 def test_stores_closing_together_leave_no_wal(tmp_path: Path) -> None:
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context("fork")
     left = []
     for n in range(4):
         path = tmp_path / f"r{n}" / "handles.sqlite3"
@@ -86,11 +86,11 @@ def test_a_held_turn_makes_the_next_closer_wait_then_give_up(tmp_path: Path) -> 
     db = tmp_path / "x.sqlite3"
     with closing_in_turn(db) as first:
         assert first
-        ctx = mp.get_context("spawn")
+        ctx = mp.get_context("fork")
         with ctx.Pool(1) as pool:
-            assert pool.apply(_try_turn, (db, 0.2)) is False
+            assert pool.apply_async(_try_turn, (db, 0.2)).get(timeout=60) is False
     with ctx.Pool(1) as pool:
-        assert pool.apply(_try_turn, (db, 0.2)) is True
+        assert pool.apply_async(_try_turn, (db, 0.2)).get(timeout=60) is True
 
 
 def test_a_missing_directory_is_no_turn_and_no_error(tmp_path: Path) -> None:
