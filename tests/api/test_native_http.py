@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -25,7 +24,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from iinode.api.app import create_app
@@ -50,6 +48,7 @@ from iinode.proto import (
 from iinode.resolution.native_admin import NativeAdminClient, SecretKeyAuth
 from iinode.resolution.native_handler import NativeHandler
 from iinode.storage import MemoryStore, SQLiteStore
+from rest_node import served
 from support import free_port
 
 with warnings.catch_warnings():
@@ -313,20 +312,8 @@ def live(tmp_path: Path) -> Iterator[int]:
     store = SQLiteStore(tmp_path / "h.sqlite3")
     svc = HandleService(settings, store)
     asyncio.run(svc.initialise(SECRET))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(svc), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield port
-    server.should_exit = True
-    thread.join(10)
+    with served(svc, port):
+        yield port
 
 
 def exchange_as_stock_client(port: int, body: bytes) -> tuple[list[str], bytes]:
