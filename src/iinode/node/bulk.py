@@ -14,6 +14,7 @@ from iinode.identifiers import (
     HandleValue,
     IndexedHandle,
     SecKeyData,
+    StringData,
     check_record,
 )
 from iinode.identifiers.wire import WireWriter
@@ -23,6 +24,8 @@ from iinode.storage.search import TEMPLATE_LINK_INDEX, BulkTerms, values_terms
 if TYPE_CHECKING:
     from iinode.node.service import HandleService
 
+#: Data classes that are text: neither an HS_ADMIN nor a secret key.
+_TEXT_DATA = frozenset({StringData, *StringData.__subclasses__()})
 #: Permissions given to the creator when a new handle arrives without HS_ADMIN.
 DEFAULT_ADMIN_PERMISSIONS = AdminPermission.from_bits("011111110011")
 
@@ -76,12 +79,13 @@ class BulkRegistrar:
                 values = self.service.templates.check_sync(handle, values)
                 break
         has_admin = secret = False
-        taken: set[int] = set()
         for v in values:
-            taken.add(v.index)
-            if isinstance(v.data, AdminData):
+            data = v.data
+            if type(data) in _TEXT_DATA:  # the common case, spared two ABC checks
+                continue
+            if isinstance(data, AdminData):
                 has_admin = True
-            elif isinstance(v.data, SecKeyData):
+            elif isinstance(data, SecKeyData):
                 secret = True
         if secret:
             secrets = self.service.secrets
@@ -91,6 +95,7 @@ class BulkRegistrar:
         admin_wire = b""
         admin_index = 100
         if not has_admin:
+            taken = {v.index for v in values}
             while admin_index in taken:  # index 100 holds something else: the next free one
                 admin_index += 1
             admin_wire = (

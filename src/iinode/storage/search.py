@@ -164,19 +164,35 @@ _INDEXED_TYPE_NAMES = frozenset(t.decode() for t in _INDEXED_TYPES)
 def values_terms(values: Iterable[HandleValue]) -> list[Term]:
     """:func:`record_terms` of the record ``values`` encode to, without encoding them (the
     bulk path hands them to the store beside the rows)."""
-    items = []
+    urls: list[tuple[str, bool]] = []
+    oids: list[tuple[str, bool]] = []
+    attrs: list[tuple[str, str, bool]] = []
+    link: tuple[str, tuple[str, ...]] | None = None
+    link_public = False
     for v in values:
-        if v.index >= FIRST_ATTRIBUTE_INDEX or v.type in _INDEXED_TYPE_NAMES:
-            data = v.data
-            if isinstance(data, StringData):
-                items.append((v.index, v.type, data.text, int(v.permissions)))
-                continue
+        index = v.index
+        vtype = v.type
+        if index < FIRST_ATTRIBUTE_INDEX and vtype not in _INDEXED_TYPE_NAMES:
+            continue
+        data = v.data
+        if isinstance(data, StringData):
+            text = data.text
+        else:
             try:
                 text = v.data_bytes.decode("utf-8")
             except UnicodeDecodeError:
                 continue  # binary data is not searchable
-            items.append((v.index, v.type, text, int(v.permissions)))
-    return _collect(items)
+        public = bool(int(v.permissions) & _PUBLIC_READ)
+        if vtype == "URL":
+            urls.append((text, public))
+        elif index == TEMPLATE_LINK_INDEX and vtype == TEMPLATE_LINK_TYPE:
+            link = link_target(text)
+            link_public = public
+        elif index >= FIRST_ATTRIBUTE_INDEX:
+            attrs.append((vtype, text, public))
+        elif vtype == OID_TYPE:
+            oids.append((text, public))
+    return _assemble(urls, oids, link, link_public, attrs)
 
 
 def _collect(items: Iterable[tuple[int, str, str, int]]) -> list[Term]:
@@ -197,31 +213,51 @@ def _collect(items: Iterable[tuple[int, str, str, int]]) -> list[Term]:
             attrs.append((vtype, text, public))
         elif vtype == OID_TYPE:
             oids.append((text, public))
+    return _assemble(urls, oids, link, link_public, attrs)
+
+
+def _assemble(
+    urls: list[tuple[str, bool]],
+    oids: list[tuple[str, bool]],
+    link: tuple[str, tuple[str, ...]] | None,
+    link_public: bool,
+    attrs: list[tuple[str, str, bool]],
+) -> list[Term]:
+    """The terms of a record from its URLs, OIDs, template link and attribute values (the
+    attributes count only with a link); one term per (field, value), public if any of
+    its values is, unique if any is."""
     if not oids and link is None and len(urls) == 1:  # the common plain record
         url, public = urls[0]
         return [("url", url, public, False)] if url and len(url) <= MAX_TERM_CHARS else []
-    out: dict[tuple[str, str], Term] = {}
-    for url, public in urls:
-        _add(out, "url", url, public, False)
-    for oid, public in oids:
-        _add(out, "oid", oid, public, False)
+    found: list[Term] = [("url", url, public, False) for url, public in urls]
+    found += [("oid", oid, public, False) for oid, public in oids]
     if link is not None:
         template, unique = link
-        _add(out, "template", template, link_public, False)
+        found.append(("template", template, link_public, False))
+        fields = _ATTR_FIELDS
         for name, value, public in attrs:
-            _add(out, f"attr:{name}", value, public, name in unique)
+            field = fields.get(name)
+            if field is None:
+                field = f"attr:{name}"
+                if len(fields) < 4096:
+                    fields[name] = field
+            found.append((field, value, public, name in unique))
+    out: dict[tuple[str, str], Term] = {}
+    for term in found:
+        name, value, public, uniq = term
+        if not value or len(value) > MAX_TERM_CHARS:
+            continue
+        key = (name, value)
+        before = out.get(key)
+        if before is None:
+            out[key] = term
+        else:  # the same text twice: public if either is, unique if either is
+            out[key] = (name, value, public or before[2], uniq or before[3])
     return list(out.values())
 
 
-def _add(out: dict[tuple[str, str], Term], name: str, value: str, public: bool, uniq: bool) -> None:
-    if not value or len(value) > MAX_TERM_CHARS:
-        return
-    key = (name, value)
-    before = out.get(key)
-    if before is None:
-        out[key] = (name, value, public, uniq)
-    else:  # the same text twice: public if either is, unique if either is
-        out[key] = (name, value, public or before[2], uniq or before[3])
+#: ``attr:<name>`` search fields by attribute name.
+_ATTR_FIELDS: dict[str, str] = {}
 
 
 def search_sql(query: SearchQuery, table: str, mark: str) -> tuple[str, tuple[str | int, ...]]:
