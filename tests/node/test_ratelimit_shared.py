@@ -410,6 +410,25 @@ def _record() -> tuple[HandleValue, ...]:
     return (HandleValue(300, "HS_SECKEY", SecKeyData(verifier.to_bytes())),)
 
 
+def _charge_forked(store: SQLiteFailureStore) -> None:
+    limiter = SharedFailureLimiter(store, limits=SHARED_LIMITS)
+    asyncio.run(limiter.charge(("192.0.2.7", "x")))
+    store.close()
+
+
+async def test_a_forked_process_opens_its_own_connection(tmp_path: Path) -> None:
+    store = SQLiteFailureStore(tmp_path / FAILURES_FILE)
+    limiter = SharedFailureLimiter(store, limits=SHARED_LIMITS)
+    for _ in range(19):
+        await limiter.charge(("192.0.2.7", "x"))
+    child = mp.get_context("fork").Process(target=_charge_forked, args=(store,))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert await SharedFailureLimiter(store, limits=SHARED_LIMITS).wait(("192.0.2.7", "y")) > 0
+    await limiter.aclose()
+
+
 async def _lookup(_handle: HandleName) -> tuple[HandleValue, ...]:
     return _record()
 

@@ -39,6 +39,8 @@ MAX_ENTRIES = 10_000
 MAX_PER_SOURCE = 64
 #: Octets of payloads the table holds at most (each is at most 256 KiB plus a little).
 MAX_BYTES = 64 * 1024 * 1024
+#: Seconds between tries to switch a file another process is switching to WAL.
+_WAL_SWITCH_PAUSE = 0.002
 
 
 def new_challenge_id() -> int:
@@ -85,14 +87,35 @@ def connect_private(path: Path, timeout: float = 5.0) -> sqlite3.Connection:
     the owner only (they may hold session keys or pending requests), whatever the
     process's umask: the file is set to 0600 as soon as SQLite has created it, before
     anything is written (SQLite gives the WAL files the database file's mode; they
-    are set too), inside a data directory that ``private_dir`` made 0700."""
+    are set too), inside a data directory that ``private_dir`` made 0700.
+
+    Processes opening a new file at once each try to switch it to WAL; SQLite
+    answers the loser's switch "database is locked" at once, without waiting
+    ``timeout`` as it does for other locks, so the switch is retried until then."""
     db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA schema_version").fetchone()  # creates the file
-    _private(path)
-    db.execute("PRAGMA journal_mode=WAL")
+    try:
+        db.execute("PRAGMA schema_version").fetchone()  # creates the file
+        _private(path)
+        _switch_to_wal(db, timeout)
+    except BaseException:
+        db.close()
+        raise
     for suffix in ("-wal", "-shm"):
         _private(f"{path}{suffix}")
     return db
+
+
+def _switch_to_wal(db: sqlite3.Connection, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() >= deadline:
+                raise
+            time.sleep(_WAL_SWITCH_PAUSE)
 
 
 class ChallengeTable(abc.ABC):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -57,6 +58,8 @@ CREATE INDEX IF NOT EXISTS pairs_source ON pairs (scope, source, full_at);
 CREATE INDEX IF NOT EXISTS pairs_full ON pairs (scope, full_at);
 """
 _TABLES = ("sources", "pairs")
+#: Connections a forked process inherited (see ``SQLiteFailureStore._connection``).
+_INHERITED: list[sqlite3.Connection] = []
 
 
 def pair_key(pair: tuple[str, str]) -> str:
@@ -72,11 +75,18 @@ class SQLiteFailureStore(FailureStore):
         self.timeout = timeout
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        #: The process that opened ``_db`` (a forked child opens its own).
+        self._pid = 0
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             try:
+                if self._db is not None and self._pid != os.getpid():
+                    # The parent's connection: never used here, nor closed (closing it
+                    # could touch the parent's locks), so kept for the process's life.
+                    _INHERITED.append(self._db)
+                    self._db = None
                 if self._db is None:
                     private_dir(self.path.parent)
                     db = connect_private(self.path, timeout=self.timeout)
@@ -86,7 +96,7 @@ class SQLiteFailureStore(FailureStore):
                     except BaseException:
                         db.close()
                         raise
-                    self._db = db
+                    self._db, self._pid = db, os.getpid()
                 yield self._db
             except (sqlite3.Error, OSError) as exc:
                 raise StorageError(f"failure counts in {self.path}: {exc}") from exc
@@ -163,7 +173,7 @@ class SQLiteFailureStore(FailureStore):
         (``storage.wal``: the last one removes the WAL)."""
         with self._lock:
             db, self._db = self._db, None
-            if db is not None:
+            if db is not None and self._pid == os.getpid():
                 with closing_in_turn(self.path):
                     db.close()
 
