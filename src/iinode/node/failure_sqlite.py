@@ -38,7 +38,7 @@ from iinode.node.failure_counts import FailureStore
 from iinode.node.ratelimit import FailureLimits
 from iinode.storage.wal import closing_in_turn
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sources (
     scope TEXT NOT NULL,
@@ -56,8 +56,14 @@ CREATE TABLE IF NOT EXISTS pairs (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pairs_source ON pairs (scope, source, full_at);
 CREATE INDEX IF NOT EXISTS pairs_full ON pairs (scope, full_at);
+CREATE TABLE IF NOT EXISTS sizes (
+    scope TEXT NOT NULL,
+    tier TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    PRIMARY KEY (scope, tier)
+) WITHOUT ROWID;
 """
-_TABLES = ("sources", "pairs")
+_TABLES = ("sources", "pairs", "sizes")
 #: Connections a forked process inherited (see ``SQLiteFailureStore._connection``).
 _INHERITED: list[sqlite3.Connection] = []
 
@@ -164,7 +170,7 @@ class SQLiteFailureStore(FailureStore):
         with self._connection() as db:
             counts = [
                 db.execute(f"SELECT count(*) FROM {table} WHERE scope = ?", (scope,)).fetchone()[0]
-                for table in _TABLES
+                for table in ("sources", "pairs")
             ]
         return int(counts[0]), int(counts[1])
 
@@ -182,17 +188,28 @@ class SQLiteFailureStore(FailureStore):
 
 
 def _make_room(db: sqlite3.Connection, table: str, scope: str, now: float, bound: int) -> None:
-    """Leave room for one more row of ``scope`` in ``table``: expired rows go first,
-    then the rows nearest to full."""
-    db.execute(f"DELETE FROM {table} WHERE scope = ? AND full_at <= ?", (scope, now))
-    (count,) = db.execute(f"SELECT count(*) FROM {table} WHERE scope = ?", (scope,)).fetchone()
-    excess = int(count) - bound + 1
+    """Make room for one more row of ``scope`` in ``table`` (which the caller then
+    inserts): expired rows go first, then the rows nearest to full.  The rows are
+    counted in ``sizes`` (a ``count(*)`` per new bucket would cost a scan)."""
+    found = db.execute(
+        "SELECT rows FROM sizes WHERE scope = ? AND tier = ?", (scope, table)
+    ).fetchone()
+    rows = 0 if found is None else int(found[0])
+    expired = db.execute(f"DELETE FROM {table} WHERE scope = ? AND full_at <= ?", (scope, now))
+    rows -= max(0, expired.rowcount)
+    excess = rows - bound + 1
     if excess > 0:
-        db.execute(
+        dropped = db.execute(
             f"DELETE FROM {table} WHERE scope = ? AND key IN "
             f"(SELECT key FROM {table} WHERE scope = ? ORDER BY full_at LIMIT ?)",
             (scope, scope, excess),
         )
+        rows -= max(0, dropped.rowcount)
+    db.execute(
+        "INSERT INTO sizes (scope, tier, rows) VALUES (?, ?, ?) "
+        "ON CONFLICT (scope, tier) DO UPDATE SET rows = excluded.rows",
+        (scope, table, max(0, rows) + 1),
+    )
 
 
 __all__ = ["SQLiteFailureStore", "pair_key"]
