@@ -73,7 +73,7 @@ import importlib.util
 importlib.util.find_spec = (lambda f: lambda name, *a: None if name == "sklearn" else f(name, *a))(
     importlib.util.find_spec)
 from iinode.analytics import maintenance
-from iinode.api.extensions import NodeExtensions
+from iinode.assembly import NodeExtensions
 from iinode.api.alarms import node_alarm_app
 from iinode.api.kpi import kpi_router
 from iinode.errors import ConfigurationError

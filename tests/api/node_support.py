@@ -1,4 +1,4 @@
-"""Nodes with their extensions mounted, served in process (``api.node_support``)."""
+"""Nodes built by the node's assembly (``iinode.assembly``), served in process."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from urllib.parse import quote
 import httpx
 from fastapi import FastAPI
 
-from iinode.api.app import create_app
-from iinode.api.extensions import NodeExtensions, close_extensions, mount_extensions
-from iinode.identifiers import HandleValue, Permissions, Prefix, SecKeyData
+from iinode.assembly import Node as AssembledNode
+from iinode.assembly import NodeExtensions, build_node, node_app
+from iinode.identifiers import HandleValue, IndexedHandle, Permissions, Prefix, SecKeyData
+from iinode.node.changes import ChangeCounter
 from iinode.node.service import HandleService, site_from_url
 from iinode.node.settings import NodeSettings, Role
 from iinode.storage import MemoryStore
@@ -28,11 +29,21 @@ def auth_for(prefix: str, secret: str = SECRET) -> httpx.BasicAuth:
 
 @dataclass
 class Node:
-    settings: NodeSettings
-    service: HandleService
+    node: AssembledNode
     app: FastAPI
-    extensions: NodeExtensions
     http: httpx.AsyncClient
+
+    @property
+    def settings(self) -> NodeSettings:
+        return self.node.settings
+
+    @property
+    def service(self) -> HandleService:
+        return self.node.service
+
+    @property
+    def extensions(self) -> NodeExtensions:
+        return self.node.extensions
 
     async def delegate(self, child: str, url: str, secret: str = SECRET) -> None:
         """Write ``0.NA/<child>`` here with an HS_SITE and the child's HS_SECKEY at 300."""
@@ -46,8 +57,6 @@ class Node:
             ),
         ]
         assert self.settings.admin_identity is not None
-        from iinode.identifiers import IndexedHandle
-
         await self.service.create(
             Prefix(child).na_handle, values, IndexedHandle.parse(self.settings.admin_identity)
         )
@@ -71,18 +80,22 @@ async def running_node(
         report_secret=SECRET if parent_app is not None else None,
         **overrides,
     )
-    service = HandleService(settings, MemoryStore())
-    await service.initialise(SECRET)
-    app = create_app(service)
     upward = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=parent_app or FastAPI()), base_url="http://parent.test"
     )
-    extensions = await mount_extensions(app, settings, service, client=upward)
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node.test")
     try:
-        yield Node(settings, service, app, extensions, http)
+        node = await build_node(
+            settings, store=MemoryStore(), changes=ChangeCounter(), admin_secret=SECRET,
+            resolve=False, client=upward,
+        )  # fmt: skip
+        app = node_app(node)
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://node.test"
+        )
+        try:
+            yield Node(node, app, http)
+        finally:
+            await http.aclose()
+            await node.aclose()
     finally:
-        await http.aclose()
-        await close_extensions(app)
         await upward.aclose()
-        await service.store.close()

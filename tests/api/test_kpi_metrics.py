@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.node_support import running_node
 from iinode.kpi import batch_elements, compute, machine_total
 from iinode.node.settings import Role
-from iinode.telemetry.kpi_window import FAMILIES, KpiWindowSettings, kpi_metrics
+from iinode.telemetry.kpi_window import FAMILIES, KpiWindowSettings
 from iinode.telemetry.model import Reading, from_us, now_us
 from iinode.telemetry.simulator import Factory, ShiftCalendar
 from support import free_port
@@ -27,7 +27,8 @@ async def test_kpis_of_simulated_machines_are_scraped(tmp_path: Path) -> None:
         assert ext.telemetry is not None
         end_us = now_us() // 1_000_000 * 1_000_000
         settings = KpiWindowSettings(window_s=WINDOW_S)
-        kpi_metrics(ext.metrics, settings, clock=lambda: end_us)
+        assert ext.kpis is not None  # registered in the node's metrics by the assembly
+        ext.kpis.settings, ext.kpis.clock = settings, lambda: end_us
         factory = Factory.demo(ENT, 3, seed=11)
         factory.calendar = ShiftCalendar()  # always working
         # 40 simulated minutes ending at end_us; the window sees the last 30

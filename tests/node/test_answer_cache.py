@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from starlette.routing import Mount
 
 from iinode.api.answer_cache import AnswerCache
-from iinode.api.app import app_for_settings, create_app
+from iinode.api.app import create_app
+from iinode.assembly import app_for_settings
 from iinode.identifiers import HandleName, HandleValue, UrlData
 from iinode.node.changes import COUNTER_FILE, ChangeCounter
 from iinode.node.service import BulkRegistrar, HandleService

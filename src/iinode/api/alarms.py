@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -28,7 +27,14 @@ from fastapi import APIRouter, Request, Response
 from iinode.analytics.alarms import AlarmEngine, AlarmStore, Rule, Transition
 from iinode.errors import HandleError, InvalidHandle, NotAuthorized, ValueInvalid
 from iinode.identifiers import AdminPermission, HandleName, Prefix
+from iinode.kpi import Kpis, PeriodKind, compute
+from iinode.monitoring.events import EventKind, Severity
+from iinode.monitoring.node import MonitoringNode
+from iinode.node.service import HandleService
+from iinode.node.settings import NodeSettings
 
+from .handles import authenticate
+from .kpi import KpiApp
 from .telemetry import _AUTH_ERRORS, _error, _json, _refusal
 
 log = logging.getLogger(__name__)
@@ -41,12 +47,10 @@ class HandleWriteCheck:
     """A write on ``target`` (an equipment handle, or a prefix) is allowed to a caller
     authenticated as a handle identity with MODIFY_VALUE on the target's record."""
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: HandleService) -> None:
         self.service = service
 
     async def __call__(self, request: Request, target: str) -> str:
-        from iinode.api.handles import authenticate
-
         identity = await authenticate(self.service, request, required=True)
         assert identity is not None
         if "/" in target:
@@ -154,10 +158,8 @@ def alarm_router(app: AlarmApp, *, prefix: str = "/alarms") -> APIRouter:
     return router
 
 
-def monitoring_notifier(node: Any) -> Callable[[Transition], None]:
+def monitoring_notifier(node: MonitoringNode) -> Callable[[Transition], None]:
     """Alarm transitions as operational (``health``) monitoring events of ``node``."""
-    from iinode.monitoring.events import EventKind, Severity
-
     severities = {"info": Severity.INFO, "low": Severity.LOW, "medium": Severity.MEDIUM,
                   "high": Severity.HIGH, "critical": Severity.CRITICAL}  # fmt: skip
 
@@ -178,18 +180,21 @@ def monitoring_notifier(node: Any) -> Callable[[Transition], None]:
     return notify
 
 
-def node_alarm_app(kpi_app: Any, extensions: Any) -> AlarmApp:
+def node_alarm_app(
+    kpi_app: KpiApp,
+    settings: NodeSettings,
+    monitoring: MonitoringNode | None,
+    authorize: WriteCheck,
+    spawn: Callable[[Coroutine[None, None, None]], None] | None = None,
+) -> AlarmApp:
     """The node's alarms: rules and history in ``alarms.sqlite3`` of its data dir, tag rules
-    fed by its ingest workers, KPI rules by the live KPI stream, transitions to monitoring; and
-    the failure predictor saved as ``maintenance.pickle`` there, if any (and scikit-learn)."""
-    from iinode.kpi import PeriodKind, compute
-
-    settings = extensions.settings
+    fed by its ingest workers, KPI rules by the live KPI stream, transitions to ``monitoring``;
+    and the failure predictor saved as ``maintenance.pickle`` there, if any (and scikit-learn).
+    ``spawn`` runs the task that joins the ingest workers (for as long as the node runs)."""
     store = AlarmStore(settings.data_dir / "alarms.sqlite3")
-    monitoring = extensions.monitoring
     notify = None if monitoring is None else monitoring_notifier(monitoring)
 
-    def kpis(equipment: str, now_us: int) -> Any:
+    def kpis(equipment: str, now_us: int) -> Kpis | None:
         live = kpi_app.live
         if live is None or equipment not in live.stream.machines:
             return None
@@ -222,14 +227,9 @@ def node_alarm_app(kpi_app: Any, extensions: Any) -> AlarmApp:
             if kpi_app.projects is not None:
                 kpi_app.projects.close()
 
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # mounted outside a running node: no live feed
-        pass
-    else:
-        extensions._background.append(loop.create_task(attach()))
-    service = extensions.service
-    return AlarmApp(engine, HandleWriteCheck(service))
+    if spawn is not None:  # else mounted outside a running node: no live feed
+        spawn(attach())
+    return AlarmApp(engine, authorize)
 
 
 __all__ = ["AlarmApp", "HandleWriteCheck", "alarm_router", "monitoring_notifier",

@@ -1,10 +1,15 @@
-"""The node's HTTP application: REST API, node info, OpenAPI document."""
+"""The node's Handle API application: REST API, node info, OpenAPI document.
+
+``create_app(service)`` is the API over an open service (the tests' app);
+a whole node's app, with its metrics, monitoring, telemetry and web console,
+is put together by ``iinode.assembly`` (``node_app``, ``app_for_settings``)
+from ``base_app`` and ``install_handle_api``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -15,7 +20,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import iinode
 from iinode.api.answer_cache import AnswerCache
-from iinode.api.extensions import close_extensions, mount_extensions
 from iinode.api.gs1 import mount_gs1
 from iinode.api.handles import (
     GET_HANDLE_OPENAPI,
@@ -32,14 +36,12 @@ from iinode.api.search import search_router
 from iinode.api.templates import templates_router
 from iinode.codes import ResponseCode, http_status
 from iinode.errors import HandleError, StorageError, TransportError
-from iinode.node.changes import COUNTER_FILE, ChangeCounter
-from iinode.node.service import HandleService, site_from_url
-from iinode.node.settings import NodeSettings, Role, settings_from_environment
+from iinode.node.service import HandleService
 from iinode.resolution import HttpResolver
 from iinode.resolution.native_verify import RemoteSeckeyVerifier
-from iinode.resolution.shared_cache import close_resolution_cache, resolution_cache_for
-from iinode.storage import open_store
-from iinode.web import mount_console
+
+#: What FastAPI runs around serving: start-up before the first request, shut-down after.
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 def _error_body(exc: HandleError, request: Request) -> dict[str, Any]:
@@ -54,7 +56,7 @@ def _error_body(exc: HandleError, request: Request) -> dict[str, Any]:
     return body
 
 
-def _base_app(lifespan: Any = None) -> FastAPI:
+def base_app(lifespan: Lifespan | None = None) -> FastAPI:
     """The FastAPI app with the error mapping and OpenAPI document, no routes yet.
 
     Everything here is installed before the app is first called: Starlette
@@ -125,8 +127,8 @@ def _base_app(lifespan: Any = None) -> FastAPI:
     return app
 
 
-def _install(app: FastAPI, service: HandleService, resolver: HttpResolver | None) -> None:
-    """Add the node's routes for an open ``service`` to ``app``."""
+def install_handle_api(app: FastAPI, service: HandleService, resolver: HttpResolver | None) -> None:
+    """Add the Handle API's routes for an open ``service`` to ``app``."""
     app.state.service = service
     app.state.resolver = resolver
     if service.auth.remote_verifier is None:
@@ -157,66 +159,13 @@ def _install(app: FastAPI, service: HandleService, resolver: HttpResolver | None
         return "ok"
 
     mount_gs1(app, service, resolver)  # GS1 Digital Link resolver (iinode.api.gs1)
-    mount_console(app, service, resolver)  # the web console and /docs (iinode.web)
-    # Further routers (telemetry, monitoring, metrics) are included here.
 
 
 def create_app(service: HandleService, resolver: HttpResolver | None = None) -> FastAPI:
     """The HTTP app for a node whose service (and store) is already open."""
-    app = _base_app()
-    _install(app, service, resolver)
+    app = base_app()
+    install_handle_api(app, service, resolver)
     return app
 
 
-def build_resolver(settings: NodeSettings) -> HttpResolver | None:
-    if not settings.parent_url and settings.role is not Role.RECURSIVE:
-        roots = [site_from_url(settings.http_url)]
-    elif settings.parent_url:
-        roots = [site_from_url(settings.parent_url)]
-    else:
-        return None
-    cache = resolution_cache_for(settings)
-    return HttpResolver(roots, cache=cache, max_referrals=settings.max_referrals)
-
-
-def app_for_settings(settings: NodeSettings) -> FastAPI:
-    """An app that opens its store on start-up and closes it on shut-down.
-
-    The routes are added to this very app once the store is open (no mounted
-    sub-application, so requests are routed once); they are removed again at
-    shut-down, so the app can be started again.
-    """
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        changes = ChangeCounter(Path(settings.data_dir) / COUNTER_FILE)
-        store = await open_store(settings.store_url, base_dir=settings.data_dir)
-        resolver: HttpResolver | None = None
-        base_routes = list(app.router.routes)
-        try:
-            service = HandleService(settings, store, changes=changes)
-            await service.refresh_site()
-            resolver = build_resolver(settings)
-            _install(app, service, resolver)
-            await mount_extensions(app, settings, service)
-            app.openapi_schema = None
-            yield
-        finally:
-            await close_extensions(app)
-            app.router.routes[:] = base_routes
-            if resolver is not None:
-                await resolver.aclose()
-                await close_resolution_cache(resolver.cache)
-            await store.close()
-            changes.close()
-
-    return _base_app(lifespan)
-
-
-def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` with several workers: the settings the
-    parent resolved, as it put them in ``IINODE_RESOLVED_SETTINGS`` (not re-read)."""
-    return app_for_settings(settings_from_environment())
-
-
-__all__ = ["app_for_settings", "app_from_env", "build_resolver", "create_app"]
+__all__ = ["Lifespan", "base_app", "create_app", "install_handle_api"]

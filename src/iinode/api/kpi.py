@@ -55,13 +55,22 @@ from iinode.kpi import (
     metrics,
 )
 from iinode.kpi.periods import iso
+from iinode.node.settings import NodeSettings
 from iinode.telemetry.ingest import IngestWorker
 from iinode.telemetry.kpi_window import KpiWindowSettings, LiveKpis, scope_elements
 from iinode.telemetry.model import Equipment, now_us
 from iinode.telemetry.registry import EquipmentReader, EquipmentRegistry
 from iinode.telemetry.store import ParquetStore
 
-from .telemetry import _AUTH_ERRORS, TelemetryApp, _error, _json, _refusal, parse_time
+from .telemetry import (
+    _AUTH_ERRORS,
+    EquipmentAccess,
+    TelemetryApp,
+    _error,
+    _json,
+    _refusal,
+    parse_time,
+)
 
 DAY_US = 86_400_000_000
 
@@ -100,25 +109,22 @@ class KpiApp:
                 live.attach(workers)
 
 
-def node_kpi_app(telemetry: TelemetryApp, extensions: Any) -> KpiApp:
-    """The KPI app of a node (``extensions``: its ``NodeExtensions``): the telemetry
-    app's registry, store and permissions, and a live stream fed by its ingest workers."""
-
-    def workers() -> Sequence[IngestWorker]:
-        service = extensions.telemetry
-        return () if service is None else list(service.workers)
-
-    from iinode.api.alarms import HandleWriteCheck
-
-    settings = extensions.settings
+def node_kpi_app(
+    telemetry: TelemetryApp,
+    settings: NodeSettings,
+    authorize: Callable[[Request, str], Awaitable[str]],
+    workers: Callable[[], Sequence[IngestWorker]],
+) -> KpiApp:
+    """The KPI app of a node: the telemetry app's registry, store and permissions, project
+    events in ``projects.sqlite3`` of its data dir (recorded as ``authorize`` allows), and a
+    live stream fed by the ingest ``workers`` running now."""
     projects = ProjectStore(settings.data_dir / "projects.sqlite3")
-    app = KpiApp(
+    return KpiApp(
         telemetry.registry, telemetry.store, authenticate=telemetry.authenticate,
         reader=telemetry.reader, live=LiveKpis(), workers=workers,
         development=projects.events, projects=projects,
-        authorize=HandleWriteCheck(extensions.service), home_prefix=settings.prefix,
+        authorize=authorize, home_prefix=settings.prefix,
     )  # fmt: skip
-    return app
 
 
 def _rates(request: Request) -> CostRates:
@@ -167,21 +173,7 @@ def _period_json(period: Period, e: Elements, rates: CostRates, cycle: float | N
 def kpi_router(app: KpiApp, *, prefix: str = "/kpi") -> APIRouter:
     router = APIRouter(prefix=prefix, tags=["kpi"])
 
-    async def caller(request: Request) -> IndexedHandle | Response | None:
-        if app.authenticate is None:
-            return None
-        try:
-            return await app.authenticate(request)
-        except _AUTH_ERRORS as exc:
-            return _refusal(exc)
-
-    async def listing(prefix_text: str, request: Request) -> list[Equipment] | Response:
-        if app.reader is None:
-            return await app.registry.list(prefix_text)
-        identity = await caller(request)
-        if isinstance(identity, Response):
-            return identity
-        return await app.reader.listing(prefix_text, identity)
+    access = EquipmentAccess(app.registry, app.authenticate, app.reader)
 
     async def scope(
         kind: str, prefix_text: str, suffix: str | None, request: Request
@@ -190,30 +182,26 @@ def kpi_router(app: KpiApp, *, prefix: str = "/kpi") -> APIRouter:
         try:
             if kind == "plant":
                 name = Prefix(prefix_text).text
-                items = await listing(name, request)
+                items = await access.listing(name, request)
                 if isinstance(items, Response):
                     return items
                 return name, [e for e in items if e.tag("state") is not None]
             name = str(HandleName(prefix_text, suffix or ""))
             if kind == "line":
-                items = await listing(prefix_text, request)
+                items = await access.listing(prefix_text, request)
                 if isinstance(items, Response):
                     return items
                 members = [e for e in items if e.line == name]
                 if not members:
                     return _error(404, "not_found", f"no equipment on line {name}")
                 return name, members
-            if app.reader is None:
-                item = await app.registry.get(name)
-            else:
-                identity = await caller(request)
-                if isinstance(identity, Response):
-                    return identity
-                item = await app.reader.readable(name, identity)
+            item = await access.one(name, request)
         except InvalidHandle as exc:
             return _error(400, "invalid_handle", exc.message)
         except HandleError as exc:
             return _refusal(exc)
+        if isinstance(item, Response):
+            return item
         if item is None:
             return _error(404, "not_found", f"equipment {name} is not registered")
         return name, [item]

@@ -78,6 +78,10 @@ class TelemetryApp:
     #: The largest request body read (an equipment record); larger ones answer 413.
     max_body: int = MAX_BODY
 
+    @property
+    def access(self) -> EquipmentAccess:
+        return EquipmentAccess(self.registry, self.authenticate, self.reader)
+
 
 class _TooLarge(Exception):
     pass
@@ -135,17 +139,56 @@ def parse_time(text: str | None) -> int | None:
         raise ValueInvalid(f"time {text!r} is neither ISO 8601 nor epoch milliseconds") from None
 
 
+Authenticate = Callable[[Request], Awaitable[IndexedHandle | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class EquipmentAccess:
+    """Equipment records as a request's caller may read them (``/telemetry`` and ``/kpi``).
+
+    With a ``reader``, reads follow the identifiers' permissions for the caller that
+    ``authenticate`` names (``None``: anonymous); without one, every record is shown.
+    The methods answer the refusal of bad credentials as a ``Response``, and raise the
+    registry's ``HandleError`` (the caller answers it with ``refusal``).
+    """
+
+    registry: EquipmentRegistry
+    authenticate: Authenticate | None = None
+    reader: EquipmentReader | None = None
+
+    async def caller(self, request: Request) -> IndexedHandle | Response | None:
+        """Who sent the request (``None``: anonymous), or the refusal of bad credentials."""
+        if self.authenticate is None:
+            return None
+        try:
+            return await self.authenticate(request)
+        except _AUTH_ERRORS as exc:
+            return _refusal(exc)
+
+    async def listing(self, prefix: str | None, request: Request) -> list[Equipment] | Response:
+        """The equipment under ``prefix`` (all with ``None``) the caller may list."""
+        if self.reader is None:
+            return await self.registry.list(prefix)
+        identity = await self.caller(request)
+        if isinstance(identity, Response):
+            return identity
+        return await self.reader.listing(prefix, identity)
+
+    async def one(self, handle: str, request: Request) -> Equipment | Response | None:
+        """The equipment ``handle`` if the caller may read it (``None``: not registered)."""
+        if self.reader is None:
+            return await self.registry.get(handle)
+        identity = await self.caller(request)
+        if isinstance(identity, Response):
+            return identity
+        return await self.reader.readable(handle, identity)
+
+
 def telemetry_router(app: TelemetryApp, *, prefix: str = "/telemetry") -> APIRouter:
     router = APIRouter(prefix=prefix, tags=["telemetry"])
 
-    async def caller(request: Request) -> IndexedHandle | Response | None:
-        """Who sent the request (``None``: anonymous), or the refusal of bad credentials."""
-        if app.authenticate is None:
-            return None
-        try:
-            return await app.authenticate(request)
-        except _AUTH_ERRORS as exc:
-            return _refusal(exc)
+    access = app.access
+    caller = access.caller
 
     async def writer(request: Request) -> IndexedHandle | Response | None:
         """The identity a write is made as, or the refusal to send."""
@@ -159,18 +202,9 @@ def telemetry_router(app: TelemetryApp, *, prefix: str = "/telemetry") -> APIRou
     async def lookup(prefix_text: str, suffix: str, request: Request) -> Equipment | Response:
         try:
             handle = str(HandleName(prefix_text, suffix))
-        except InvalidHandle as exc:
+            item = await access.one(handle, request)
+        except HandleError as exc:
             return _refusal(exc)
-        if app.reader is None:
-            item = await app.registry.get(handle)
-        else:
-            identity = await caller(request)
-            if isinstance(identity, Response):
-                return identity
-            try:
-                item = await app.reader.readable(handle, identity)
-            except HandleError as exc:
-                return _refusal(exc)
         if item is None:
             return _error(404, "not_found", f"equipment {handle} is not registered")
         return item
@@ -178,17 +212,13 @@ def telemetry_router(app: TelemetryApp, *, prefix: str = "/telemetry") -> APIRou
     @router.get("/equipment", summary="List equipment, optionally under one prefix")
     async def list_equipment(request: Request, prefix: str | None = Query(None)) -> Response:
         try:
-            if app.reader is None:
-                items = await app.registry.list(prefix)
-            else:
-                identity = await caller(request)
-                if isinstance(identity, Response):
-                    return identity
-                items = await app.reader.listing(prefix, identity)
+            items = await access.listing(prefix, request)
         except InvalidHandle as exc:
             return _error(400, "invalid_prefix", exc.message)
         except HandleError as exc:
             return _refusal(exc)
+        if isinstance(items, Response):
+            return items
         return _json([e.to_json() for e in items])
 
     @router.get("/equipment/{prefix_text}/{suffix}", summary="One equipment record")

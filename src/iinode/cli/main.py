@@ -173,6 +173,7 @@ def _undone_on_failure(data_dir: Path) -> Iterator[None]:
 @app.command()
 @setting_options(exclude=FIXED_AT_INIT)
 def serve(
+    ctx: typer.Context,
     data_dir: DataDir,
     workers: Annotated[int, typer.Option(help="HTTP worker processes")] = 1,
     native_workers: Annotated[
@@ -189,7 +190,9 @@ def serve(
     from iinode.cli.serve import run_node
 
     settings = node_settings(data_dir, setting_values)
-    run_node(settings, workers=workers, native_workers=native_workers, console=console)
+    verbose = bool(ctx.find_root().params.get("verbose", False))  # iinode --verbose serve
+    run_node(settings, workers=workers, native_workers=native_workers, console=console,
+             verbose=verbose)  # fmt: skip
 
 
 @prefix_app.command("delegate")

@@ -27,11 +27,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import Any
 
 import uvicorn
 from rich.console import Console
 
+from iinode.api.lease import LEASE_FILE, ProcessLease
+from iinode.cli.common import configure_logging
 from iinode.errors import ConfigurationError
 from iinode.node.lifecycle import (
     Listener,
@@ -41,6 +42,7 @@ from iinode.node.lifecycle import (
     signal_name,
 )
 from iinode.node.settings import NodeSettings, Role
+from iinode.resolution.native_server import NativeWorkers, start_native_workers
 
 #: Seconds the HTTP servers wait for open requests before closing them at a stop.
 GRACEFUL_SECONDS = 10.0
@@ -98,7 +100,7 @@ class NodeHttpServer(uvicorn.Server):
 
 
 def _config(settings: NodeSettings) -> uvicorn.Config:
-    from iinode.api.app import app_for_settings
+    from iinode.assembly import app_for_settings  # the one assembly of a node
 
     return uvicorn.Config(
         app_for_settings(settings), host=settings.http_host, port=settings.http_port,
@@ -106,11 +108,26 @@ def _config(settings: NodeSettings) -> uvicorn.Config:
     )  # fmt: skip
 
 
+def prepare_worker(*, death_signal: bool, verbose: bool) -> None:
+    """Set a spawned worker process up: it ends with its parent, and logs as the parent.
+
+    A spawned process starts with Python's default logging, which prints every
+    library's warnings; ``configure_logging`` keeps them out as in the parent
+    (shown with ``iinode --verbose``).
+    """
+    die_with_parent(death_signal=death_signal)
+    configure_logging(verbose=verbose)
+
+
 def _http_worker(
-    settings: NodeSettings, sock: socket.socket, ready: Connection, death_signal: bool
+    settings: NodeSettings,
+    sock: socket.socket,
+    ready: Connection,
+    death_signal: bool,
+    verbose: bool,
 ) -> None:
     """Body of one HTTP worker process (``--workers N``); settings arrive as data."""
-    die_with_parent(death_signal=death_signal)
+    prepare_worker(death_signal=death_signal, verbose=verbose)
 
     def started() -> None:
         with contextlib.suppress(OSError):  # the parent may have given up already
@@ -144,6 +161,8 @@ class HttpWorkers:
     settings: NodeSettings
     count: int
     sock: socket.socket
+    #: The parent's ``--verbose``: the workers log as the parent does.
+    verbose: bool = False
     processes: list[BaseProcess] = field(default_factory=list)
     restarts: int = 0
 
@@ -152,7 +171,8 @@ class HttpWorkers:
         reader, writer = context.Pipe(duplex=False)
         death_signal = threading.current_thread() is threading.main_thread()
         process = context.Process(
-            target=_http_worker, args=(self.settings, self.sock, writer, death_signal),
+            target=_http_worker,
+            args=(self.settings, self.sock, writer, death_signal, self.verbose),
             name="iinode-http", daemon=True,
         )  # fmt: skip
         process.start()
@@ -206,8 +226,6 @@ class HttpWorkers:
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop the workers: the lease holder last, so no other worker takes its
         once-only work (broker, ingest, monitoring sender) over while stopping."""
-        from iinode.api.lease import LEASE_FILE, ProcessLease
-
         holder = ProcessLease(self.settings.data_dir / LEASE_FILE).holder()
         first = [p for p in self.processes if p.pid != holder]
         deadline = time.monotonic() + timeout
@@ -243,6 +261,8 @@ class NodeRunner:
     workers: int = 1
     native_workers: int | None = None
     console: Console = field(default_factory=Console)
+    #: ``iinode --verbose``: passed on to the HTTP worker processes' logging.
+    verbose: bool = False
     signals: list[int] = field(default_factory=list)
     _server: NodeHttpServer | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -258,7 +278,7 @@ class NodeRunner:
         elif first and self._starting:
             raise _Stopping(signum)
 
-    def listening(self, native: Any, http_processes: int) -> list[str]:
+    def listening(self, native: NativeWorkers | None, http_processes: int) -> list[str]:
         """The lines ``serve`` prints once the node listens: one per address."""
         lines = []
         for listener in node_listeners(self.settings):
@@ -266,14 +286,13 @@ class NodeRunner:
             if listener.what == "HTTP API" and http_processes > 1:
                 line += f", {http_processes} processes"
             elif listener.what == "native Handle protocol" and native is not None:
-                line += f", {len(native.processes)} worker processes"
+                count = len(native.processes)
+                line += f", {count} worker process{'' if count == 1 else 'es'}"
             lines.append(line)
         return lines
 
     def run(self) -> None:
         """Serve until a stop signal; raise ``ConfigurationError`` if the node cannot start."""
-        from iinode.resolution.native_server import NativeWorkers, start_native_workers
-
         s = self.settings
         if self.workers < 1:
             raise ConfigurationError("--workers must be at least 1")
@@ -293,7 +312,7 @@ class NodeRunner:
                     watch.start()
                     self._serve_here(native)
                 else:
-                    http = HttpWorkers(s, self.workers, _bind_http(s))
+                    http = HttpWorkers(s, self.workers, _bind_http(s), self.verbose)
                     http.start()
                     self._starting = False
                     self._announce(native, self.workers)
@@ -312,7 +331,7 @@ class NodeRunner:
         if self.signals:
             self.console.print(f"node stopped ({signal_name(self.signals[0])})", soft_wrap=True)
 
-    def _supervise(self, native: Any, http: HttpWorkers | None) -> None:
+    def _supervise(self, native: NativeWorkers | None, http: HttpWorkers | None) -> None:
         """Replace worker processes that die while the node runs, until it stops."""
 
         def say(line: str) -> None:
@@ -332,11 +351,11 @@ class NodeRunner:
                 if self._server is not None:
                     self._server.request_stop()
 
-    def _announce(self, native: Any, http_processes: int) -> None:
+    def _announce(self, native: NativeWorkers | None, http_processes: int) -> None:
         for line in self.listening(native, http_processes):
             self.console.print(line, highlight=False, soft_wrap=True)
 
-    def _serve_here(self, native: Any) -> None:
+    def _serve_here(self, native: NativeWorkers | None) -> None:
         def started() -> None:
             self._starting = False
             self._announce(native, 1)
@@ -354,9 +373,10 @@ def run_node(
     workers: int = 1,
     native_workers: int | None = None,
     console: Console | None = None,
+    verbose: bool = False,
 ) -> None:
     """Serve ``settings``' node until SIGTERM, SIGINT or SIGHUP (``iinode serve``)."""
-    NodeRunner(settings, workers, native_workers, console or Console()).run()
+    NodeRunner(settings, workers, native_workers, console or Console(), verbose).run()
 
 
-__all__ = ["NodeHttpServer", "NodeRunner", "node_listeners", "run_node"]
+__all__ = ["NodeHttpServer", "NodeRunner", "node_listeners", "prepare_worker", "run_node"]

@@ -42,16 +42,15 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from iinode.api.app import build_resolver, create_app
-from iinode.api.extensions import NodeExtensions, mount_extensions
+from iinode.assembly import Node, NodeExtensions, build_node, node_app
 from iinode.client import NodeClient
+from iinode.connectivity.service import TelemetryService
 from iinode.connectivity.sim_field import FieldSimulator
 from iinode.connectivity.sim_sparkplug import SparkplugSimulator
 from iinode.errors import ConfigurationError, IinodeError
 from iinode.identifiers import HandleName, HandleValue, Permissions, Prefix, SecKeyData, UrlData
 from iinode.monitoring.errors import MonitoringError
 from iinode.monitoring.notices import NoticeState
-from iinode.node.changes import COUNTER_FILE, ChangeCounter
 from iinode.node.service import BulkRegistrar, HandleService, site_from_url
 from iinode.node.settings import NodeSettings, Role
 from iinode.resolution import HttpResolver
@@ -173,13 +172,30 @@ def factory_for(spec: NodeSpec, start: datetime, machines: int = DEFAULT_MACHINE
 @dataclass
 class RunningNode:
     spec: NodeSpec
-    settings: NodeSettings
-    service: HandleService
+    node: Node
     server: uvicorn.Server
     task: asyncio.Task[None]
-    extensions: NodeExtensions
     native: NativeServer
     factory: Factory | None = None
+
+    @property
+    def settings(self) -> NodeSettings:
+        return self.node.settings
+
+    @property
+    def service(self) -> HandleService:
+        return self.node.service
+
+    @property
+    def extensions(self) -> NodeExtensions:
+        return self.node.extensions
+
+    def pipeline(self) -> TelemetryService:
+        """The enterprise's running telemetry pipeline."""
+        telemetry = self.node.telemetry
+        if telemetry is None:
+            raise ConfigurationError(f"node {self.spec.prefix} runs no telemetry")
+        return telemetry
 
     @property
     def url(self) -> str:
@@ -305,34 +321,33 @@ class DemoNetwork:
             heartbeat_interval=self.heartbeat, notice_interval=self.heartbeat,
             province=spec.province, industry=spec.industry,
         )  # fmt: skip
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
         store = SQLiteStore(settings.data_dir / "handles.sqlite3", synchronous="NORMAL")
-        # File-backed, so writes made here empty the native server's answer cache.
-        changes = self._stack.enter_context(
-            contextlib.closing(ChangeCounter(settings.data_dir / COUNTER_FILE))
-        )
-        service = HandleService(settings, store, changes=changes)
-        await service.initialise(SECRET)
-        # The native front end has its own loop and UDP threads and its own store
-        # connection, like one worker process of ``iinode serve --handle-port``.
-        native = NativeServer(settings, host="127.0.0.1", port=handle_port, reuse_port=False)
+        # The node's change counter is its file, so writes made over HTTP here empty
+        # the native server's answer cache.
+        node = await build_node(settings, store=store, admin_secret=SECRET)
+        try:
+            # The native front end has its own loop and UDP threads and its own store
+            # connection, like one worker process of ``iinode serve --handle-port``.
+            native = NativeServer(settings, host="127.0.0.1", port=handle_port, reuse_port=False)
+            await asyncio.to_thread(native.start)
+        except BaseException:
+            await node.aclose()
+            raise
         self._stack.callback(native.stop)
-        await asyncio.to_thread(native.start)
-        app = create_app(service, build_resolver(settings))
-        extensions = await mount_extensions(app, settings, service)
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+            node_app(node), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
         )
         server = _NodeServer(config)
         task = asyncio.create_task(server.serve())
-        node = RunningNode(spec, settings, service, server, task, extensions, native)
-        self.nodes[spec.prefix] = node
+        running = RunningNode(spec, node, server, task, native)
+        self.nodes[spec.prefix] = running
         while not server.started:
             if task.done():
                 task.result()
                 raise ConfigurationError(f"node {spec.prefix} did not start on port {port}")
             await asyncio.sleep(0.02)
-        return node
+        return running
 
     async def _delegate(self, spec: NodeSpec, url: str, handle_port: int) -> None:
         """``0.NA/<child>`` at the parent: where the child is (HTTP, TCP and UDP
@@ -407,7 +422,7 @@ class DemoNetwork:
         async with node.client() as c:
             for item in self.field_cell.equipment():
                 await c.put_equipment(item.to_json())
-        connectors = node.extensions.telemetry.connectors
+        connectors = node.pipeline().connectors
         if connectors is not None:
             connectors.poke()
 
@@ -427,7 +442,7 @@ class DemoNetwork:
             sims = []
             for node in plants:
                 assert node.factory is not None
-                host, port = node.extensions.telemetry.mqtt_address
+                host, port = node.pipeline().mqtt_address
                 sims.append(await stack.enter_async_context(
                     SparkplugSimulator(node.factory, host, port, node_id="plant")
                 ))  # fmt: skip
@@ -477,7 +492,7 @@ class DemoNetwork:
             await asyncio.sleep(self.heartbeat / 2)
             for prefix in sorted(waiting):
                 node = self.nodes[prefix]
-                monitoring = node.extensions.monitoring
+                monitoring = node.node.monitoring
                 if monitoring is None:
                     continue
                 own = monitoring.board.state(NOTICE_ID)
@@ -514,7 +529,7 @@ class DemoNetwork:
         for node in self.nodes.values():
             with contextlib.suppress(Exception):
                 await node.task
-            await node.service.store.close()
+            await node.node.aclose()
         self.nodes = {}
         if self.field_cell is not None:
             with contextlib.suppress(Exception):
@@ -670,8 +685,8 @@ def _print_howto(nodes: dict[str, RunningNode], console: Console) -> None:
     table = Table("node", "role", "prefix", "URL", "native", "MQTT", title="the network")
     for node in nodes.values():
         mqtt = ""
-        if node.extensions.telemetry is not None:
-            mqtt = "{}:{}".format(*node.extensions.telemetry.mqtt_address)
+        if node.node.telemetry is not None:
+            mqtt = "{}:{}".format(*node.node.telemetry.mqtt_address)
         table.add_row(
             node.spec.name, node.spec.role.value, node.spec.prefix, node.url,
             f"127.0.0.1:{node.handle_port}", mqtt,
@@ -694,7 +709,7 @@ def summary(network: DemoNetwork, data_dir: Path | None) -> dict[str, object]:
     """What ``iinode demo --headless`` prints as one JSON line once the network is up."""
     nodes = []
     for node in network.nodes.values():
-        telemetry = node.extensions.telemetry
+        telemetry = node.node.telemetry
         nodes.append({
             "prefix": node.spec.prefix, "role": node.spec.role.value, "name": node.spec.name,
             "parent": node.spec.parent, "url": node.url, "console": f"{node.url}/",

@@ -248,5 +248,11 @@ class NodeMetrics:
         self.registry.register(collector)
         return collector
 
+    def add_collector(self, collector: Collector) -> Collector:
+        """Register a collector a lower layer offers (telemetry's KPI gauges, say): the
+        metrics subscribe to it, so that layer need not know the node's metrics."""
+        self.registry.register(collector)
+        return collector
+
     def render(self) -> bytes:
         return render(self.registry)

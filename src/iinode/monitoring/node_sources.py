@@ -4,14 +4,20 @@
 and offers one small hook per edge; each hook only records (it never raises,
 never blocks, never does I/O) and :meth:`NodeSources.tick` turns what was
 recorded into events and queues them with ``emit`` (the monitoring node's
-outbox).  :func:`run_node_sources` attaches the hooks of a running node:
+outbox).  This module imports nothing of the layers that feed it: the node's
+assembly (``iinode.assembly.extensions``) subscribes the hooks to the observer
+lists those layers offer:
 
 * every process: REST authentication failures (``Authorizer.failure_observers``);
-* the process holding the node's lease: the node-wide native protocol counters
-  (``<data-dir>/native.counters``) with the workers' offending source addresses
-  (``native.offenders.<slot>``: one event per address and window), telemetry
+* the process holding the node's lease, while its pipeline runs: telemetry
   rejects (``RejectLog.observers``), stored readings (``IngestWorker.observers``),
-  Sparkplug births (``MqttConnector.birth_observers``) and the equipment registry (assets).
+  Sparkplug births (``MqttConnector.birth_observers``) and what OPC UA and Modbus
+  peers say they are (``EquipmentConnectors.discovery_observers``).
+
+:func:`run_node_sources` ticks the sources; in the lease holder it also polls the
+node-wide native protocol counters (``<data-dir>/native.counters``) with the
+workers' offending source addresses (``native.offenders.<slot>``: one event per
+address and window) and turns the equipment registry into assets.
 
 Assets are matched against the CVE feed installed with ``iinode monitor cve
 load`` (``vulns.feed_path``), else the shipped sample; the process holding the
@@ -25,16 +31,14 @@ OPC UA and Modbus connectors report what their peer says it is through
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from iinode.errors import InvalidHandle
+from iinode.errors import ConfigurationError, InvalidHandle
 from iinode.identifiers import HandleName, Prefix
 from iinode.monitoring.cpe import Cpe
 from iinode.monitoring.errors import FeedInvalid, OutboxFull
@@ -61,6 +65,7 @@ from iinode.monitoring.sources import (
 )
 from iinode.monitoring.vulns import CveFeed, feed_path
 from iinode.monitoring.watches import InventoryWatch, TrafficWatch
+from iinode.node.settings import NodeSettings
 
 log = logging.getLogger(__name__)
 
@@ -222,23 +227,24 @@ class NodeSources:
         return len(events)
 
 
-class _Telemetry(Protocol):
-    rejects: Any
-    workers: Sequence[Any]
-    connector: Any
-
-
-class NodeParts(Protocol):
-    """What :func:`run_node_sources` needs of a node (``api.extensions.NodeExtensions``)."""
-
-    settings: Any
-    service: Any
-    monitoring: Any
-    telemetry: Any
-    registry: Any
+class RegisteredEquipment(Protocol):
+    """What the sources read of a registry's equipment record (``telemetry.Equipment``)."""
 
     @property
-    def primary(self) -> bool: ...
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> object: ...
+    @property
+    def vendor(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+
+
+class HasSources(Protocol):
+    """A running node's parts (the assembly's ``NodeExtensions``)."""
+
+    @property
+    def sources(self) -> NodeSources | None: ...
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
@@ -261,35 +267,8 @@ async def _load_feed(path: Path) -> CveFeed | None:
     return feed
 
 
-def _attach(sources: NodeSources, telemetry: _Telemetry) -> Callable[[], None]:
-    """Hook into a started telemetry service; returns the function that unhooks."""
-    hooks: list[tuple[list[Any], Any]] = [(telemetry.rejects.observers, sources.rejected)]
-    hooks += [(w.observers, sources.stored) for w in telemetry.workers]
-    if telemetry.connector is not None:
-        hooks.append((telemetry.connector.birth_observers, sources.born))
-    connectors = getattr(telemetry, "connectors", None)  # OPC UA and Modbus endpoints
-
-    def discovered(protocol: str, equipment: str, what: Any) -> None:
-        hook = sources.opcua_hook if protocol == "opcua" else sources.modbus_hook
-        hook(equipment)(what)
-
-    if connectors is not None:
-        hooks.append((connectors.discovery_observers, discovered))
-    for observers, hook in hooks:
-        observers.append(hook)
-    if connectors is not None:
-        connectors.replay(discovered)  # peers found before the hooks were attached
-
-    def detach() -> None:
-        for observers, hook in hooks:
-            with contextlib.suppress(ValueError):
-                observers.remove(hook)
-
-    return detach
-
-
 def notice_assets(
-    equipment: Iterable[Any], inventory: AssetInventory | None
+    equipment: Iterable[RegisteredEquipment], inventory: AssetInventory | None
 ) -> list[tuple[str, str, tuple[Cpe, ...]]]:
     """What notices are matched against: ``(handle, kind, cpes)`` per asset.
 
@@ -316,9 +295,11 @@ def notice_assets(
     return [out[k] for k in sorted(out)]
 
 
-def node_sources_settings(node_settings: Any) -> SourcesSettings:
+def node_sources_settings(node_settings: NodeSettings) -> SourcesSettings:
     """Aggregation windows of a node: one event per source per heartbeat interval."""
     s = node_settings
+    if s.prefix is None:
+        raise ConfigurationError("a node without a prefix reports no security events")
     return SourcesSettings(
         Prefix(s.prefix),
         province=s.province,
@@ -328,66 +309,49 @@ def node_sources_settings(node_settings: Any) -> SourcesSettings:
     )
 
 
-_RUNNING: weakref.WeakKeyDictionary[Any, NodeSources] = weakref.WeakKeyDictionary()
+def sources_of(parts: HasSources) -> NodeSources | None:
+    """The sources running for a node's ``parts`` (``None`` if there are none)."""
+    return parts.sources
 
 
-def sources_of(parts: object) -> NodeSources | None:
-    """The sources :func:`run_node_sources` runs for ``parts`` (``None`` if it does not)."""
-    return _RUNNING.get(parts)
+async def installed_feed(data_dir: Path) -> tuple[CveFeed, tuple[int, int] | None]:
+    """The CVE feed installed in ``data_dir`` (``iinode monitor cve load``), else the shipped
+    sample; and the installed file's stamp, so that a later install is noticed."""
+    seen = _stamp(feed_path(data_dir))
+    feed = None if seen is None else await _load_feed(feed_path(data_dir))
+    return (feed if feed is not None else CveFeed.sample()), seen
 
 
 async def run_node_sources(
-    parts: NodeParts,
+    sources: NodeSources,
+    data_dir: Path,
     *,
+    primary: Callable[[], bool],
+    equipment: Callable[[], Awaitable[Sequence[RegisteredEquipment]]] | None = None,
+    feed_seen: tuple[int, int] | None = None,
     interval: float = 0.5,
     registry_interval: float = 60.0,
-    feed: CveFeed | None = None,
-    read_native: Callable[[Path], Mapping[str, int]] | None = None,
+    read_native: Callable[[], Mapping[str, int]] | None = None,
+    offenders: OffenderPoll | None = None,
 ) -> None:
-    """Feed ``parts.monitoring`` from the node's edges until cancelled (then flush)."""
-    from iinode.resolution.native_counters import OffenderReader, read_native_counters
+    """Tick ``sources`` until cancelled (then flush what is held).
 
-    monitoring = parts.monitoring
-    data_dir: Path = parts.settings.data_dir
+    While ``primary()`` (this process runs the node's once-only work), it also watches
+    the native workers' counters (``read_native``, ``offenders``), turns the registered
+    ``equipment`` into assets every ``registry_interval`` seconds and picks up a CVE feed
+    installed in ``data_dir`` after ``feed_seen``.  The hooks on the node's edges are
+    attached by whoever assembled the node.
+    """
     installed = feed_path(data_dir)
-    feed_seen = _stamp(installed) if feed is None else None
-    if feed is None and feed_seen is not None:
-        feed = await _load_feed(installed)
-    sources = NodeSources(
-        node_sources_settings(parts.settings),
-        monitoring.emit,
-        feed=feed if feed is not None else CveFeed.sample(),
-        clock=monitoring.clock,
-    )
-    _RUNNING[parts] = sources
-    auth = parts.service.auth
-    auth.failure_observers.append(sources.auth_failed)
-    read = read_native or read_native_counters
-    attached: Any = None
-    detach: Callable[[], None] | None = None
     next_registry = 0.0
     try:
         while True:
-            if parts.primary:
-                if sources.native is None:
-                    offenders = OffenderReader(data_dir) if read_native is None else None
-                    sources.watch_native(
-                        lambda: read(data_dir), None if offenders is None else offenders.poll
-                    )
-                telemetry = parts.telemetry
-                if telemetry is not attached:
-                    if detach is not None:
-                        detach()
-                        detach = None
-                    if telemetry is not None:
-                        detach = _attach(sources, telemetry)
-                    attached = telemetry
-                registry = parts.registry
-                if registry is not None:
-                    sources.known = registry.get
-                    if time.monotonic() >= next_registry:
-                        next_registry = time.monotonic() + registry_interval
-                        await sources.sync_registry(await registry.list())
+            if primary():
+                if sources.native is None and read_native is not None:
+                    sources.watch_native(read_native, offenders)
+                if equipment is not None and time.monotonic() >= next_registry:
+                    next_registry = time.monotonic() + registry_interval
+                    await sources.sync_registry(await equipment())
                 stamp = _stamp(installed)
                 if stamp is not None and stamp != feed_seen:  # `iinode monitor cve load` ran
                     feed_seen = stamp
@@ -400,11 +364,6 @@ async def run_node_sources(
                 log.exception("node security sources")
             await asyncio.sleep(interval)
     finally:
-        if detach is not None:
-            detach()
-        with contextlib.suppress(ValueError):
-            auth.failure_observers.remove(sources.auth_failed)
-        _RUNNING.pop(parts, None)
         try:
             await sources.tick(force=True)
         except Exception:
@@ -412,8 +371,10 @@ async def run_node_sources(
 
 
 __all__ = [
-    "NodeParts",
+    "HasSources",
     "NodeSources",
+    "RegisteredEquipment",
+    "installed_feed",
     "node_sources_settings",
     "notice_assets",
     "run_node_sources",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,8 +45,13 @@ def site_from_url(url: str, handle_port: int | None = None, public_key: bytes = 
     return site_for(host, http_port=port, handle_port=handle_port, public_key=public_key)
 
 
+#: Asks the server at ``(host, port)`` for its key (HS_PUBKEY encoding; empty if it did not
+#: answer): ``resolution.native_trust.learn_server_key``, passed in from above.
+KeyLearner = Callable[[tuple[str, int]], Awaitable[bytes]]
+
+
 async def parent_site(
-    url: str, handle_port: int | None, *, learn_key: bool = True
+    url: str, handle_port: int | None, *, learn_key: KeyLearner | bool = True
 ) -> tuple[SiteData, float]:
     """The parent's HS_SITE for referrals upward, and for how many seconds to keep it.
 
@@ -55,18 +61,21 @@ async def parent_site(
     certified GET_SITEINFO whose signature verifies with a key the answer names),
     so that clients following the referral, and this node taking the parent's
     VERIFY_RESPONSE verdicts, check the parent's signatures.  A parent that does
-    not answer is asked again after ``PARENT_SITE_RETRY`` seconds.  ``learn_key=False``
-    (a recursive node, which resolves through its parent rather than refer to it)
-    skips the question.
+    not answer is asked again after ``PARENT_SITE_RETRY`` seconds.  ``learn_key`` is
+    the function that asks (a ``KeyLearner``); ``False`` (a recursive node, which
+    resolves through its parent rather than refer to it) skips the question.
     """
     site = await asyncio.to_thread(site_from_url, url, handle_port)
-    if handle_port is None or not learn_key:
+    if handle_port is None or learn_key is False:
         return site, PARENT_SITE_TTL
-    # The resolution layer builds on this one: imported when first needed.
-    from iinode.resolution.native_trust import learn_server_key
+    if isinstance(learn_key, bool):
+        # Until HandleService is given the learner: the one import from a higher layer
+        # (listed in pyproject.toml's layer contract, to go).
+        from iinode.resolution.native_trust import learn_server_key
 
+        learn_key = learn_server_key
     address = site.servers[0].address
-    key = await learn_server_key((address, handle_port))
+    key = await learn_key((address, handle_port))
     if not key:
         return site, PARENT_SITE_RETRY
     return with_public_key(site, key), PARENT_SITE_TTL
@@ -88,4 +97,11 @@ def site_key(values: list[dict[str, Any]]) -> bytes:
     return b""
 
 
-__all__ = ["PARENT_SITE_RETRY", "PARENT_SITE_TTL", "parent_site", "site_from_url", "site_key"]
+__all__ = [
+    "PARENT_SITE_RETRY",
+    "PARENT_SITE_TTL",
+    "KeyLearner",
+    "parent_site",
+    "site_from_url",
+    "site_key",
+]

@@ -13,6 +13,9 @@ cumulative counters ``good_count``, ``scrap_count``, ``rework_count``,
   Both use the same tracker, so a closed shift has the same elements either way.
 * Gauges: :class:`KpiMetrics` publishes each machine's KPIs over the last
   ``window_s`` in base units (``_ratio`` for ratios, ``_seconds``, ``_joules``).
+  It is a Prometheus collector that knows nothing of the node's metrics: the node's
+  assembly (``iinode.assembly``) registers it in the node's registry and calls
+  :func:`refresh_kpis` before each scrape.
 """
 
 from __future__ import annotations
@@ -21,13 +24,11 @@ import asyncio
 import logging
 import math
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import time as wall_time
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -48,7 +49,6 @@ from iinode.kpi import (
     sample_key,
     total,
 )
-from iinode.monitoring.metrics import NodeMetrics
 from iinode.telemetry.ingest import IngestWorker
 from iinode.telemetry.model import Equipment, Reading, now_us
 from iinode.telemetry.registry_handles import HandleRegistry
@@ -270,7 +270,7 @@ class KpiMetrics(Collector):
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings or KpiWindowSettings()
-        self._clock = clock
+        self.clock = clock
         self._monotonic = monotonic
         self._computed_at: float | None = None
         self._lock = asyncio.Lock()
@@ -282,7 +282,7 @@ class KpiMetrics(Collector):
         """KPIs of every machine in ``equipment`` that has data in the window (blocking)."""
         from iinode.telemetry.kpi_columnar import plant_atoms
 
-        end_us = self._clock()
+        end_us = self.clock()
         start_us = end_us - int(self.settings.window_s * 1e6)
         ids = list(equipment)
         s = self.settings
@@ -341,31 +341,11 @@ class KpiMetrics(Collector):
         return [GaugeMetricFamily(name, doc, labels=["equipment"]) for name, _, doc in FAMILIES]
 
 
-_installed: weakref.WeakKeyDictionary[CollectorRegistry, KpiMetrics] = weakref.WeakKeyDictionary()
-
-
-def kpi_metrics(
-    metrics: NodeMetrics,
-    settings: KpiWindowSettings | None = None,
-    *,
-    clock: Callable[[], int] = now_us,
-) -> KpiMetrics:
-    """The node's KPI collector, registered in its metrics registry on first use
-    (``settings`` and ``clock`` apply to that first use)."""
-    collector = _installed.get(metrics.registry)
-    if collector is None:
-        collector = KpiMetrics(settings, clock=clock)
-        metrics.registry.register(collector)
-        _installed[metrics.registry] = collector
-    return collector
-
-
 async def refresh_kpis(
-    metrics: NodeMetrics, registry: HandleRegistry, store: ParquetStore | Path
+    collector: KpiMetrics, registry: HandleRegistry, store: ParquetStore | Path
 ) -> KpiMetrics:
-    """Before a scrape: the node's KPI gauges over the equipment in its registry with a
+    """Before a scrape: ``collector``'s KPI gauges over the equipment in ``registry`` with a
     ``state`` tag, read from ``store`` (the live store, or the telemetry directory)."""
-    collector = kpi_metrics(metrics)
 
     async def machines() -> list[str]:
         return [e.id for e in await registry.list() if e.tag(STATE) is not None]
@@ -380,7 +360,6 @@ __all__ = [
     "KpiWindowSettings",
     "LiveKpis",
     "carried_samples",
-    "kpi_metrics",
     "machine_atoms",
     "refresh_kpis",
     "scope_elements",

@@ -43,6 +43,7 @@ from iinode.api.handles import authenticate, bounded_message
 from iinode.errors import HandleError, IinodeError
 from iinode.gs1 import DigitalLinkError, parse_path
 from iinode.identifiers import HandleName, Prefix, SiteData
+from iinode.monitoring.metrics import NodeMetrics
 from iinode.node.service import HandleService
 from iinode.resolution import HttpResolver
 
@@ -87,9 +88,16 @@ def metric_figures(text: str) -> dict[str, float]:
 class ConsoleData:
     """What the console's read routes compute for one node."""
 
-    def __init__(self, service: HandleService, resolver: HttpResolver | None) -> None:
+    def __init__(
+        self,
+        service: HandleService,
+        resolver: HttpResolver | None,
+        metrics: NodeMetrics | None = None,
+    ) -> None:
         self.service = service
         self.resolver = resolver
+        #: The node's own metrics, read in process (else its ``/metrics`` is fetched).
+        self.metrics = metrics
 
     async def child_urls(self) -> list[tuple[str, str | None]]:
         """``(prefix, HTTP base URL)`` of each child delegated here."""
@@ -109,17 +117,15 @@ class ConsoleData:
             out.append((text, url))
         return out
 
-    async def own(
-        self, base_url: str, client: httpx.AsyncClient, extensions: Any = None
-    ) -> dict[str, Any]:
+    async def own(self, base_url: str, client: httpx.AsyncClient) -> dict[str, Any]:
         s = self.service.settings
         node: dict[str, Any] = {
             "prefix": s.prefix, "name": s.name, "role": s.role.value,
             "province": s.province, "industry": s.industry, "url": base_url,
             "reachable": True, "at": time.time(),
         }  # fmt: skip
-        registry = getattr(getattr(extensions, "metrics", None), "registry", None)
-        if registry is not None:  # read in process: a scrape would refresh every KPI gauge
+        if self.metrics is not None:  # read in process: a scrape would refresh every KPI gauge
+            registry = self.metrics.registry
             http = registry.get_sample_value("iinode_resolutions_total", {"transport": "http"})
             native = registry.get_sample_value("iinode_native_requests_total")
             node.update(resolutions_http=http or 0.0, resolutions_native=native or 0.0)
@@ -132,9 +138,9 @@ class ConsoleData:
         node["handles"] = float(await self.service.store.count())
         return node
 
-    async def tree(self, base_url: str, depth: int, extensions: Any = None) -> dict[str, Any]:
+    async def tree(self, base_url: str, depth: int) -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=CHILD_TIMEOUT) as client:
-            node = await self.own(base_url, client, extensions)
+            node = await self.own(base_url, client)
             node["children"] = []
             if depth > 0:
                 children = await self.child_urls()
@@ -231,8 +237,7 @@ def console_router(data: ConsoleData) -> APIRouter:
     @router.get("/console/api/tree", summary="This node's figures and its children's")
     async def tree(request: Request, depth: int = Query(1, ge=0, le=MAX_DEPTH)) -> Response:
         base = str(request.base_url).rstrip("/")
-        extensions = getattr(request.app.state, "extensions", None)
-        return _json(await data.tree(base, depth, extensions))
+        return _json(await data.tree(base, depth))
 
     @router.get("/console/api/resolve", summary="Resolve an identifier, showing the path")
     async def resolve(id: str = Query(..., min_length=1, max_length=2048)) -> Response:
@@ -259,8 +264,13 @@ def console_router(data: ConsoleData) -> APIRouter:
     return router
 
 
-def mount_console(app: FastAPI, service: HandleService, resolver: HttpResolver | None) -> None:
+def mount_console(
+    app: FastAPI,
+    service: HandleService,
+    resolver: HttpResolver | None,
+    metrics: NodeMetrics | None = None,
+) -> None:
     """Add the console, its static files and the offline ``/docs`` page to ``app``."""
-    app.include_router(console_router(ConsoleData(service, resolver)))
+    app.include_router(console_router(ConsoleData(service, resolver, metrics)))
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")
     app.mount("/docs/assets", StaticFiles(directory=SWAGGER_DIR), name="docs-assets")
