@@ -272,3 +272,37 @@ async def test_bulk_put_with_given_terms_indexes_only_written_rows(store: Handle
     with pytest.raises(UniqueValueTaken):
         await store.bulk_put(clash, terms={"88.1/z": values_terms(decode_record(clash[0][2]))})
     assert await store.get("88.1/z") is None
+
+
+def test_a_text_given_twice_is_one_term_public_and_unique_if_either_is() -> None:
+    from iinode.storage.search import record_terms, values_terms
+
+    hidden = Permissions.ADMIN_READ
+    values = [
+        HandleValue(1, "URL", UrlData("http://f.cn/a"), permissions=hidden),
+        HandleValue(2, "URL", UrlData("http://f.cn/a")),
+        HandleValue(3, "II_OID", StringData("1.2.156.1")),
+        HandleValue(4, "II_OID", StringData("1.2.156.1"), permissions=hidden),
+        HandleValue(1001, "II_TEMPLATE", StringData(LINK)),
+        HandleValue(2000, "serial", StringData("S1"), permissions=hidden),
+        HandleValue(2001, "colour", StringData("red")),
+        HandleValue(2002, "serial", StringData("S1")),
+        HandleValue(2003, "colour", StringData("")),  # empty: no term
+    ]
+    expected = [
+        ("url", "http://f.cn/a", True, False),
+        ("oid", "1.2.156.1", True, False),
+        ("template", "88.1/template/t/1", True, False),
+        ("attr:serial", "S1", True, True),
+        ("attr:colour", "red", True, False),
+    ]
+    assert values_terms(values) == expected
+    assert record_terms(encode_record(values)) == expected
+    # One of each: the same terms, without the merging.
+    assert values_terms([values[0], values[2], *values[4:7]]) == [
+        ("url", "http://f.cn/a", False, False),
+        ("oid", "1.2.156.1", True, False),
+        ("template", "88.1/template/t/1", True, False),
+        ("attr:serial", "S1", False, True),
+        ("attr:colour", "red", True, False),
+    ]

@@ -242,6 +242,9 @@ def _assemble(
                 if len(fields) < 4096:
                     fields[name] = field
             found.append((field, value, public, name in unique))
+    # The same (field, value) twice needs two URLs, two OIDs or an attribute name twice.
+    if len(urls) < 2 and len(oids) < 2 and len({a[0] for a in attrs}) == len(attrs):
+        return [t for t in found if t[1] and len(t[1]) <= MAX_TERM_CHARS]
     out: dict[tuple[str, str], Term] = {}
     for term in found:
         name, value, public, uniq = term
