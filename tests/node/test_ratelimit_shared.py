@@ -333,7 +333,7 @@ async def test_a_failing_store_falls_back_to_counting_per_process(
         await limiter.charge(("10.0.0.1", "x"))
     assert await limiter.wait(("10.0.0.1", "x")) > 0  # still limited, in this process
     assert limiter.errors == 1  # the store is left alone for a while after an error
-    clock.now += limiter.retry_after
+    clock.now += limiter.pause
     await limiter.wait(("10.0.0.2", "x"))
     assert limiter.errors == 2
     await limiter.aclose()

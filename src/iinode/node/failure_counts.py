@@ -15,7 +15,7 @@ such a store.  It keeps the process's own ``FailureLimiter`` as a first level,
 charged with every failure here: a source this process already knows to be out
 of attempts is refused without asking the store, and while the store fails
 (Redis down, a file error) the limits hold per process, as without a store, for
-``retry_after`` seconds before the store is tried again.  A check that passes
+``pause`` seconds before the store is tried again.  A check that passes
 the first level is one read of two buckets (no write, no fsync); a failure is
 the only write.
 
@@ -92,7 +92,7 @@ class SharedFailureLimiter(FailureCounter):
         limits: FailureLimits | None = None,
         *,
         clock: Callable[[], float] = time.time,
-        retry_after: float = 5.0,
+        pause: float = 5.0,
     ) -> None:
         self.store = store
         self.scope = scope
@@ -100,7 +100,8 @@ class SharedFailureLimiter(FailureCounter):
         self._clock = clock
         #: This process's own counts: the first level, and the fallback.
         self.local = FailureLimiter(self.limits, clock)
-        self.retry_after = retry_after
+        #: Seconds the store is left alone after it failed.
+        self.pause = pause
         self._down_until = -math.inf
         #: Store operations that failed (each then counted per process only).
         self.errors = 0
@@ -110,11 +111,8 @@ class SharedFailureLimiter(FailureCounter):
 
     def _failed(self, exc: Exception) -> None:
         self.errors += 1
-        if self._down_until == -math.inf or self._clock() >= self._down_until:
-            log.warning(
-                "failed-authentication counts not shared for %s s: %s", self.retry_after, exc
-            )
-        self._down_until = self._clock() + self.retry_after
+        log.warning("failed-authentication counts not shared for %s s: %s", self.pause, exc)
+        self._down_until = self._clock() + self.pause
 
     async def wait(self, key: FailureKey | None) -> float:
         if key is None:
