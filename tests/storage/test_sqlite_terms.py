@@ -193,3 +193,21 @@ def test_old_terms_are_deleted_through_the_primary_key() -> None:
     plan = " | ".join(r[3] for r in db.execute(f"EXPLAIN QUERY PLAN {statement}", ("h", b"")))
     assert "SEARCH handle_terms USING PRIMARY KEY (field=? AND value=? AND handle=?)" in plan
     assert "SCAN handle_terms" not in plan
+
+
+async def test_opening_a_store_takes_no_write_lock(tmp_path: Path) -> None:
+    """A node starting while another process holds the write lock (a long bulk load)
+    opens at once instead of waiting for it."""
+    path = tmp_path / "h.sqlite3"
+    store = SQLiteStore(path)
+    await store.modify("88.1/a", lambda _old: record(1))
+    await store.close()
+    loader = sqlite3.connect(path, isolation_level=None)
+    loader.execute("BEGIN IMMEDIATE")
+    try:
+        other = SQLiteStore(path, busy_timeout=0.2)
+        assert await other.get("88.1/a") == record(1)
+        await other.close()
+    finally:
+        loader.execute("ROLLBACK")
+        loader.close()

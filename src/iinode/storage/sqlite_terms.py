@@ -133,15 +133,12 @@ def open_terms(db: sqlite3.Connection) -> None:
     records when it is not in this layout."""
     db.create_function("iinode_terms", 1, _TermsOnce(), deterministic=True)
     db.execute("PRAGMA recursive_triggers = ON")  # an OR REPLACE's removal fires DELETE
-    db.execute("BEGIN IMMEDIATE")  # one process migrates; the others then find it done
+    if not _needs_rebuild(db):  # the common open takes no write lock
+        db.executescript(CONNECTION_SCHEMA + ";")
+        return
+    db.execute("BEGIN IMMEDIATE")  # one process rebuilds; the others then find it done
     try:
-        found = {
-            name
-            for (name,) in db.execute(
-                "SELECT name FROM sqlite_master WHERE name IN ('handle_terms', ?)", (_OLD_INDEX,)
-            )
-        }
-        if "handle_terms" not in found or _OLD_INDEX in found:
+        if _needs_rebuild(db):
             db.execute(f"DROP INDEX IF EXISTS {_OLD_INDEX}")
             db.execute("DROP TABLE IF EXISTS handle_terms")
             db.execute(TERMS_TABLE)
@@ -152,6 +149,17 @@ def open_terms(db: sqlite3.Connection) -> None:
         rollback(db)
         raise
     db.executescript(CONNECTION_SCHEMA + ";")
+
+
+def _needs_rebuild(db: sqlite3.Connection) -> bool:
+    """No term table yet, or one of the earlier layout."""
+    found = {
+        name
+        for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE name IN ('handle_terms', ?)", (_OLD_INDEX,)
+        )
+    }
+    return "handle_terms" not in found or _OLD_INDEX in found
 
 
 def bulk_with_terms(
