@@ -207,7 +207,13 @@ AuthFailureObserver = Callable[[str, str, str | None], None]
 
 
 class Authorizer:
-    """Checks identities and HS_ADMIN permissions against records in a store."""
+    """Checks identities and HS_ADMIN permissions against records in a store.
+
+    Failed authentications are counted in ``failures`` when given (a store the
+    node's processes share: ``failure_counts.failure_store_for(settings)``), else
+    in this process.  ``clock`` times the buckets: by default the monotonic clock
+    in memory, the wall clock in a shared store (processes share no monotonic one).
+    """
 
     def __init__(
         self,
