@@ -212,7 +212,8 @@ class Authorizer:
     Failed authentications are counted in ``failures`` when given (a store the
     node's processes share: ``failure_counts.failure_store_for(settings)``), else
     in this process.  ``clock`` times the buckets: by default the monotonic clock
-    in memory, the wall clock in a shared store (processes share no monotonic one).
+    in memory, the wall clock in a shared store (whose buckets outlive a reboot,
+    which restarts the monotonic clock).
     """
 
     def __init__(
