@@ -54,7 +54,7 @@ from iinode.node.root_records import is_root_handle, root_record
 from iinode.node.secret_box import NodeSecrets
 from iinode.node.service_setup import NodeSetup
 from iinode.node.settings import NodeSettings, Role
-from iinode.node.sites import parent_site, site_from_url
+from iinode.node.sites import KeyLearner, parent_site, site_from_url
 from iinode.node.template_registry import TemplateRegistry
 from iinode.node.verifier import protect_seckey
 from iinode.storage import HandlePage, HandleStore
@@ -96,9 +96,14 @@ class HandleService(NodeSetup):
         store: HandleStore,
         clock: Callable[[], float] = time.time,
         changes: ChangeCounter | None = None,
+        *,
+        learn_key: KeyLearner | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
+        #: Asks a parent's native server for its key (``native_trust.learn_server_key``,
+        #: passed in by whoever builds the node, so node/ imports nothing from resolution/).
+        self._learn_key = learn_key
         self._clock = clock
         #: Bumped after every committed write; answer caches key on its value.
         self.changes = changes if changes is not None else ChangeCounter()
@@ -166,8 +171,11 @@ class HandleService(NodeSetup):
         parent = self.settings.parent_url
         if not parent:
             raise ServerNotResponsible("this node has no parent")
-        learn_key = self.settings.role is not Role.RECURSIVE
-        site, ttl = await parent_site(parent, self.settings.parent_handle_port, learn_key=learn_key)
+        # A recursive node resolves through its parent rather than refer to it: no key.
+        learn: KeyLearner | bool = self._learn_key or True
+        if self.settings.role is Role.RECURSIVE:
+            learn = False
+        site, ttl = await parent_site(parent, self.settings.parent_handle_port, learn_key=learn)
         self._parent_site = (site, now + ttl)
         return site
 
