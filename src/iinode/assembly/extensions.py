@@ -42,6 +42,7 @@ from iinode.api.lease import LEASE_FILE, ProcessLease
 from iinode.api.shared_state import REJECTS_FILE, RejectsSnapshot
 from iinode.assembly.telemetry import check_embedded_broker, mqtt_address, telemetry_settings
 from iinode.connectivity.endpoints import check_equipment
+from iinode.connectivity.opcua import BuildInfo
 from iinode.connectivity.service import TelemetryService
 from iinode.errors import IinodeError
 from iinode.identifiers import Prefix
@@ -258,7 +259,7 @@ class NodeExtensions:
         if connectors is not None:
 
             def discovered(protocol: str, equipment: str, what: object) -> None:
-                if protocol == "opcua":  # the server's BuildInfo
+                if isinstance(what, BuildInfo):  # what an OPC UA server says it is
                     sources.opcua_hook(equipment)(what)
                 elif isinstance(what, dict):  # the device's identification objects
                     sources.modbus_hook(equipment)(what)

@@ -76,7 +76,53 @@ MAX_HELD_EVENTS = 10_000
 #: Equipment kinds (``EquipmentKind`` values) as asset kinds.
 _KINDS = {"controller": AssetKind.PLC, "sensor": AssetKind.SENSOR}
 
-Known = Callable[[str], Any]  # equipment id -> awaitable of the record or None
+#: Equipment id -> its registered record, or ``None`` (the registry's ``get``).
+Known = Callable[[str], Awaitable[object | None]]
+
+
+# What the hooks read of what the lower layers pass them (the hooks type the data, the
+# assembly subscribes them to the lists that pass it: telemetry.validation.Reject,
+# telemetry.model.Reading, connectivity.sparkplug.host_state.Birth, connectivity.opcua.BuildInfo).
+class ObservedReading(Protocol):
+    @property
+    def equipment(self) -> str: ...
+    @property
+    def tag(self) -> str: ...
+    @property
+    def value(self) -> object: ...
+
+
+class ObservedReject(Protocol):
+    @property
+    def reason(self) -> object: ...
+    @property
+    def detail(self) -> str: ...
+    @property
+    def reading(self) -> ObservedReading | None: ...
+
+
+class ObservedBirth(Protocol):
+    @property
+    def group(self) -> str: ...
+    @property
+    def edge_node(self) -> str: ...
+    @property
+    def device(self) -> str | None: ...
+    @property
+    def equipment(self) -> str | None: ...
+    @property
+    def metrics(self) -> Mapping[str, Any]: ...
+    @property
+    def properties(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+
+class ObservedBuildInfo(Protocol):
+    @property
+    def manufacturer(self) -> str: ...
+    @property
+    def product(self) -> str: ...
+    @property
+    def software_version(self) -> str: ...
 
 
 class NodeSources:
@@ -98,7 +144,7 @@ class NodeSources:
         self.inventory = InventoryWatch(settings, feed)
         self.native: NativeCounterWatch | None = None
         self.known: Known | None = None
-        self._births: deque[Any] = deque(maxlen=MAX_PENDING_BIRTHS)
+        self._births: deque[ObservedBirth] = deque(maxlen=MAX_PENDING_BIRTHS)
         self._held: deque[Event] = deque(maxlen=MAX_HELD_EVENTS)
         #: Events queued in the outbox so far, and events lost to a full outbox.
         self.emitted = 0
@@ -109,7 +155,7 @@ class NodeSources:
     def auth_failed(self, channel: str, identity: str, peer: str | None) -> None:
         self.window.add(auth_failure(channel, identity, peer), self.clock())
 
-    def rejected(self, reject: Any) -> None:
+    def rejected(self, reject: ObservedReject) -> None:
         """A telemetry ``Reject`` (reason, detail, reading)."""
         reading = reject.reading
         obs = reject_observation(
@@ -121,10 +167,10 @@ class NodeSources:
         if obs is not None:
             self.window.add(obs, self.clock())
 
-    def stored(self, readings: Sequence[Any]) -> None:
+    def stored(self, readings: Sequence[ObservedReading]) -> None:
         self.traffic.observe(readings, self.clock())
 
-    def born(self, birth: Any) -> None:
+    def born(self, birth: ObservedBirth) -> None:
         """A Sparkplug ``Birth``: ranges now, registry check and inventory at the next tick."""
         if birth.equipment is not None:
             for metric, props in birth.properties.items():
@@ -140,11 +186,13 @@ class NodeSources:
         """Match the inventory against a new CVE feed from now on (findings at the next tick)."""
         self._held.extend(self.inventory.use_feed(feed, self.clock()))
 
-    def opcua_hook(self, equipment: str, kind: AssetKind = AssetKind.PLC) -> Callable[[Any], None]:
+    def opcua_hook(
+        self, equipment: str, kind: AssetKind = AssetKind.PLC
+    ) -> Callable[[ObservedBuildInfo], None]:
         """For ``OpcUaConnector(on_build_info=...)``: the server is the asset ``equipment``."""
         handle = HandleName.parse(equipment)
 
-        def found(info: Any) -> None:
+        def found(info: ObservedBuildInfo) -> None:
             self.discovered(from_opcua_build_info(
                 handle, info.manufacturer, info.product, info.software_version, kind
             ))  # fmt: skip
@@ -186,7 +234,7 @@ class NodeSources:
             if asset is not None:
                 self.discovered(asset)
 
-    async def sync_registry(self, equipment: Iterable[Any]) -> None:
+    async def sync_registry(self, equipment: Iterable[RegisteredEquipment]) -> None:
         """Registered equipment (``id``, ``kind``, ``vendor``, ``model``) as assets."""
         for e in equipment:
             if not (e.vendor and e.model):
@@ -373,6 +421,10 @@ async def run_node_sources(
 __all__ = [
     "HasSources",
     "NodeSources",
+    "ObservedBirth",
+    "ObservedBuildInfo",
+    "ObservedReading",
+    "ObservedReject",
     "RegisteredEquipment",
     "installed_feed",
     "node_sources_settings",
