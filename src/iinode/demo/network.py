@@ -51,7 +51,7 @@ from iinode.errors import ConfigurationError, IinodeError
 from iinode.identifiers import HandleName, HandleValue, Permissions, Prefix, SecKeyData, UrlData
 from iinode.monitoring.errors import MonitoringError
 from iinode.monitoring.notices import NoticeState
-from iinode.node.service import BulkRegistrar, HandleService, site_from_url
+from iinode.node.service import BulkRegistrar, site_from_url
 from iinode.node.settings import NodeSettings, Role
 from iinode.resolution import HttpResolver
 from iinode.resolution.native_client import NativeResolver
@@ -179,14 +179,6 @@ class RunningNode:
     factory: Factory | None = None
 
     @property
-    def settings(self) -> NodeSettings:
-        return self.node.settings
-
-    @property
-    def service(self) -> HandleService:
-        return self.node.service
-
-    @property
     def extensions(self) -> NodeExtensions:
         return self.node.extensions
 
@@ -199,7 +191,7 @@ class RunningNode:
 
     @property
     def url(self) -> str:
-        return self.settings.http_url
+        return self.node.settings.http_url
 
     @property
     def handle_port(self) -> int:
@@ -379,7 +371,7 @@ class DemoNetwork:
                 "bulk-registering product identifiers", total=self.products * len(enterprises)
             )
             for node in enterprises:
-                registrar = BulkRegistrar(node.service)
+                registrar = BulkRegistrar(node.node.service)
                 prefix = node.spec.prefix
                 rows = [
                     registrar.encode(
