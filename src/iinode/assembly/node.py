@@ -21,6 +21,7 @@ from iinode.node.changes import COUNTER_FILE, ChangeCounter
 from iinode.node.service import HandleService, site_from_url
 from iinode.node.settings import NodeSettings, Role
 from iinode.resolution import HttpResolver
+from iinode.resolution.native_trust import learn_server_key
 from iinode.resolution.shared_cache import close_resolution_cache, resolution_cache_for
 from iinode.storage import HandleStore, open_store
 from iinode.telemetry.registry_handles import HandleRegistry
@@ -109,7 +110,8 @@ async def build_node(
     try:
         if store is None:
             store = await open_store(settings.store_url, base_dir=settings.data_dir)
-        service = HandleService(settings, store, changes=changes)
+        # The parent's server key is learned over the native protocol (resolution/).
+        service = HandleService(settings, store, changes=changes, learn_key=learn_server_key)
         if admin_secret is not None:
             await service.initialise(admin_secret)
         else:
