@@ -386,7 +386,7 @@ def test_processes_charging_at_once_share_one_count(
     kind: str, spec_for: Callable[[str], StoreSpec]
 ) -> None:
     spec = spec_for(kind)
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context("fork")
     start = ctx.Barrier(2)
     procs = [ctx.Process(target=_charge, args=(spec, count, start)) for count in (10, 9)]
     for p in procs:
@@ -395,13 +395,17 @@ def test_processes_charging_at_once_share_one_count(
         p.join(60)
         assert p.exitcode == 0
     with ctx.Pool(1) as pool:
-        assert pool.apply(_wait, (spec,)) == 0  # 19 of 20: nothing lost, nothing doubled
+        assert (
+            pool.apply_async(_wait, (spec,)).get(timeout=60) == 0
+        )  # 19 of 20: nothing lost, nothing doubled
         lone = ctx.Barrier(1)
         one = ctx.Process(target=_charge, args=(spec, 1, lone))
         one.start()
         one.join(60)
         assert one.exitcode == 0
-        assert pool.apply(_wait, (spec,)) > 0  # the 20th, from a third process
+        assert (
+            pool.apply_async(_wait, (spec,)).get(timeout=60) > 0
+        )  # the 20th, from a third process
 
 
 @cache
@@ -460,8 +464,8 @@ async def test_failures_in_one_process_lock_out_the_other(
     kind: str, spec_for: Callable[[str], StoreSpec], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = spec_for(kind)
-    with mp.get_context("spawn").Pool(1) as pool:
-        said = pool.apply(_guess, (spec, 3))
+    with mp.get_context("fork").Pool(1) as pool:
+        said = pool.apply_async(_guess, (spec, 3)).get(timeout=60)
     assert said == [f"authentication as {ADMIN} failed"] * 3
     derivations = []
     checked = SecretVerifier.check_secret
