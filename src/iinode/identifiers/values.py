@@ -93,6 +93,20 @@ class Permissions(enum.IntFlag):
 
 _DEFAULT_PERMISSIONS = Permissions.default()
 _CONTROL = re.compile(r"[\x00-\x1f]")
+#: Value type strings already found valid (a node sees few distinct ones), so
+#: building a value checks its type once per process, not once per value.
+_VALID_TYPES: set[str] = set()
+_VALID_TYPES_KEPT = 4096
+
+
+def _check_type(vtype: object) -> None:
+    """Raise ``ValueInvalid`` unless ``vtype`` is a valid value type; remember it if so."""
+    if not isinstance(vtype, str) or len(vtype.encode()) > 1024:
+        raise ValueInvalid("value type must be text of at most 1024 bytes")
+    if _CONTROL.search(vtype):
+        raise ValueInvalid(f"value type {vtype!r} contains a control character")
+    if vtype.__class__ is str and len(_VALID_TYPES) < _VALID_TYPES_KEPT:
+        _VALID_TYPES.add(vtype)
 
 
 def data_class_for(value_type: str) -> type[ValueData] | None:
@@ -134,12 +148,12 @@ class HandleValue:
     references: tuple[IndexedHandle, ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.index, int) or not 0 < self.index < 2**31:
-            raise ValueInvalid(f"value index {self.index!r} is out of range 1..2147483647")
-        if not isinstance(self.type, str) or len(self.type.encode()) > 1024:
-            raise ValueInvalid("value type must be text of at most 1024 bytes")
-        if _CONTROL.search(self.type):
-            raise ValueInvalid(f"value type {self.type!r} contains a control character")
+        index = self.index
+        if not isinstance(index, int) or not 0 < index < 2**31:
+            raise ValueInvalid(f"value index {index!r} is out of range 1..2147483647")
+        vtype = self.type
+        if vtype.__class__ is not str or vtype not in _VALID_TYPES:
+            _check_type(vtype)
         if not -(2**31) <= self.ttl < 2**31:
             raise ValueInvalid(f"TTL {self.ttl} is out of range")
         if not 0 <= self.timestamp < 2**32:
