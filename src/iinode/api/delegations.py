@@ -122,7 +122,7 @@ class HandleAuthenticator:
             v.index == identity.index and isinstance(v.data, SecKeyData) for v in record or ()
         ):
             return None
-        limited = auth.retry_after(identity, peer) > 0
+        limited = await auth.wait_time(identity, peer) > 0
         try:
             return await auth.authenticate(Credentials(identity, password), peer=peer)
         except AuthenticationFailed as exc:

@@ -76,6 +76,7 @@ class Node:
             if self.resolver is not None:
                 await self.resolver.aclose()
                 await close_resolution_cache(self.resolver.cache)
+            await self.service.auth.aclose()
             await self.service.store.close()
             self.service.changes.close()
 

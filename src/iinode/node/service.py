@@ -48,6 +48,7 @@ from iinode.identifiers import (
 from iinode.node.auth import Authorizer
 from iinode.node.bulk import DEFAULT_ADMIN_PERMISSIONS, BulkRegistrar
 from iinode.node.changes import ChangeCounter
+from iinode.node.failure_counts import failure_store_for
 from iinode.node.oid import OidAnswer, answer_oid
 from iinode.node.record_rules import admins_of, check_indexes, keep_secrets, same_value
 from iinode.node.root_records import is_root_handle, root_record
@@ -115,7 +116,10 @@ class HandleService(NodeSetup):
         )
         #: Seals HS_SECKEY secrets at rest with the node key (``<data dir>/node.key``).
         self.secrets = NodeSecrets(settings.data_dir)
-        self.auth = Authorizer(self.lookup, admins, secrets=self.secrets)
+        #: Failed logins are counted once for all of the node's processes (node.failure_counts).
+        self.auth = Authorizer(
+            self.lookup, admins, secrets=self.secrets, failures=failure_store_for(settings)
+        )
         self._parent_site: tuple[SiteData, float] | None = None
         #: Checks a planned record (after authorisation) may refuse or adjust before it is
         #: written: ``(handle, old, new) -> record to write`` (metadata templates).

@@ -200,6 +200,7 @@ class NativeServer:
             self.changes.close()
         if self.handler is not None:
             self.handler.sessions.shutdown()  # no sessions.sqlite3-wal left behind
+            await self.handler.service.auth.aclose()
 
     def own_site(self, service: HandleService) -> SiteData:
         owned = service.owned
