@@ -34,6 +34,7 @@ from typing import TypeVar
 from iinode.errors import StorageError
 from iinode.storage.base import BulkResult, HandlePage, Mutation, check_limit, page_total
 from iinode.storage.search import BulkTerms, SearchQuery, UniqueValueTaken, search_sql
+from iinode.storage.sqlite_batch import insert_handles
 from iinode.storage.sqlite_terms import bulk_with_terms, open_terms, rollback
 from iinode.storage.wal import closing_in_turn
 
@@ -252,9 +253,7 @@ class SQLiteStore:
             try:
                 if terms is None:
                     # rowcount counts the statement's own rows, not the index triggers' ones.
-                    written = db.executemany(
-                        f"{verb} INTO handles (handle, prefix, data) VALUES (?, ?, ?)", batch
-                    ).rowcount
+                    written = insert_handles(db, verb, batch)
                 else:
                     written = bulk_with_terms(db, verb, batch, terms, overwrite)
                 db.execute("COMMIT")

@@ -21,7 +21,8 @@ Writes keep the index in their own transaction:
   which removes that row's terms.
 * a bulk load given its rows' terms (:func:`bulk_with_terms`) drops the insert and
   update triggers for its transaction (a rollback restores them) and writes the terms
-  itself, after the rows and in key order: no Python call, nor trigger check, per row.
+  itself, after the rows and in key order: no Python call, nor trigger check, per row;
+  rows and terms each go in one statement (``storage.sqlite_batch``).
 
 A file written before this layout (it has the ``handle_terms_by_handle`` index, or
 no term table at all) has its index rebuilt from the records when opened
@@ -35,6 +36,7 @@ import contextlib
 import sqlite3
 
 from iinode.storage.search import BulkTerms, terms_json
+from iinode.storage.sqlite_batch import insert_handles, insert_terms
 
 TERMS_TABLE = """
 CREATE TABLE IF NOT EXISTS handle_terms (
@@ -177,21 +179,14 @@ def bulk_with_terms(
     # OR REPLACE writes every row (the delete trigger removes a replaced row's terms);
     # OR IGNORE skips the handles already held, whose terms stay.
     kept = set() if overwrite else _held(db, [r[0] for r in batch])
-    written = db.executemany(
-        f"{verb} INTO handles (handle, prefix, data) VALUES (?, ?, ?)", batch
-    ).rowcount
-    # In key order: each index page is filled once, not revisited for every row.
-    rows = sorted(
+    written = insert_handles(db, verb, batch)
+    rows = [
         (f, v, handle, prefix, p, u)
         for handle, prefix, _ in batch
         if handle not in kept
         for f, v, p, u in terms.get(handle, ())
-    )
-    db.executemany(
-        "INSERT INTO handle_terms (field, value, handle, prefix, public, uniq) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        rows,
-    )
+    ]
+    insert_terms(db, rows)  # in key order
     for trigger in _WRITE_TRIGGERS:
         db.execute(trigger)
     return written
