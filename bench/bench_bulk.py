@@ -55,12 +55,13 @@ async def iinode_load_timed(
             registrar.encode(handle, [HandleValue(1, "URL", UrlData(f"http://f.cn/p/{n}"))])
         )
         if len(batch) == BATCH:
-            await registrar.write(batch)
+            await registrar.write_behind(batch)  # written while the next batch is encoded
             encoded.extend(batch)
             batch = []
     if batch:
-        await registrar.write(batch)
+        await registrar.write_behind(batch)
         encoded.extend(batch)
+    await registrar.drain()
     wall = time.perf_counter() - start
     return rows / wall, rows / (time.process_time() - cpu), encoded
 

@@ -107,10 +107,11 @@ async def load(service: HandleService, rows: int, make: object, start: int = 0) 
     for n in range(start, start + rows):
         batch.append(registrar.encode(HandleName(PREFIX, f"P{n:010d}"), make(n)))
         if len(batch) == BATCH:
-            await registrar.write(batch)
+            await registrar.write_behind(batch)  # written while the next batch is encoded
             batch = []
     if batch:
-        await registrar.write(batch)
+        await registrar.write_behind(batch)
+    await registrar.drain()
     return rows / (time.perf_counter() - began)
 
 

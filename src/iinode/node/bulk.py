@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -64,6 +65,8 @@ class BulkRegistrar:
         self._undelegated: set[str] = set()
         #: Search terms of the rows encoded and not yet written, by handle.
         self._terms: BulkTerms = {}
+        #: The batch ``write_behind`` started and nobody has waited for yet.
+        self._pending: asyncio.Future[tuple[int, int]] | None = None
 
     def encode(self, handle: HandleName, values: Sequence[HandleValue]) -> tuple[str, str, bytes]:
         prefix = handle.prefix_text
@@ -139,12 +142,41 @@ class BulkRegistrar:
             self._undelegated.add(prefix)
 
     async def write(self, rows: Sequence[tuple[str, str, bytes]]) -> tuple[int, int]:
-        """Write encoded rows; a row under a delegated prefix refuses the whole batch."""
+        """Write encoded rows in one transaction and wait for it: (written, skipped).
+        A row under a delegated prefix refuses the whole batch."""
+        await self.drain()
+        return await self._write(rows, self._take_terms(rows))
+
+    async def write_behind(self, rows: Sequence[tuple[str, str, bytes]]) -> tuple[int, int] | None:
+        """Start writing ``rows`` (one transaction) and return once the batch started
+        before them is committed, with that batch's (written, skipped); None if there
+        was none.  So the caller encodes the next batch while the store writes this one
+        (at most one batch in flight).  A failed batch raises here, at the next call
+        (or at ``drain``), and the rows given with that call are not started: every
+        batch before the failed one is committed, nothing after it is written."""
+        previous = await self.drain()
+        batch = list(rows)
+        self._pending = asyncio.ensure_future(self._write(batch, self._take_terms(batch)))
+        return previous
+
+    async def drain(self) -> tuple[int, int] | None:
+        """Wait for the batch ``write_behind`` started: its (written, skipped), or None
+        if none is in flight.  Call it after the last batch, and before giving up on a
+        load, so that the batch in flight is done (committed or failed) first."""
+        pending, self._pending = self._pending, None
+        return None if pending is None else await pending
+
+    def _take_terms(self, rows: Sequence[tuple[str, str, bytes]]) -> BulkTerms:
+        """The search terms of ``rows`` (taken now: a later batch may encode a handle again)."""
+        return {r[0]: self._terms.pop(r[0], []) for r in rows}
+
+    async def _write(
+        self, rows: Sequence[tuple[str, str, bytes]], terms: BulkTerms
+    ) -> tuple[int, int]:
         for handle, prefix, _ in rows:
             if prefix not in self._undelegated:
                 await self.refuse_delegated(HandleName.parse(handle))
         try:
-            terms = {r[0]: self._terms.pop(r[0], []) for r in rows}
             result = await self.service.store.bulk_put(rows, overwrite=self.overwrite, terms=terms)
         finally:
             # Also after a failure: part of the rows may have been committed.
