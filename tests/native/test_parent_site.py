@@ -109,8 +109,10 @@ async def test_the_parents_verdicts_are_held_to_its_key(
 
 
 async def test_a_silent_parent_gives_a_keyless_site_asked_again_soon(tmp_path: Path) -> None:
-    site, ttl = await sites.parent_site("http://127.0.0.1:1", free_port())
+    site, ttl = await sites.parent_site(
+        "http://127.0.0.1:1", free_port(), learn_key=learn_server_key
+    )
     assert [s.public_key for s in site.servers] == [b""]
     assert ttl == sites.PARENT_SITE_RETRY
-    site, ttl = await sites.parent_site("http://127.0.0.1:1", None)
+    site, ttl = await sites.parent_site("http://127.0.0.1:1", None, learn_key=learn_server_key)
     assert ttl == sites.PARENT_SITE_TTL

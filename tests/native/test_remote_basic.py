@@ -26,6 +26,7 @@ from iinode.identifiers import (
 )
 from iinode.node.service import HandleService
 from iinode.node.settings import NodeSettings, Role
+from iinode.resolution.native_trust import learn_server_key
 from iinode.storage import SQLiteStore
 from native.nodes import SECRET, Node, seed, start_node, url
 from support import free_port
@@ -68,7 +69,7 @@ def child_settings(tmp_path: Path, parent: Node) -> NodeSettings:
 async def child_http(child_settings: NodeSettings) -> AsyncIterator[httpx.AsyncClient]:
     """The child's REST API, in process."""
     store = SQLiteStore(child_settings.data_dir / "handles.sqlite3")
-    app = create_app(HandleService(child_settings, store))
+    app = create_app(HandleService(child_settings, store, learn_key=learn_server_key))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://child.test") as client:
         yield client

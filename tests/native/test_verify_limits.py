@@ -29,6 +29,7 @@ from iinode.node.auth import NODE_FAILURE_LIMITS, Authorizer
 from iinode.node.seckey_answers import answer_type_for, seckey_answer
 from iinode.node.service import HandleService
 from iinode.node.settings import NodeSettings, Role
+from iinode.resolution.native_trust import learn_server_key
 from iinode.storage import MemoryStore, SQLiteStore
 from native.nodes import SECRET, Node, seed, start_node, url
 from support import free_port
@@ -73,7 +74,7 @@ def child_settings(tmp_path: Path, parent: Node) -> NodeSettings:
 @pytest.fixture
 async def child_app(child_settings: NodeSettings) -> AsyncIterator[object]:
     store = SQLiteStore(child_settings.data_dir / "handles.sqlite3")
-    yield create_app(HandleService(child_settings, store))
+    yield create_app(HandleService(child_settings, store, learn_key=learn_server_key))
     await store.close()
 
 

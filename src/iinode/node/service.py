@@ -176,9 +176,7 @@ class HandleService(NodeSetup):
         if not parent:
             raise ServerNotResponsible("this node has no parent")
         # A recursive node resolves through its parent rather than refer to it: no key.
-        learn: KeyLearner | bool = self._learn_key or True
-        if self.settings.role is Role.RECURSIVE:
-            learn = False
+        learn = None if self.settings.role is Role.RECURSIVE else self._learn_key
         site, ttl = await parent_site(parent, self.settings.parent_handle_port, learn_key=learn)
         self._parent_site = (site, now + ttl)
         return site

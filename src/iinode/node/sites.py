@@ -51,7 +51,7 @@ KeyLearner = Callable[[tuple[str, int]], Awaitable[bytes]]
 
 
 async def parent_site(
-    url: str, handle_port: int | None, *, learn_key: KeyLearner | bool = True
+    url: str, handle_port: int | None, *, learn_key: KeyLearner | None
 ) -> tuple[SiteData, float]:
     """The parent's HS_SITE for referrals upward, and for how many seconds to keep it.
 
@@ -62,18 +62,13 @@ async def parent_site(
     so that clients following the referral, and this node taking the parent's
     VERIFY_RESPONSE verdicts, check the parent's signatures.  A parent that does
     not answer is asked again after ``PARENT_SITE_RETRY`` seconds.  ``learn_key`` is
-    the function that asks (a ``KeyLearner``); ``False`` (a recursive node, which
-    resolves through its parent rather than refer to it) skips the question.
+    the function that asks (a ``KeyLearner``, given by whoever builds the node);
+    ``None`` (a recursive node, which resolves through its parent rather than refer
+    to it, or a node built without a native client) skips the question.
     """
     site = await asyncio.to_thread(site_from_url, url, handle_port)
-    if handle_port is None or learn_key is False:
+    if handle_port is None or learn_key is None:
         return site, PARENT_SITE_TTL
-    if isinstance(learn_key, bool):
-        # Until HandleService is given the learner: the one import from a higher layer
-        # (listed in pyproject.toml's layer contract, to go).
-        from iinode.resolution.native_trust import learn_server_key
-
-        learn_key = learn_server_key
     address = site.servers[0].address
     key = await learn_key((address, handle_port))
     if not key:

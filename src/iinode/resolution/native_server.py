@@ -39,6 +39,7 @@ from iinode.resolution.native_counters import COUNTERS_FILE, OffenderLog, Shared
 from iinode.resolution.native_handler import LIST_CHUNK_BYTES, NativeHandler, Resolver
 from iinode.resolution.native_sessions import NativeCounters, OffenderTally
 from iinode.resolution.native_tcp import TcpTransport
+from iinode.resolution.native_trust import learn_server_key
 from iinode.resolution.native_udp import UdpTransport
 from iinode.resolution.shared_cache import resolution_cache_for
 from iinode.storage import HandleStore, open_store
@@ -144,7 +145,7 @@ class NativeServer:
             self.shared_counters = SharedCounterBlock(settings.data_dir / COUNTERS_FILE)
             self.offender_log = OffenderLog(settings.data_dir, self.shared_counters.slot)
             self._publisher = asyncio.get_running_loop().create_task(self._publish())
-        service = HandleService(settings, store, changes=self.changes)
+        service = HandleService(settings, store, changes=self.changes, learn_key=learn_server_key)
         handler = NativeHandler(
             service, self.own_site(service), resolver=recursive_resolver(settings),
             counters=self.counters, offenders=self.offenders,
