@@ -60,7 +60,7 @@ else:
     asyncio.run(setup())
     os.environ["IINODE_RESOLVED_SETTINGS"] = settings.to_json()
     # The node's app factory, with the settings handed over as data.
-    uvicorn.run("iinode.api.app:app_from_env", factory=True, **common)
+    uvicorn.run("iinode.assembly:app_from_env", factory=True, **common)
 """
 
 HELLO = """
