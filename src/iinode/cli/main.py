@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import sys
 from collections.abc import Iterator, Mapping
@@ -494,19 +495,37 @@ def bulk_load(
             shown = console.is_terminal  # piped: no bar, only the summary line
             with Progress(*columns, console=console, disable=not shown) as progress:
                 task = progress.add_task(f"loading {file.name}", total=total)
+                # The store writes one batch while the next is encoded (write_behind);
+                # ``flight`` is the (last line, size) of the batch being written.
+                flight: tuple[int, int] | None = None
+
+                def landed(done: tuple[int, int] | None) -> None:
+                    nonlocal written, skipped, done_line
+                    if done is not None and flight is not None:
+                        written, skipped, done_line = (
+                            written + done[0],
+                            skipped + done[1],
+                            flight[0],
+                        )
+                        progress.advance(task, flight[1])
+
                 rows = []
-                for line, handle, values in read_numbered_rows(file):
-                    rows.append(registrar.encode(handle, values))
-                    await registrar.refuse_delegated(handle)
-                    if len(rows) >= batch:
-                        w, s = await registrar.write(rows)
-                        written, skipped, done_line = written + w, skipped + s, line
-                        progress.advance(task, len(rows))
-                        rows = []
-                if rows:
-                    w, s = await registrar.write(rows)
-                    written, skipped, done_line = written + w, skipped + s, line
-                    progress.advance(task, len(rows))
+                try:
+                    for line, handle, values in read_numbered_rows(file):
+                        rows.append(registrar.encode(handle, values))
+                        await registrar.refuse_delegated(handle)
+                        if len(rows) >= batch:
+                            landed(await registrar.write_behind(rows))
+                            flight, rows = (line, len(rows)), []
+                    if rows:
+                        landed(await registrar.write_behind(rows))
+                        flight = (line, len(rows))
+                except BaseException:
+                    # The batch being written lands (or fails) before the error is told.
+                    with contextlib.suppress(IinodeError):
+                        landed(await registrar.drain())
+                    raise
+                landed(await registrar.drain())
         finally:
             await store.close()
 
