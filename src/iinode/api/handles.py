@@ -54,6 +54,7 @@ from iinode.errors import (
 )
 from iinode.identifiers import HandleName, IndexedHandle, Prefix, record_from_json
 from iinode.node.auth import Credentials
+from iinode.node.oid import is_oid_name
 from iinode.node.service import Answer, HandleService
 from iinode.resolution import HttpResolver
 
@@ -350,6 +351,18 @@ def build_router(
             if body is not None:
                 return Response(body, media_type="application/json")
             generation = cache.generation()
+        if is_oid_name(handle):
+            identity = await authenticate(service, request, required=False)
+            found = await service.answer_oid(
+                handle,
+                identity=identity,
+                types=request.query_params.getlist("type"),
+                indexes=_indexes(request) or [],
+            )
+            rendered = orjson.dumps(found.to_json())
+            if key is not None and cache is not None:
+                cache.put(key, rendered, generation)
+            return Response(rendered, media_type="application/json")
         name = _handle(handle)
         types = request.query_params.getlist("type")
         indexes = _indexes(request) or []

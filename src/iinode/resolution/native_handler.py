@@ -34,6 +34,7 @@ from iinode.errors import (
 )
 from iinode.identifiers import HandleName, IndexedHandle, SiteData
 from iinode.node.challenges import ChallengeTable, challenge_table_for
+from iinode.node.oid import is_oid_name
 from iinode.node.service import HandleService
 from iinode.proto import (
     DEFAULT_MESSAGE_LIFETIME,
@@ -330,6 +331,12 @@ class NativeHandler:
     async def _resolve(self, request: Message, identity: IndexedHandle | None) -> Outcome:
         body = request.body
         assert isinstance(body, ResolutionRequest)
+        if is_oid_name(body.handle):
+            found = await self.service.answer_oid(
+                body.handle, identity=identity, types=body.types, indexes=body.indexes
+            )
+            reply = request.reply(ResolutionResponse(body.handle, found.values))
+            return Outcome(reply, identity is None)
         name = HandleName.parse(body.handle)
         try:
             answer = await self.service.answer(
