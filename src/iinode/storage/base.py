@@ -1,8 +1,9 @@
 """The identifier store interface.
 
 A store maps a normalised handle (``"88.118.8/PRESS-01"``) to its record,
-kept as the RFC 3651 wire encoding (``encode_record``), so the native protocol
-can answer from stored bytes and every backend holds the same thing.  All
+kept as the RFC 3651 wire encoding (``encode_record``), so every backend holds
+the same bytes (an answer decodes and filters the record before it is encoded
+again for its interface).  All
 backends (memory, SQLite, PostgreSQL) pass the same test suite.
 """
 
