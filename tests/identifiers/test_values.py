@@ -47,6 +47,37 @@ def test_golden_url_value() -> None:
     assert HandleValue.from_wire(GOLDEN_URL_VALUE) == value
 
 
+def test_golden_value_with_references_and_an_odd_type() -> None:
+    value = HandleValue(
+        7,
+        "é",
+        StringData("d"),
+        ttl=-5,
+        ttl_type=TTLType.ABSOLUTE,
+        timestamp=9,
+        permissions=Permissions.ADMIN_READ,
+        references=(
+            IndexedHandle(300, HandleName.parse("0.NA/88.1")),
+            IndexedHandle(2, HandleName.parse("88.1/x")),
+        ),
+    )
+    expected = (
+        b"\x00\x00\x00\x07"  # index 7
+        b"\x00\x00\x00\x09"  # timestamp 9
+        b"\x01"  # TTL type: absolute
+        b"\xff\xff\xff\xfb"  # TTL -5
+        b"\x08"  # permissions: admin read
+        b"\x00\x00\x00\x02\xc3\xa9"  # type, UTF-8
+        b"\x00\x00\x00\x01d"  # data
+        b"\x00\x00\x00\x02"  # two references
+        b"\x00\x00\x00\x090.NA/88.1\x00\x00\x01\x2c"
+        b"\x00\x00\x00\x0688.1/x\x00\x00\x00\x02"
+    )
+    assert value.to_wire() == expected
+    assert HandleValue.from_wire(expected) == value
+    assert encode_record([value]) == b"\x00\x00\x00\x01" + expected
+
+
 def test_golden_admin_data() -> None:
     admin = AdminData(AdminPermission.all(), IndexedHandle.parse("200:0.NA/88.118.8"))
     assert admin.to_wire() == GOLDEN_ADMIN_DATA

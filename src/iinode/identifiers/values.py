@@ -59,8 +59,15 @@ VALUE_TYPES: dict[str, type[ValueData]] = {
 }
 
 
-#: index, timestamp, TTL type, TTL, permissions, length of the type string.
-_FIXED = struct.Struct(">IIBiBI")
+#: A value's head: index, timestamp, TTL type, TTL, permissions, the type string
+#: (length, bytes) and the data's length; one ``pack`` per length of the type string.
+_HEADS: dict[int, struct.Struct] = {}
+_NO_REFERENCES = b"\x00\x00\x00\x00"
+
+
+def _head(type_size: int) -> struct.Struct:
+    head = _HEADS[type_size] = struct.Struct(f">IIBiBI{type_size}sI")
+    return head
 
 
 class TTLType(enum.IntEnum):
@@ -176,8 +183,14 @@ class HandleValue:
         data = self.data.to_wire()
         vtype = self.type.encode("utf-8")
         ts = self.timestamp if stamp is None else stamp
-        w.raw(_FIXED.pack(self.index, ts, self.ttl_type, self.ttl, self.permissions, len(vtype)))
-        w.raw(vtype).byte_string(data).u32(len(self.references))
+        size = len(vtype)
+        head = _HEADS.get(size) or _head(size)
+        w.raw(head.pack(self.index, ts, self.ttl_type, self.ttl, self.permissions, size, vtype,
+                        len(data))).raw(data)  # fmt: skip
+        if not self.references:
+            w.raw(_NO_REFERENCES)
+            return
+        w.u32(len(self.references))
         for ref in self.references:
             w.utf8(str(ref.handle)).u32(ref.index)
 
