@@ -115,3 +115,25 @@ async def test_write_waits_for_the_batch_in_flight_first(service: HandleService)
         assert [v.data for v in stored if v.type == "URL"] == [UrlData("http://f.cn/2")]
     finally:
         await service.store.close()
+
+
+async def test_the_batch_reaches_the_store_before_write_behind_returns(
+    service: HandleService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = service.store
+    write = store.bulk_put
+    started: list[int] = []
+
+    async def recording(rows: Any, **kwargs: Any) -> BulkResult:
+        started.append(len(rows))
+        return await write(rows, **kwargs)
+
+    monkeypatch.setattr(store, "bulk_put", recording)
+    registrar = BulkRegistrar(service)
+    try:
+        await registrar.write_behind(batch(registrar, 0, 7))
+        # No other await since: the caller's encoding runs while the store writes.
+        assert started == [7]
+        assert await registrar.drain() == (7, 0)
+    finally:
+        await store.close()

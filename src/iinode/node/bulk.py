@@ -145,18 +145,26 @@ class BulkRegistrar:
         """Write encoded rows in one transaction and wait for it: (written, skipped).
         A row under a delegated prefix refuses the whole batch."""
         await self.drain()
-        return await self._write(rows, self._take_terms(rows))
+        terms = self._take_terms(rows)
+        await self._refuse_delegated_rows(rows)
+        return await self._put(rows, terms)
 
     async def write_behind(self, rows: Sequence[tuple[str, str, bytes]]) -> tuple[int, int] | None:
         """Start writing ``rows`` (one transaction) and return once the batch started
         before them is committed, with that batch's (written, skipped); None if there
         was none.  So the caller encodes the next batch while the store writes this one
-        (at most one batch in flight).  A failed batch raises here, at the next call
-        (or at ``drain``), and the rows given with that call are not started: every
-        batch before the failed one is committed, nothing after it is written."""
+        (at most one batch in flight).  A failed batch raises at the next call (or at
+        ``drain``), a row under a delegated prefix at once; either way the rows given
+        with that call are not started: every batch before the failed one is
+        committed, nothing after it is written."""
         previous = await self.drain()
         batch = list(rows)
-        self._pending = asyncio.ensure_future(self._write(batch, self._take_terms(batch)))
+        terms = self._take_terms(batch)
+        await self._refuse_delegated_rows(batch)
+        self._pending = asyncio.ensure_future(self._put(batch, terms))
+        # One turn of the loop: the task hands the batch to the store (for SQLite, its
+        # writer thread) now, not when the caller next awaits after encoding.
+        await asyncio.sleep(0)
         return previous
 
     async def drain(self) -> tuple[int, int] | None:
@@ -170,12 +178,14 @@ class BulkRegistrar:
         """The search terms of ``rows`` (taken now: a later batch may encode a handle again)."""
         return {r[0]: self._terms.pop(r[0], []) for r in rows}
 
-    async def _write(
-        self, rows: Sequence[tuple[str, str, bytes]], terms: BulkTerms
-    ) -> tuple[int, int]:
+    async def _refuse_delegated_rows(self, rows: Sequence[tuple[str, str, bytes]]) -> None:
         for handle, prefix, _ in rows:
             if prefix not in self._undelegated:
                 await self.refuse_delegated(HandleName.parse(handle))
+
+    async def _put(
+        self, rows: Sequence[tuple[str, str, bytes]], terms: BulkTerms
+    ) -> tuple[int, int]:
         try:
             result = await self.service.store.bulk_put(rows, overwrite=self.overwrite, terms=terms)
         finally:
