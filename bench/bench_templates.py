@@ -4,7 +4,8 @@
         --search-rows 2000000 [--postgres]
 
 Registration (same run, same store engine, 20,000-row transactions through
-``BulkRegistrar``): *plain* rows are ``bench_bulk.py``'s (one URL value);
+``BulkRegistrar.write_behind``, so the store writes one batch while the next is
+encoded): *plain* rows are ``bench_bulk.py``'s (one URL value);
 *validated* rows are registered against a published template with seven typed
 attributes (string with pattern, number with bounds, date, enum, reference, a
 unique serial, a restricted cost) plus the URL: checked against the template's
