@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from iinode.errors import StorageError
+from iinode.errors import ServerNotResponsible, StorageError
 from iinode.identifiers import HandleName, HandleValue, UrlData
 from iinode.node.bulk import BulkRegistrar
 from iinode.node.service import HandleService
@@ -137,3 +137,23 @@ async def test_the_batch_reaches_the_store_before_write_behind_returns(
         assert await registrar.drain() == (7, 0)
     finally:
         await store.close()
+
+
+async def test_a_delegated_row_raises_at_once_and_the_batch_in_flight_still_reports(
+    service: HandleService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registrar = BulkRegistrar(service)
+
+    async def refuse_p3(handle: HandleName) -> None:  # asked for every row: none remembered
+        if handle.suffix == "P00013":
+            raise ServerNotResponsible(f"{handle} is delegated")
+
+    monkeypatch.setattr(registrar, "refuse_delegated", refuse_p3)
+    try:
+        assert await registrar.write_behind(batch(registrar, 0, 10)) is None
+        with pytest.raises(ServerNotResponsible, match="delegated"):
+            await registrar.write_behind(batch(registrar, 10, 10))
+        assert await registrar.drain() == (10, 0)  # the first batch's result is not lost
+        assert await service.store.count() == 10
+    finally:
+        await service.store.close()

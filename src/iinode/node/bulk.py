@@ -143,7 +143,9 @@ class BulkRegistrar:
 
     async def write(self, rows: Sequence[tuple[str, str, bytes]]) -> tuple[int, int]:
         """Write encoded rows in one transaction and wait for it: (written, skipped).
-        A row under a delegated prefix refuses the whole batch."""
+        A row under a delegated prefix refuses the whole batch.  A batch
+        ``write_behind`` left in flight is waited for first, its result not reported
+        here (``drain`` reports it)."""
         await self.drain()
         terms = self._take_terms(rows)
         await self._refuse_delegated_rows(rows)
@@ -157,10 +159,11 @@ class BulkRegistrar:
         ``drain``), a row under a delegated prefix at once; either way the rows given
         with that call are not started: every batch before the failed one is
         committed, nothing after it is written."""
-        previous = await self.drain()
         batch = list(rows)
-        terms = self._take_terms(batch)
+        # Refused before the batch in flight is waited for: its result stays for ``drain``.
         await self._refuse_delegated_rows(batch)
+        previous = await self.drain()
+        terms = self._take_terms(batch)
         self._pending = asyncio.ensure_future(self._put(batch, terms))
         # One turn of the loop: the task hands the batch to the store (for SQLite, its
         # writer thread) now, not when the caller next awaits after encoding.
