@@ -184,17 +184,21 @@ async def test_native_answers_follow_writes_over_rest(network: DemoNetwork) -> N
     top, ent = network.nodes["88"], network.nodes["88.118.8"]
     name = HandleName.parse("88.118.8/P00000007")
     root = [site_from_url(top.url, top.handle_port)]
-    # Asked twice: the second answer comes from the UDP fast path's cache.
-    for _ in range(2):
-        resolved = await NativeResolver(root).resolve(name)
-        assert resolved.values[0].data == UrlData(f"{ent.url}/products/P00000007")
-    assert ent.native.counters.fast_hits >= 1
-    async with ent.client() as c:
-        await c.put(name, [HandleValue(1, "URL", UrlData("http://example.cn/recalled"))])
-    resolved = await NativeResolver(root).resolve(name)
-    assert [v.data for v in resolved.values if v.type == "URL"] == [
-        UrlData("http://example.cn/recalled")
-    ]
+    resolver = NativeResolver(root)
+    try:
+        # Asked twice: the second answer comes from the UDP fast path's cache.
+        for _ in range(2):
+            resolved = await resolver.resolve(name)
+            assert resolved.values[0].data == UrlData(f"{ent.url}/products/P00000007")
+        assert ent.native.counters.fast_hits >= 1
+        async with ent.client() as c:
+            await c.put(name, [HandleValue(1, "URL", UrlData("http://example.cn/recalled"))])
+        resolved = await resolver.resolve(name)
+        assert [v.data for v in resolved.values if v.type == "URL"] == [
+            UrlData("http://example.cn/recalled")
+        ]
+    finally:
+        await resolver.aclose()
 
 
 async def test_demo_reads_its_field_cell_over_opcua_and_modbus(network: DemoNetwork) -> None:

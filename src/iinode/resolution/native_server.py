@@ -106,6 +106,7 @@ class NativeServer:
         self._udp_thread: threading.Thread | None = None
         self._store: HandleStore | None = None
         self._tcp_server: asyncio.Server | None = None
+        self._tcp: TcpTransport | None = None
         self.udp: UdpTransport | None = None
         self.handler: NativeHandler | None = None
         self.changes: ChangeCounter | None = None
@@ -154,7 +155,7 @@ class NativeServer:
         )  # fmt: skip
         self.handler = handler
         sock = bind_udp(self.host, self.port, reuse_port=self.reuse_port)
-        tcp = TcpTransport(handler, limits=self.limits)
+        tcp = self._tcp = TcpTransport(handler, limits=self.limits)
         try:
             self._tcp_server = await asyncio.start_server(
                 tcp.serve, self.host, self.port, reuse_port=self.reuse_port, backlog=1024
@@ -193,6 +194,8 @@ class NativeServer:
             self.shared_counters.close(self.counters)
         if self._tcp_server is not None:
             self._tcp_server.close()
+        if self._tcp is not None:
+            self._tcp.abort_all()
         if self.udp is not None:
             self.udp.sock.close()
         if self._store is not None:

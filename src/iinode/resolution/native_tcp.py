@@ -83,6 +83,8 @@ class TcpTransport:
         #: Connections closed for being too slow (reading or writing).
         self.timeouts = 0
         self._per_peer: dict[str, int] = {}
+        #: Open connections, closed by ``abort_all`` when the server stops.
+        self._open: set[asyncio.StreamWriter] = set()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -95,6 +97,7 @@ class TcpTransport:
             return
         self.connections += 1
         self._per_peer[host] = from_peer + 1
+        self._open.add(writer)
         clean = False
         try:
             await self._converse(reader, writer)
@@ -104,6 +107,7 @@ class TcpTransport:
         except (ConnectionError, _Refused):
             pass
         finally:
+            self._open.discard(writer)
             self.connections -= 1
             left = self._per_peer[host] - 1
             if left:
@@ -114,6 +118,14 @@ class TcpTransport:
                 writer.close()
             else:  # do not wait to flush to a peer that is gone or too slow
                 writer.transport.abort()
+
+    def abort_all(self) -> None:
+        """Drop every open connection (the server is stopping; a closed listening socket
+        leaves accepted ones open, and a client keeping one alive would hold it past the
+        event loop)."""
+        for writer in list(self._open):
+            writer.transport.abort()
+        self._open.clear()
 
     async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         framer = TcpFramer(self.limits)
