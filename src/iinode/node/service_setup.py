@@ -8,6 +8,7 @@ store, node key and change counter.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from iinode.errors import ServerNotResponsible
@@ -43,11 +44,9 @@ class NodeSetup:
     secrets: NodeSecrets
     changes: ChangeCounter
 
-    def now(self) -> int:
-        raise NotImplementedError
-
-    async def lookup(self, handle: HandleName) -> Record | None:
-        raise NotImplementedError
+    # Given by HandleService (declared here for the methods below).
+    now: Callable[[], int]
+    lookup: Callable[[HandleName], Awaitable[Record | None]]
 
     def _own_site(self, owned: Prefix) -> SiteData:
         """The HS_SITE describing where this node is served, with its server key
