@@ -41,6 +41,7 @@ from typing import Any
 
 from iinode.errors import ValueInvalid
 from iinode.kpi import Kpis
+from iinode.storage.wal import switch_to_wal
 from iinode.telemetry.model import Reading
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ class AlarmStore:
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        switch_to_wal(self._db, 5.0)
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
 

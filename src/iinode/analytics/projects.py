@@ -20,6 +20,7 @@ from typing import Any
 from iinode.errors import ValueInvalid
 from iinode.kpi import DevelopmentEvent, DevelopmentEventKind, development_cycles
 from iinode.kpi.periods import iso
+from iinode.storage.wal import switch_to_wal
 
 _PROJECT = re.compile(r"[A-Za-z0-9._:/\-]{1,128}\Z")
 
@@ -45,7 +46,7 @@ class ProjectStore:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        switch_to_wal(self._db, 5.0)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS events (project TEXT NOT NULL, kind TEXT NOT NULL, "
             "time_us INTEGER NOT NULL, note TEXT NOT NULL DEFAULT '', "

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from iinode.errors import StorageError
-from iinode.storage.wal import closing_in_turn
+from iinode.storage.wal import closing_in_turn, switch_to_wal
 
 _SYNC = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -64,7 +64,7 @@ class SqliteFile:
             self._db = sqlite3.connect(
                 str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            switch_to_wal(self._db, busy_timeout)
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             for pragma in pragmas:
                 self._db.execute(f"PRAGMA {pragma}")

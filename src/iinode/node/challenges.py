@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from iinode.node.ratelimit import source_of
+from iinode.storage.wal import switch_to_wal
 
 #: File of the shared table inside the node's data directory.
 CHALLENGES_FILE = "challenges.sqlite3"
@@ -40,7 +41,6 @@ MAX_PER_SOURCE = 64
 #: Octets of payloads the table holds at most (each is at most 256 KiB plus a little).
 MAX_BYTES = 64 * 1024 * 1024
 #: Seconds between tries to switch a file another process is switching to WAL.
-_WAL_SWITCH_PAUSE = 0.002
 
 
 def new_challenge_id() -> int:
@@ -96,26 +96,13 @@ def connect_private(path: Path, timeout: float = 5.0) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA schema_version").fetchone()  # creates the file
         _private(path)
-        _switch_to_wal(db, timeout)
+        switch_to_wal(db, timeout)
     except BaseException:
         db.close()
         raise
     for suffix in ("-wal", "-shm"):
         _private(f"{path}{suffix}")
     return db
-
-
-def _switch_to_wal(db: sqlite3.Connection, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            db.execute("PRAGMA journal_mode=WAL").fetchone()
-            return
-        except sqlite3.OperationalError as exc:
-            busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
-            if not busy or time.monotonic() >= deadline:
-                raise
-            time.sleep(_WAL_SWITCH_PAUSE)
 
 
 class ChallengeTable(abc.ABC):

@@ -36,7 +36,7 @@ from iinode.storage.base import BulkResult, HandlePage, Mutation, check_limit, p
 from iinode.storage.search import BulkTerms, SearchQuery, UniqueValueTaken, search_sql
 from iinode.storage.sqlite_batch import insert_handles
 from iinode.storage.sqlite_terms import bulk_with_terms, open_terms, rollback
-from iinode.storage.wal import closing_in_turn
+from iinode.storage.wal import closing_in_turn, switch_to_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS handles (
@@ -71,7 +71,7 @@ class SQLiteStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             writer = self._connect(synchronous, busy_timeout)
-            writer.execute("PRAGMA journal_mode=WAL")
+            switch_to_wal(writer, busy_timeout)
             writer.executescript(_SCHEMA)
             open_terms(writer)
             self._writer = writer

@@ -1,4 +1,10 @@
-"""Closing a WAL-mode SQLite file that several processes share, one process at a time.
+"""Opening and closing a WAL-mode SQLite file that several processes share.
+
+Processes that open one file at once (the workers of ``iinode serve --workers
+N`` starting together) each switch it to WAL.  SQLite answers the loser's
+switch "database is locked" at once, without waiting its busy timeout as it
+does for other locks; :func:`switch_to_wal` retries the switch until that
+timeout has passed.
 
 SQLite checkpoints and deletes a database's ``-wal`` file when its last
 connection closes, but only if that connection can lock the database
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +32,21 @@ from pathlib import Path
 #: Longest wait for another process's turn; past it the connection closes anyway.
 TURN_TIMEOUT = 10.0
 _PAUSE = 0.005
+_SWITCH_PAUSE = 0.002
+
+
+def switch_to_wal(db: sqlite3.Connection, timeout: float) -> None:
+    """Put ``db``'s file in WAL mode, retrying a switch refused as busy for ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() >= deadline:
+                raise
+            time.sleep(_SWITCH_PAUSE)
 
 
 @contextmanager
@@ -51,4 +73,4 @@ def closing_in_turn(database: Path, *, timeout: float = TURN_TIMEOUT) -> Iterato
         os.close(fd)  # drops the lock
 
 
-__all__ = ["TURN_TIMEOUT", "closing_in_turn"]
+__all__ = ["TURN_TIMEOUT", "closing_in_turn", "switch_to_wal"]

@@ -1,4 +1,5 @@
-"""Processes sharing a SQLite file close it in turn, so the last one removes the WAL."""
+"""Processes sharing a SQLite file all open it in WAL mode, and close it in turn so the
+last one removes the WAL."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from iinode.storage.sqlite import SQLiteStore
-from iinode.storage.wal import closing_in_turn
+from iinode.storage.wal import closing_in_turn, switch_to_wal
 
 ROUNDS = 30
 PROCESSES = 6
@@ -101,3 +102,42 @@ def test_a_missing_directory_is_no_turn_and_no_error(tmp_path: Path) -> None:
 def _try_turn(db: Path, timeout: float) -> bool:
     with closing_in_turn(db, timeout=timeout) as held:
         return held
+
+
+def _open_new_file(path: Path, go: Event, errors: mp.Queue[str]) -> None:
+    go.wait()
+    db = sqlite3.connect(path, timeout=10, isolation_level=None)
+    try:
+        switch_to_wal(db, 10)
+        db.executescript(
+            "CREATE TABLE IF NOT EXISTS t (x); CREATE INDEX IF NOT EXISTS tx ON t (x);"
+        )
+        mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+        errors.put("" if mode == "wal" else f"journal mode {mode}")
+    except sqlite3.Error as exc:
+        errors.put(str(exc))
+    finally:
+        db.close()
+
+
+def test_processes_opening_a_new_file_at_once_all_switch_it_to_wal(tmp_path: Path) -> None:
+    # A plain "PRAGMA journal_mode=WAL" fails "database is locked" in about one round of
+    # fifteen here: SQLite refuses the losing switch at once instead of waiting.
+    ctx = mp.get_context("fork")
+    failed = []
+    for n in range(ROUNDS):
+        path = tmp_path / f"o{n}.sqlite3"
+        go = ctx.Event()
+        errors: mp.Queue[str] = ctx.Queue()
+        procs = [
+            ctx.Process(target=_open_new_file, args=(path, go, errors)) for _ in range(PROCESSES)
+        ]
+        for p in procs:
+            p.start()
+        time.sleep(0.05)
+        go.set()
+        answers = [errors.get(timeout=30) for _ in procs]
+        for p in procs:
+            p.join(30)
+        failed += [(n, a) for a in answers if a]
+    assert failed == []
