@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -22,7 +21,7 @@ from iinode.identifiers import (
     UrlData,
     encode_record,
 )
-from iinode.storage import HandleStore, MemoryStore, SQLiteStore
+from iinode.storage import HandleStore, SQLiteStore
 from iinode.storage.postgres import PostgresStore
 from iinode.storage.search import SearchQuery, UniqueValueTaken
 from support import require_service
@@ -51,21 +50,6 @@ def record(
         ),
     ]
     return encode_record(values)
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[HandleStore]:
-    if request.param == "memory":
-        s: HandleStore = MemoryStore()
-    elif request.param == "sqlite":
-        s = SQLiteStore(tmp_path / "h.sqlite3")
-    else:
-        require_service("postgres")
-        s = await PostgresStore.open(PG, table=f"t_{uuid.uuid4().hex[:12]}")
-    yield s
-    if isinstance(s, PostgresStore):
-        await s.drop()
-    await s.close()
 
 
 async def test_search_by_terms_with_keyset_pages(store: HandleStore) -> None:

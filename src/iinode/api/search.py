@@ -1,8 +1,10 @@
 """Search and reverse lookup over HTTP: ``GET /api/search``.
 
-``GET /api/search?template=<handle>&attr.<name>=<value>&url=<url>&oid=<oid>&prefix=<p>
-&after=<handle>&limit=<n>`` answers ``{"handles": [...], "next": <handle or null>}``:
-the identifiers matching every condition, sorted by handle; pass ``next`` as
+``GET /api/search?template=<handle>&attr.<name>=<value>&q=<words>&url=<url>&oid=<oid>
+&prefix=<p>&after=<handle>&limit=<n>`` answers ``{"handles": [...], "next": <handle or null>}``:
+the identifiers matching every condition, sorted by handle (``q=``: every word,
+as ``storage.words`` splits it, in a value of a template's ``fulltext``
+attributes; each word counts as one condition); pass ``next`` as
 ``after`` for the following page (keyset paging: each page is an index seek).
 With only ``prefix=`` it lists the prefix.
 
@@ -24,6 +26,7 @@ from iinode.node.oid import parse_oid
 from iinode.node.record_rules import admins_of
 from iinode.node.service import HandleService
 from iinode.storage.search import MAX_SEARCH_LIMIT, SearchQuery
+from iinode.storage.words import words
 
 #: Conditions one search may combine.
 MAX_TERMS = 8
@@ -44,6 +47,11 @@ def query_of(request: Request) -> SearchQuery:
             terms.append(("url", value))
         elif key == "oid":
             terms.append(("oid", parse_oid(value)))
+        elif key == "q":
+            found = words(value)
+            if not found:
+                raise ValueInvalid("q= has no words to search for (letters or digits)")
+            terms += [("words", w) for w in found]
         elif key.startswith("attr."):
             name = key.removeprefix("attr.")
             if not name:
@@ -74,11 +82,11 @@ def search_router(service: HandleService) -> APIRouter:
 
     @router.get(
         "/api/search",
-        summary="Find identifiers by template, attribute values, URL or OID, under a prefix",
+        summary="Find identifiers by template, attribute values, words, URL or OID, under a prefix",
         openapi_extra={
             "parameters": [
                 {"name": name, "in": "query", "schema": {"type": "string"}}
-                for name in ("template", "attr.<name>", "url", "oid", "prefix", "after")
+                for name in ("template", "attr.<name>", "q", "url", "oid", "prefix", "after")
             ]
             + [{"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100}}]
         },

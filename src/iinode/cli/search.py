@@ -1,4 +1,4 @@
-"""``iinode search``: identifiers by template, attribute values, URL or OID (REST search)."""
+"""``iinode search``: identifiers by template, attribute values, words, URL or OID (REST search)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ def search(
     attr: Annotated[
         list[str] | None, typer.Option(help="name=value (repeat: all must match)")
     ] = None,
+    text: Annotated[
+        str | None, typer.Option(help="words, all in values of full-text attributes")
+    ] = None,
     url: Annotated[str | None, typer.Option(help="has this URL (reverse lookup)")] = None,
     oid: Annotated[str | None, typer.Option(help="bound to this OID")] = None,
     prefix: Annotated[str | None, typer.Option(help="only under this prefix")] = None,
@@ -27,7 +30,13 @@ def search(
     """Find identifiers (public values; with --secret a reader of the prefix matches
     restricted ones too)."""
     params: list[tuple[str, Any]] = []
-    for key, value in (("template", template), ("url", url), ("oid", oid), ("prefix", prefix)):
+    for key, value in (
+        ("template", template),
+        ("q", text),
+        ("url", url),
+        ("oid", oid),
+        ("prefix", prefix),
+    ):
         if value:
             params.append((key, value))
     for item in attr or []:

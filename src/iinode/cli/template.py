@@ -115,11 +115,14 @@ def show(handle: Handle, node: NodeUrl) -> None:
         + (f"  derived from {t['derivedFrom']}" if t.get("derivedFrom") else ""),
         highlight=False,
     )
-    table = Table("index", "attribute", "type", "required", "unique", "access", "constraints")
+    table = Table(
+        "index", "attribute", "type", "required", "unique", "full-text", "access", "constraints"
+    )
     for a in t["attributes"]:
         table.add_row(
             str(a["index"]), a["name"], a["type"], str(a["required"]), str(a["unique"]),
-            a["access"], json.dumps(a.get("constraints", {}), ensure_ascii=False),
+            str(a.get("fulltext", False)), a["access"],
+            json.dumps(a.get("constraints", {}), ensure_ascii=False),
         )  # fmt: skip
     console.print(table)
     if t.get("readers"):

@@ -92,12 +92,13 @@ class CompiledTemplate:
         self._required = sum(1 for a in template.attributes if a.required)
         #: What registration stores (:meth:`normal_form`), made once.
         self.restricted = frozenset(a.name for a in template.attributes if a.restricted)
-        self.link_data = StringData(
-            json.dumps(
-                {"template": str(template.handle), "unique": list(template.unique_names)},
-                separators=(",", ":"),
-            )
-        )
+        link: dict[str, Any] = {
+            "template": str(template.handle),
+            "unique": list(template.unique_names),
+        }
+        if template.fulltext_names:
+            link["fulltext"] = list(template.fulltext_names)
+        self.link_data = StringData(json.dumps(link, separators=(",", ":")))
         self.reader_grant = HandleValue(
             READER_GRANT_INDEX,
             "HS_ADMIN",

@@ -12,14 +12,17 @@ A template belongs to a prefix and lives as an identifier record of its own,
 
 An identifier registered against a template carries the link at index 1001
 (type ``II_TEMPLATE``, data: UTF-8 JSON ``{"template": "<handle>", "unique":
-[names]}``; a client may send the template handle alone), one value per
+[names]}``, plus ``"fulltext": [names]`` when the template has such attributes;
+a client may send the template handle alone), one value per
 attribute at the attribute's index (2000 and up; type = the attribute's name,
 data = the value as text) and, when the template has restricted attributes, an
 HS_ADMIN at index 1002 granting READ_VALUE to the template's readers group
 ``400:<template>``.  Restricted attributes are stored without PUBLIC_READ.
 
 Each attribute has a type (string, number, date, enum, reference), may be
-required or unique, and has constraints (``min``/``max`` for numbers,
+required or unique, a string one may be ``fulltext`` (found by the words of its
+value, ``GET /api/search?q=``; the link then names it), and has constraints
+(``min``/``max`` for numbers,
 ``minLength``/``maxLength``/``pattern`` for text, ``values`` for an enum).
 :meth:`Template.json_schema` turns a definition into a JSON Schema (draft 2020-12);
 ``node.template_check`` compiles it once and checks records against it.
@@ -177,6 +180,7 @@ class Attribute:
     required: bool = False
     unique: bool = False
     restricted: bool = False
+    fulltext: bool = False
     constraints: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
 
@@ -189,6 +193,8 @@ class Attribute:
             "unique": self.unique,
             "access": "restricted" if self.restricted else "public",
         }
+        if self.fulltext:
+            out["fulltext"] = True
         if self.constraints:
             out["constraints"] = dict(self.constraints)
         if self.description:
@@ -265,9 +271,14 @@ def _attribute(doc: Any, position: int, taken: set[int], problems: list[Violatio
             Violation(name, key, "constraints", f"a {kind.value} attribute takes no {key!r}")
         )
     _check_constraints(name, kind, constraints, problems)
-    for flag in ("required", "unique"):
+    for flag in ("required", "unique", "fulltext"):
         if not isinstance(doc.get(flag, False), bool):
             problems.append(Violation(name, str(doc.get(flag)), flag, f"{flag} is true or false"))
+    fulltext = doc.get("fulltext", False) is True
+    if fulltext and kind is not AttributeType.STRING:
+        problems.append(
+            Violation(name, kind.value, "fulltext", "only a string attribute is searched by words")
+        )
     return Attribute(
         name=name,
         type=kind,
@@ -275,6 +286,7 @@ def _attribute(doc: Any, position: int, taken: set[int], problems: list[Violatio
         required=doc.get("required", False) is True,
         unique=doc.get("unique", False) is True,
         restricted=access == "restricted",
+        fulltext=fulltext,
         constraints=dict(constraints),
         description=str(doc.get("description", "")),
     )
@@ -341,6 +353,11 @@ class Template:
     @property
     def unique_names(self) -> tuple[str, ...]:
         return tuple(a.name for a in self.attributes if a.unique)
+
+    @property
+    def fulltext_names(self) -> tuple[str, ...]:
+        """The attributes searched by the words of their values (``?q=``)."""
+        return tuple(a.name for a in self.attributes if a.fulltext)
 
     @property
     def has_restricted(self) -> bool:

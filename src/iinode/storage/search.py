@@ -12,6 +12,8 @@ with the records whatever path wrote them (REST, native, bulk-load):
   attribute's name) of a record that has a template link;
 * ``oid``: the text of every ``II_OID`` value (an OID bound to a record or, in a
   prefix record ``0.NA/<prefix>``, an OID arc mapped to the prefix).
+* ``words``: each word (``storage.words``) of the values of the attributes the
+  link names as full-text (``"fulltext"`` in the link), for ``GET /api/search?q=``.
 
 A term is *public* when its value carries PUBLIC_READ; searches by anonymous
 callers see public terms only, so a restricted attribute is not found by value.
@@ -27,9 +29,11 @@ import json
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from iinode.errors import ValueInvalid
 from iinode.identifiers import HandleValue, StringData
+from iinode.storage.words import words
 
 #: Index of the template link on an identifier, and of the first attribute.
 TEMPLATE_LINK_INDEX = 1001
@@ -81,11 +85,21 @@ class SearchQuery:
                 raise ValueInvalid(f"search term {name!r} is empty or too long")
 
 
-def link_target(data: bytes | str) -> tuple[str, tuple[str, ...]] | None:
-    """The template handle and the unique attribute names of a link value's data.
+class Link(NamedTuple):
+    """What a template link value says: the template, its unique and its full-text
+    attribute names."""
 
-    The data is UTF-8 JSON ``{"template": "<handle>", "unique": [names]}`` (as the
-    node stores it) or the template handle alone (as a client may send it).
+    template: str
+    unique: tuple[str, ...] = ()
+    fulltext: tuple[str, ...] = ()
+
+
+def link_target(data: bytes | str) -> Link | None:
+    """What a link value's data says.
+
+    The data is UTF-8 JSON ``{"template": "<handle>", "unique": [names], "fulltext":
+    [names]}`` (as the node stores it; ``fulltext`` only when there are some) or the
+    template handle alone (as a client may send it).
     """
     if isinstance(data, str):
         text = data.strip()
@@ -104,21 +118,23 @@ def link_target(data: bytes | str) -> tuple[str, tuple[str, ...]] | None:
 
 
 #: Link texts already read (a store holds few distinct ones: one per template version).
-_LINKS: dict[str, tuple[str, tuple[str, ...]]] = {}
+_LINKS: dict[str, Link] = {}
 
 
-def _link_target(text: str) -> tuple[str, tuple[str, ...]] | None:
+def _link_target(text: str) -> Link | None:
     if not text.startswith("{"):
-        return (text, ()) if text else None
+        return Link(text) if text else None
     try:
         doc = json.loads(text)
     except ValueError:
         return None
     if not isinstance(doc, dict) or not isinstance(doc.get("template"), str):
         return None
-    unique = doc.get("unique") or []
-    names = tuple(u for u in unique if isinstance(u, str)) if isinstance(unique, list) else ()
-    return doc["template"], names
+    return Link(doc["template"], _names(doc.get("unique")), _names(doc.get("fulltext")))
+
+
+def _names(given: object) -> tuple[str, ...]:
+    return tuple(n for n in given if isinstance(n, str)) if isinstance(given, list) else ()
 
 
 def record_terms(data: bytes) -> list[Term]:
@@ -167,7 +183,7 @@ def values_terms(values: Iterable[HandleValue]) -> list[Term]:
     urls: list[tuple[str, bool]] = []
     oids: list[tuple[str, bool]] = []
     attrs: list[tuple[str, str, bool]] = []
-    link: tuple[str, tuple[str, ...]] | None = None
+    link: Link | None = None
     link_public = False
     for v in values:
         index = v.index
@@ -200,7 +216,7 @@ def _collect(items: Iterable[tuple[int, str, str, int]]) -> list[Term]:
     urls: list[tuple[str, bool]] = []
     oids: list[tuple[str, bool]] = []
     attrs: list[tuple[str, str, bool]] = []
-    link: tuple[str, tuple[str, ...]] | None = None
+    link: Link | None = None
     link_public = False
     for index, vtype, text, perms in items:
         public = bool(perms & _PUBLIC_READ)
@@ -219,7 +235,7 @@ def _collect(items: Iterable[tuple[int, str, str, int]]) -> list[Term]:
 def _assemble(
     urls: list[tuple[str, bool]],
     oids: list[tuple[str, bool]],
-    link: tuple[str, tuple[str, ...]] | None,
+    link: Link | None,
     link_public: bool,
     attrs: list[tuple[str, str, bool]],
 ) -> list[Term]:
@@ -231,8 +247,9 @@ def _assemble(
         return [("url", url, public, False)] if url and len(url) <= MAX_TERM_CHARS else []
     found: list[Term] = [("url", url, public, False) for url, public in urls]
     found += [("oid", oid, public, False) for oid, public in oids]
+    fulltext = False
     if link is not None:
-        template, unique = link
+        template, unique, fulltext_names = link
         found.append(("template", template, link_public, False))
         fields = _ATTR_FIELDS
         for name, value, public in attrs:
@@ -242,8 +259,17 @@ def _assemble(
                 if len(fields) < 4096:
                     fields[name] = field
             found.append((field, value, public, name in unique))
-    # The same (field, value) twice needs two URLs, two OIDs or an attribute name twice.
-    if len(urls) < 2 and len(oids) < 2 and len({a[0] for a in attrs}) == len(attrs):
+            if fulltext_names and name in fulltext_names:
+                found += [("words", w, public, False) for w in words(value)]
+                fulltext = True
+    # The same (field, value) twice needs two URLs, two OIDs, an attribute name twice or
+    # words (a word may be in two full-text values).
+    if (
+        not fulltext
+        and len(urls) < 2
+        and len(oids) < 2
+        and len({a[0] for a in attrs}) == len(attrs)
+    ):
         return [t for t in found if t[1] and len(t[1]) <= MAX_TERM_CHARS]
     out: dict[tuple[str, str], Term] = {}
     for term in found:
@@ -306,6 +332,7 @@ __all__ = [
     "TEMPLATE_LINK_INDEX",
     "TEMPLATE_LINK_TYPE",
     "BulkTerms",
+    "Link",
     "SearchQuery",
     "Term",
     "UniqueValueTaken",
