@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from cli.cli_support import free_range
-from iinode.demo.network import ports_needed
+from iinode.demo.topology import ports_needed
 
 IINODE = [sys.executable, "-m", "iinode"]
 

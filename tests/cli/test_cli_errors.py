@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cli.cli_support import free_range, http_port, iinode, init
-from iinode.demo.network import ports_needed
+from iinode.demo.topology import ports_needed
 
 
 def one_error_line(*args: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from cli.cli_support import ENV, free_range
 from cli.test_lifecycle import LAUNCH, bindable, group
-from iinode.demo.network import FIELD_PORTS, NETWORK, ports_needed
+from iinode.demo.topology import FIELD_PORTS, NETWORK, ports_needed
 
 
 @pytest.mark.parametrize(

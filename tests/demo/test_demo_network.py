@@ -17,15 +17,9 @@ import pytest
 from rich.console import Console
 
 from cli.cli_support import free_range
-from iinode.demo.network import (
-    AUTO_ACK,
-    NOTICE_ID,
-    SECRET,
-    DemoNetwork,
-    howto,
-    ports_needed,
-    run_demo,
-)
+from iinode.demo.network import DemoNetwork
+from iinode.demo.run import howto, run_demo
+from iinode.demo.topology import AUTO_ACK, NOTICE_ID, SECRET, ports_needed
 from iinode.identifiers import HandleName, HandleValue, UrlData
 from iinode.node.service import site_from_url
 from iinode.resolution.native_client import NativeResolver
@@ -203,7 +197,7 @@ async def test_native_answers_follow_writes_over_rest(network: DemoNetwork) -> N
 
 async def test_demo_reads_its_field_cell_over_opcua_and_modbus(network: DemoNetwork) -> None:
     """The first enterprise's own connectors read its OPC UA and Modbus machines."""
-    from iinode.demo.network import FIELD_ENTERPRISE, FIELD_MACHINES
+    from iinode.demo.topology import FIELD_ENTERPRISE, FIELD_MACHINES
     from iinode.monitoring.node_sources import sources_of
 
     ent = network.nodes[FIELD_ENTERPRISE]

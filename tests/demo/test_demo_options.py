@@ -13,14 +13,14 @@ import pytest
 from rich.console import Console
 
 from cli.cli_support import free_range
-from iinode.demo.network import (
+from iinode.demo.network import DemoNetwork
+from iinode.demo.run import run_demo
+from iinode.demo.topology import (
     DEFAULT_ENTERPRISES,
     SECRET,
-    DemoNetwork,
     machine_names,
     network_specs,
     ports_needed,
-    run_demo,
 )
 from iinode.errors import ConfigurationError
 from iinode.node.settings import Role

@@ -22,7 +22,8 @@ import pytest_asyncio
 from rich.console import Console
 
 from cli.cli_support import free_range
-from iinode.demo.network import DEMO_GTIN, NOTICE_ID, SECRET, DemoNetwork, ports_needed
+from iinode.demo.network import DemoNetwork
+from iinode.demo.topology import DEMO_GTIN, NOTICE_ID, SECRET, ports_needed
 from iinode.web import STATIC_DIR
 from support import services_required
 

@@ -573,7 +573,7 @@ def demo(
     ] = False,
 ) -> None:
     """Boot a miniature national Industrial Internet on local ports, with its web console."""
-    from iinode.demo.network import run_demo
+    from iinode.demo.run import run_demo
 
     asyncio.run(
         run_demo(

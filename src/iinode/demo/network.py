@@ -18,16 +18,16 @@ connectors read them; every plant's Sparkplug edge node is registered too.
 A simulated public resolves product identifiers from the top at a steady rate
 (HTTP and native), so every level's resolutions per second are live; each node
 serves the web console (``iinode.web``) at its HTTP address.
+
+Who is in the network is ``topology.py``; ``run.py`` runs it for ``iinode demo``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
-import signal
 import socket
 import tempfile
 import time
@@ -40,13 +40,29 @@ from types import TracebackType
 import uvicorn
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 from iinode.assembly import Node, NodeExtensions, build_node, node_app
 from iinode.client import NodeClient
 from iinode.connectivity.service import TelemetryService
 from iinode.connectivity.sim_field import FieldSimulator
 from iinode.connectivity.sim_sparkplug import SparkplugSimulator
+from iinode.demo.topology import (
+    DEFAULT_ENTERPRISES,
+    DEFAULT_MACHINES,
+    DEMO_GTIN,
+    FIELD_ENTERPRISE,
+    FIELD_MACHINES,
+    FIELD_PORTS,
+    MANUAL_ACK,
+    MAX_MACHINES,
+    NOTICE_ID,
+    RESOLUTIONS_PER_SECOND,
+    SECRET,
+    NodeSpec,
+    factory_for,
+    network_specs,
+    ports_needed,
+)
 from iinode.errors import ConfigurationError, IinodeError
 from iinode.identifiers import HandleName, HandleValue, Permissions, Prefix, SecKeyData, UrlData
 from iinode.monitoring.errors import MonitoringError
@@ -59,114 +75,7 @@ from iinode.resolution.native_server import NativeServer
 from iinode.storage import SQLiteStore
 from iinode.telemetry.simulator import Factory, MachineSpec, ShiftCalendar
 
-SECRET = "demo-secret"
-NOTICE_ID = "CN-NOTICE-2026-001"
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class NodeSpec:
-    role: Role
-    prefix: str
-    name: str
-    parent: str | None = None
-    industry: str = ""
-    province: str = ""
-
-
-TOP = NodeSpec(Role.TOP, "88", "National top-level node")
-PROVINCES = (
-    NodeSpec(Role.SECONDARY, "88.118", "Jiangsu provincial node", "88", province="JS"),
-    NodeSpec(Role.SECONDARY, "88.120", "Guangdong provincial node", "88", province="GD"),
-    NodeSpec(Role.SECONDARY, "88.121", "Hubei provincial node", "88", province="HB"),
-)
-#: Named enterprises, taken in this order; more are numbered under the provinces in turn.
-ENTERPRISES = (
-    NodeSpec(Role.ENTERPRISE, "88.118.8", "Changzhou Auto Works", "88.118", "automobiles", "JS"),
-    NodeSpec(
-        Role.ENTERPRISE, "88.118.9", "Nanjing Petrochemical", "88.118", "petrochemicals", "JS"
-    ),
-    NodeSpec(
-        Role.ENTERPRISE, "88.120.3", "Foshan Home Appliances", "88.120", "home-appliances", "GD"
-    ),
-    NodeSpec(Role.ENTERPRISE, "88.120.5", "Guangzhou Pharma", "88.120", "medicine", "GD"),
-    NodeSpec(Role.ENTERPRISE, "88.121.2", "Wuhan Auto Parts", "88.121", "automobiles", "HB"),
-    NodeSpec(Role.ENTERPRISE, "88.121.6", "Yichang Pharmaceutical", "88.121", "medicine", "HB"),
-    NodeSpec(
-        Role.ENTERPRISE, "88.118.12", "Suzhou Home Appliances", "88.118", "home-appliances", "JS"
-    ),
-    NodeSpec(
-        Role.ENTERPRISE, "88.120.7", "Maoming Petrochemical", "88.120", "petrochemicals", "GD"
-    ),
-)
-DEFAULT_ENTERPRISES = 6
-DEFAULT_MACHINES = 3
-MAX_ENTERPRISES = 60
-MAX_MACHINES = 40
-#: The enterprise whose operator acknowledges the notice by hand (``iinode monitor ack``).
-MANUAL_ACK = "88.120.5"
-
-
-def network_specs(enterprises: int = DEFAULT_ENTERPRISES) -> tuple[NodeSpec, ...]:
-    """The top, the three provinces and ``enterprises`` enterprises (the named ones first)."""
-    if not 1 <= enterprises <= MAX_ENTERPRISES:
-        raise ConfigurationError(f"enterprises must be from 1 to {MAX_ENTERPRISES}")
-    chosen = list(ENTERPRISES[:enterprises])
-    industries = list(EQUIPMENT)
-    for n in range(len(chosen), enterprises):
-        province = PROVINCES[n % len(PROVINCES)]
-        chosen.append(NodeSpec(
-            Role.ENTERPRISE, f"{province.prefix}.{100 + n}", f"Enterprise {n + 1}",
-            province.prefix, industries[n % len(industries)], province.province,
-        ))  # fmt: skip
-    return (TOP, *PROVINCES, *chosen)
-
-
-def machine_names(industry: str, count: int = DEFAULT_MACHINES) -> list[str]:
-    """The first machines of the industry by name, then numbered ones of the same kinds."""
-    names = EQUIPMENT[industry]
-    out = names[:count]
-    for n in range(len(out), count):
-        stem = names[n % len(names)].rsplit("-", 1)[0]
-        out.append(f"{stem}-{n + 1:02d}")
-    return out
-
-
-EQUIPMENT = {
-    "automobiles": ["PRESS-01", "WELD-ROBOT-02", "PAINT-LINE-03"],
-    "petrochemicals": ["CRACKER-01", "PUMP-07", "COMPRESSOR-02"],
-    "home-appliances": ["INJECTION-01", "ASSEMBLY-04", "TESTBENCH-02"],
-    "medicine": ["REACTOR-01", "TABLET-PRESS-02", "BLISTER-03"],
-}
-
-#: The enterprise whose cell is read over OPC UA (first machine) and Modbus (second).
-FIELD_ENTERPRISE = "88.118.8"
-FIELD_MACHINES = ("CNC-OPCUA-11", "CNC-MODBUS-12")
-#: Ports after the handle ports: the cell's OPC UA and Modbus servers.
-FIELD_PORTS = 2
-
-#: Enterprises whose operators acknowledge the demo notice by themselves (every
-#: enterprise but ``MANUAL_ACK``; these three are in every network of four or more).
-AUTO_ACK = ("88.118.8", "88.118.9", "88.120.3")
-#: A GTIN the first enterprise resolves as a GS1 Digital Link (``/01/<gtin>``).
-DEMO_GTIN = "09506000134352"
-#: Machines per production line of a simulated plant.
-LINE_SIZE = 4
-#: Default product identifiers the simulated public resolves per second (HTTP and native).
-RESOLUTIONS_PER_SECOND = 10.0
-
-NETWORK = network_specs()
-
-
-def factory_for(spec: NodeSpec, start: datetime, machines: int = DEFAULT_MACHINES) -> Factory:
-    """The simulated plant of an enterprise: its industry's machines, always on shift."""
-    specs = [
-        MachineSpec(id=f"{spec.prefix}/{name}", line=f"{spec.prefix}/LINE-{1 + i // LINE_SIZE}",
-                    cycle_s=20.0 + 5 * (i % 6))
-        for i, name in enumerate(machine_names(spec.industry, machines))
-    ]  # fmt: skip
-    return Factory(spec.prefix, specs, seed=int(spec.prefix.replace('.', '')), start=start,
-                   calendar=ShiftCalendar())  # fmt: skip
 
 
 @dataclass
@@ -215,12 +124,6 @@ def _check_ports(base: int, count: int, udp_from: int) -> None:
                     raise ConfigurationError(
                         f"port {port} is in use; pick another range with --base-port"
                     ) from None
-
-
-def ports_needed(enterprises: int = DEFAULT_ENTERPRISES) -> int:
-    """HTTP ports for every node, one MQTT port per enterprise, a handle port per node,
-    then the field cell's OPC UA and Modbus ports."""
-    return 2 * len(network_specs(enterprises)) + enterprises + FIELD_PORTS
 
 
 @dataclass
@@ -478,7 +381,7 @@ class DemoNetwork:
         waiting = {
             p
             for p, n in self.nodes.items()
-            if n.spec.role is Role.ENTERPRISE and p != _manual_ack(self.nodes).spec.prefix
+            if n.spec.role is Role.ENTERPRISE and p != manual_ack_node(self.nodes).spec.prefix
         }
         while waiting:
             await asyncio.sleep(self.heartbeat / 2)
@@ -542,174 +445,8 @@ class _NodeServer(uvicorn.Server):
         yield
 
 
-async def run_demo(
-    console: Console,
-    *,
-    base_port: int = 8100,
-    duration: float | None = None,
-    data_dir: Path | None = None,
-    products: int = 2000,
-    enterprises: int = DEFAULT_ENTERPRISES,
-    machines: int = DEFAULT_MACHINES,
-    resolutions_per_second: float = RESOLUTIONS_PER_SECOND,
-    headless: bool = False,
-) -> None:
-    """Run the network until ``duration`` is over or SIGTERM, SIGINT or SIGHUP arrives.
-
-    A signal during start-up cancels it; either way the network stops cleanly and
-    its temporary directory is removed.  ``headless`` (for scripts) shows no
-    progress bars, table or hints: one JSON line describes the network once it is up.
-    """
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-    stop = asyncio.Event()
-    received: list[int] = []
-
-    def on_signal(signum: int) -> None:
-        received.append(signum)
-        if not stop.is_set() and main is not None and not booted:
-            main.cancel()  # interrupt the start-up; the network cleans up after itself
-        stop.set()
-
-    booted = False
-    installed = []
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
-            continue  # started under nohup
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, on_signal, sig)
-            installed.append(sig)
-    try:
-        if data_dir is None:
-            console.print("a fresh network in a temporary directory, removed when the demo stops")
-        else:
-            console.print(
-                f"node data in {data_dir}: kept, and resumed by a later run there",
-                soft_wrap=True, highlight=False,
-            )  # fmt: skip
-        network = DemoNetwork(
-            console, base_port, data_dir, products, enterprises=enterprises, machines=machines,
-            resolutions_per_second=resolutions_per_second, quiet=headless,
-        )  # fmt: skip
-        async with network:
-            if headless:
-                console.print(json.dumps(summary(network, data_dir)), soft_wrap=True,
-                              highlight=False, markup=False)  # fmt: skip
-            else:
-                await _resolve_examples(network.nodes, console)
-                _print_howto(network.nodes, console)
-            booted = True
-            if duration is None:
-                console.print("serving; press Ctrl-C to stop")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), duration)
-    except asyncio.CancelledError:
-        if not received:
-            raise
-        if main is not None:
-            main.uncancel()
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-    if received:
-        console.print(f"demo stopped ({signal.Signals(received[0]).name})")
-
-
-async def _resolve_examples(nodes: dict[str, RunningNode], console: Console) -> None:
-    """One walk over REST and one over the native protocol, both from the top."""
-    top = nodes["88"]
-    http = HttpResolver([site_from_url(top.url)])
-    native = NativeResolver([site_from_url(top.url, top.handle_port)])
-    walks: list[tuple[str, str, HttpResolver | NativeResolver]] = [
-        ("88.118.8/PRESS-01", "HTTP", http),
-        (_first_machine(_manual_ack(nodes)), "native", native),
-    ]
-    try:
-        for handle, how, resolver in walks:
-            started = time.perf_counter()
-            resolved = await resolver.resolve(HandleName.parse(handle))
-            ms = (time.perf_counter() - started) * 1000
-            path = " -> ".join(f"{h.server} ({h.code.to_text()})" for h in resolved.chain)
-            url = next((v.data.to_json()["value"] for v in resolved.values if v.type == "URL"), "")
-            console.print(f"resolved {handle} over {how} in {ms:.1f} ms: {url}")
-            console.print(f"  path: {path}", highlight=False)
-    finally:
-        await http.aclose()
-        await native.aclose()
-
-
-def _manual_ack(nodes: dict[str, RunningNode]) -> RunningNode:
+def manual_ack_node(nodes: dict[str, RunningNode]) -> RunningNode:
     """The enterprise left to acknowledge by hand (the last one in a smaller network)."""
     return (
         nodes.get(MANUAL_ACK) or [n for n in nodes.values() if n.spec.role is Role.ENTERPRISE][-1]
     )
-
-
-def _first_machine(node: RunningNode) -> str:
-    return f"{node.spec.prefix}/{machine_names(node.spec.industry, 1)[0]}"
-
-
-def howto(nodes: dict[str, RunningNode]) -> list[str]:
-    """The commands to try against the running network."""
-    top = nodes["88"]
-    ent = nodes["88.118.8"]
-    pharma = _manual_ack(nodes).url
-    other = nodes.get("88.120.3") or _manual_ack(nodes)
-    auth = f"--secret {SECRET}"
-    return [
-        f"iinode resolve 88.118.8/PRESS-01 --node {top.url}",
-        f"iinode resolve --native 88.118.8/PRESS-01 --server 127.0.0.1:{top.handle_port}",
-        f"curl -L {top.url}/api/handles/{_first_machine(other)}",
-        f"iinode equipment list --node {ent.url} {auth}",
-        f"iinode telemetry query 88.118.8/PRESS-01 --node {ent.url} --tag temperature"
-        " --interval 600",
-        f"iinode monitor status --node {top.url} {auth}",
-        f"iinode monitor notices --node {pharma} {auth}",
-        f"iinode monitor ack {NOTICE_ID} --node {pharma} {auth}",
-        f"iinode monitor notices --node {top.url} {auth}   (who has acknowledged)",
-        f"iinode simulate --node {ent.url} {auth} --steps 60",
-        f"curl {ent.url}/metrics",
-        f"curl -i {ent.url}/01/{DEMO_GTIN}   (GS1 Digital Link)",
-    ]
-
-
-def _print_howto(nodes: dict[str, RunningNode], console: Console) -> None:
-    table = Table("node", "role", "prefix", "URL", "native", "MQTT", title="the network")
-    for node in nodes.values():
-        mqtt = ""
-        if node.node.telemetry is not None:
-            mqtt = "{}:{}".format(*node.node.telemetry.mqtt_address)
-        table.add_row(
-            node.spec.name, node.spec.role.value, node.spec.prefix, node.url,
-            f"127.0.0.1:{node.handle_port}", mqtt,
-        )  # fmt: skip
-    console.print(table)
-    console.print("try:")
-    for line in howto(nodes):
-        console.print(f"  {line}", highlight=False, soft_wrap=True)  # copied whole, not cut
-    console.print(f"  admin identity of each node: 300:0.NA/<prefix>, secret {SECRET!r}")
-    top = nodes["88"].url
-    console.print(f"console: {top}/  (national view; every node serves its own console)")
-    ent = nodes[FIELD_ENTERPRISE].url
-    lookup = f"{ent}/console/#/lookup?id=/01/{DEMO_GTIN}"
-    console.print(f"  a plant: {ent}/ ; a GS1 Digital Link: {lookup}", highlight=False,
-                  soft_wrap=True)  # fmt: skip
-    console.print(f"API docs: {top}/docs  (served offline by the node)", highlight=False)
-
-
-def summary(network: DemoNetwork, data_dir: Path | None) -> dict[str, object]:
-    """What ``iinode demo --headless`` prints as one JSON line once the network is up."""
-    nodes = []
-    for node in network.nodes.values():
-        telemetry = node.node.telemetry
-        nodes.append({
-            "prefix": node.spec.prefix, "role": node.spec.role.value, "name": node.spec.name,
-            "parent": node.spec.parent, "url": node.url, "console": f"{node.url}/",
-            "handle_port": node.handle_port,
-            "mqtt": "{}:{}".format(*telemetry.mqtt_address) if telemetry is not None else None,
-        })  # fmt: skip
-    return {
-        "console": f"{network.nodes['88'].url}/", "identity": "300:0.NA/<prefix>",
-        "secret": SECRET, "notice": NOTICE_ID, "nodes": nodes,
-        "data_dir": str(data_dir) if data_dir is not None else None,
-    }  # fmt: skip
