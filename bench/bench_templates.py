@@ -1,7 +1,7 @@
 """Template-validated registration beside plain bulk registration, and search latency.
 
     .venv/bin/python bench/bench_templates.py --rows 200000 --runs 3 \
-        --search-rows 2000000 [--postgres]
+        --search-rows 2000000 [--postgres] [--keep FILE]
 
 Registration (same run, same store engine, 20,000-row transactions through
 ``BulkRegistrar.write_behind``, so the store writes one batch while the next is
@@ -95,7 +95,8 @@ async def open_node(store: HandleStore, tmp: Path) -> HandleService:
     settings = NodeSettings(role=Role.ENTERPRISE, data_dir=tmp, prefix=PREFIX)
     service = HandleService(settings, store)
     await service.initialise("bench")
-    await service.templates.define(Template.from_json(DEFINITION, prefix=PREFIX), NODE)
+    if await store.get(TEMPLATE) is None:  # a kept store has it
+        await service.templates.define(Template.from_json(DEFINITION, prefix=PREFIX), NODE)
     return service
 
 
@@ -160,17 +161,23 @@ def percentile(samples: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
 
 
-async def search_latency(engine: str, rows: int, queries: int) -> None:
+async def search_latency(engine: str, rows: int, queries: int, keep: Path | None) -> None:
     with tempfile.TemporaryDirectory() as d:
-        store = await open_store(engine, Path(d))
+        if keep is None or engine != "sqlite":
+            store = await open_store(engine, Path(d))
+        else:
+            store = SQLiteStore(keep)
         try:
             service = await open_node(store, Path(d))
-            began = time.perf_counter()
-            rate = await load(service, rows, validated_row)
-            print(
-                f"{engine} search store: {rows:,} validated identifiers loaded in "
-                f"{time.perf_counter() - began:.0f} s ({rate:,.0f}/s)"
-            )
+            if await store.get(f"{PREFIX}/P{rows - 1:010d}") is None:
+                began = time.perf_counter()
+                rate = await load(service, rows, validated_row)
+                print(
+                    f"{engine} search store: {rows:,} validated identifiers loaded in "
+                    f"{time.perf_counter() - began:.0f} s ({rate:,.0f}/s)"
+                )
+            else:
+                print(f"{engine} search store: {keep} holds the {rows:,} identifiers")
             rng = random.Random(7)
             deep = f"{PREFIX}/P{rows // 2:010d}"
             kinds = {
@@ -217,13 +224,20 @@ async def main() -> None:
     parser.add_argument("--search-rows", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the SQLite search store in this file (a new one is loaded; one holding "
+        "--search-rows identifiers is reused)",
+    )
     args = parser.parse_args()
     engines = ["sqlite", "postgres"] if args.postgres else ["sqlite"]
     for engine in engines:
-        await registration(engine, args.rows, args.runs)
+        if args.runs > 0:  # 0: search only
+            await registration(engine, args.rows, args.runs)
     for engine in engines:
         if args.search_rows > 0:  # 0: registration only
-            await search_latency(engine, args.search_rows, args.queries)
+            await search_latency(engine, args.search_rows, args.queries, args.keep)
 
 
 if __name__ == "__main__":

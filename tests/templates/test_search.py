@@ -144,6 +144,30 @@ def test_sqlite_searches_use_the_term_index(tmp_path: Path) -> None:
     db.close()
 
 
+async def test_sqlite_drives_a_search_by_its_sparsest_term(tmp_path: Path) -> None:
+    from iinode.storage.sqlite import _SPAN_ROWS, _sparsest_first
+
+    # Every record is red; one in seven has URL p/3; both have more rows than are read.
+    count = _SPAN_ROWS * 15
+    s = SQLiteStore(tmp_path / "h.sqlite3")
+    await s.bulk_put([(f"88.1/{n:06d}", "88.1", record(n)) for n in range(count)])
+    red, url = ("attr:colour", "red"), ("url", "http://f.cn/p/3")
+    few = ("attr:serial", "S00010")
+    db = sqlite3.connect(tmp_path / "h.sqlite3")
+    try:
+        assert _sparsest_first(db, SearchQuery((red, url))) == (url, red)
+        assert _sparsest_first(db, SearchQuery((url, red))) == (url, red)
+        assert _sparsest_first(db, SearchQuery((red, url, few))) == (few, url, red)
+        # Ahead of a cursor near the end, both have fewer rows than are read.
+        near_end = f"88.1/{count - 100:06d}"
+        assert _sparsest_first(db, SearchQuery((red, url), after=near_end)) == (url, red)
+    finally:
+        db.close()
+    page = await s.search(SearchQuery((red, url), limit=3))
+    assert page == ["88.1/000003", "88.1/000010", "88.1/000017"]
+    await s.close()
+
+
 async def test_postgres_searches_use_the_term_index() -> None:
     require_service("postgres")
     from iinode.storage.search import search_sql

@@ -47,10 +47,13 @@ CREATE TABLE IF NOT EXISTS handles (
 CREATE INDEX IF NOT EXISTS handles_by_prefix ON handles (prefix, handle);
 """
 
-#: How many rows of a search term are counted, at most, to pick the rarest one to drive.
-_COUNT_BOUND = 2000
-_TERM_COUNT = (
-    "SELECT count(*) FROM (SELECT 1 FROM handle_terms WHERE field = ? AND value = ? LIMIT ?)"
+#: How many rows of a search term are read, at most, to pick the sparsest one to drive.
+_SPAN_ROWS = 2000
+#: How many of a term's first rows (after the cursor) there are, up to ``_SPAN_ROWS``,
+#: and the last handle among them.
+_TERM_SPAN = (
+    "SELECT count(*), max(handle) FROM (SELECT handle FROM handle_terms"
+    " WHERE field = ? AND value = ? AND handle > ? ORDER BY handle LIMIT ?)"
 )
 #: Handles per ``IN (...)`` query of ``get_many`` (below SQLite's bound-parameter limit).
 _BATCH = 500
@@ -58,6 +61,27 @@ _BATCH = 500
 _BUSY_PAUSE = 0.001
 
 T = TypeVar("T")
+
+
+def _sparsest_first(db: sqlite3.Connection, query: SearchQuery) -> tuple[tuple[str, str], ...]:
+    """The query's terms, the one with the fewest handles ahead of the cursor first: it
+    drives the scan in handle order and the others are probes, so it decides how many
+    rows a page reads.  SQLite keeps no statistics of values, so each term's first
+    ``_SPAN_ROWS`` rows after the cursor are read: a term with fewer rows is rarer the
+    fewer it has; among terms with as many, the one whose last row lies furthest along
+    the handles is the sparsest."""
+    after = query.after or ""
+    few: list[tuple[int, tuple[str, str]]] = []
+    many: list[tuple[str, tuple[str, str]]] = []
+    for term in query.terms:
+        count, last = db.execute(_TERM_SPAN, (*term, after, _SPAN_ROWS)).fetchone()
+        if count < _SPAN_ROWS:
+            few.append((count, term))
+        else:
+            many.append((last, term))
+    few.sort()
+    many.sort(reverse=True)
+    return (*(t for _, t in few), *(t for _, t in many))
 
 
 class SQLiteStore:
@@ -199,13 +223,7 @@ class SQLiteStore:
             db = self._scanner
             ordered = query
             if len(query.terms) > 1:
-                # The rarest term drives the scan (bounded counts: SQLite keeps no
-                # statistics of values); the others are probes.
-                sizes = {
-                    term: db.execute(_TERM_COUNT, (*term, _COUNT_BOUND)).fetchone()[0]
-                    for term in query.terms
-                }
-                ordered = replace(query, terms=tuple(sorted(query.terms, key=sizes.__getitem__)))
+                ordered = replace(query, terms=_sparsest_first(db, query))
             sql, args = search_sql(ordered, "handle_terms", "?")
             return [r[0] for r in db.execute(sql, args)]
 
