@@ -26,12 +26,11 @@ from iinode.node.settings import (
     NodeSettings,
     Role,
     check_setting,
-    parse_setting,
-    resolve_settings,
     setting_default,
     setting_names,
     setting_type,
 )
+from iinode.node.settings_sources import parse_setting, resolve_settings
 
 #: A valid value other than the default, where the type alone does not give one.
 SAMPLES: dict[str, Any] = {

@@ -20,7 +20,8 @@ from iinode.api.kpi import kpi_router, node_kpi_app
 from iinode.api.monitoring import metrics_router, monitoring_router
 from iinode.api.telemetry import telemetry_router
 from iinode.assembly.node import Node, build_node
-from iinode.node.settings import NodeSettings, settings_from_environment
+from iinode.node.settings import NodeSettings
+from iinode.node.settings_sources import settings_from_environment
 from iinode.telemetry.ingest import IngestWorker
 from iinode.web import mount_console
 

@@ -24,10 +24,10 @@ from iinode.node.settings import (
     SECRET_SETTINGS,
     SETTINGS,
     NodeSettings,
-    resolve_settings,
     setting_names,
     setting_type,
 )
+from iinode.node.settings_sources import resolve_settings
 
 T = TypeVar("T")
 

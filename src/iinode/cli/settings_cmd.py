@@ -13,13 +13,8 @@ from rich.table import Table
 
 from iinode.cli.common import command_variables, console, fail, setting_options
 from iinode.errors import ConfigurationError
-from iinode.node.settings import (
-    FIXED_AT_INIT,
-    NODE_FILE,
-    SECRET_SETTINGS,
-    resolve_with_sources,
-    setting_names,
-)
+from iinode.node.settings import FIXED_AT_INIT, NODE_FILE, SECRET_SETTINGS, setting_names
+from iinode.node.settings_sources import resolve_with_sources
 
 MASK = "***"
 
