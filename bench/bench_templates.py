@@ -1,7 +1,7 @@
 """Template-validated registration beside plain bulk registration, and search latency.
 
     .venv/bin/python bench/bench_templates.py --rows 200000 --runs 3 \
-        --search-rows 2000000 [--postgres] [--keep FILE]
+        --search-rows 2000000 [--postgres | --postgres-only] [--keep FILE]
 
 Registration (same run, same store engine, 20,000-row transactions through
 ``BulkRegistrar.write_behind``, so the store writes one batch while the next is
@@ -223,7 +223,8 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--search-rows", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=2000)
-    parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--postgres", action="store_true", help="SQLite, then PostgreSQL")
+    parser.add_argument("--postgres-only", action="store_true")
     parser.add_argument(
         "--keep",
         type=Path,
@@ -232,6 +233,8 @@ async def main() -> None:
     )
     args = parser.parse_args()
     engines = ["sqlite", "postgres"] if args.postgres else ["sqlite"]
+    if args.postgres_only:
+        engines = ["postgres"]
     for engine in engines:
         if args.runs > 0:  # 0: search only
             await registration(engine, args.rows, args.runs)
