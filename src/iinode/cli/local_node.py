@@ -125,14 +125,23 @@ def bulk_load(
     data_dir: DataDir,
     overwrite: Annotated[bool, typer.Option(help="replace existing handles")] = False,
     batch: Annotated[int, typer.Option(help="rows per transaction")] = 20_000,
+    template: Annotated[
+        str | None,
+        typer.Option(help="register CSV rows against this template: its attributes' columns"),
+    ] = None,
 ) -> None:
     """Load many identifiers straight into this node's store, with a progress bar."""
     from rich.markup import escape
 
+    from iinode.errors import ValueInvalid
+    from iinode.identifiers import HandleName
     from iinode.node.bulk import BulkRegistrar
-    from iinode.node.loader import LoadError, count_lines, read_numbered_rows
+    from iinode.node.loader import LoadError, TemplateColumns, count_lines, read_numbered_rows
     from iinode.node.service import HandleService
     from iinode.storage import open_store
+
+    if template is not None and file.suffix.lower() not in (".csv", ".txt"):
+        fail("--template reads CSV columns; JSON Lines rows carry their own link and indexes")
 
     settings = node_settings(data_dir)
     total = max(count_lines(file) - (1 if file.suffix.lower() == ".csv" else 0), 0)
@@ -145,6 +154,15 @@ def bulk_load(
         try:
             registrar = BulkRegistrar(HandleService(settings, store), overwrite=overwrite)
             await registrar.load_templates()
+            against = None
+            if template is not None:
+                name = HandleName.parse(template)
+                compiled = await registrar.service.templates.load(name)
+                if compiled is None:
+                    raise ValueInvalid(f"this node holds no template {name}")
+                against = TemplateColumns(
+                    str(name), {a.name: a.index for a in compiled.template.attributes}
+                )
             columns = (
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -170,7 +188,7 @@ def bulk_load(
 
                 rows = []
                 try:
-                    for line, handle, values in read_numbered_rows(file):
+                    for line, handle, values in read_numbered_rows(file, against):
                         rows.append(registrar.encode(handle, values))
                         await registrar.refuse_delegated(handle)
                         if len(rows) >= batch:

@@ -2,7 +2,12 @@
 
 CSV: a header row with a ``handle`` column; every other column names a value
 type (``URL``, ``EMAIL``, ``DESC``…) and its cells become values at indexes
-1, 2, … in column order (empty cells are skipped).
+1, 2, … in column order (empty cells are skipped).  Read against a template
+(:class:`TemplateColumns`), a column named after one of its attributes fills that
+attribute (at its index, as text) and every row gets the template link; the
+other columns name value types as without a template, except that a column
+named like an attribute (lower case) that the template lacks is an error (a
+misspelt attribute, not a value).
 JSONL: one object per line, ``{"handle": "...", "values": [<Handle.Net JSON value>, ...]}``.
 
 Files are UTF-8 (a leading byte-order mark is skipped).  Whatever is wrong
@@ -14,13 +19,25 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from iinode.errors import HandleError, ValueInvalid
-from iinode.identifiers import HandleName, HandleValue, StringData, data_class_for, record_from_json
+from iinode.identifiers import (
+    VALUE_TYPES,
+    HandleName,
+    HandleValue,
+    StringData,
+    data_class_for,
+    record_from_json,
+)
+from iinode.storage.search import TEMPLATE_LINK_INDEX, TEMPLATE_LINK_TYPE
 
 Row = tuple[HandleName, list[HandleValue]]
+#: How attribute names are written (``node.templates``).
+_ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 #: A row and the line of the file it starts on.
 NumberedRow = tuple[int, HandleName, list[HandleValue]]
 
@@ -33,16 +50,29 @@ class LoadError(ValueInvalid):
         self.line = line
 
 
+@dataclass(frozen=True, slots=True)
+class TemplateColumns:
+    """A template as CSV rows are read against it: its handle (the link every row
+    gets) and its attributes' indexes by name."""
+
+    template: str
+    indexes: dict[str, int]
+
+
 def read_rows(path: Path) -> Iterator[Row]:
     for _line, handle, values in read_numbered_rows(path):
         yield handle, values
 
 
-def read_numbered_rows(path: Path) -> Iterator[NumberedRow]:
+def read_numbered_rows(
+    path: Path, template: TemplateColumns | None = None
+) -> Iterator[NumberedRow]:
+    """The rows of a CSV or JSON Lines file; CSV columns read against ``template`` if given
+    (JSON Lines values carry their own indexes and link)."""
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         yield from _read_jsonl(path)
     elif path.suffix.lower() in (".csv", ".txt"):
-        yield from _read_csv(path)
+        yield from _read_csv(path, template)
     else:
         raise ValueInvalid(f"{path.name}: unknown file type (use .csv or .jsonl)")
 
@@ -64,7 +94,33 @@ def _text_lines(path: Path, raw_lines: Iterable[bytes]) -> Iterator[str]:
             ) from None
 
 
-def _read_csv(path: Path) -> Iterator[NumberedRow]:
+def _columns(
+    path: Path, cols: list[str], key: int, template: TemplateColumns | None
+) -> list[tuple[int, int, str]]:
+    """(cell position, value index, value type) of every column but the handle."""
+    if template is None:
+        others = [(i, c) for i, c in enumerate(cols) if i != key]
+        return [(i, n, c) for n, (i, c) in enumerate(others, start=1)]
+    out = []
+    plain = 0
+    for i, c in enumerate(cols):
+        if i == key:
+            continue
+        index = template.indexes.get(c)
+        if index is None:
+            if _ATTRIBUTE_NAME.fullmatch(c) and c.upper() not in VALUE_TYPES:
+                raise LoadError(
+                    f"{path.name}: column {c!r} is not an attribute of {template.template} "
+                    "(other columns name value types, such as URL or DESC)",
+                    line=1,
+                )
+            plain += 1
+            index = plain
+        out.append((i, index, c))
+    return out
+
+
+def _read_csv(path: Path, template: TemplateColumns | None) -> Iterator[NumberedRow]:
     with path.open("rb") as f:
         reader = csv.reader(_text_lines(path, f), strict=True)
         try:
@@ -75,7 +131,14 @@ def _read_csv(path: Path) -> Iterator[NumberedRow]:
             raise LoadError(f"{path.name}: the first row must name a 'handle' column", line=1)
         cols = [h.strip() for h in header]
         key = [c.lower() for c in cols].index("handle")
-        types = [(i, c) for i, c in enumerate(cols) if i != key]
+        columns = _columns(path, cols, key, template)
+        link = (
+            []
+            if template is None
+            else [
+                HandleValue(TEMPLATE_LINK_INDEX, TEMPLATE_LINK_TYPE, StringData(template.template))
+            ]
+        )
         while True:
             start = reader.line_num + 1
             try:
@@ -92,12 +155,12 @@ def _read_csv(path: Path) -> Iterator[NumberedRow]:
                 )
             try:
                 handle = HandleName.parse(cells[key].strip())
-                values = []
-                for n, (i, vtype) in enumerate(types, start=1):
+                values = list(link)
+                for i, index, vtype in columns:
                     cell = cells[i] if i < len(cells) else ""
                     if cell:
                         cls = data_class_for(vtype) or StringData
-                        values.append(HandleValue(n, vtype, cls.from_json(cell)))
+                        values.append(HandleValue(index, vtype, cls.from_json(cell)))
             except HandleError as exc:
                 raise _error(path, start, exc.message) from None
             yield start, handle, values
