@@ -23,7 +23,7 @@ import pytest
 
 from api.node_support import auth_for, running_node
 from iinode.api.app import create_app
-from iinode.api.handles import MAX_BODY_BYTES, QUOTE_LIMIT
+from iinode.api.rest_common import MAX_BODY_BYTES, QUOTE_LIMIT
 from iinode.identifiers import HandleName
 from iinode.node.service import HandleService
 from iinode.node.settings import Role

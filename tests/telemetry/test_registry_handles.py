@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from iinode.api.handles import authenticate
+from iinode.api.rest_common import authenticate
 from iinode.api.telemetry import TelemetryApp, telemetry_router
 from iinode.errors import AuthenticationNeeded, HandleNotFound, NotAuthorized, ValueInvalid
 from iinode.identifiers import (

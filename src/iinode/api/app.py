@@ -21,17 +21,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import iinode
 from iinode.api.answer_cache import AnswerCache
 from iinode.api.gs1 import mount_gs1
-from iinode.api.handles import (
-    GET_HANDLE_OPENAPI,
-    HANDLE_RECORD_SCHEMA,
-    QUOTE_LIMIT,
-    bounded_message,
-    build_router,
-    clip,
-    json_response,
-)
+from iinode.api.handles import build_router
+from iinode.api.handles_openapi import GET_HANDLE_OPENAPI, HANDLE_RECORD_SCHEMA
 from iinode.api.native_http import NativeOverHttp
 from iinode.api.oid import oid_router
+from iinode.api.rest_common import QUOTE_LIMIT, bounded_message, clip, json_response
 from iinode.api.search import search_router
 from iinode.api.templates import templates_router
 from iinode.codes import ResponseCode, http_status

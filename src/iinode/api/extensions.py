@@ -23,8 +23,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from iinode.api.delegations import HandleAuthenticator, child_labels, delegated_children
-from iinode.api.handles import authenticate as authenticate_request
 from iinode.api.monitoring import MonitoringApp
+from iinode.api.rest_common import authenticate as authenticate_request
 from iinode.api.telemetry import TelemetryApp
 from iinode.connectivity.service import TelemetryService
 from iinode.identifiers import IndexedHandle, Prefix

@@ -23,7 +23,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from iinode.api.handles import authenticate, bounded_message, json_response, read_body
+from iinode.api.rest_common import authenticate, bounded_message, json_response, read_body
 from iinode.codes import http_status
 from iinode.errors import (
     HandleAlreadyExists,

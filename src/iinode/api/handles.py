@@ -24,15 +24,15 @@ Input is checked the way Handle.Net's ``HandleJsonRestApiServlet`` checks it:
   ones it does, and every error carries the Handle JSON error body
   (``responseCode``, ``message``, ``handle``); a message quotes at most
   ``QUOTE_LIMIT`` characters of the input it refuses.
+
+The reading, authenticating and quoting every route shares is ``rest_common.py``;
+the GET route's OpenAPI operation and the record schema are ``handles_openapi.py``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, unquote_to_bytes
+from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -41,37 +41,27 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from iinode.api.answer_cache import AnswerCache
+from iinode.api.rest_common import authenticate as authenticate  # also api/search.py's import
+from iinode.api.rest_common import bounded_message, clip, is_json, java_int, quoted, read_body
+from iinode.api.rest_common import json_response as json_response  # also api/search.py's import
 from iinode.codes import ResponseCode
 from iinode.errors import (
-    AuthenticationFailed,
-    AuthenticationNeeded,
-    InvalidCredential,
     InvalidHandle,
     LocalProtocolError,
     RemoteProtocolError,
     ValueInvalid,
     ValuesNotFound,
 )
-from iinode.identifiers import HandleName, IndexedHandle, Prefix, record_from_json
-from iinode.node.auth import Credentials
+from iinode.identifiers import HandleName, Prefix, record_from_json
 from iinode.node.oid import is_oid_name
 from iinode.node.service import Answer, HandleService
 from iinode.resolution import HttpResolver
 
-#: Largest request body accepted by PUT.
-MAX_BODY_BYTES = 4 * 1024 * 1024
-#: Characters of an offending input quoted in an error message, and of a whole message.
-QUOTE_LIMIT = 64
-MESSAGE_LIMIT = 4 * QUOTE_LIMIT
 #: Methods served on ``/api/handles/{handle}`` and on ``/api/handles``.
 HANDLE_METHODS = ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
 LIST_METHODS = ("GET", "HEAD", "OPTIONS")
 
 _API_PATH = b"/api/handles/"
-_JAVA_INT = re.compile(r"[+-]?[0-9]{1,10}\Z")
-_INT32 = 2**31
-_LONG_QUOTE = re.compile(rf"""(['"])([^'"]{{{QUOTE_LIMIT}}})[^'"]+\1""")
-_JSON_TYPE = re.compile(r"application/json\s*(;.*)?\Z", re.DOTALL)
 
 
 class _AnyText(Convertor[str]):
@@ -89,48 +79,6 @@ class _AnyText(Convertor[str]):
 register_url_convertor("handle", _AnyText())
 
 
-class RequestTooLarge(RemoteProtocolError):
-    """A request body over the limit (answered with HTTP 413)."""
-
-    http_status = 413
-
-
-def clip(text: str, limit: int = QUOTE_LIMIT) -> str:
-    """At most ``limit`` characters of ``text``, marked when cut."""
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def quoted(text: str) -> str:
-    """``text`` as an error message quotes it: bounded, with escapes."""
-    return repr(clip(text))
-
-
-def bounded_message(message: str) -> str:
-    """``message`` with every quoted run cut to ``QUOTE_LIMIT`` characters, and the
-    whole cut to ``MESSAGE_LIMIT`` (for messages from layers that quote in full)."""
-    return clip(_LONG_QUOTE.sub(_cut_quote, message), MESSAGE_LIMIT)
-
-
-def _cut_quote(match: re.Match[str]) -> str:
-    quote_mark = match[1]
-    return f"{quote_mark}{match[2]}...{quote_mark}"
-
-
-_HANDLE_PARAM = {
-    "name": "handle",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "prefix/suffix",
-}
-
-
-def json_response(
-    body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    return Response(orjson.dumps(body), status, headers, media_type="application/json")
-
-
 def _flag(request: Request, name: str, default: bool) -> bool:
     raw = request.query_params.get(name)
     if raw is None:
@@ -140,15 +88,6 @@ def _flag(request: Request, name: str, default: bool) -> bool:
     if raw.lower() in ("false", "0", "no"):
         return False
     raise ValueInvalid(f"query parameter {name}={quoted(raw)} must be true or false")
-
-
-def java_int(name: str, raw: str) -> int:
-    """``raw`` as Java's ``Integer.parseInt`` reads it (a 32-bit integer), else 400."""
-    if _JAVA_INT.match(raw):
-        value = int(raw)
-        if -_INT32 <= value < _INT32:
-            return value
-    raise RemoteProtocolError(f"{name}={quoted(raw)} is not a 32-bit integer")
 
 
 def _indexes(request: Request) -> list[int] | None:
@@ -202,31 +141,6 @@ def _query_text(request: Request, name: str) -> str | None:
     return next((value for key, value in pairs if key == name), None)
 
 
-def is_json(content_type: str | None) -> bool:
-    """Whether a Content-Type names JSON, as Handle.Net's REST API accepts it."""
-    return content_type is not None and bool(_JSON_TYPE.match(content_type.strip().lower()))
-
-
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, refused once it would exceed ``limit`` octets.
-
-    A declared ``Content-Length`` over the limit is refused before any of the
-    body is read; a body without one is read only up to the limit.
-    """
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not (declared.isascii() and declared.isdigit()):
-            raise RemoteProtocolError(f"Content-Length {quoted(declared)} is not a number")
-        if int(declared) > limit:
-            raise RequestTooLarge(f"request body is larger than {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise RequestTooLarge(f"request body is larger than {limit} bytes")
-    return bytes(body)
-
-
 def _same_handle(given: object, path: str) -> bool:
     """Whether a body's ``"handle"`` names the path's handle (prefix case-insensitive)."""
     if not isinstance(given, str):
@@ -260,58 +174,6 @@ def values_of(doc: Any, path: str) -> list[Any]:
             where = f"index {index}" if isinstance(index, int) else "a value"
             raise RemoteProtocolError(f"data of {where} has no format")
     return items
-
-
-def _credentials(request: Request) -> Credentials | None:
-    header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "basic":
-        raise InvalidCredential(
-            f"authorization scheme {quoted(scheme)} is not supported; use Basic"
-        )
-    try:
-        text = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        raise InvalidCredential("Basic credentials are not valid base64 UTF-8") from None
-    user, _, secret = text.partition(":")
-    if (
-        user.isascii() and user.isdecimal()
-    ):  # an identity sent without percent-encoding: "300:0.NA/x:secret"
-        handle, _, secret = secret.partition(":")
-        user = f"{user}:{handle}"
-    try:
-        identity = IndexedHandle.parse(unquote(user, errors="strict"))
-    except UnicodeDecodeError:
-        raise InvalidCredential("user name is not valid UTF-8 once percent-decoded") from None
-    except InvalidHandle as exc:
-        raise InvalidCredential(
-            f"user name must be index:handle ({bounded_message(exc.message)})"
-        ) from None
-    return Credentials(identity, secret)
-
-
-async def authenticate(
-    service: HandleService, request: Request, *, required: bool
-) -> IndexedHandle | None:
-    peer = request.client.host if request.client is not None else None
-    try:
-        creds = _credentials(request)
-    except InvalidCredential:
-        service.auth.failed("rest", "", peer)
-        raise
-    if creds is None:
-        if required:
-            raise AuthenticationNeeded(
-                "this operation needs HTTP Basic authentication as index:handle"
-            )
-        return None
-    try:
-        return await service.auth.authenticate(creds, peer=peer)
-    except AuthenticationFailed:
-        service.auth.failed("rest", str(creds.identity), peer)
-        raise
 
 
 def referral_response(answer: Answer, request: Request) -> Response:
@@ -564,74 +426,3 @@ class NotServed:
             }
             response = json_response(body, 405, headers)
         await response(scope, receive, send)
-
-
-#: The OpenAPI operation of the plain GET route (merged into the document by the app).
-GET_HANDLE_OPENAPI: dict[str, Any] = {
-    "tags": ["handles"],
-    "summary": "Resolve a handle",
-    "operationId": "get_handle_api_handles__handle__get",
-    "parameters": [
-        _HANDLE_PARAM,
-        {"name": "type", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}},
-        {"name": "index", "in": "query", "schema": {"type": "array", "items": {"type": "integer"}}},
-        {"name": "recursive", "in": "query", "schema": {"type": "boolean"}},
-        {
-            "name": "Authorization",
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": "HTTP Basic as index:handle, to read values without PUBLIC_READ",
-        },
-    ],
-    "responses": {
-        "200": {"description": "The handle's values", "content": {"application/json": {}}},
-        "307": {"description": "Referral to the node that answers the handle"},
-        "404": {"description": "Handle not found (responseCode 100)"},
-    },
-}
-
-HANDLE_RECORD_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["values"],
-    "properties": {
-        "handle": {"type": "string", "description": "if present, the handle of the path"},
-        "values": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["index", "type", "data"],
-                "properties": {
-                    "index": {"type": "integer", "minimum": 1},
-                    "type": {"type": "string"},
-                    "data": {
-                        "oneOf": [
-                            {"type": "string"},
-                            {
-                                "type": "object",
-                                "required": ["format", "value"],
-                                "properties": {
-                                    "format": {
-                                        "type": "string",
-                                        "enum": [
-                                            "string",
-                                            "base64",
-                                            "hex",
-                                            "admin",
-                                            "vlist",
-                                            "site",
-                                            "key",
-                                        ],
-                                    },
-                                    "value": {},
-                                },
-                            },
-                        ]
-                    },
-                    "ttl": {"type": "integer"},
-                    "timestamp": {"type": "string"},
-                },
-            },
-        },
-    },
-}

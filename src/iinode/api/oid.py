@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from iinode.api.handles import authenticate, json_response, referral_response
+from iinode.api.handles import referral_response
+from iinode.api.rest_common import authenticate, json_response
 from iinode.codes import ResponseCode
 from iinode.errors import HandleNotFound
 from iinode.node.oid import parse_oid, resolve_oid

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from iinode.api.handles import authenticate, json_response, read_body
+from iinode.api.rest_common import authenticate, json_response, read_body
 from iinode.errors import InvalidHandle, ValueInvalid
 from iinode.identifiers import HandleName, HandleValue, IndexedHandle
 from iinode.node.service import HandleService

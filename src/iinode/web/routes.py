@@ -39,7 +39,7 @@ from starlette.staticfiles import StaticFiles
 
 from iinode.api.delegations import delegated_children
 from iinode.api.gs1 import handle_for
-from iinode.api.handles import authenticate, bounded_message
+from iinode.api.rest_common import authenticate, bounded_message
 from iinode.errors import HandleError, IinodeError
 from iinode.gs1 import DigitalLinkError, parse_path
 from iinode.identifiers import HandleName, Prefix, SiteData
