@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from iinode.identifiers import (
     HandleName,
     HandleValue,
     StringData,
+    ValueData,
     data_class_for,
     record_from_json,
 )
@@ -120,6 +121,13 @@ def _columns(
     return out
 
 
+def _reader(vtype: str) -> Callable[[str], ValueData]:
+    """How a cell of a ``vtype`` column becomes data: a text type's cell is its text (no
+    JSON form to decode); others read the cell as their JSON form."""
+    cls = data_class_for(vtype) or StringData
+    return cls if issubclass(cls, StringData) else cls.from_json
+
+
 def _read_csv(path: Path, template: TemplateColumns | None) -> Iterator[NumberedRow]:
     with path.open("rb") as f:
         reader = csv.reader(_text_lines(path, f), strict=True)
@@ -131,7 +139,10 @@ def _read_csv(path: Path, template: TemplateColumns | None) -> Iterator[Numbered
             raise LoadError(f"{path.name}: the first row must name a 'handle' column", line=1)
         cols = [h.strip() for h in header]
         key = [c.lower() for c in cols].index("handle")
-        columns = _columns(path, cols, key, template)
+        columns = [
+            (i, index, vtype, _reader(vtype))
+            for i, index, vtype in _columns(path, cols, key, template)
+        ]
         link = (
             []
             if template is None
@@ -156,11 +167,10 @@ def _read_csv(path: Path, template: TemplateColumns | None) -> Iterator[Numbered
             try:
                 handle = HandleName.parse(cells[key].strip())
                 values = list(link)
-                for i, index, vtype in columns:
+                for i, index, vtype, make in columns:
                     cell = cells[i] if i < len(cells) else ""
                     if cell:
-                        cls = data_class_for(vtype) or StringData
-                        values.append(HandleValue(index, vtype, cls.from_json(cell)))
+                        values.append(HandleValue(index, vtype, make(cell)))
             except HandleError as exc:
                 raise _error(path, start, exc.message) from None
             yield start, handle, values
