@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
-from iinode.api.monitoring import MonitoringApp, metrics_router, monitoring_router
+from iinode.api.monitoring import metrics_router, monitoring_router
+from iinode.api.monitoring_common import MonitoringApp
 from iinode.identifiers import Prefix
 from iinode.monitoring import MemoryAuthenticator, children_of
 from iinode.monitoring.node import MonitoringNode, MonitoringSettings, ParentLink

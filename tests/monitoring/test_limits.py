@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
-from iinode.api.monitoring import MonitoringApp, monitoring_router
+from iinode.api.monitoring import monitoring_router
+from iinode.api.monitoring_common import MonitoringApp
 from iinode.errors import StorageError
 from iinode.monitoring.receiver import NodeLabels, ReportReceiver
 from monitoring.hierarchy_support import Hierarchy, app_for, build_hierarchy

@@ -12,7 +12,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from iinode.api.monitoring import MonitoringApp, monitoring_router
+from iinode.api.monitoring import monitoring_router
+from iinode.api.monitoring_common import MonitoringApp
 from iinode.identifiers import Prefix
 from iinode.monitoring import (
     Event,

@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from iinode.api.delegations import HandleAuthenticator, child_labels, delegated_children
-from iinode.api.monitoring import MonitoringApp
+from iinode.api.monitoring_common import MonitoringApp
 from iinode.api.rest_common import authenticate as authenticate_request
 from iinode.api.telemetry import TelemetryApp
 from iinode.connectivity.service import TelemetryService
