@@ -25,7 +25,7 @@ from iinode.codes import ResponseCode
 from iinode.errors import AuthenticationFailed, HandleError
 from iinode.identifiers import HandleName, HandleValue, IndexedHandle, UrlData
 from iinode.identifiers.wire import WireReader, WireWriter
-from iinode.node.auth import decode_public_key, encode_public_key
+from iinode.node.public_keys import decode_public_key, encode_public_key
 from iinode.node.server_keys import load_server_key
 from iinode.proto import (
     CredentialType,

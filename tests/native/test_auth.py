@@ -18,7 +18,7 @@ from iinode.identifiers import (
     UrlData,
 )
 from iinode.node import dsa_keys as dsa
-from iinode.node.auth import decode_public_key, encode_public_key
+from iinode.node.public_keys import decode_public_key, encode_public_key
 from iinode.proto import Credential, CredentialType, HandleBody, Message, OpCode, OpFlag
 from iinode.resolution.native_admin import NativeAdminClient, PublicKeyAuth, SecretKeyAuth
 from iinode.resolution.native_client import NativeClient

@@ -22,8 +22,8 @@ from iinode.codes import ResponseCode
 from iinode.identifiers import HandleName, HandleValue, UrlData, encode_record
 from iinode.node import challenges
 from iinode.node import dsa_keys as dsa
-from iinode.node.auth import verify_pubkey_answer
 from iinode.node.challenges import MemoryChallengeTable
+from iinode.node.public_keys import verify_pubkey_answer
 from iinode.node.seckey_answers import (
     answer_type_for,
     check_answer,

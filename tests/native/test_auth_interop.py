@@ -22,7 +22,7 @@ from iinode.identifiers import (
     SecKeyData,
     site_for,
 )
-from iinode.node.auth import encode_public_key
+from iinode.node.public_keys import encode_public_key
 from iinode.node.seckey_answers import ANSWER_TYPES, hashed_secret, seckey_answer
 from iinode.node.server_keys import load_server_key
 from iinode.node.service import HandleService

@@ -41,7 +41,8 @@ from iinode.identifiers import (
     UrlData,
     encode_record,
 )
-from iinode.node.auth import PUBKEY_AUTH, encode_public_key, pubkey_answer
+from iinode.node.auth import PUBKEY_AUTH
+from iinode.node.public_keys import encode_public_key, pubkey_answer
 from iinode.node.server_keys import load_server_key
 from iinode.node.service import HandleService
 from iinode.node.settings import NodeSettings, Role

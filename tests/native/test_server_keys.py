@@ -359,7 +359,7 @@ def _root_values(top: Node) -> list[HandleValue]:
 
 
 def _other_key() -> bytes:
-    from iinode.node.auth import encode_public_key
+    from iinode.node.public_keys import encode_public_key
 
     return encode_public_key(
         rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()

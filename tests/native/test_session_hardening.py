@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from iinode.codes import ResponseCode
 from iinode.identifiers import HandleName
-from iinode.node.auth import encode_public_key
 from iinode.node.challenges import CHALLENGES_FILE
+from iinode.node.public_keys import encode_public_key
 from iinode.node.settings import Role
 from iinode.proto import (
     Credential,

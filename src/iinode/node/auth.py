@@ -23,7 +23,8 @@ Two ways to prove an identity, one per front end:
   handle.  An identity whose handle lives on another node is checked there
   (``remote_verifier``: VERIFY_RESPONSE, set by the native front end).  For an
   HS_PUBKEY the answer is a signature (RSA PKCS#1 v1.5 or DSA, SHA-256) over
-  ``nonce || request digest``, checked against the key in the RFC 3651 encoding.
+  ``nonce || request digest``, checked against the key in the RFC 3651 encoding
+  (``node.public_keys``).
 
 ``check_seckey_answer`` is what a VERIFY_RESPONSE request asks of the node that
 holds the secret.  Every failure says the same thing whether the identity exists
@@ -45,11 +46,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
-from iinode.errors import AuthenticationFailed, HandleError, InvalidHandle, NotAuthorized
+from iinode.errors import AuthenticationFailed, InvalidHandle, NotAuthorized
 from iinode.identifiers import (
     AdminData,
     AdminPermission,
@@ -61,14 +58,14 @@ from iinode.identifiers import (
     SecKeyData,
     VListData,
 )
-from iinode.identifiers.wire import WireReader, WireWriter
-from iinode.node import dsa_keys as dsa
 from iinode.node.failure_counts import (
     CLIENT_SCOPE,
     NODE_SCOPE,
     FailureStore,
     SharedFailureLimiter,
 )
+from iinode.node.public_keys import decode_public_key, verify_pubkey_answer
+from iinode.node.public_keys import encode_public_key as encode_public_key  # bench imports it here
 from iinode.node.ratelimit import FailureCounter, FailureLimiter, FailureLimits, retry_text
 from iinode.node.seckey_answers import answer_type, check_answer, seckey_answer
 from iinode.node.secret_box import NodeSecrets
@@ -77,19 +74,12 @@ from iinode.proto import DigestAlgorithm
 
 _MAX_GROUP_DEPTH = 4
 
-#: Authentication types of a challenge answer (RFC 3652 s3.5.2).
 #: HS_SECKEY values one challenge answer is checked against (identity index 0 names
 #: all of a handle's).
 MAX_ANSWER_CANDIDATES = 4
+#: Authentication types of a challenge answer (RFC 3652 s3.5.2).
 SECKEY_AUTH = "HS_SECKEY"
 PUBKEY_AUTH = "HS_PUBKEY"
-#: Names of the public-key encodings of RFC 3651 (HS_PUBKEY data).
-RSA_KEY_TYPE = "RSA_PUB_KEY"
-DSA_KEY_TYPE = "DSA_PUB_KEY"
-SIGNATURE_HASH = "SHA-256"
-
-PublicKey = rsa.RSAPublicKey | dsa.DSAPublicKey
-PrivateKey = rsa.RSAPrivateKey | dsa.DSAPrivateKey
 
 #: Fetches a record (or None) by handle: the authoriser's only view of the store.
 RecordLookup = Callable[[HandleName], Awaitable[Record | None]]
@@ -100,92 +90,6 @@ RemoteVerify = Callable[[IndexedHandle, bytes, bytes, bytes, bool], Awaitable[bo
 #: Successful (identity, secret) checks of legacy SCRAM verifiers remembered, so a
 #: client repeating its HTTP Basic credentials does not pay a derivation per request.
 _VERIFIED_CACHE = 10_000
-
-
-def _int_bytes(n: int) -> bytes:
-    return n.to_bytes(max(1, (n.bit_length() + 8) // 8), "big")
-
-
-def encode_public_key(key: PublicKey) -> bytes:
-    """HS_PUBKEY data (RFC 3651): key type, 2 reserved octets, then the key's numbers."""
-    w = WireWriter()
-    if isinstance(key, rsa.RSAPublicKey):
-        n = key.public_numbers()
-        w.utf8(RSA_KEY_TYPE).u16(0).byte_string(_int_bytes(n.e)).byte_string(_int_bytes(n.n))
-    else:
-        d = key.public_numbers()
-        p = d.parameter_numbers
-        w.utf8(DSA_KEY_TYPE).u16(0)
-        for part in (p.q, p.p, p.g, d.y):
-            w.byte_string(_int_bytes(part))
-    return w.getvalue()
-
-
-def decode_public_key(raw: bytes) -> PublicKey:
-    """Read HS_PUBKEY data; raises ``AuthenticationFailed`` if it is not a usable key."""
-    try:
-        r = WireReader(raw)
-        kind = r.utf8("key type")
-        r.u16("key flags")
-        parts = [int.from_bytes(r.byte_string("key number"), "big") for _ in range(_PARTS[kind])]
-        # Handle.Net's ``Util.getBytesFromPublicKey`` sizes an RSA key for four length
-        # fields but writes three: its keys end with four zero octets.
-        if kind == RSA_KEY_TYPE and r.remaining == 4 and r.raw(4, "padding") != bytes(4):
-            raise AuthenticationFailed("octets after the RSA modulus")
-        r.expect_end("public key")
-        if kind == RSA_KEY_TYPE:
-            return rsa.RSAPublicNumbers(parts[0], parts[1]).public_key()
-        q, p, g, y = parts
-        return dsa.DSAPublicNumbers(y, dsa.DSAParameterNumbers(p, q, g)).public_key()
-    except KeyError:
-        raise AuthenticationFailed("unsupported public key type") from None
-    except (HandleError, ValueError) as exc:
-        raise AuthenticationFailed(f"unusable public key: {exc}") from None
-
-
-_PARTS = {RSA_KEY_TYPE: 2, DSA_KEY_TYPE: 4}
-
-
-def pubkey_answer(key: PrivateKey, nonce: bytes, request_digest: bytes) -> bytes:
-    """The answer to a challenge with an HS_PUBKEY: hash name, then the signature."""
-    data = nonce + request_digest
-    if isinstance(key, rsa.RSAPrivateKey):
-        signature = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-    else:
-        signature = key.sign(data, hashes.SHA256())
-    return WireWriter().utf8(SIGNATURE_HASH).byte_string(signature).getvalue()
-
-
-def verify_pubkey_answer(
-    key: PublicKey, nonce: bytes, request_digest: bytes, answer: bytes
-) -> bool:
-    try:
-        r = WireReader(answer)
-        algorithm = r.utf8("signature hash")
-        signature = r.byte_string("signature")
-        r.expect_end("signature")
-    except HandleError:
-        return False
-    digest = _SIGNATURE_HASHES.get(algorithm.upper().replace("-", ""))
-    if digest is None:
-        return False
-    data = nonce + request_digest
-    try:
-        if isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), digest())
-        else:
-            key.verify(signature, data, digest())
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
-#: Hashes of HS_PUBKEY answers: SHA-256, and SHA-1 as Handle.Net clients sign below 2.7
-#: (and with DSA below 2.11: ``Util.getDefaultSigId``), named ``SHA1`` or ``SHA-1``.
-_SIGNATURE_HASHES: dict[str, type[hashes.SHA256] | type[hashes.SHA1]] = {
-    "SHA256": hashes.SHA256,
-    "SHA1": hashes.SHA1,
-}
 
 
 @dataclass(frozen=True, slots=True)

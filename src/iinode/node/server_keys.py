@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from iinode.errors import ConfigurationError
-from iinode.node.auth import encode_public_key
+from iinode.node.public_keys import encode_public_key
 from iinode.node.secret_box import sync_dir
 
 #: File name of the private key inside the node's data directory.

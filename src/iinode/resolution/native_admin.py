@@ -43,13 +43,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from iinode.codes import ResponseCode
 from iinode.errors import HandleError, TransportError
 from iinode.identifiers import HandleName, HandleValue, IndexedHandle
-from iinode.node.auth import (
-    PUBKEY_AUTH,
-    SECKEY_AUTH,
-    PrivateKey,
-    encode_public_key,
-    pubkey_answer,
-)
+from iinode.node.auth import PUBKEY_AUTH, SECKEY_AUTH
+from iinode.node.public_keys import PrivateKey, encode_public_key, pubkey_answer
 from iinode.node.seckey_answers import answer_type_for, hashed_secret, seckey_answer
 from iinode.proto import (
     CLIENT_VERSION,

@@ -37,8 +37,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from iinode.codes import ResponseCode
 from iinode.errors import AuthenticationFailed, HandleError
 from iinode.identifiers import HandleName, IndexedHandle
-from iinode.node.auth import decode_public_key
 from iinode.node.challenges import ChallengeTable
+from iinode.node.public_keys import decode_public_key
 from iinode.node.service import HandleService
 from iinode.proto import (
     ChallengeAnswer,

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from iinode.errors import AuthenticationFailed
-from iinode.node.auth import PrivateKey, PublicKey, decode_public_key
+from iinode.node.public_keys import PrivateKey, PublicKey, decode_public_key
 from iinode.proto import Credential, CredentialType, Message
 
 #: The hash names of ``Common.HASH_ALG_*`` a signature may name.
