@@ -176,14 +176,18 @@ async def test_demo_prints_a_native_walk_that_works(tmp_path: Path) -> None:
 async def test_native_answers_follow_writes_over_rest(network: DemoNetwork) -> None:
     """A write through the REST API is seen at once by the node's native server."""
     top, ent = network.nodes["88"], network.nodes["88.118.8"]
-    name = HandleName.parse("88.118.8/P00000007")
+    # A record small enough for one UDP answer (a demo product, with its template
+    # attributes, is more than an unverified source gets over UDP).
+    name = HandleName.parse("88.118.8/NATIVE-1")
+    async with ent.client() as c:
+        await c.put(name, [HandleValue(1, "URL", UrlData(f"{ent.url}/products/NATIVE-1"))])
     root = [site_from_url(top.url, top.handle_port)]
     resolver = NativeResolver(root)
     try:
         # Asked twice: the second answer comes from the UDP fast path's cache.
         for _ in range(2):
             resolved = await resolver.resolve(name)
-            assert resolved.values[0].data == UrlData(f"{ent.url}/products/P00000007")
+            assert resolved.values[0].data == UrlData(f"{ent.url}/products/NATIVE-1")
         assert ent.native.counters.fast_hits >= 1
         async with ent.client() as c:
             await c.put(name, [HandleValue(1, "URL", UrlData("http://example.cn/recalled"))])

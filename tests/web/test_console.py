@@ -377,6 +377,49 @@ async def test_register_needs_sign_in_and_is_authorised_by_the_api(
     assert page.errors == []
 
 
+async def test_search_finds_products_by_words_and_attributes(
+    network: DemoNetwork, page: Page
+) -> None:
+    ent = network.nodes["88.118.8"].url
+    await page.open(f"{ent}/console/#/search", secret=None)
+    await page.page.fill("#search-q", "轴承")  # both bearings of every six parts
+    await page.page.click("#search-submit")
+    await page.page.wait_for_selector("#search-hits tbody tr")
+    hits = await page.page.eval_on_selector_all(
+        "#search-hits tbody tr td:first-child", "els => els.map(e => e.textContent)"
+    )
+    expected = [f"88.118.8/P{n:08d}" for n in range(20) if n % 6 in (0, 1)]
+    assert hits == expected
+    text = await _text(page, "#search-hits")
+    assert "深沟球轴承 deep groove ball bearing #0" in text
+    assert "GCr15" in text
+    assert "cost" not in text  # restricted: not shown to a visitor
+    await page.shot("search")
+    # Words and an attribute together; the template picked from the node's list.
+    await page.page.fill("#search-q", "bearing")
+    await page.page.fill("#search-attr", "model=30205")
+    await page.page.select_option("#search-template", "88.118.8/template/part/1")
+    await page.page.click("#search-submit")
+    await page.page.wait_for_function(
+        "document.querySelectorAll('#search-hits tbody tr').length === 4"
+    )
+    hits = await page.page.eval_on_selector_all(
+        "#search-hits tbody tr td:first-child", "els => els.map(e => e.textContent)"
+    )
+    assert hits == [f"88.118.8/P{n:08d}" for n in (1, 7, 13, 19)]  # the tapered roller bearings
+    # Pages of 20: the demo's products under a common word fill one page and continue.
+    await page.page.goto(f"{ent}/console/#/search?template=88.118.8/template/part/1")
+    await page.page.wait_for_selector("#search-next")
+    await page.page.click("#search-next")
+    await page.page.wait_for_selector("#search-none, #search-hits")
+    await page.page.fill("#search-q", "—")
+    await page.page.click("#search-submit")
+    await page.page.wait_for_selector("#search-error")
+    assert "no words" in await _text(page, "#search-error")
+    page.errors = [e for e in page.errors if "status of 400" not in e]  # the refusal itself
+    assert page.errors == []
+
+
 async def test_a_notice_is_issued_and_shows_acknowledgements(
     network: DemoNetwork, page: Page, browser: Any
 ) -> None:

@@ -46,6 +46,7 @@ from iinode.client import NodeClient
 from iinode.connectivity.service import TelemetryService
 from iinode.connectivity.sim_field import FieldSimulator
 from iinode.connectivity.sim_sparkplug import SparkplugSimulator
+from iinode.demo.catalogue import admin_of, part_template, product_values, template_handle
 from iinode.demo.topology import (
     DEFAULT_ENTERPRISES,
     DEFAULT_MACHINES,
@@ -64,7 +65,7 @@ from iinode.demo.topology import (
     ports_needed,
 )
 from iinode.errors import ConfigurationError, IinodeError
-from iinode.identifiers import HandleName, HandleValue, Permissions, Prefix, SecKeyData, UrlData
+from iinode.identifiers import HandleName, HandleValue, Permissions, Prefix, SecKeyData
 from iinode.monitoring.errors import MonitoringError
 from iinode.monitoring.notices import NoticeState
 from iinode.node.service import BulkRegistrar, site_from_url
@@ -274,12 +275,16 @@ class DemoNetwork:
                 "bulk-registering product identifiers", total=self.products * len(enterprises)
             )
             for node in enterprises:
-                registrar = BulkRegistrar(node.node.service)
+                service = node.node.service
                 prefix = node.spec.prefix
+                if await service.lookup(template_handle(prefix)) is None:  # a resumed run has it
+                    await service.templates.define(part_template(prefix), admin_of(prefix))
+                registrar = BulkRegistrar(service)
+                await registrar.load_templates()
                 rows = [
                     registrar.encode(
                         HandleName(prefix, f"P{n:08d}"),
-                        [HandleValue(1, "URL", UrlData(f"{node.url}/products/P{n:08d}"))],
+                        product_values(prefix, f"{node.url}/products/P{n:08d}", n),
                     )
                     for n in range(self.products)
                 ]

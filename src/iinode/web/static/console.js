@@ -1,6 +1,7 @@
 // The node's console: one page, views chosen by the hash and by the node's level.
 import { ApiError, call, credentials, forget, get, signIn } from "./api.js";
 import { History, legend, lineChart } from "./charts.js";
+import { searchView } from "./search.js";
 
 const POLL_MS = 2000;
 const TREND_S = 900; // the plant view's temperature chart: stored readings of the last 15 min
@@ -432,6 +433,7 @@ async function noticesView() {
 const VIEWS = {
   level: () => (state.node.role === "enterprise" ? plantView : state.node.role === "recursive" ? null : networkView),
   lookup: () => lookupView,
+  search: () => () => searchView(main, h),
   notices: () => noticesView,
 };
 // Views that redraw on every poll; the others keep what the user typed.
