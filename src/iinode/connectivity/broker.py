@@ -20,6 +20,8 @@ that need no loss across reconnects send a name.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 from dataclasses import dataclass
@@ -141,19 +143,38 @@ class EmbeddedBroker:
             },
         }
         self._broker = Broker(config)
+        #: start and stop in turn: a stop waits for a start under way.
+        self._turn = asyncio.Lock()
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
     async def start(self) -> None:
-        try:
-            await self._broker.start()
-        except Exception as exc:
-            raise TransportError(
-                f"embedded MQTT broker cannot listen on {self.host}:{self.port}: {exc}"
-            ) from exc
+        async with self._turn:
+            # Not cancelled half-way: amqtt would stay "starting" (its shutdown refuses
+            # that), and asyncio can leave a listening socket behind when a cancel
+            # lands inside create_server.  A start told to stop finishes, then undoes.
+            starting = asyncio.ensure_future(self._broker.start())
+            try:
+                await asyncio.shield(starting)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await starting
+                await self._shut_down()
+                raise
+            except Exception as exc:
+                raise TransportError(
+                    f"embedded MQTT broker cannot listen on {self.host}:{self.port}: {exc}"
+                ) from exc
 
     async def stop(self) -> None:
-        await self._broker.shutdown()
+        """Shut the broker down (after a start under way has finished); a broker that
+        never started has nothing to shut."""
+        async with self._turn:
+            await self._shut_down()
+
+    async def _shut_down(self) -> None:
+        if self._broker.transitions.state == "started":
+            await self._broker.shutdown()
 
     async def __aenter__(self) -> Self:
         await self.start()

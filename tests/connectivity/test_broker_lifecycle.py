@@ -1,0 +1,49 @@
+"""The embedded broker stopped at any point of its start-up: no error, no port left held."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from iinode.connectivity.broker import EmbeddedBroker
+from support import free_port
+
+
+def bindable(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+async def test_a_start_cancelled_at_any_step_stops_cleanly() -> None:
+    # amqtt's shutdown refuses a broker still "starting" (MachineError), which a
+    # signal during start-up left behind.
+    cancelled = 0
+    for steps in range(40):
+        port = free_port()
+        broker = EmbeddedBroker(port=port)
+        start = asyncio.create_task(broker.start())
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        start.cancel()
+        try:
+            await start
+        except asyncio.CancelledError:
+            cancelled += 1
+        await broker.stop()
+        assert bindable(port), f"port held after a start cancelled after {steps} steps"
+    assert cancelled > 0  # the loop did stop some starts half-way
+
+
+async def test_a_stop_during_start_waits_for_it_and_shuts_down() -> None:
+    port = free_port()
+    broker = EmbeddedBroker(port=port)
+    start = asyncio.create_task(broker.start())
+    await asyncio.sleep(0)
+    await broker.stop()  # while the start is under way
+    await start
+    assert bindable(port)
