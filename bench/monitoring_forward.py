@@ -61,7 +61,8 @@ def serve(role: str, port: int, data: Path, parent_port: int, batch: int) -> Non
     import uvicorn
     from fastapi import FastAPI
 
-    from iinode.api.monitoring import MonitoringApp, monitoring_router
+    from iinode.api.monitoring import monitoring_router
+    from iinode.api.monitoring_common import MonitoringApp
 
     async def main() -> None:
         if role == "bare":

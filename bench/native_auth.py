@@ -51,8 +51,8 @@ from iinode.identifiers import (
     UrlData,
     encode_record,
 )
-from iinode.node.auth import encode_public_key
 from iinode.node.changes import COUNTER_FILE, ChangeCounter
+from iinode.node.public_keys import encode_public_key
 from iinode.node.service import HandleService
 from iinode.node.settings import NodeSettings, Role
 from iinode.proto import DigestAlgorithm

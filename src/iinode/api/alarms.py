@@ -33,8 +33,8 @@ from iinode.monitoring.node import MonitoringNode
 from iinode.node.service import HandleService
 from iinode.node.settings import NodeSettings
 
-from .handles import authenticate
 from .kpi import KpiApp
+from .rest_common import authenticate
 from .telemetry import _AUTH_ERRORS, _error, _json, _refusal
 
 log = logging.getLogger(__name__)

@@ -41,9 +41,16 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from iinode.api.answer_cache import AnswerCache
-from iinode.api.rest_common import authenticate as authenticate  # also api/search.py's import
-from iinode.api.rest_common import bounded_message, clip, is_json, java_int, quoted, read_body
-from iinode.api.rest_common import json_response as json_response  # also api/search.py's import
+from iinode.api.rest_common import (
+    authenticate,
+    bounded_message,
+    clip,
+    is_json,
+    java_int,
+    json_response,
+    quoted,
+    read_body,
+)
 from iinode.codes import ResponseCode
 from iinode.errors import (
     InvalidHandle,

@@ -41,12 +41,12 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from iinode.api.monitoring_common import (
     AccessChecks,
     BodyTooLarge,
+    MonitoringApp,
     bounded_body,
     json_response,
     parse_json,
     too_large,
 )
-from iinode.api.monitoring_common import MonitoringApp as MonitoringApp  # bench imports it here
 from iinode.api.monitoring_notices import add_notice_routes
 from iinode.api.monitoring_reports import add_report_routes
 from iinode.monitoring.errors import EventInvalid, OutboxFull

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from iinode.api.handles import authenticate, json_response
+from iinode.api.rest_common import authenticate, json_response
 from iinode.errors import AuthenticationNeeded, InvalidHandle, ValueInvalid
 from iinode.identifiers import AdminPermission, HandleName, Prefix
 from iinode.node.oid import parse_oid

@@ -65,7 +65,6 @@ from iinode.node.failure_counts import (
     SharedFailureLimiter,
 )
 from iinode.node.public_keys import decode_public_key, verify_pubkey_answer
-from iinode.node.public_keys import encode_public_key as encode_public_key  # bench imports it here
 from iinode.node.ratelimit import FailureCounter, FailureLimiter, FailureLimits, retry_text
 from iinode.node.seckey_answers import answer_type, check_answer, seckey_answer
 from iinode.node.secret_box import NodeSecrets
