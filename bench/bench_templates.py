@@ -16,7 +16,10 @@ check and the attribute index cost.
 
 Search: a store of ``--search-rows`` validated identifiers (0: no search part) is
 filled (its load rate is reported), then each query kind is timed ``--queries`` times through
-``HandleStore.search`` (p50/p99 in ms): a unique attribute value (one hit), a
+``HandleStore.search`` (p50/p99 in ms, and p50 against the p50 of the store's point
+read of a record, ``HandleStore.get``, measured just before; a page of the prefix's
+listing, ``list_after``, is timed too: on SQLite it runs in the same reader thread as a
+search, while a point read runs on the event loop): a unique attribute value (one hit), a
 common value (first page of 100 of a third of the store), a page deep into it
 (keyset ``after``), two conditions, a URL (reverse lookup), and the template.
 """
@@ -200,6 +203,27 @@ async def search_latency(engine: str, rows: int, queries: int, keep: Path | None
                     (("template", TEMPLATE),), prefix=PREFIX, limit=100
                 ),
             }
+            reference = []  # the store's point read of a record: what a resolution costs
+            for _ in range(queries):
+                handle = f"{PREFIX}/P{rng.randrange(rows):010d}"
+                t0 = time.perf_counter()
+                assert await store.get(handle) is not None
+                reference.append((time.perf_counter() - t0) * 1000)
+            ref = statistics.median(reference)
+            print(
+                f"  {'reference: point read of a record':40s} p50 {ref:7.3f} ms  "
+                f"p99 {percentile(reference, 0.99):7.3f} ms"
+            )
+            listing = []  # a page of the prefix's listing: the reader thread's own floor
+            for _ in range(queries):
+                after = f"{PREFIX}/P{rng.randrange(rows):010d}"
+                t0 = time.perf_counter()
+                assert len(await store.list_after(PREFIX, after, limit=100)) == 100
+                listing.append((time.perf_counter() - t0) * 1000)
+            print(
+                f"  {'reference: a listing page of 100':40s} p50 "
+                f"{statistics.median(listing):7.3f} ms  p99 {percentile(listing, 0.99):7.3f} ms"
+            )
             for name, make in kinds.items():
                 samples = []
                 found = 0
@@ -209,9 +233,10 @@ async def search_latency(engine: str, rows: int, queries: int, keep: Path | None
                     found += len(await store.search(query))
                     samples.append((time.perf_counter() - t0) * 1000)
                 assert found > 0, name
+                p50 = statistics.median(samples)
                 print(
-                    f"  {name:40s} p50 {statistics.median(samples):7.3f} ms  "
-                    f"p99 {percentile(samples, 0.99):7.3f} ms  ({found / queries:.0f} hits/query)"
+                    f"  {name:40s} p50 {p50:7.3f} ms  p99 {percentile(samples, 0.99):7.3f} ms"
+                    f"  ({found / queries:.0f} hits/query, {p50 / ref:.1f}x a point read)"
                 )
         finally:
             await close_store(store)
