@@ -13,6 +13,9 @@ Who may connect and what they may do:
   device on the network can command another.  When no host client is named, a
   client connected over the loopback interface stands in for it.
 
+Every message a client published (and was acknowledged for) before it
+disconnects reaches the subscribers (``broker_delivery``).
+
 A client that gives a user name gets a persistent session: amqtt keeps QoS 1/2
 messages for disconnected clients only when they are not anonymous, so clients
 that need no loss across reconnects send a name.
@@ -28,11 +31,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from amqtt.broker import Broker
 from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
+from iinode.connectivity.broker_delivery import broker_class
 from iinode.errors import ConfigurationError, TransportError
 from iinode.node.settings import is_loopback
 
@@ -142,7 +145,7 @@ class EmbeddedBroker:
                 f"{__name__}.CommandAclPlugin": {"host_username": host_username},
             },
         }
-        self._broker = Broker(config)
+        self._broker = broker_class()(config)
         #: start and stop in turn: a stop waits for a start under way.
         self._turn = asyncio.Lock()
         for name in ("amqtt", "transitions"):
