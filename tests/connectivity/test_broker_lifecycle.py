@@ -79,3 +79,26 @@ async def test_every_acknowledged_message_reaches_subscribers_after_a_disconnect
 
         await asyncio.wait_for(take(), 20)
     assert received == list(range(count))  # all of them, in the order published
+
+
+async def test_the_subscription_table_is_walked_as_a_copy() -> None:
+    # amqtt walks its subscription table with awaits inside the walk (a target's topic
+    # check): a filter added or removed meanwhile (a client subscribing or leaving)
+    # raised "dictionary changed size during iteration" in the broadcast task, and that
+    # message was lost for the subscribers not yet reached.
+    from iinode.connectivity.broker_delivery import DeliveringBroker
+
+    broker = EmbeddedBroker(port=free_port())._broker  # constructed, not started
+    assert isinstance(broker, DeliveringBroker)
+    table = broker._subscriptions
+    table["a/#"] = []
+    table["b/#"] = []
+    walked = []
+    for name, _subscriptions in table.items():
+        walked.append(name)
+        table[f"new/{name}"] = []  # a client subscribes during the walk
+        table.pop("b/#", None)  # another leaves
+    assert walked == ["a/#", "b/#"]
+    for name in table:
+        del table[name]
+    assert table == {}

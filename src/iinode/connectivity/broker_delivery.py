@@ -1,4 +1,5 @@
-"""amqtt's broker, delivering everything a client published before it disconnected.
+"""amqtt's broker, delivering everything a client published before it disconnected, and
+every message while clients subscribe.
 
 amqtt acknowledges a QoS 1/2 PUBLISH when its protocol handler has queued the
 message for the broker, and the broker's per-client loop takes the queue one
@@ -11,11 +12,18 @@ flight and disconnects lost about half of a 50-message burst this way.
 calls: on a disconnect it first delivers the message being taken, then every
 message still queued, in order, and only then ends the session (so a will
 message comes after them).
+
+amqtt also walks its table of subscriptions with awaits inside the walk (each
+target's topic check, retained messages for a new session); a client
+subscribing to a new filter meanwhile changed the table under the walk, which
+raised and lost that message for every remaining subscriber.  The broker's
+table here hands out a copy of its keys and items to walk.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 from amqtt.broker import Broker
@@ -30,8 +38,23 @@ _BROKER_CALLS = (
 )
 
 
+class _WalkedCopy(dict[str, Any]):
+    """A dict whose keys and items are walked as a copy taken when the walk starts."""
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(super().keys()))
+
+    def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        return list(super().items())
+
+
 class DeliveringBroker(Broker):  # type: ignore[misc]
     """See the module docstring."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if isinstance(getattr(self, "_subscriptions", None), dict):
+            self._subscriptions = _WalkedCopy(self._subscriptions)  # type: ignore[has-type]
 
     async def _client_message_loop(self, session: Any, handler: Any) -> None:
         disconnect = asyncio.ensure_future(handler.wait_disconnect())
