@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
+
+from iinode.storage import HandleStore, MemoryStore, SQLiteStore
+from iinode.storage.postgres import PostgresStore
 
 SERVICES = {
     "postgres": ("127.0.0.1", 5432),
@@ -43,3 +50,26 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+#: The identifier store backends every store test runs on.
+STORE_KINDS = ("memory", "sqlite", "postgres")
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@asynccontextmanager
+async def empty_store(kind: str, tmp_path: Path) -> AsyncIterator[HandleStore]:
+    """An empty store of one backend (PostgreSQL: a table of its own, dropped after)."""
+    if kind == "memory":
+        s: HandleStore = MemoryStore()
+    elif kind == "sqlite":
+        s = SQLiteStore(tmp_path / "h.sqlite3")
+    else:
+        require_service("postgres")
+        s = await PostgresStore.open(PG_URL, table=f"t_{uuid.uuid4().hex[:12]}")
+    try:
+        yield s
+    finally:
+        if isinstance(s, PostgresStore):
+            await s.drop()
+        await s.close()

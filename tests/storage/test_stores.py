@@ -11,26 +11,15 @@ from pathlib import Path
 import pytest
 
 from iinode.errors import HandleAlreadyExists, StorageError, ValueInvalid
-from iinode.storage import HandlePage, HandleStore, MemoryStore, SQLiteStore
+from iinode.storage import HandlePage, HandleStore, SQLiteStore
 from iinode.storage.postgres import PostgresStore
-from support import require_service
+from support import STORE_KINDS, empty_store, require_service
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(params=STORE_KINDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[HandleStore]:
-    if request.param == "memory":
-        s: HandleStore = MemoryStore()
-    elif request.param == "sqlite":
-        s = SQLiteStore(tmp_path / "h.sqlite3")
-    else:
-        require_service("postgres")
-        table = f"t_{uuid.uuid4().hex[:12]}"
-        pg = await PostgresStore.open("postgresql://postgres@127.0.0.1:5432/test", table=table)
-        s = pg
-    yield s
-    if isinstance(s, PostgresStore):
-        await s.drop()
-    await s.close()
+    async with empty_store(request.param, tmp_path) as s:
+        yield s
 
 
 async def test_modify_creates_reads_and_deletes(store: HandleStore) -> None:

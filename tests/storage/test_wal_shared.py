@@ -7,14 +7,30 @@ import asyncio
 import multiprocessing as mp
 import sqlite3
 import time
+from collections.abc import Callable
 from multiprocessing.synchronize import Event
 from pathlib import Path
+from typing import Any
 
 from iinode.storage.sqlite import SQLiteStore
 from iinode.storage.wal import closing_in_turn, switch_to_wal
 
 ROUNDS = 30
 PROCESSES = 6
+
+
+def at_once(ctx: Any, target: Callable[..., None], path: Path, *more: object) -> None:
+    """Run ``target(path, go, *more)`` in ``PROCESSES`` processes that all wait for ``go``,
+    set once every one has started; each must exit 0."""
+    go = ctx.Event()
+    procs = [ctx.Process(target=target, args=(path, go, *more)) for _ in range(PROCESSES)]
+    for p in procs:
+        p.start()
+    time.sleep(0.1)
+    go.set()
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
 
 
 def _close_raw_in_turn(path: Path, go: Event) -> None:
@@ -37,15 +53,7 @@ def test_connections_closing_in_turn_leave_no_wal(tmp_path: Path) -> None:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE t (x)")
         db.close()
-        go = ctx.Event()
-        procs = [ctx.Process(target=_close_raw_in_turn, args=(path, go)) for _ in range(PROCESSES)]
-        for p in procs:
-            p.start()
-        time.sleep(0.1)
-        go.set()
-        for p in procs:
-            p.join(30)
-            assert p.exitcode == 0
+        at_once(ctx, _close_raw_in_turn, path)
         if path.with_name(path.name + "-wal").exists():
             left.append(n)
     assert left == []
@@ -127,17 +135,8 @@ def test_processes_opening_a_new_file_at_once_all_switch_it_to_wal(tmp_path: Pat
     failed = []
     for n in range(ROUNDS):
         path = tmp_path / f"o{n}.sqlite3"
-        go = ctx.Event()
         errors: mp.Queue[str] = ctx.Queue()
-        procs = [
-            ctx.Process(target=_open_new_file, args=(path, go, errors)) for _ in range(PROCESSES)
-        ]
-        for p in procs:
-            p.start()
-        time.sleep(0.05)
-        go.set()
-        answers = [errors.get(timeout=30) for _ in procs]
-        for p in procs:
-            p.join(30)
+        at_once(ctx, _open_new_file, path, errors)
+        answers = [errors.get(timeout=30) for _ in range(PROCESSES)]
         failed += [(n, a) for a in answers if a]
     assert failed == []

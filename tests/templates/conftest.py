@@ -4,7 +4,6 @@ a bearing template, and helpers to register identifiers against it."""
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,9 @@ import pytest
 from iinode.api.app import create_app
 from iinode.node.service import HandleService
 from iinode.node.settings import NodeSettings, Role
-from iinode.storage import HandleStore, MemoryStore, SQLiteStore
-from iinode.storage.postgres import PostgresStore
-from support import require_service
+from iinode.storage import HandleStore, SQLiteStore
+from support import STORE_KINDS, empty_store
 
-PG = "postgresql://postgres@127.0.0.1:5432/test"
 SECRET = "s3cret"
 ADMIN = ("300%3A0.NA/88.118.8", SECRET)
 TEMPLATE = "88.118.8/template/bearing/1"
@@ -98,17 +95,8 @@ async def register(
     return await client.put(f"/api/handles/{handle}", json=body, auth=auth)
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(params=STORE_KINDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[HandleStore]:
     """An empty store of each backend."""
-    if request.param == "memory":
-        s: HandleStore = MemoryStore()
-    elif request.param == "sqlite":
-        s = SQLiteStore(tmp_path / "h.sqlite3")
-    else:
-        require_service("postgres")
-        s = await PostgresStore.open(PG, table=f"t_{uuid.uuid4().hex[:12]}")
-    yield s
-    if isinstance(s, PostgresStore):
-        await s.drop()
-    await s.close()
+    async with empty_store(request.param, tmp_path) as s:
+        yield s
