@@ -216,7 +216,7 @@ async def search_latency(engine: str, rows: int, queries: int, keep: Path | None
             )
             listing = []  # a page of the prefix's listing: the reader thread's own floor
             for _ in range(queries):
-                after = f"{PREFIX}/P{rng.randrange(rows):010d}"
+                after = f"{PREFIX}/P{rng.randrange(max(rows - 200, 1)):010d}"
                 t0 = time.perf_counter()
                 assert len(await store.list_after(PREFIX, after, limit=100)) == 100
                 listing.append((time.perf_counter() - t0) * 1000)
