@@ -168,6 +168,30 @@ async def test_sqlite_drives_a_search_by_its_sparsest_term(tmp_path: Path) -> No
     await s.close()
 
 
+async def test_postgres_bulk_loads_refresh_the_planner_statistics() -> None:
+    require_service("postgres")
+    table = f"t_{uuid.uuid4().hex[:12]}"
+    pg = await PostgresStore.open(PG, table=table)
+    pg.analyze_after = 1500
+    try:
+
+        async def analysed() -> bool:
+            async with pg._pool.connection() as conn:  # ANALYZE writes pg_stats at once
+                cur = await conn.execute(
+                    "SELECT count(*) FROM pg_stats WHERE tablename = %s", (f"{table}_terms",)
+                )
+                row = await cur.fetchone()
+                return bool(row and row[0])
+
+        await pg.bulk_put([(f"88.1/{n:05d}", "88.1", record(n)) for n in range(1000)])
+        assert not await analysed()  # fewer rows than analyze_after: left to autovacuum
+        await pg.bulk_put([(f"88.1/{n:05d}", "88.1", record(n)) for n in range(1000, 2000)])
+        assert await analysed()
+    finally:
+        await pg.drop()
+        await pg.close()
+
+
 async def test_postgres_searches_use_the_term_index() -> None:
     require_service("postgres")
     from iinode.storage.search import search_sql
