@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from iinode.identifiers import HandleName, HandleValue, IndexedHandle, StringData, UrlData
+from iinode.identifiers import HandleName, HandleValue, StringData, UrlData
 from iinode.node.templates import Template
 from iinode.storage.search import TEMPLATE_LINK_INDEX, TEMPLATE_LINK_TYPE
 
@@ -56,11 +56,6 @@ def part_template(prefix: str) -> Template:
     return Template.from_json(definition(), prefix=prefix)
 
 
-def admin_of(prefix: str) -> IndexedHandle:
-    """The identity the template is defined as: the prefix's administrator."""
-    return IndexedHandle.parse(f"300:0.NA/{prefix}")
-
-
 def product_values(prefix: str, page: str, n: int) -> list[HandleValue]:
     """Product ``n``'s values: its page, the link, then the attributes at 2000 upward."""
     title, model, material = PARTS[n % len(PARTS)]
@@ -86,7 +81,6 @@ def product_values(prefix: str, page: str, n: int) -> list[HandleValue]:
 
 __all__ = [
     "PARTS",
-    "admin_of",
     "definition",
     "part_template",
     "product_values",

@@ -46,7 +46,7 @@ from iinode.client import NodeClient
 from iinode.connectivity.service import TelemetryService
 from iinode.connectivity.sim_field import FieldSimulator
 from iinode.connectivity.sim_sparkplug import SparkplugSimulator
-from iinode.demo.catalogue import admin_of, part_template, product_values, template_handle
+from iinode.demo.catalogue import part_template, product_values, template_handle
 from iinode.demo.topology import (
     DEFAULT_ENTERPRISES,
     DEFAULT_MACHINES,
@@ -65,7 +65,14 @@ from iinode.demo.topology import (
     ports_needed,
 )
 from iinode.errors import ConfigurationError, IinodeError
-from iinode.identifiers import HandleName, HandleValue, Permissions, Prefix, SecKeyData
+from iinode.identifiers import (
+    HandleName,
+    HandleValue,
+    IndexedHandle,
+    Permissions,
+    Prefix,
+    SecKeyData,
+)
 from iinode.monitoring.errors import MonitoringError
 from iinode.monitoring.notices import NoticeState
 from iinode.node.service import BulkRegistrar, site_from_url
@@ -278,7 +285,8 @@ class DemoNetwork:
                 service = node.node.service
                 prefix = node.spec.prefix
                 if await service.lookup(template_handle(prefix)) is None:  # a resumed run has it
-                    await service.templates.define(part_template(prefix), admin_of(prefix))
+                    admin = IndexedHandle.parse(service.settings.admin_identity or "")
+                    await service.templates.define(part_template(prefix), admin)
                 registrar = BulkRegistrar(service)
                 await registrar.load_templates()
                 rows = [

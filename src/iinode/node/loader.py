@@ -97,19 +97,19 @@ def _text_lines(path: Path, raw_lines: Iterable[bytes]) -> Iterator[str]:
 
 def _columns(
     path: Path, cols: list[str], key: int, template: TemplateColumns | None
-) -> list[tuple[int, int, str]]:
-    """(cell position, value index, value type) of every column but the handle."""
-    if template is None:
-        others = [(i, c) for i, c in enumerate(cols) if i != key]
-        return [(i, n, c) for n, (i, c) in enumerate(others, start=1)]
+) -> list[tuple[int, int, str, Callable[[str], ValueData]]]:
+    """(cell position, value index, value type, cell reader) of every column but the
+    handle: a template's attribute at its index, the others at 1, 2, … in order."""
+    indexes = {} if template is None else template.indexes
     out = []
     plain = 0
     for i, c in enumerate(cols):
         if i == key:
             continue
-        index = template.indexes.get(c)
+        index = indexes.get(c)
         if index is None:
-            if _ATTRIBUTE_NAME.fullmatch(c) and c.upper() not in VALUE_TYPES:
+            misspelt = _ATTRIBUTE_NAME.fullmatch(c) and c.upper() not in VALUE_TYPES
+            if template is not None and misspelt:
                 raise LoadError(
                     f"{path.name}: column {c!r} is not an attribute of {template.template} "
                     "(other columns name value types, such as URL or DESC)",
@@ -117,7 +117,7 @@ def _columns(
                 )
             plain += 1
             index = plain
-        out.append((i, index, c))
+        out.append((i, index, c, _reader(c)))
     return out
 
 
@@ -139,10 +139,7 @@ def _read_csv(path: Path, template: TemplateColumns | None) -> Iterator[Numbered
             raise LoadError(f"{path.name}: the first row must name a 'handle' column", line=1)
         cols = [h.strip() for h in header]
         key = [c.lower() for c in cols].index("handle")
-        columns = [
-            (i, index, vtype, _reader(vtype))
-            for i, index, vtype in _columns(path, cols, key, template)
-        ]
+        columns = _columns(path, cols, key, template)
         link = (
             []
             if template is None
